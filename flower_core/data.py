@@ -1,0 +1,181 @@
+"""Find a dataset laid out `<root>/<class>/<image>`, validate its photos and split it.
+
+Scanning decodes every candidate photo once so that unreadable files are reported up front,
+with their reason, instead of crashing a training run halfway through an epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from flower_core.errors import FlowerError, ImageError
+from flower_core.images import is_candidate_image, load_image
+
+DEFAULT_DATA_DIR = Path("data/flowers")
+# Validation decodes at a reduced JPEG scale: truncation is still detected, at a fraction of the cost.
+_VALIDATION_DRAFT_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The usable photos of a dataset folder, as paths relative to `root`, and what was skipped."""
+
+    root: Path
+    class_names: list[str]
+    files: list[str]
+    labels: list[int]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Number of usable photos per class, in label order."""
+        counts = dict.fromkeys(self.class_names, 0)
+        for label in self.labels:
+            counts[self.class_names[label]] += 1
+        return counts
+
+
+def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The dataset folder: `explicit`, else `FLOWER_DATA`, else `data/flowers`."""
+    return Path(explicit or os.environ.get("FLOWER_DATA") or DEFAULT_DATA_DIR)
+
+
+def list_candidates(root: str | os.PathLike) -> tuple[list[str], dict[str, list[str]]]:
+    """Class folder names (sorted) and each class's candidate image files, without decoding."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FlowerError(
+            f"dataset folder not found: {root}. Expected one sub-folder per class, "
+            "e.g. data/flowers/daisy/*.jpg"
+        )
+    class_names = sorted(
+        entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if len(class_names) < 2:
+        raise FlowerError(
+            f"dataset needs at least two class folders, found {len(class_names)} in {root}"
+        )
+    candidates = {}
+    for name in class_names:
+        paths = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_candidate_image(p))
+        candidates[name] = [p.relative_to(root).as_posix() for p in paths]
+    return class_names, candidates
+
+
+def _problem(path: Path) -> str | None:
+    try:
+        load_image(path, draft_size=_VALIDATION_DRAFT_SIZE)
+    except ImageError as error:
+        return str(error)
+    return None
+
+
+def scan_dataset(
+    root: str | os.PathLike,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Find and validate every photo under `root`.
+
+    Args:
+        root: folder with one sub-folder per class.
+        progress: called as `progress(done, total)` while photos are checked. Defaults to `None`.
+
+    Returns:
+        A `Dataset`; unreadable files are listed in `skipped` with their reason.
+
+    Raises:
+        FlowerError: the folder is missing, has fewer than two classes, or a class has no
+            readable photo.
+    """
+    root = Path(root)
+    class_names, candidates = list_candidates(root)
+    ordered = [(rel, label) for label, name in enumerate(class_names) for rel in candidates[name]]
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        problems = []
+        for done, problem in enumerate(pool.map(lambda item: _problem(root / item[0]), ordered), 1):
+            problems.append(problem)
+            if progress:
+                progress(done, len(ordered))
+    files, labels, skipped = [], [], []
+    for (rel, label), problem in zip(ordered, problems):
+        if problem is None:
+            files.append(rel)
+            labels.append(label)
+        else:
+            skipped.append((rel, problem))
+    dataset = Dataset(root, class_names, files, labels, skipped)
+    empty = [name for name, count in dataset.counts().items() if count == 0]
+    if empty:
+        raise FlowerError(f"class folder has no readable images: {', '.join(empty)} (in {root})")
+    return dataset
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """A short hash of relative paths, sizes and modification times of the usable photos."""
+    digest = hashlib.sha256()
+    for rel in dataset.files:
+        stat = (dataset.root / rel).stat()
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Split:
+    """File lists (relative to the dataset root) of the train, validation and test parts."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    seed: int
+
+    def to_json(self) -> dict:
+        return {"seed": self.seed, "train": self.train, "val": self.val, "test": self.test}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Split":
+        return cls(list(data["train"]), list(data["val"]), list(data["test"]), int(data["seed"]))
+
+
+def split_dataset(
+    dataset: Dataset, *, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
+) -> Split:
+    """Stratified, seeded split: each class is shuffled and cut in the same proportions.
+
+    The same files and seed always give the same split, whatever order the files were found in.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise FlowerError(
+            "val and test fractions must be in [0, 1) and sum to less than 1. "
+            f"Received: val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for rel, label in zip(dataset.files, dataset.labels):
+        by_class[label].append(rel)
+    parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for label in sorted(by_class):
+        files = sorted(by_class[label])
+        random.Random(f"{seed}:{dataset.class_names[label]}").shuffle(files)
+        n_test = round(len(files) * test_fraction)
+        n_val = round(len(files) * val_fraction)
+        parts["test"] += files[:n_test]
+        parts["val"] += files[n_test : n_test + n_val]
+        parts["train"] += files[n_test + n_val :]
+    return Split(sorted(parts["train"]), sorted(parts["val"]), sorted(parts["test"]), seed)
+
+
+def labels_for(files: list[str], class_names: list[str]) -> list[int]:
+    """Labels of relative paths `<class>/<file>`, by the class folder's name."""
+    index = {name: i for i, name in enumerate(class_names)}
+    try:
+        return [index[rel.split("/", 1)[0]] for rel in files]
+    except KeyError as error:
+        raise FlowerError(
+            f"class {error} is not one of the model's classes: {', '.join(class_names)}"
+        ) from None

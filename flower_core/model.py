@@ -1,0 +1,154 @@
+"""The transfer model: raw pixels -> augmentation -> preprocessing -> backbone -> dense head.
+
+Everything the model needs to turn 0-255 pixels into probabilities lives inside it, so a saved
+`model.keras` predicts correctly with no outside preprocessing. The backbone is built flat on
+the preprocessed tensor, so Grad-CAM can take gradients at any of its layers. The same head
+layers also form `head_model`, which trains on cached backbone features with shared weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from flower_core.backbones import build_backbone, get_backbone
+from flower_core.config import TrainConfig
+
+AUGMENT_LAYER_PREFIX = "augment_"
+HEAD_POOL = "head_pool"
+PREDICTIONS = "predictions"
+
+# Per-channel means that VGG16 and ResNet50 subtract, in RGB order ("caffe" mode).
+_CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+@keras.saving.register_keras_serializable(package="flower_core")
+class Preprocess(layers.Layer):
+    """Map 0-255 RGB pixels to what the backbone expects.
+
+    Modes: `rescale` (x / 255, the study's first runs), `caffe` (RGB -> BGR and ImageNet mean
+    subtraction, for VGG16 and ResNet50), `tf` (scale to [-1, 1], MobileNets), `none`
+    (EfficientNet normalises inside).
+    """
+
+    MODES = ("rescale", "caffe", "tf", "none")
+
+    def __init__(self, mode: str = "rescale", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}. Received: mode={mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, "float32")
+        if self.mode == "rescale":
+            return x / 255.0
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            return keras.ops.flip(x - keras.ops.array(_CAFFE_MEAN_RGB), axis=-1)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def preprocessing_mode(config: TrainConfig) -> str:
+    """The `Preprocess` mode for a config: /255, or the backbone's own ImageNet preprocessing."""
+    if config.preprocessing == "rescale":
+        return "rescale"
+    return get_backbone(config.backbone).imagenet_preprocessing
+
+
+def augmentation_layers(seed: int) -> list[layers.Layer]:
+    """The study's augmentation (shear 0.2, zoom 0.2, rotation 10 degrees, horizontal flip)."""
+    return [
+        layers.RandomFlip("horizontal", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}flip"),
+        layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}rotation"),
+        layers.RandomZoom(0.2, fill_mode="nearest", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}zoom"),
+        layers.RandomShear(0.2, 0.0, fill_mode="nearest", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}shear"),
+    ]
+
+
+def head_layers(config: TrainConfig, num_classes: int) -> list[layers.Layer]:
+    """Dense layers with optional batch-norm and dropout, then the softmax; all named."""
+    stack = []
+    for i, units in enumerate(config.dense_units, 1):
+        stack.append(layers.Dense(units, name=f"head_dense{i}"))
+        if config.batchnorm:
+            stack.append(layers.BatchNormalization(name=f"head_bn{i}"))
+        stack.append(layers.Activation("relu", name=f"head_relu{i}"))
+        if config.dropout:
+            stack.append(layers.Dropout(config.dropout, seed=config.seed, name=f"head_dropout{i}"))
+    stack.append(layers.Dense(num_classes, activation="softmax", name=PREDICTIONS))
+    return stack
+
+
+@dataclass
+class Classifier:
+    """The full model and its two halves, which share weights with it."""
+
+    model: keras.Model
+    feature_model: keras.Model
+    head_model: keras.Model
+    backbone_layers: list[str]
+    augmentation: list[layers.Layer]
+
+
+def _apply(stack: list[layers.Layer], x):
+    for layer in stack:
+        x = layer(x)
+    return x
+
+
+def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
+    """Build the model for `config` with a frozen backbone.
+
+    Returns:
+        A `Classifier`: `model` maps uint8-range pixels (batch, size, size, 3) to class
+        probabilities; `feature_model` maps the same pixels to pooled backbone features (no
+        augmentation); `head_model` maps those features to probabilities.
+    """
+    keras.utils.set_random_seed(config.seed)
+    size = config.image_size
+    inputs = keras.Input((size, size, 3), name="pixels")
+    augmentation = augmentation_layers(config.seed) if config.augment else []
+    augmented = _apply(augmentation, inputs)
+    preprocessor = Preprocess(preprocessing_mode(config), name="preprocess")
+    backbone = build_backbone(config.backbone, config.weights, preprocessor(augmented), size)
+    backbone.trainable = False
+    pool_cls = layers.GlobalMaxPooling2D if config.pooling == "max" else layers.GlobalAveragePooling2D
+    pool = pool_cls(name=HEAD_POOL)
+    features = pool(backbone.output)
+    head = head_layers(config, num_classes)
+    model = keras.Model(inputs, _apply(head, features), name=f"{config.backbone}_classifier")
+    # Augmentation layers are the identity outside training, so this path sees clean photos.
+    feature_model = keras.Model(inputs, features, name="features")
+    feature_input = keras.Input((features.shape[-1],), name="features")
+    head_model = keras.Model(feature_input, _apply(head, feature_input), name="head")
+    not_backbone = {inputs.name, preprocessor.name, *(layer.name for layer in augmentation)}
+    backbone_layers = [layer.name for layer in backbone.layers if layer.name not in not_backbone]
+    return Classifier(model, feature_model, head_model, backbone_layers, augmentation)
+
+
+def set_fine_tuning(model: keras.Model, backbone_name: str, blocks: int) -> list[str]:
+    """Unfreeze the last `blocks` blocks of the backbone; batch-norm stays frozen.
+
+    Returns:
+        The names of the layers made trainable.
+    """
+    backbone = get_backbone(backbone_name)
+    keyed = [(backbone.block_of(layer.name), layer) for layer in model.layers]
+    keys = sorted({key for key, _ in keyed if key is not None})
+    chosen = set(keys[-blocks:]) if blocks else set()
+    unfrozen = []
+    for key, layer in keyed:
+        if key is None:
+            continue
+        trainable = key in chosen and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = trainable
+        if trainable and layer.weights:
+            unfrozen.append(layer.name)
+    return unfrozen
