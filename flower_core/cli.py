@@ -67,13 +67,14 @@ def _cmd_train(args) -> None:
     from flower_core.runs import read_json, read_status
 
     status = read_status(run_dir)
+    if status.get("state") == "failed":
+        raise FlowerError(f"{status.get('message', 'training failed')} (run {run_dir.name})")
     metrics = read_json(run_dir / "metrics.json", default={}) or {}
     payload = {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status.get("state"),
                "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss")}
-    _emit(args, payload, f"run {run_dir.name}: {status.get('state')}, test accuracy "
-          f"{metrics.get('test_accuracy', float('nan')):.4f} ({run_dir})")
-    if status.get("state") == "failed":
-        raise FlowerError(status.get("message", "training failed"))
+    accuracy = metrics.get("test_accuracy")
+    summary = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test metrics"
+    _emit(args, payload, f"run {run_dir.name}: {status.get('state')}, {summary} ({run_dir})")
 
 
 def _cmd_runs(args) -> None:

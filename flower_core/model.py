@@ -62,6 +62,11 @@ def preprocessing_mode(config: TrainConfig) -> str:
     return get_backbone(config.backbone).imagenet_preprocessing
 
 
+def trains_from_scratch(config: TrainConfig) -> bool:
+    """True for random-init weights: the no-transfer baseline trains the whole network."""
+    return config.weights == "none"
+
+
 def augmentation_layers(seed: int) -> list[layers.Layer]:
     """The study's augmentation (shear 0.2, zoom 0.2, rotation 10 degrees, horizontal flip)."""
     return [
@@ -104,7 +109,7 @@ def _apply(stack: list[layers.Layer], x):
 
 
 def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
-    """Build the model for `config` with a frozen backbone.
+    """Build the model for `config`, with the backbone frozen unless it starts from random weights.
 
     Returns:
         A `Classifier`: `model` maps uint8-range pixels (batch, size, size, 3) to class
@@ -118,7 +123,8 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     augmented = _apply(augmentation, inputs)
     preprocessor = Preprocess(preprocessing_mode(config), name="preprocess")
     backbone = build_backbone(config.backbone, config.weights, preprocessor(augmented), size)
-    backbone.trainable = False
+    # A random backbone only helps if it learns: with `weights="none"` it trains from scratch.
+    backbone.trainable = trains_from_scratch(config)
     pool_cls = layers.GlobalMaxPooling2D if config.pooling == "max" else layers.GlobalAveragePooling2D
     pool = pool_cls(name=HEAD_POOL)
     features = pool(backbone.output)

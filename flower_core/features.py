@@ -1,0 +1,161 @@
+"""An on-disk cache of frozen-backbone features, so the head trains in seconds instead of hours.
+
+A frozen backbone maps the same photo to the same features every epoch, so they are computed
+once per (dataset fingerprint, backbone, weights, image size, preprocessing, pooling) and kept
+as memory-mapped `.npy` files. With augmentation, K augmented views of each training photo are
+computed once and one view is drawn per epoch. Entries are built in a private temp folder and
+renamed into place, so two processes may build or read the same entry at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from flower_core.config import TrainConfig
+from flower_core.model import augmentation_layers, preprocessing_mode
+from flower_core.pipeline import image_dataset
+
+DEFAULT_CACHE_DIR = Path(".cache/features")
+FEATURES_FILE = "features.npy"
+INDEX_FILE = "index.json"
+StageReporter = Callable[[int, int], None]
+
+
+def resolve_cache_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The cache folder: `explicit`, else `FLOWER_CACHE`, else `.cache/features`."""
+    return Path(explicit or os.environ.get("FLOWER_CACHE") or DEFAULT_CACHE_DIR)
+
+
+def _weights_identity(config: TrainConfig) -> str:
+    if config.weights == "none":
+        return f"random-init-seed{config.seed}"
+    if config.weights == "imagenet":
+        return "imagenet"
+    stat = Path(config.weights).stat()
+    return f"{Path(config.weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: int = 0) -> str:
+    """A hash of everything that changes the features; `views > 0` keys augmented views."""
+    parts = {
+        "fingerprint": fingerprint,
+        "backbone": config.backbone,
+        "weights": _weights_identity(config),
+        "image_size": config.image_size,
+        "preprocessing": preprocessing_mode(config),
+        "pooling": config.pooling,
+        "files": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+        "views": views,
+        "augment_seed": config.seed if views else None,
+        "keras": keras.__version__,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _extract(feature_model, root, files, config, augment, progress, done_before, total):
+    """Features of `files`, batch by batch, optionally through the augmentation layers."""
+    dataset = image_dataset(root, files, None, image_size=config.image_size, batch_size=32)
+    out = []
+    for batch in dataset:
+        if augment is not None:
+            batch = augment(batch, training=True)
+        out.append(feature_model(batch, training=False).numpy())
+        if progress:
+            progress(done_before + sum(len(o) for o in out), total)
+    return np.concatenate(out).astype("float32")
+
+
+class FeatureCache:
+    """Get or build cached features for a list of files (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = resolve_cache_root(root)
+
+    def entry(self, key: str) -> Path:
+        return self.root / key
+
+    def load(self, key: str) -> np.ndarray | None:
+        """The cached array (memory-mapped, read-only) or `None` on a miss."""
+        path = self.entry(key) / FEATURES_FILE
+        if not path.is_file():
+            return None
+        return np.load(path, mmap_mode="r")
+
+    def get_or_build(self, key, build: Callable[[], np.ndarray], meta: dict) -> tuple[np.ndarray, bool]:
+        """Return `(array, hit)`; on a miss, build it and publish it atomically."""
+        cached = self.load(key)
+        if cached is not None:
+            return cached, True
+        array = build()
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}."))
+        try:
+            np.save(staging / FEATURES_FILE, array)
+            (staging / INDEX_FILE).write_text(json.dumps(meta))
+            os.rename(staging, self.entry(key))
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if self.load(key) is None:
+                raise
+        return self.load(key), False
+
+    def size_bytes(self) -> int:
+        if not self.root.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def entries(self) -> list[dict]:
+        """What is cached, for the app: key, description and size of each entry."""
+        rows = []
+        for entry in sorted(self.root.glob("*")) if self.root.is_dir() else []:
+            if entry.name.startswith(".") or not (entry / INDEX_FILE).is_file():
+                continue
+            meta = json.loads((entry / INDEX_FILE).read_text())
+            size = sum(p.stat().st_size for p in entry.iterdir())
+            rows.append({"key": entry.name, **meta, "bytes": size})
+        return rows
+
+    def clear(self) -> int:
+        """Delete every entry; returns the bytes freed."""
+        freed = self.size_bytes()
+        if self.root.is_dir():
+            shutil.rmtree(self.root)
+        return freed
+
+
+def cached_features(cache, feature_model, config, root, files, fingerprint, progress=None):
+    """Clean features of `files` (rows in `files` order) and whether the cache had them."""
+    key = cache_key(config, fingerprint, files)
+    meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
+            "kind": "clean", "preprocessing": preprocessing_mode(config)}
+    return cache.get_or_build(
+        key, lambda: _extract(feature_model, root, files, config, None, progress, 0, len(files)), meta
+    )
+
+
+def cached_views(cache, feature_model, config, root, files, fingerprint, progress=None):
+    """`config.augment_views` augmented views of each file: shape (views, len(files), dim)."""
+    views = config.augment_views
+    key = cache_key(config, fingerprint, files, views=views)
+    meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
+            "kind": f"{views} augmented views", "preprocessing": preprocessing_mode(config)}
+
+    def build():
+        keras.utils.set_random_seed(config.seed)
+        augment = keras.Sequential(augmentation_layers(config.seed), name="view_augmentation")
+        total = views * len(files)
+        return np.stack([
+            _extract(feature_model, root, files, config, augment, progress, v * len(files), total)
+            for v in range(views)
+        ])
+
+    return cache.get_or_build(key, build, meta)

@@ -1,0 +1,135 @@
+"""Background training for the app: a queue of runs per runs folder and one worker process.
+
+Pressing Train creates a `queued` run folder and makes sure a worker process (started in its own
+session, so it outlives Streamlit reruns and browser tabs) is running. The worker holds an
+exclusive lock on the runs folder, so at most one job trains at a time, and trains queued runs
+oldest first. The app follows a job by reading its run folder, like any other process could.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from flower_core.config import TrainConfig
+from flower_core.runs import (
+    CONFIG,
+    STATUS,
+    RunStore,
+    cancel_requested,
+    now_iso,
+    read_json,
+    read_status,
+    request_cancel,
+    write_json,
+)
+
+LOCK_FILE = ".worker.lock"
+LOG_FILE = ".worker.log"
+
+
+@contextmanager
+def _exclusive(root: Path, blocking: bool):
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def worker_active(runs_root=None) -> bool:
+    """True while a worker process holds the runs folder's lock."""
+    with _exclusive(RunStore(runs_root).root, blocking=False) as acquired:
+        return not acquired
+
+
+def queued_runs(runs_root=None) -> list[Path]:
+    """Runs waiting to train, in the order they will run (oldest first)."""
+    store = RunStore(runs_root)
+    waiting = [d for d in store.run_dirs() if read_status(d).get("state") == "queued"]
+    return sorted(waiting, key=lambda d: (read_json(d / STATUS, {}).get("queued", ""), d.name))
+
+
+def submit(config: TrainConfig, data_root, runs_root=None) -> Path:
+    """Queue a training run and make sure a worker will train it; returns at once."""
+    config.validate()
+    store = RunStore(runs_root)
+    run_dir = store.create({**config.to_json(), "data_root": str(Path(data_root).resolve())},
+                           config.preset, config.backbone)
+    start_worker(store.root)
+    return run_dir
+
+
+def start_worker(runs_root=None) -> None:
+    """Start a detached worker unless one is already training in this runs folder."""
+    root = RunStore(runs_root).root
+    if worker_active(root):
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOG_FILE, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "flower_core", "worker", "--runs", str(root.resolve())],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            cwd=os.getcwd(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+
+
+def cancel(run_dir: Path) -> None:
+    """Cancel a queued run at once, or ask a running one to stop within one batch."""
+    run_dir = Path(run_dir)
+    with _exclusive(run_dir.parent, blocking=False) as no_worker:
+        state = read_status(run_dir).get("state")
+        if state == "queued" and no_worker:
+            _mark_cancelled(run_dir)
+            return
+    request_cancel(run_dir)
+
+
+def _mark_cancelled(run_dir: Path) -> None:
+    status = read_json(run_dir / STATUS, {})
+    write_json(run_dir / STATUS, {**status, "state": "cancelled", "finished": now_iso(),
+                                  "message": "cancelled before it started"})
+
+
+def run_worker(runs_root=None) -> int:
+    """Train queued runs one at a time until none is left; returns how many it trained."""
+    from flower_core.train import run_training
+
+    root = RunStore(runs_root).root
+    trained = 0
+    with _exclusive(root, blocking=False) as acquired:
+        if not acquired:
+            return 0
+        while waiting := queued_runs(root):
+            run_dir = waiting[0]
+            if cancel_requested(run_dir):
+                _mark_cancelled(run_dir)
+                continue
+            run_training(run_dir)
+            trained += 1
+            _reset_keras()
+    if queued_runs(root):
+        trained += run_worker(root)
+    return trained
+
+
+def _reset_keras() -> None:
+    import keras
+
+    keras.backend.clear_session()
+
+
+def describe_run(run_dir: Path) -> dict:
+    """Config and status of a job, for the app's queue display."""
+    return {"run_id": Path(run_dir).name, "config": read_json(Path(run_dir) / CONFIG, {}),
+            "status": read_status(run_dir)}

@@ -1,0 +1,172 @@
+"""Progress, logging, cancel and best-model keeping as Keras callbacks that report to a function.
+
+The caller hands in a reporter (`reporter(event: dict)`): the CLI prints a bar, the app's job
+writes nothing more because the run folder itself is the channel (`status.json` heartbeat
+during the epoch, `history.jsonl` at each epoch's end), which any other process can follow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from flower_core.runs import HISTORY, STATUS, append_jsonl, cancel_requested, now_iso, read_json, write_json
+
+Reporter = Callable[[dict], None]
+HEARTBEAT_INTERVAL_S = 1.0
+
+
+def update_status(run_dir: Path, **fields) -> dict:
+    """Merge `fields` into `status.json` with a fresh heartbeat, atomically."""
+    status = read_json(Path(run_dir) / STATUS, default={}) or {}
+    status.update(fields, heartbeat=time.time(), pid=os.getpid(), host=os.uname().nodename)
+    write_json(Path(run_dir) / STATUS, status)
+    return status
+
+
+def _learning_rate(model: keras.Model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class RunProgress(keras.callbacks.Callback):
+    """Reports every batch and epoch, logs finished epochs, and stops on a cancel request.
+
+    Args:
+        run_dir: the run folder to write `status.json` and `history.jsonl` into.
+        reporter: called with each progress event. Defaults to `None`.
+        total_epochs: epochs across all phases, for the overall progress. Defaults to `None`.
+        epoch_offset: epochs already done in earlier phases. Defaults to `0`.
+        phase: `"head"` or `"fine-tune"`, shown in events. Defaults to `"head"`.
+    """
+
+    def __init__(self, run_dir, reporter: Reporter | None = None, total_epochs=None,
+                 epoch_offset=0, phase="head"):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.reporter = reporter
+        self.total_epochs = total_epochs
+        self.epoch_offset = epoch_offset
+        self.phase = phase
+
+    def on_train_begin(self, logs=None):
+        self.cancelled = False
+        self.batches = self.params.get("steps")
+        self.epochs = self.total_epochs or self.params.get("epochs")
+        self.started = time.time()
+        self._last_beat = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_in_phase = epoch
+        self.epoch_started = time.time()
+
+    def _event(self, kind: str, logs: dict, batch: int | None = None) -> dict:
+        """A progress event; ETA assumes the remaining epochs take as long as the ones so far."""
+        elapsed = time.time() - self.started
+        fraction = (batch + 1) / self.batches if batch is not None and self.batches else 1.0
+        done = self.epoch_in_phase + fraction
+        overall = self.epoch_offset + self.epoch_in_phase
+        eta = elapsed / done * max(self.epochs - self.epoch_offset - done, 0)
+        return {"kind": kind, "phase": self.phase, "epoch": overall + 1, "epochs": self.epochs,
+                "batch": None if batch is None else batch + 1, "batches": self.batches,
+                "loss": _float(logs.get("loss")), "accuracy": _float(logs.get("accuracy")),
+                "lr": _learning_rate(self.model), "elapsed": round(elapsed, 2), "eta": round(eta, 1)}
+
+    def on_train_batch_end(self, batch, logs=None):
+        event = self._event("batch", logs or {}, batch)
+        if self.reporter:
+            self.reporter(event)
+        if time.time() - self._last_beat >= HEARTBEAT_INTERVAL_S:
+            self._last_beat = time.time()
+            update_status(self.run_dir, state="running", epoch=event["epoch"] - 1, epochs=self.epochs,
+                          batch=batch + 1, batches=self.batches, phase=self.phase, eta=event["eta"],
+                          message=f"{self.phase}: epoch {event['epoch']}/{self.epochs}")
+        if cancel_requested(self.run_dir):
+            self.cancelled = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        overall = self.epoch_offset + epoch
+        record = {"epoch": overall + 1, "phase": self.phase,
+                  **{k: _float(logs.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                  "lr": _learning_rate(self.model), "seconds": round(time.time() - self.epoch_started, 2)}
+        if not self.cancelled:
+            append_jsonl(self.run_dir / HISTORY, record)
+        update_status(self.run_dir, state="running", epoch=overall + 1, epochs=self.epochs,
+                      phase=self.phase, message=f"{self.phase}: finished epoch {overall + 1}/{self.epochs}")
+        if self.reporter:
+            self.reporter({**self._event("epoch", logs), **record})
+
+
+class BestModelKeeper(keras.callbacks.Callback):
+    """Keep the weights with the lowest `val_loss`, save the full model atomically when it improves,
+    and restore those weights when training ends (also after a cancel).
+
+    Args:
+        save_model: the model to save; may differ from the one being fitted (the full model while
+            its head trains on cached features).
+        path: where to write the `.keras` file.
+    """
+
+    def __init__(self, save_model: keras.Model, path: Path, best: float = np.inf):
+        super().__init__()
+        self.save_model = save_model
+        self.path = Path(path)
+        self.initial_best = best
+
+    def on_train_begin(self, logs=None):
+        self.best = self.initial_best
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        val_loss = (logs or {}).get("val_loss")
+        if val_loss is None or not np.isfinite(val_loss) or val_loss >= self.best:
+            return
+        self.best = float(val_loss)
+        self.best_weights = self.model.get_weights()
+        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
+        self.save_model.save(tmp)
+        os.replace(tmp, self.path)
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def _float(value):
+    return None if value is None else round(float(value), 6)
+
+
+class TerminalReporter:
+    """A one-line progress bar on stderr for the CLI, with an epoch summary line per epoch."""
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.width = width
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("kind")
+        if kind == "batch" and event.get("batches"):
+            done = event["batch"] / event["batches"]
+            bar = "#" * int(done * self.width)
+            self.stream.write(
+                f"\r{event['phase']} epoch {event['epoch']}/{event['epochs']} [{bar:<{self.width}}] "
+                f"{event['batch']}/{event['batches']} loss {event['loss']:.4f} "
+                f"acc {event['accuracy']:.4f} eta {event['eta']:.0f}s "
+            )
+        elif kind == "epoch":
+            self.stream.write(
+                f"\r{event['phase']} epoch {event['epoch']}/{event['epochs']}: loss {event['loss']:.4f} "
+                f"acc {event['accuracy']:.4f} val_loss {event.get('val_loss') or float('nan'):.4f} "
+                f"val_acc {event.get('val_accuracy') or float('nan'):.4f} ({event['seconds']:.1f}s)"
+                + " " * 10 + "\n"
+            )
+        elif kind == "stage":
+            self.stream.write(f"\r{event['message']}" + " " * 10 + ("\n" if event.get("done") else ""))
+        self.stream.flush()

@@ -1,0 +1,240 @@
+"""Train a run: scan and split the data, fit the head (on cached features when the backbone is
+frozen), optionally fine-tune the top blocks, evaluate on the unseen test split.
+
+Every step writes to the run folder, so a run can be followed live from another process, and a
+run that fails, is cancelled or is killed always leaves a readable folder.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from flower_core.config import TrainConfig
+from flower_core.data import Dataset, Split, fingerprint, labels_for, scan_dataset, split_dataset
+from flower_core.errors import FlowerError
+from flower_core.features import FeatureCache, cached_features, cached_views
+from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
+from flower_core.pipeline import image_dataset
+from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
+from flower_core.runs import (
+    CONFIG,
+    METRICS,
+    MODEL,
+    SPLIT,
+    RunStore,
+    cancel_requested,
+    now_iso,
+    read_json,
+    request_cancel,
+    write_json,
+)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def train_new_run(config: TrainConfig, data_root, runs_root=None, *, reporter: Reporter | None = None,
+                  split_file=None) -> Path:
+    """Create a run folder for `config` and train it in this process; returns the folder."""
+    config.validate()
+    run_dir = RunStore(runs_root).create(
+        {**config.to_json(), "data_root": str(Path(data_root).resolve()),
+         "split_file": str(Path(split_file).resolve()) if split_file else None},
+        config.preset, config.backbone)
+    run_training(run_dir, reporter=reporter)
+    return run_dir
+
+
+def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
+    """Train the queued run in `run_dir`; returns its final state (done, cancelled or failed)."""
+    run_dir = Path(run_dir)
+    stored = read_json(run_dir / CONFIG)
+    config = TrainConfig.from_json(stored)
+    update_status(run_dir, state="running", started=now_iso(), message="scanning the dataset")
+    previous = signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
+    try:
+        _train(run_dir, config, stored, reporter)
+        state, message = "done", "finished"
+    except _Cancelled:
+        state, message = "cancelled", "cancelled by request; the best model so far is kept"
+    except FlowerError as error:
+        state, message = "failed", str(error)
+    except Exception as error:  # a bug or a resource problem: keep the run readable and say why
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        state, message = "failed", f"{type(error).__name__}: {error}"
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    update_status(run_dir, state=state, message=message, finished=now_iso())
+    return state
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _stage(reporter, run_dir, message, done=False):
+    update_status(run_dir, state="running", message=message)
+    if reporter:
+        reporter({"kind": "stage", "message": message, "done": done})
+
+
+def _prepare_data(run_dir, config, stored, reporter) -> tuple[Dataset, Split]:
+    root = Path(stored["data_root"])
+
+    def scanned(done, total):
+        if done % 200 == 0 or done == total:
+            _stage(reporter, run_dir, f"checking photos {done}/{total}", done == total)
+
+    dataset = scan_dataset(root, progress=scanned)
+    if stored.get("split_file"):
+        split = Split.from_json(read_json(Path(stored["split_file"])))
+        missing = set(split.train + split.val + split.test) - set(dataset.files)
+        if missing:
+            raise FlowerError(f"{len(missing)} files of the split are not in the dataset, e.g. {sorted(missing)[0]}")
+    else:
+        split = split_dataset(dataset, val_fraction=config.val_fraction,
+                              test_fraction=config.test_fraction, seed=config.seed)
+    if not split.train or not split.val:
+        raise FlowerError("dataset too small to split: need photos in both train and validation")
+    write_json(run_dir / SPLIT, split.to_json())
+    write_json(run_dir / CONFIG, {**stored, "class_names": dataset.class_names,
+                                  "dataset_fingerprint": fingerprint(dataset),
+                                  "skipped_files": [list(s) for s in dataset.skipped],
+                                  "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}})
+    return dataset, split
+
+
+def _compile(model, config, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def _callbacks(run_dir, config, reporter, save_model, total_epochs, offset, phase, best=np.inf):
+    progress = RunProgress(run_dir, reporter, total_epochs, offset, phase)
+    keeper = BestModelKeeper(save_model, run_dir / MODEL, best)
+    callbacks = [progress, keeper, keras.callbacks.EarlyStopping("val_loss", patience=config.patience)]
+    if config.reduce_lr:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.2, patience=max(config.patience // 2, 1), min_lr=1e-6))
+    return callbacks, progress, keeper
+
+
+def _class_weight(config, labels, num_classes):
+    if not config.class_weights:
+        return None
+    counts = np.bincount(labels, minlength=num_classes)
+    return {i: len(labels) / (num_classes * max(c, 1)) for i, c in enumerate(counts)}
+
+
+def _one_hot(labels, n):
+    return np.eye(n, dtype="float32")[np.asarray(labels, dtype=int)]
+
+
+def _train(run_dir, config, stored, reporter):
+    dataset, split = _prepare_data(run_dir, config, stored, reporter)
+    names = dataset.class_names
+    n = len(names)
+    clf = build_classifier(config, n)
+    total_epochs = config.epochs + (config.fine_tune_epochs if config.fine_tune_blocks else 0)
+    y_train, y_val = labels_for(split.train, names), labels_for(split.val, names)
+    if config.cache_features and not trains_from_scratch(config):
+        best = _fit_head_on_features(run_dir, config, dataset, split, clf, reporter, total_epochs)
+    else:
+        _compile(clf.model, config, config.learning_rate)
+        phase = "train" if trains_from_scratch(config) else "head"
+        callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, phase)
+        clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.epochs,
+                      validation_data=_images(dataset, split.val, y_val, config, n, False),
+                      callbacks=callbacks, class_weight=_class_weight(config, y_train, n), verbose=0)
+        _check_cancel(progress)
+        best = keeper.best
+    if config.fine_tune_blocks:
+        _fine_tune(run_dir, config, dataset, split, clf, reporter, total_epochs, best)
+    _stage(reporter, run_dir, "evaluating on the test split")
+    _write_metrics(run_dir, clf, config, dataset, split)
+
+
+def _images(dataset, files, labels, config, n, shuffle):
+    return image_dataset(dataset.root, files, labels, image_size=config.image_size,
+                         batch_size=config.batch_size, num_classes=n, shuffle=shuffle, seed=config.seed)
+
+
+def _check_cancel(progress):
+    if progress.cancelled:
+        raise _Cancelled()
+
+
+def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, reporter, total_epochs):
+    cache = FeatureCache()
+    fp = fingerprint(dataset)
+
+    def extracting(label):
+        def report(done, total):
+            if cancel_requested(run_dir):
+                raise _Cancelled()
+            _stage(reporter, run_dir, f"computing {label} features {done}/{total}", done == total)
+        return report
+
+    names = dataset.class_names
+    y_train, y_val = labels_for(split.train, names), labels_for(split.val, names)
+    if config.augment:
+        train_x, _ = cached_views(cache, clf.feature_model, config, dataset.root, split.train, fp, extracting("augmented"))
+    else:
+        clean, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.train, fp, extracting("train"))
+        train_x = np.asarray(clean)[None]
+    val_x, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.val, fp, extracting("validation"))
+    train = _view_dataset(np.asarray(train_x), _one_hot(y_train, len(names)), config)
+    _compile(clf.head_model, config, config.learning_rate)
+    callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, "head")
+    clf.head_model.fit(train, epochs=config.epochs, validation_data=(np.asarray(val_x), _one_hot(y_val, len(names))),
+                       batch_size=config.batch_size, callbacks=callbacks,
+                       class_weight=_class_weight(config, y_train, len(names)), verbose=0)
+    _check_cancel(progress)
+    return keeper.best
+
+
+def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Dataset:
+    """Each epoch, each training photo contributes one of its K cached views, drawn at random."""
+    k, n = views.shape[0], views.shape[1]
+    views_t, labels_t = tf.constant(views), tf.constant(labels)
+    index = tf.data.Dataset.range(n)
+    draws = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip(index, draws).shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda i, r: (tf.gather_nd(views_t, [r % k, i]), tf.gather(labels_t, i)))
+    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, total_epochs, best):
+    """Unfreeze the last blocks once the head has converged, and train end to end with a low LR."""
+    n = len(dataset.class_names)
+    unfrozen = set_fine_tuning(clf.model, config.backbone, config.fine_tune_blocks)
+    _stage(reporter, run_dir, f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
+    _compile(clf.model, config, config.fine_tune_learning_rate)
+    y_train, y_val = labels_for(split.train, dataset.class_names), labels_for(split.val, dataset.class_names)
+    callbacks, progress, _ = _callbacks(run_dir, config, reporter, clf.model, total_epochs, config.epochs, "fine-tune", best)
+    clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.fine_tune_epochs,
+                  validation_data=_images(dataset, split.val, y_val, config, n, False),
+                  callbacks=callbacks, class_weight=_class_weight(config, y_train, n), verbose=0)
+    _check_cancel(progress)
+
+
+def _write_metrics(run_dir, clf: Classifier, config, dataset, split):
+    from flower_core.evaluate import evaluate_model
+
+    if not split.test:
+        return
+    metrics = evaluate_model(clf.model, dataset.class_names, dataset.root, split.test,
+                             batch_size=config.batch_size, image_size=config.image_size)
+    write_json(run_dir / METRICS, metrics)
