@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 
@@ -133,6 +133,23 @@ def missing_weights_message(backbone: Backbone) -> str:
         f"put {backbone.weights_file} in FLOWER_WEIGHTS_DIR or {keras_cache_dir()}, "
         "or train with --weights none"
     )
+
+
+def ensure_weights(name: str, weights: str, image_size: int) -> None:
+    """Fail early, before a run is created, when ImageNet weights are neither here nor downloadable.
+
+    When they are not on this machine this goes through Keras' own download, which leaves the file
+    in Keras' cache for the run that follows.
+    """
+    if weights != "imagenet":
+        return
+    backbone = get_backbone(name)
+    if find_local_weights(backbone):
+        return
+    try:
+        backbone.constructor(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3))
+    except Exception:
+        raise FlowerError(missing_weights_message(backbone)) from None
 
 
 def build_backbone(name: str, weights: str, input_tensor, image_size: int) -> keras.Model:

@@ -16,6 +16,19 @@ from flower_core.errors import FlowerError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ runtime prints start-up notices on stderr that no setting silences
+    (without also disabling oneDNN); import it with stderr muted so ours stays one line."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise FlowerError(f"{self.prog}: {message}")
@@ -59,6 +72,7 @@ def _cmd_train(args) -> None:
         "fine_tune_blocks": args.fine_tune_blocks,
         "learning_rate": args.learning_rate,
         "cache_features": False if args.no_cache else None,
+        "strategy": args.strategy,
     }
     config = make_config(args.preset, **overrides)
     reporter = None if args.json else TerminalReporter()
@@ -144,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fine-tune-blocks", type=int)
     p.add_argument("--split", help="reuse the split.json of an earlier run")
     p.add_argument("--no-cache", action="store_true", help="train end to end, no feature cache")
+    p.add_argument("--strategy", choices=["default", "mirrored"],
+                   help="mirrored: data-parallel over all GPUs (or logical CPUs)")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a run on its test split or a folder")
@@ -182,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command not in ("synth", "eda", "runs"):
+            _import_tensorflow_quietly()
         args.handler(args)
     except FlowerError as error:
         print(f"error: {error}", file=sys.stderr)

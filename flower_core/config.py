@@ -13,6 +13,7 @@ from flower_core.errors import FlowerError
 
 PREPROCESSING_CHOICES = ("rescale", "imagenet")
 POOLING_CHOICES = ("max", "avg")
+STRATEGY_CHOICES = ("default", "mirrored")
 
 
 @dataclass
@@ -44,8 +45,9 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-5
     cache_features: bool = True
     augment_views: int = 5
+    strategy: str = "default"
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check every value up front, with the received value and the fix in the message."""
         checks = [
             (self.backbone in BACKBONES, f"backbone must be one of {', '.join(BACKBONES)}", "backbone"),
@@ -59,6 +61,7 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)", "label_smoothing"),
             (self.fine_tune_blocks >= 0, "fine-tune blocks must be 0 or more", "fine_tune_blocks"),
             (self.augment_views >= 1, "augmented views must be at least 1", "augment_views"),
+            (self.strategy in STRATEGY_CHOICES, "strategy must be default or mirrored", "strategy"),
             (all(u >= 1 for u in self.dense_units), "dense units must be positive", "dense_units"),
         ]
         for ok, message, name in checks:
@@ -70,7 +73,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "TrainConfig":
+    def from_json(cls, data: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

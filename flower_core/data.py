@@ -10,10 +10,10 @@ import hashlib
 import os
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import is_candidate_image, load_image
@@ -139,7 +139,7 @@ class Split:
         return {"seed": self.seed, "train": self.train, "val": self.val, "test": self.test}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Split":
+    def from_json(cls, data: dict) -> Split:
         return cls(list(data["train"]), list(data["val"]), list(data["test"]), int(data["seed"]))
 
 

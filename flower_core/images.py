@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import struct
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flower_core.errors import ImageError
 
-ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+ImageSource = str | os.PathLike | bytes | BinaryIO
 
 # 50 megapixels: bigger than any phone photo, far smaller than a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -32,24 +34,57 @@ def is_candidate_image(path: Path) -> bool:
 
 
 def _open(source: ImageSource) -> Image.Image:
+    if not isinstance(source, (bytes, bytearray, str, os.PathLike)):
+        source = source.read()
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError("empty file (0 bytes)")
         return Image.open(io.BytesIO(source))
-    if isinstance(source, (str, os.PathLike)):
-        if os.path.getsize(source) == 0:
-            raise ImageError("empty file (0 bytes)")
-        return Image.open(source)
+    if not os.path.exists(source):
+        raise ImageError(f"file not found: {os.fspath(source)}")
+    if not os.path.isfile(source):
+        raise ImageError(f"not a file: {os.fspath(source)}")
+    if os.path.getsize(source) == 0:
+        raise ImageError("empty file (0 bytes)")
     return Image.open(source)
+
+
+def _grey_to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale to 8 bits, by the range the mode implies.
+
+    16-bit modes always span 0-65535 (a dark 16-bit photo stays dark); 32-bit integers and
+    floats carry no range, so [0, 1], [0, 255] or [0, 65535] is guessed from the maximum.
+    """
+    array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    if image.mode.startswith("I;16"):
+        peak = 65535.0
+    else:
+        high = array.max(initial=0)
+        peak = 1.0 if image.mode == "F" and high <= 1.0 else 255.0 if high <= 255 else 65535.0
+    return Image.fromarray(np.clip(array / peak * 255.0, 0, 255).round().astype(np.uint8))
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a corrupt EXIF block is ignored rather than losing the photo."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return ImageOps.exif_transpose(image)
+        except (OSError, ValueError, TypeError, KeyError, SyntaxError, struct.error):
+            return image
+
+
+def _too_large(error: Exception, max_pixels: int) -> ImageError:
+    """Pillow's own bomb refusal, in the same words as ours."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)):,} pixels" if found else "the declared size"
+    return ImageError(f"image too large: {size} is over the limit of {max_pixels:,} pixels")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Flatten any Pillow mode to 8-bit RGB; transparency is composited onto white."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max(initial=0) > 255 else 255.0
-        array = np.clip(array / peak * 255.0, 0, 255).astype(np.uint8)
-        image = Image.fromarray(array, mode="L")
+        image = _grey_to_8bit(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -85,6 +120,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
             image = _open(source)
             width, height = image.size
             if width * height > max_pixels:
@@ -95,14 +131,15 @@ def load_image(
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            return _to_rgb(_upright(image))
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageError(f"image too large: {error}") from None
+        raise _too_large(error, max_pixels) from None
     except UnidentifiedImageError:
-        raise ImageError("not an image that Pillow can read") from None
+        raise ImageError(
+            "not an image that Pillow can read (use JPEG, PNG, WebP, GIF, BMP or TIFF)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"unreadable image ({error})") from None
 

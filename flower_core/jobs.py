@@ -15,7 +15,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from flower_core.backbones import ensure_weights
 from flower_core.config import TrainConfig
+from flower_core.data import list_candidates
 from flower_core.runs import (
     CONFIG,
     STATUS,
@@ -63,6 +65,8 @@ def queued_runs(runs_root=None) -> list[Path]:
 def submit(config: TrainConfig, data_root, runs_root=None) -> Path:
     """Queue a training run and make sure a worker will train it; returns at once."""
     config.validate()
+    list_candidates(data_root)
+    ensure_weights(config.backbone, config.weights, config.image_size)
     store = RunStore(runs_root)
     run_dir = store.create({**config.to_json(), "data_root": str(Path(data_root).resolve())},
                            config.preset, config.backbone)

@@ -55,6 +55,18 @@ class Preprocess(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="flower_core")
+class RandomShearX(layers.RandomShear):
+    """`RandomShear` along x whose config reloads: Keras 3.15 saves the factor as a signed range
+    that its own constructor then rejects, so a saved model could not be loaded."""
+
+    def get_config(self):
+        config = super().get_config()
+        config["x_factor"] = max(abs(v) for v in config["x_factor"])
+        config["y_factor"] = 0.0
+        return config
+
+
 def preprocessing_mode(config: TrainConfig) -> str:
     """The `Preprocess` mode for a config: /255, or the backbone's own ImageNet preprocessing."""
     if config.preprocessing == "rescale":
@@ -73,7 +85,7 @@ def augmentation_layers(seed: int) -> list[layers.Layer]:
         layers.RandomFlip("horizontal", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}flip"),
         layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}rotation"),
         layers.RandomZoom(0.2, fill_mode="nearest", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}zoom"),
-        layers.RandomShear(0.2, 0.0, fill_mode="nearest", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}shear"),
+        RandomShearX(0.2, 0.0, fill_mode="nearest", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}shear"),
     ]
 
 
@@ -139,22 +151,22 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     return Classifier(model, feature_model, head_model, backbone_layers, augmentation)
 
 
-def set_fine_tuning(model: keras.Model, backbone_name: str, blocks: int) -> list[str]:
-    """Unfreeze the last `blocks` blocks of the backbone; batch-norm stays frozen.
+def set_fine_tuning(classifier: Classifier, backbone_name: str, blocks: int) -> list[str]:
+    """Make only the last `blocks` blocks of the backbone trainable; batch-norm stays frozen
+    (in inference mode), and so do the stem and every other block.
 
     Returns:
         The names of the layers made trainable.
     """
     backbone = get_backbone(backbone_name)
-    keyed = [(backbone.block_of(layer.name), layer) for layer in model.layers]
+    in_backbone = set(classifier.backbone_layers)
+    keyed = [(backbone.block_of(layer.name), layer) for layer in classifier.model.layers
+             if layer.name in in_backbone]
     keys = sorted({key for key, _ in keyed if key is not None})
     chosen = set(keys[-blocks:]) if blocks else set()
     unfrozen = []
     for key, layer in keyed:
-        if key is None:
-            continue
-        trainable = key in chosen and not isinstance(layer, layers.BatchNormalization)
-        layer.trainable = trainable
-        if trainable and layer.weights:
+        layer.trainable = key in chosen and not isinstance(layer, layers.BatchNormalization)
+        if layer.trainable and layer.weights:
             unfrozen.append(layer.name)
     return unfrozen

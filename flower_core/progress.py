@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 
-from flower_core.runs import HISTORY, STATUS, append_jsonl, cancel_requested, now_iso, read_json, write_json
+from flower_core.runs import HISTORY, STATUS, append_jsonl, cancel_requested, read_json, write_json
 
 Reporter = Callable[[dict], None]
 HEARTBEAT_INTERVAL_S = 1.0

@@ -24,6 +24,10 @@ CLASSES = ("daisy", "dandelion", "rose", "sunflower", "tulip")
 MARKER = "SYNTHETIC.txt"
 MASKS_DIR = ".masks"
 _SUPERSAMPLE = 2  # drawn at twice the size, then downsampled: smooth edges
+# A petal outline from base to tip along one side and back along the other, in unit length.
+_OUTLINE_U = np.concatenate([np.linspace(0, 1, 14), np.linspace(1, 0, 14)])
+_OUTLINE_SIN = np.sin(np.pi * _OUTLINE_U)
+_OUTLINE_SIDE = np.repeat([1.0, -1.0], 14)
 
 
 def _hsv(rng, hue, sat, val) -> tuple[int, int, int]:
@@ -33,7 +37,7 @@ def _hsv(rng, hue, sat, val) -> tuple[int, int, int]:
 
 
 def _shade(colour, factor: float) -> tuple[int, int, int]:
-    return tuple(int(np.clip(c * factor, 0, 255)) for c in colour)
+    return tuple(min(255, int(c * factor)) for c in colour)
 
 
 def _disc(radius: float, centre=(0.0, 0.0), points: int = 32) -> np.ndarray:
@@ -43,10 +47,8 @@ def _disc(radius: float, centre=(0.0, 0.0), points: int = 32) -> np.ndarray:
 
 def _petal(angle: float, inner: float, length: float, width: float, tip: float = 1.0):
     """A petal from radius `inner` outwards along `angle`; `tip` > 1 is pointed, < 1 rounded."""
-    u = np.linspace(0, 1, 14)
-    half = width / 2 * np.sin(np.pi * u) ** tip
-    along = np.concatenate([u, u[::-1]]) * length + inner
-    across = np.concatenate([half, -half[::-1]])
+    along = _OUTLINE_U * length + inner
+    across = width / 2 * _OUTLINE_SIN**tip * _OUTLINE_SIDE
     cos, sin = np.cos(angle), np.sin(angle)
     return np.stack([along * cos - across * sin, along * sin + across * cos], axis=1)
 
@@ -134,12 +136,12 @@ _DRAWERS = {"daisy": _daisy, "dandelion": _dandelion, "rose": _rose, "sunflower"
 
 def _background(rng, canvas: int) -> Image.Image:
     """A gradient in a random direction, often with blurred foliage (and some bokeh) blobs."""
-    start = np.array(_hsv(rng, (0, 1), (0.05, 0.7), (0.25, 0.95)))
-    end = np.array(_hsv(rng, (0.18, 0.42), (0.2, 0.8), (0.15, 0.75)))
+    start = np.array(_hsv(rng, (0, 1), (0.05, 0.7), (0.25, 0.95)), dtype=np.float32)
+    end = np.array(_hsv(rng, (0.18, 0.42), (0.2, 0.8), (0.15, 0.75)), dtype=np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    y, x = np.mgrid[0:canvas, 0:canvas] / canvas
-    ramp = np.clip((x - 0.5) * np.cos(angle) + (y - 0.5) * np.sin(angle) + 0.5, 0, 1)[..., None]
-    image = Image.fromarray(((1 - ramp) * start + ramp * end).astype(np.uint8))
+    axis = np.linspace(-0.5, 0.5, canvas, dtype=np.float32)
+    ramp = np.clip(axis[None, :] * np.cos(angle) + axis[:, None] * np.sin(angle) + 0.5, 0, 1)
+    image = Image.fromarray((start + ramp[..., None] * (end - start)).astype(np.uint8))
     if rng.random() < 0.75:
         draw = ImageDraw.Draw(image)
         for _ in range(rng.integers(4, 18)):
@@ -197,7 +199,7 @@ def draw_flower(class_name: str, *, size: int = 128, seed=0) -> tuple[Image.Imag
     for scale in (1.0, 0.65)[: 1 + int(rng.random() < 0.25)]:
         transform = _placement(rng, class_name, canvas, scale)
         for points, fill, outline in _DRAWERS[class_name](rng):
-            xy = [tuple(p) for p in transform(points)]
+            xy = transform(points).ravel().tolist()
             draw.polygon(xy, fill=fill, outline=outline, width=line if outline else 0)
             mask_draw.polygon(xy, fill=255, outline=255, width=line if outline else 0)
     image = image.resize((size, size), Image.Resampling.BOX)
@@ -232,11 +234,12 @@ def is_synthetic(root: str | os.PathLike) -> bool:
 
 
 def _validate(per_class, size, seed) -> None:
-    if not isinstance(per_class, int) or per_class < 1:
+    integer = (int, np.integer)
+    if not isinstance(per_class, integer) or per_class < 1:
         raise FlowerError(f"per_class must be an integer >= 1. Received: per_class={per_class}")
-    if not isinstance(size, int) or not 32 <= size <= 1024:
+    if not isinstance(size, integer) or not 32 <= size <= 1024:
         raise FlowerError(f"size must be an integer in [32, 1024]. Received: size={size}")
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, integer) or seed < 0:
         raise FlowerError(f"seed must be an integer >= 0. Received: seed={seed}")
 
 
@@ -294,8 +297,8 @@ def generate(out: str | os.PathLike, *, per_class: int = 60, size: int = 128, se
                 Image.fromarray(mask).save(mask_path(out, relpath))
             if progress:
                 progress(label * per_class + index + 1, total)
-    summary = {"out": str(out), "classes": list(CLASSES), "images": total, "per_class": per_class,
-               "size": size, "seed": seed, "masks": masks,
+    summary = {"out": str(out), "classes": list(CLASSES), "images": total,
+               "per_class": int(per_class), "size": int(size), "seed": int(seed), "masks": masks,
                "masks_dir": str(out / MASKS_DIR) if masks else None, "synthetic": True}
     (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -15,8 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from flower_core.backbones import ensure_weights
 from flower_core.config import TrainConfig
-from flower_core.data import Dataset, Split, fingerprint, labels_for, scan_dataset, split_dataset
+from flower_core.data import Dataset, Split, fingerprint, labels_for, list_candidates, scan_dataset, split_dataset
 from flower_core.errors import FlowerError
 from flower_core.features import FeatureCache, cached_features, cached_views
 from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
@@ -44,6 +45,8 @@ def train_new_run(config: TrainConfig, data_root, runs_root=None, *, reporter: R
                   split_file=None) -> Path:
     """Create a run folder for `config` and train it in this process; returns the folder."""
     config.validate()
+    list_candidates(data_root)
+    ensure_weights(config.backbone, config.weights, config.image_size)
     run_dir = RunStore(runs_root).create(
         {**config.to_json(), "data_root": str(Path(data_root).resolve()),
          "split_file": str(Path(split_file).resolve()) if split_file else None},
@@ -142,8 +145,24 @@ def _one_hot(labels, n):
     return np.eye(n, dtype="float32")[np.asarray(labels, dtype=int)]
 
 
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """`mirrored`: synchronous data parallelism over all GPUs, else over all logical CPUs (as in
+    tests); `default`: the single-device strategy."""
+    if name != "mirrored":
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
 def _train(run_dir, config, stored, reporter):
     dataset, split = _prepare_data(run_dir, config, stored, reporter)
+    strategy = distribution_strategy(config.strategy)
+    update_status(run_dir, state="running", replicas=strategy.num_replicas_in_sync)
+    with strategy.scope():
+        _train_in_scope(run_dir, config, dataset, split, reporter)
+
+
+def _train_in_scope(run_dir, config, dataset, split, reporter):
     names = dataset.class_names
     n = len(names)
     clf = build_classifier(config, n)
@@ -195,6 +214,7 @@ def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, repo
         clean, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.train, fp, extracting("train"))
         train_x = np.asarray(clean)[None]
     val_x, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.val, fp, extracting("validation"))
+    keras.utils.set_random_seed(config.seed)  # the same head training on a cache hit or a miss
     train = _view_dataset(np.asarray(train_x), _one_hot(y_train, len(names)), config)
     _compile(clf.head_model, config, config.learning_rate)
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, "head")
@@ -219,7 +239,7 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
 def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, total_epochs, best):
     """Unfreeze the last blocks once the head has converged, and train end to end with a low LR."""
     n = len(dataset.class_names)
-    unfrozen = set_fine_tuning(clf.model, config.backbone, config.fine_tune_blocks)
+    unfrozen = set_fine_tuning(clf, config.backbone, config.fine_tune_blocks)
     _stage(reporter, run_dir, f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
     _compile(clf.model, config, config.fine_tune_learning_rate)
     y_train, y_val = labels_for(split.train, dataset.class_names), labels_for(split.val, dataset.class_names)

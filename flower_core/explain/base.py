@@ -1,0 +1,149 @@
+"""`BaseCAM`: the class activation map machinery that every method of the Grad-CAM family shares.
+
+A CAM is a weighted sum of the target layer's activation maps, `relu(sum_k w_k * A_k)`; the
+methods differ only in how they weigh the channels, so each one overrides `get_cam_weights`.
+
+Speed: the model is split once at the target layer into a *feature* model (pixels -> target
+activations) and a *head* model (target activations -> logits). The feature model runs without
+a gradient tape; only the head, a few small layers, is recorded and differentiated. Grad-CAM
+therefore costs about one forward pass. When the head cannot be cut out on its own (a layer
+inside a residual block, whose skip connection bypasses it), one gradient model over the whole
+network is used instead. Both are cached per (model, layer).
+
+Gradients are taken of the logits (the `predictions` layer without its softmax), as in the
+Keras Grad-CAM example, because the softmax saturates and mixes the classes.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from flower_core.backbones import BACKBONES
+from flower_core.errors import FlowerError
+from flower_core.model import HEAD_POOL, PREDICTIONS
+
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_NOT_BACKBONE = ("pixels", "preprocess")
+
+
+def spatial_layers(model: keras.Model) -> list[str]:
+    """Names of the layers that can be explained: backbone layers with a 4-D output, in order."""
+    names = []
+    for layer in model.layers:
+        if layer.name == HEAD_POOL:
+            break
+        if layer.name in _NOT_BACKBONE or layer.name.startswith("augment_"):
+            continue
+        if len(layer.output.shape) == 4:
+            names.append(layer.name)
+    return names
+
+
+def resolve_layer(model: keras.Model, layer: str | None = None) -> str:
+    """The target layer: `layer` if given, else the backbone's last convolutional layer."""
+    choices = spatial_layers(model)
+    if not choices:
+        raise FlowerError(f"model '{model.name}' has no convolutional layer to explain")
+    if layer is None:
+        defaults = [b.target_layer for b in BACKBONES.values() if b.target_layer in choices]
+        return defaults[0] if defaults else choices[-1]
+    if layer not in choices:
+        shown = ", ".join(choices[-12:])
+        raise FlowerError(
+            f"unknown layer for the heatmap. Choose a convolutional layer of the model "
+            f"({len(choices)} in all), e.g. the last ones: {shown}. Received: layer={layer!r}"
+        )
+    return layer
+
+
+def _logits(model: keras.Model, features):
+    """The pre-softmax scores: the `predictions` layer's kernel and bias without its activation."""
+    dense = model.get_layer(PREDICTIONS)
+    return tf.matmul(features, dense.kernel) + dense.bias
+
+
+def _split(model: keras.Model, layer: str) -> tuple:
+    """(feature model, head model or None, whole gradient model or None), cached per model."""
+    per_model = _SPLITS.setdefault(model, {})
+    if layer not in per_model:
+        target = model.get_layer(layer).output
+        before_softmax = model.get_layer(PREDICTIONS).input
+        features = keras.Model(model.inputs[0], target)
+        try:
+            per_model[layer] = (features, keras.Model(target, before_softmax), None)
+        except ValueError:
+            whole = keras.Model(model.inputs[0], [target, before_softmax])
+            per_model[layer] = (features, None, whole)
+    return per_model[layer]
+
+
+class BaseCAM:
+    """Compute a class activation map of one photo at one layer of a classifier.
+
+    Subclasses set `name` and `uses_gradients`, and implement `get_cam_weights`.
+
+    Args:
+        model: the classifier as trained (raw 0-255 pixels in, softmax out).
+        layer: the target layer's name. Defaults to `None`: the backbone's last
+            convolutional layer (the registry's `target_layer`).
+    """
+
+    name = "base"
+    uses_gradients = True
+
+    def __init__(self, model: keras.Model, layer: str | None = None):
+        self.model = model
+        self.layer = resolve_layer(model, layer)
+        self._features, self._head, self._whole = _split(model, self.layer)
+
+    def get_cam_weights(self, pixels, activations, gradients, target: int) -> tf.Tensor:
+        """One weight per channel of the target layer, shape (channels,)."""
+        raise NotImplementedError
+
+    def _forward(self, pixels, target: int | None):
+        """Activations, logits, the target and (for gradient methods) d logit / d activations."""
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            if self._head is not None:
+                activations = self._features(pixels, training=False)
+                tape.watch(activations)
+                features = self._head(activations, training=False)
+            else:
+                tape.watch(pixels)
+                activations, features = self._whole(pixels, training=False)
+            logits = _logits(self.model, features)
+            if target is None:
+                target = int(tf.argmax(logits[0]))
+            score = logits[:, target]
+        gradients = tape.gradient(score, activations)[0] if self.uses_gradients else None
+        return activations[0], logits[0], target, gradients
+
+    def __call__(
+        self, pixels: np.ndarray, target: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Explain one photo.
+
+        Args:
+            pixels: the model's input for one photo, (size, size, 3) in 0-255.
+            target: the class index to explain. Defaults to `None`: the predicted class.
+
+        Returns:
+            The map at the layer's resolution, float32 in [0, 1], and the class probabilities.
+        """
+        batch = tf.convert_to_tensor(np.asarray(pixels, dtype=np.float32)[None])
+        activations, logits, target, gradients = self._forward(batch, target)
+        weights = self.get_cam_weights(batch, activations, gradients, target)
+        cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1)).numpy()
+        return normalise(cam), tf.nn.softmax(logits).numpy()
+
+
+def normalise(cam: np.ndarray) -> np.ndarray:
+    """Scale a map to float32 [0, 1]; a flat map (nothing found) becomes all zeros."""
+    cam = np.asarray(cam, dtype=np.float32)
+    low, high = float(cam.min()), float(cam.max())
+    if not np.isfinite(high) or high - low <= 1e-12:
+        return np.zeros_like(cam, dtype=np.float32)
+    return ((cam - low) / (high - low)).astype(np.float32)

@@ -1,0 +1,246 @@
+"""Predict the flower in any photo a person may upload: top-k classes and a low-confidence flag.
+
+Photos go through `flower_core.images.model_input`, the very function the training pipeline
+uses, so inference sees exactly the pixels training saw. The model holds its own preprocessing.
+
+Low confidence ("may not be one of these flowers") is flagged when either the top probability
+is below `MIN_TOP_PROBABILITY` or the entropy of the probabilities, divided by its maximum
+log(number of classes) so that it lies in [0, 1], is above `MAX_NORMALISED_ENTROPY`. With five
+classes, 0.5 / 0.7 flag e.g. [0.45, 0.25, 0.1, 0.1, 0.1] (top too low) and [0.55, 0.15, 0.1,
+0.1, 0.1] (entropy 0.81: spread out) but not [0.8, 0.05, 0.05, 0.05, 0.05] (entropy 0.48).
+A softmax classifier has no "none of these" class, so this flag is a hint, not a detector.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from flower_core.errors import FlowerError, ImageError
+from flower_core.images import ImageSource, is_candidate_image, model_input
+from flower_core.runs import CONFIG, load_run_model, read_json
+
+# The low-confidence thresholds, in one place so that they can be calibrated.
+MIN_TOP_PROBABILITY = 0.5
+MAX_NORMALISED_ENTROPY = 0.7
+BATCH_SIZE = 32
+# Photo formats Pillow cannot read: listed in a folder's results as errors, not skipped quietly.
+UNSUPPORTED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".svg", ".dng", ".cr2", ".nef", ".arw"})
+_WORKERS = min(8, (os.cpu_count() or 1) * 2)
+
+
+def run_class_names(run_dir: str | os.PathLike) -> list[str]:
+    """The class names of a run, in label order, from its `config.json`."""
+    config = read_json(Path(run_dir) / CONFIG, default=None)
+    if not config or not config.get("class_names"):
+        raise FlowerError(f"not a run folder (no class names in {CONFIG}): {run_dir}")
+    return list(config["class_names"])
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, list[str]]:
+    """A run's model and its class names, checked against each other."""
+    class_names = run_class_names(run_dir)
+    model = load_run_model(Path(run_dir))
+    outputs = model.output_shape[-1]
+    if outputs != len(class_names):
+        raise FlowerError(
+            f"run {run_dir}: the model has {outputs} outputs but config.json "
+            f"names {len(class_names)} classes"
+        )
+    return model, class_names
+
+
+def model_image_size(model: keras.Model) -> int:
+    """The square input size the model was built for."""
+    return int(model.input_shape[1])
+
+
+def predict_batch(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
+    """Probabilities for a batch of model inputs, (batch, classes), in inference mode."""
+    return keras.ops.convert_to_numpy(model(np.asarray(pixels, np.float32), training=False))
+
+
+def assess(probabilities: np.ndarray) -> dict:
+    """Entropy and the low-confidence flag (with its reason) of one probability vector."""
+    p = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
+    entropy = float(-np.sum(p * np.log(p, where=p > 0, out=np.zeros_like(p))))
+    normalised = entropy / math.log(len(p)) if len(p) > 1 else 0.0
+    reasons = []
+    if p.max() < MIN_TOP_PROBABILITY:
+        reasons.append(f"top probability {p.max():.2f} is below {MIN_TOP_PROBABILITY}")
+    if normalised > MAX_NORMALISED_ENTROPY:
+        reasons.append(f"normalised entropy {normalised:.2f} is above {MAX_NORMALISED_ENTROPY}")
+    note = "may not be one of these flowers: " + "; ".join(reasons) if reasons else ""
+    return {
+        "entropy": entropy,
+        "normalised_entropy": normalised,
+        "low_confidence": bool(reasons),
+        "reason": note,
+    }
+
+
+def describe(probabilities: np.ndarray, class_names: list[str], top_k: int = 3) -> dict:
+    """The prediction record of one photo: top-k, every probability, entropy and the flag."""
+    if top_k < 1:
+        raise FlowerError(f"top-k must be at least 1. Received: top_k={top_k}")
+    order = np.argsort(-np.asarray(probabilities), kind="stable")[:top_k]
+    top = [{"class": class_names[i], "probability": float(probabilities[i])} for i in order]
+    return {
+        "predicted_class": top[0]["class"],
+        "probability": top[0]["probability"],
+        "top_k": top,
+        "probabilities": {
+            name: float(p) for name, p in zip(class_names, probabilities, strict=True)
+        },
+        **assess(probabilities),
+    }
+
+
+def predict_image(
+    model: keras.Model,
+    class_names: list[str],
+    image_source: ImageSource,
+    top_k: int = 3,
+    image_size: int | None = None,
+) -> dict:
+    """Predict one photo (a path, its bytes or an open file).
+
+    Args:
+        model: the classifier.
+        class_names: its class names in label order.
+        image_source: the photo.
+        top_k: how many classes to list. Defaults to `3`.
+        image_size: the model's input size. Defaults to `None` (read from the model).
+
+    Returns:
+        A dict from `describe`.
+
+    Raises:
+        ImageError: the photo cannot be read (with the reason in one line).
+    """
+    pixels = model_input(image_source, image_size or model_image_size(model))
+    return describe(predict_batch(model, pixels[None])[0], class_names, top_k)
+
+
+def _is_image_file(path: Path) -> bool:
+    """A photo by its name (so a broken one is reported) or by its content (whatever its name)."""
+    if is_candidate_image(path) or path.suffix.lower() in UNSUPPORTED_PHOTO_EXTENSIONS:
+        return True
+    try:
+        with Image.open(path):
+            return True
+    except Image.DecompressionBombError:
+        return True
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def find_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Files as given, and the images inside folders (recursively, hidden entries skipped)."""
+    found = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            files = sorted(
+                p
+                for p in entry.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(entry).parts)
+            )
+            found += [p for p in files if _is_image_file(p)]
+        else:
+            found.append(entry)
+    return found
+
+
+def _load(path: Path, image_size: int):
+    if not path.exists():
+        return ImageError("file not found")
+    try:
+        return model_input(path, image_size)
+    except ImageError as error:
+        return error
+
+
+def predict_paths(
+    run_dir: str | os.PathLike,
+    paths: list[str | os.PathLike],
+    top_k: int = 3,
+    batch_size: int = BATCH_SIZE,
+) -> list[dict]:
+    """Predict many photos and folders with a run's model; one bad file never stops the batch.
+
+    Returns:
+        One dict per photo, in order: `path` and the fields of `describe`, or `path` and
+        `error` (a one-line reason) for a file that cannot be read.
+
+    Raises:
+        FlowerError: the run cannot be loaded, no image was found, or none could be read.
+    """
+    model, class_names = load_run(run_dir)
+    size = model_image_size(model)
+    files = find_images(paths)
+    if not files:
+        raise FlowerError(f"no images found in: {', '.join(map(str, paths))}")
+    results = []
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            loaded = list(pool.map(lambda p: _load(p, size), chunk))
+            good = [i for i, item in enumerate(loaded) if isinstance(item, np.ndarray)]
+            probs = predict_batch(model, np.stack([loaded[i] for i in good])) if good else []
+            rows = dict(zip(good, probs, strict=True))
+            for i, path in enumerate(chunk):
+                record = (
+                    describe(rows[i], class_names, top_k)
+                    if i in rows
+                    else {"error": str(loaded[i])}
+                )
+                results.append({"path": str(path), **record})
+    if all("error" in r for r in results):
+        raise FlowerError(f"no readable image: {results[0]['path']}: {results[0]['error']}")
+    return results
+
+
+def predictions_table(results: list[dict]) -> pd.DataFrame:
+    """One row per photo: path, prediction, flag, error, top-k and each class's probability."""
+    rows = []
+    for r in results:
+        row = {
+            "path": r["path"],
+            "predicted_class": r.get("predicted_class"),
+            "probability": r.get("probability"),
+            "low_confidence": r.get("low_confidence"),
+            "top_k": ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r.get("top_k", [])),
+            "error": r.get("error", ""),
+        }
+        row.update({f"p_{name}": p for name, p in r.get("probabilities", {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_csv(results: list[dict], path: str | os.PathLike) -> Path:
+    """Write `predictions_table(results)` as CSV; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    predictions_table(results).to_csv(path, index=False)
+    return path
+
+
+def format_predictions(results: list[dict]) -> str:
+    """Human-readable lines for the terminal: one per photo, with the flag or the error."""
+    lines = []
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['path']}: error: {r['error']}")
+            continue
+        top = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top_k"])
+        flag = f"  [{r['reason']}]" if r["low_confidence"] else ""
+        lines.append(f"{r['path']}: {top}{flag}")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Safe unpacking of uploaded archives, and the offline behaviour of the flower_photos download."""
+
+import io
+import stat
+import tarfile
+import zipfile
+
+import pytest
+
+from flower_core import download
+from flower_core.archive import extract_tar, extract_zip
+from flower_core.errors import FlowerError
+
+
+def _zip(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+CLASSES = {"daisy/a.jpg": b"x" * 10, "rose/b.jpg": b"y" * 10}
+
+
+def test_extracts_class_folders_into_a_new_folder(tmp_path):
+    root = extract_zip(io.BytesIO(_zip(CLASSES)), tmp_path / "up")
+    assert root == tmp_path / "up"
+    assert (root / "daisy" / "a.jpg").read_bytes() == b"x" * 10
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_single_wrapping_folder_becomes_the_root(tmp_path):
+    wrapped = {f"flowers/{k}": v for k, v in CLASSES.items()} | {"__MACOSX/._x": b""}
+    root = extract_zip(io.BytesIO(_zip(wrapped)), tmp_path / "up")
+    assert root == tmp_path / "up" / "flowers"
+    assert not (tmp_path / "up" / "__MACOSX").exists()
+
+
+@pytest.mark.parametrize(
+    "members, links, reason",
+    [
+        ({"/etc/evil.jpg": b"x"}, (), "absolute path"),
+        ({"daisy/../../evil.jpg": b"x"}, (), "'..'"),
+        ({"C:/evil.jpg": b"x"}, (), "absolute path"),
+        (CLASSES, ("daisy/link.jpg",), "link"),
+        ({}, (), "empty"),
+    ],
+)
+def test_unsafe_archives_are_refused_and_leave_nothing(tmp_path, members, links, reason):
+    with pytest.raises(FlowerError, match=reason):
+        extract_zip(io.BytesIO(_zip(members, links)), tmp_path / "up")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_count_and_size_limits(tmp_path):
+    with pytest.raises(FlowerError, match="more than 1 files"):
+        extract_zip(io.BytesIO(_zip(CLASSES)), tmp_path / "a", max_files=1)
+    with pytest.raises(FlowerError, match="unpacks to more than"):
+        extract_zip(io.BytesIO(_zip(CLASSES)), tmp_path / "b", max_bytes=15)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_folder_and_bad_zip_are_one_line_errors(tmp_path):
+    (tmp_path / "up").mkdir()
+    with pytest.raises(FlowerError, match="already exists"):
+        extract_zip(io.BytesIO(_zip(CLASSES)), tmp_path / "up")
+    with pytest.raises(FlowerError, match="not a valid .zip"):
+        extract_zip(io.BytesIO(b"not a zip"), tmp_path / "new")
+
+
+def _tgz(path, members: dict[str, bytes], symlink: str | None = None):
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        if symlink:
+            info = tarfile.TarInfo(symlink)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(info)
+
+
+def test_tar_extraction_and_link_refusal(tmp_path):
+    _tgz(tmp_path / "ok.tgz", {f"flower_photos/{k}": v for k, v in CLASSES.items()}
+         | {"flower_photos/LICENSE.txt": b"cc"})
+    assert extract_tar(tmp_path / "ok.tgz", tmp_path / "ok") == tmp_path / "ok" / "flower_photos"
+    _tgz(tmp_path / "bad.tgz", CLASSES, symlink="daisy/evil.jpg")
+    with pytest.raises(FlowerError, match="link"):
+        extract_tar(tmp_path / "bad.tgz", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_offline_download_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "is_online", lambda url=None: False)
+    with pytest.raises(FlowerError, match="no internet connection"):
+        download.download_flower_photos(tmp_path / "fp")
+    assert not (tmp_path / "fp").exists()
+
+
+def test_is_online_is_quick_for_an_unreachable_host():
+    assert download.is_online("http://127.0.0.1:9/", timeout=0.5) is False
+
+
+def test_download_streams_with_progress_and_extracts(tmp_path, monkeypatch):
+    _tgz(tmp_path / "fp.tgz", {f"flower_photos/{k}": v for k, v in CLASSES.items()})
+    monkeypatch.setattr(download, "is_online", lambda url=None: True)
+    seen = []
+    root = download.download_flower_photos(tmp_path / "data" / "fp", url=(tmp_path / "fp.tgz")
+                                           .as_uri(), progress=lambda d, t: seen.append(d))
+    assert root.name == "flower_photos" and (root / "rose" / "b.jpg").is_file()
+    assert seen and seen[-1] == (tmp_path / "fp.tgz").stat().st_size
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["fp"]

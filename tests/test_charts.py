@@ -1,0 +1,83 @@
+"""The plotly figure builders, on small hand-made inputs (no Streamlit, no TensorFlow)."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from flower_core import charts
+
+COUNTS = {"daisy": 10, "rose": 4, "tulip": 6}
+HISTORY = [
+    {"epoch": 1, "loss": 1.2, "accuracy": 0.4, "val_loss": 1.1, "val_accuracy": 0.5},
+    {"epoch": 2, "loss": 0.8, "accuracy": 0.7, "val_loss": None, "val_accuracy": None},
+]
+TABLE = pd.DataFrame({
+    "path": ["daisy/a.jpg", "rose/b.jpg", "tulip/c.jpg"], "class": ["daisy", "rose", "tulip"],
+    "width": [320, 240, 500], "height": [240, 240, 375], "aspect": [1.33, 1.0, 1.33],
+    "brightness": [120.0, 90.5, 140.2],
+})
+RUNS = [
+    {"label": "a", "test_accuracy": 0.8, "test_loss": 0.5, "image_size": 224, "batch_size": 32,
+     "dropout": 0.2, "learning_rate": 1e-3, "fine_tune_blocks": 0},
+    {"label": "b", "test_accuracy": None, "test_loss": None, "image_size": 128, "batch_size": 64,
+     "dropout": None, "learning_rate": 1e-4, "fine_tune_blocks": 2},
+]
+
+
+def test_class_charts_keep_order_and_colours():
+    bar, pie = charts.class_counts_bar(COUNTS), charts.class_counts_pie(COUNTS)
+    assert list(bar.data[0].x) == list(COUNTS) and list(bar.data[0].y) == [10, 4, 6]
+    assert bar.data[0].marker.color[1] == charts.CLASS_COLOURS["rose"]
+    assert list(pie.data[0].values) == [10, 4, 6]
+    assert charts.class_colour("orchid", 3) == charts.PALETTE[3]
+
+
+def test_eda_figures_have_a_trace_per_class():
+    for fig in (charts.size_scatter(TABLE), charts.brightness_box(TABLE),
+                charts.histogram(TABLE, "aspect", "Aspect ratios", "width / height")):
+        assert {t.name for t in fig.data} == {"daisy", "rose", "tulip"}
+        assert fig.layout.title.text
+    summary = pd.DataFrame({"mean_r": [1, 2], "mean_g": [3, 4], "mean_b": [5, 6]},
+                           index=pd.Index(["daisy", "rose"], name="class"))
+    assert [t.name for t in charts.colour_bars(summary).data] == ["red", "green", "blue"]
+    split = pd.DataFrame({"train": [7, 3], "val": [2, 1], "test": [1, 0]}, index=["daisy", "rose"])
+    assert charts.split_bars(split).layout.barmode == "stack"
+
+
+def test_training_curves_skip_missing_values():
+    fig = charts.training_curves(HISTORY)
+    by_name = {(t.name, t.xaxis): t for t in fig.data}
+    assert list(by_name[("train", "x")].y) == [1.2, 0.8]
+    assert list(by_name[("validation", "x")].x) == [1]
+    assert len(charts.training_curves([]).data) == 4
+
+
+def test_compare_curves_one_colour_per_run():
+    fig = charts.compare_curves({"a": HISTORY, "b": HISTORY}, "loss")
+    assert len(fig.data) == 4
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+
+
+def test_results_and_parallel_coordinates_accept_missing_results():
+    bars = charts.results_bar(RUNS)
+    assert list(bars.data[0].x) == ["a", "b"] and bars.data[0].text[0] == "80.0%"
+    parallel = charts.settings_parallel(RUNS)
+    labels = [d.label for d in parallel.data[0].dimensions]
+    assert labels[-1] == "test accuracy" and "dropout" in labels
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_confusion_matrix(normalise):
+    fig = charts.confusion_matrix([[3, 1], [0, 0]], ["daisy", "rose"], normalise=normalise)
+    heat = fig.data[0]
+    assert isinstance(heat, go.Heatmap) and heat.text[0][0].startswith("3")
+    assert heat.z[0][1] == (0.25 if normalise else 1)
+    assert heat.z[1][0] == 0
+
+
+def test_top_k_and_study_charts():
+    fig = charts.top_k_bar([{"class": "rose", "probability": 0.7},
+                            {"class": "tulip", "probability": 0.2}])
+    assert list(fig.data[0].y) == ["tulip", "rose"] and fig.data[0].text[-1] == "70.0%"
+    study = charts.study_vs_ours({"base": (0.48, 0.82), "center": (0.49, 0.84)}, {"base": 0.9})
+    assert list(study.data[1].y) == [0.9, None]

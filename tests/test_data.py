@@ -1,0 +1,115 @@
+"""Dataset discovery, validation, stratified seeded splits and fingerprints."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flower_core.data import fingerprint, labels_for, scan_dataset, split_dataset
+from flower_core.errors import FlowerError
+
+
+def _photo(path, colour=(200, 30, 30), size=(40, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    root = tmp_path / "flowers"
+    for name, count in {"tulip": 10, "daisy": 20, "rose": 30}.items():
+        for i in range(count):
+            _photo(root / name / f"{i:03d}.jpg")
+    (root / "daisy" / ".hidden.jpg").write_bytes(b"junk")
+    (root / "daisy" / "notes.txt").write_text("not a photo")
+    (root / "rose" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "rose" / "empty.png").write_bytes(b"")
+    (root / ".git").mkdir()
+    return root
+
+
+def test_scan_finds_classes_sorted_and_reports_unreadable_files(small_dataset):
+    dataset = scan_dataset(small_dataset)
+    assert dataset.class_names == ["daisy", "rose", "tulip"]
+    assert dataset.counts() == {"daisy": 20, "rose": 30, "tulip": 10}
+    skipped = dict(dataset.skipped)
+    assert set(skipped) == {"rose/broken.jpg", "rose/empty.png"}
+    assert "empty" in skipped["rose/empty.png"]
+    assert not any("notes.txt" in f or ".hidden" in f for f in dataset.files)
+
+
+def test_scan_reports_progress(small_dataset):
+    seen = []
+    scan_dataset(small_dataset, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (62, 62)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({"daisy": 3}, "at least two class folders"),
+    ({"daisy": 3, "rose": 0}, "no readable images: rose"),
+])
+def test_scan_rejects_bad_layouts(tmp_path, layout, message):
+    for name, count in layout.items():
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            _photo(tmp_path / name / f"{i}.png")
+    with pytest.raises(FlowerError, match=message):
+        scan_dataset(tmp_path)
+
+
+def test_scan_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FlowerError, match="dataset folder not found"):
+        scan_dataset(tmp_path / "nowhere")
+
+
+def test_split_is_stratified_disjoint_and_complete(small_dataset):
+    dataset = scan_dataset(small_dataset)
+    split = split_dataset(dataset, val_fraction=0.2, test_fraction=0.1, seed=3)
+    everything = split.train + split.val + split.test
+    assert sorted(everything) == sorted(dataset.files)
+    assert len(set(everything)) == len(everything)
+    for name, count in dataset.counts().items():
+        in_val = sum(f.startswith(name + "/") for f in split.val)
+        in_test = sum(f.startswith(name + "/") for f in split.test)
+        assert in_val == round(count * 0.2) and in_test == round(count * 0.1)
+
+
+def test_split_depends_on_seed_only(small_dataset):
+    dataset = scan_dataset(small_dataset)
+    first = split_dataset(dataset, seed=1)
+    shuffled = type(dataset)(dataset.root, dataset.class_names, dataset.files[::-1], dataset.labels[::-1])
+    assert split_dataset(shuffled, seed=1) == first
+    assert split_dataset(dataset, seed=2).test != first.test
+
+
+@pytest.mark.parametrize("val, test", [(0.6, 0.5), (-0.1, 0.1), (0.1, 1.0)])
+def test_split_rejects_bad_fractions(small_dataset, val, test):
+    with pytest.raises(FlowerError, match="Received"):
+        split_dataset(scan_dataset(small_dataset), val_fraction=val, test_fraction=test)
+
+
+def test_fingerprint_changes_when_a_photo_changes(small_dataset):
+    before = fingerprint(scan_dataset(small_dataset))
+    assert fingerprint(scan_dataset(small_dataset)) == before
+    target = small_dataset / "daisy" / "000.jpg"
+    _photo(target, colour=(1, 2, 3), size=(41, 30))
+    os.utime(target, ns=(1, 1))
+    assert fingerprint(scan_dataset(small_dataset)) != before
+
+
+def test_labels_follow_class_names_and_reject_unknown_classes():
+    assert labels_for(["rose/a.jpg", "daisy/b.jpg"], ["daisy", "rose"]) == [1, 0]
+    with pytest.raises(FlowerError, match="not one of the model's classes"):
+        labels_for(["lily/a.jpg"], ["daisy", "rose"])
+
+
+def test_pixels_are_identical_through_pipeline_and_direct_loading(small_dataset):
+    from flower_core.images import model_input
+    from flower_core.pipeline import image_dataset
+
+    files = ["daisy/000.jpg", "rose/001.jpg"]
+    batch = next(iter(image_dataset(small_dataset, files, [0, 1], image_size=32, batch_size=2)))
+    direct = np.stack([model_input(small_dataset / f, 32) for f in files]).astype("float32")
+    np.testing.assert_array_equal(batch[0].numpy(), direct)
+    np.testing.assert_array_equal(batch[1].numpy(), [[1, 0], [0, 1]])

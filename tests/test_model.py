@@ -1,0 +1,137 @@
+"""Presets, the model's structure, preprocessing, fine-tuning and weights resolution."""
+
+import keras
+import numpy as np
+import pytest
+
+from flower_core.backbones import BACKBONES, build_backbone, get_backbone, weights_status
+from flower_core.config import PRESETS, STUDY_RESULTS, make_config
+from flower_core.errors import FlowerError
+from flower_core.model import Preprocess, build_classifier, set_fine_tuning
+
+from .conftest import MOBILENET_NO_TOP, WEIGHTS_DIR, needs_mobilenet_weights
+
+
+def test_presets_follow_the_study():
+    assert list(PRESETS) == ["base", "dropout50", "dropout20", "batch64", "plateau", "center", "batchnorm"]
+    assert set(STUDY_RESULTS) == set(PRESETS)
+    base, d50, d20 = make_config("base"), make_config("dropout50"), make_config("dropout20")
+    assert (base.backbone, base.pooling, base.dense_units, base.batch_size) == ("vgg16", "max", [512, 128], 32)
+    assert (base.learning_rate, base.preprocessing, base.dropout, base.augment) == (1e-3, "rescale", 0.0, False)
+    assert (d50.dropout, d50.augment, d20.dropout) == (0.5, True, 0.2)
+    assert make_config("batch64").batch_size == 64
+    assert make_config("plateau").reduce_lr and not d20.reduce_lr
+    assert make_config("center").preprocessing == "imagenet"
+    batchnorm = make_config("batchnorm")
+    assert batchnorm.batchnorm and batchnorm.reduce_lr and batchnorm.dropout == 0.2
+
+
+def test_overrides_win_over_presets_and_bad_values_are_refused():
+    assert make_config("batch64", batch_size=16, dropout=None).batch_size == 16
+    with pytest.raises(FlowerError, match="unknown preset 'huge'"):
+        make_config("huge")
+    with pytest.raises(FlowerError, match="Received: dropout=1.5"):
+        make_config("base", dropout=1.5)
+    with pytest.raises(FlowerError, match="unknown backbone 'alexnet'"):
+        get_backbone("alexnet")
+
+
+def test_model_layers_are_named_and_head_matches_config():
+    clf = build_classifier(make_config("batchnorm", backbone="mobilenet", weights="none", image_size=64), 5)
+    names = [layer.name for layer in clf.model.layers]
+    for expected in ("pixels", "augment_flip", "augment_shear", "preprocess", "conv_pw_13_relu",
+                     "head_pool", "head_dense1", "head_bn1", "head_dropout1", "head_dense2", "predictions"):
+        assert expected in names
+    assert clf.model.get_layer("head_dense1").units == 512
+    assert clf.model.get_layer("head_dropout2").rate == 0.2
+    assert clf.model.output_shape == (None, 5)
+    assert "head_dense1" not in clf.backbone_layers and "conv_pw_13" in clf.backbone_layers
+
+
+def test_feature_and_head_models_share_weights_with_the_full_model():
+    clf = build_classifier(make_config("dropout20", backbone="mobilenet", weights="none", image_size=64), 3)
+    x = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3)).astype("float32")
+    full = clf.model.predict(x, verbose=0)
+    composed = clf.head_model.predict(clf.feature_model.predict(x, verbose=0), verbose=0)
+    np.testing.assert_allclose(full, composed, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode, pixel, expected", [
+    ("rescale", (255, 0, 51), (1.0, 0.0, 0.2)),
+    ("tf", (255, 0, 127.5), (1.0, -1.0, 0.0)),
+    ("caffe", (123.68, 116.779, 103.939), (0.0, 0.0, 0.0)),
+    ("caffe", (200, 100, 50), (50 - 103.939, 100 - 116.779, 200 - 123.68)),
+    ("none", (7, 8, 9), (7, 8, 9)),
+])
+def test_preprocessing_modes(mode, pixel, expected):
+    out = Preprocess(mode)(np.array([[[pixel]]], dtype="float32"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out)[0, 0, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_saved_model_loads_in_safe_mode_with_identical_predictions(tmp_path):
+    from flower_core.runs import load_run_model
+
+    clf = build_classifier(make_config("batchnorm", backbone="mobilenet", weights="none", image_size=64), 4)
+    clf.model.save(tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text("{}")
+    loaded = load_run_model(tmp_path)
+    x = np.random.default_rng(1).integers(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), clf.model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone, blocks, last", [
+    ("vgg16", 1, {"block5_conv1", "block5_conv2", "block5_conv3"}),
+    ("mobilenet", 1, {"conv_dw_13", "conv_pw_13"}),
+    ("resnet50", 1, None),
+])
+def test_fine_tuning_unfreezes_only_the_last_blocks_and_keeps_batchnorm_frozen(backbone, blocks, last):
+    clf = build_classifier(make_config("base", backbone=backbone, weights="none", image_size=64), 5)
+    set_fine_tuning(clf, backbone, 0)
+    unfrozen = set(set_fine_tuning(clf, backbone, blocks))
+    if last is not None:
+        assert unfrozen == last
+    assert unfrozen and all(get_backbone(backbone).block_of(n) == get_backbone(backbone).block_of(sorted(unfrozen)[0]) for n in unfrozen)
+    for layer in clf.model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name in clf.backbone_layers:
+            assert not layer.trainable
+    assert len(set_fine_tuning(clf, backbone, 2)) > len(unfrozen)
+
+
+def test_random_init_backbone_trains_from_scratch_and_imagenet_stays_frozen(tmp_path):
+    scratch = build_classifier(make_config("base", backbone="mobilenet", weights="none", image_size=64), 5)
+    assert scratch.model.get_layer("conv_pw_13").trainable
+    weights = tmp_path / "random_mobilenet.weights.h5"
+    keras.applications.MobileNet(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
+    frozen = build_classifier(make_config("base", backbone="mobilenet", weights=str(weights), image_size=64), 5)
+    assert not frozen.model.get_layer("conv_pw_13").trainable
+    assert frozen.model.get_layer("head_dense1").trainable
+
+
+def test_missing_imagenet_weights_offline_is_one_clear_message():
+    inputs = keras.Input((64, 64, 3))
+    with pytest.raises(FlowerError) as info:
+        build_backbone("vgg16", "imagenet", inputs, 64)
+    message = str(info.value)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and "FLOWER_WEIGHTS_DIR" in message
+    assert "\n" not in message
+
+
+def test_missing_weights_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FlowerError, match="weights file not found"):
+        build_backbone("mobilenet", str(tmp_path / "nope.h5"), keras.Input((64, 64, 3)), 64)
+
+
+def test_every_backbone_has_a_real_target_layer():
+    for name, backbone in BACKBONES.items():
+        clf = build_classifier(make_config("base", backbone=name, weights="none", image_size=96), 2)
+        assert clf.model.get_layer(backbone.target_layer) is not None, name
+
+
+@needs_mobilenet_weights
+def test_flower_weights_dir_provides_real_mobilenet_weights(monkeypatch):
+    monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(WEIGHTS_DIR))
+    assert weights_status("mobilenet")["found"] == str(MOBILENET_NO_TOP)
+    assert weights_status("vgg16")["found"] is None
+    backbone = build_backbone("mobilenet", "imagenet", keras.Input((128, 128, 3)), 128)
+    reference = keras.applications.MobileNet(include_top=False, weights=str(MOBILENET_NO_TOP), input_shape=(128, 128, 3))
+    np.testing.assert_array_equal(backbone.get_layer("conv1").get_weights()[0], reference.get_layer("conv1").get_weights()[0])

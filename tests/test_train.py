@@ -1,0 +1,164 @@
+"""Training end to end: complete run folders, every preset, fine-tuning, cancel and kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import pytest
+
+from flower_core.config import PRESETS, make_config
+from flower_core.runs import load_run_model, read_history, read_json, read_status
+from flower_core.train import train_new_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "flower_core", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def random_mobilenet_weights(tmp_path_factory) -> str:
+    """A weights file for a frozen backbone, so the cached-features path runs without ImageNet."""
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_random.weights.h5"
+    keras.applications.MobileNet(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(path)
+    return str(path)
+
+
+def _assert_complete_run(run_dir: Path, epochs: int, classes: list[str]):
+    config = read_json(run_dir / "config.json")
+    assert config["class_names"] == classes and len(config["dataset_fingerprint"]) == 16
+    split = read_json(run_dir / "split.json")
+    assert split["seed"] == config["seed"] and split["train"] and split["val"] and split["test"]
+    assert not set(split["train"]) & set(split["test"])
+    status = read_status(run_dir)
+    assert status["state"] == "done" and status["finished"]
+    history = read_history(run_dir)
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(history[0])
+    metrics = read_json(run_dir / "metrics.json")
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["class_names"] == classes
+    assert sum(map(sum, metrics["confusion"])) == len(split["test"])
+    assert set(metrics["per_class"]) == set(classes)
+    model = load_run_model(run_dir)
+    assert model.output_shape == (None, len(classes))
+
+
+def test_cli_synth_then_train_gives_a_complete_run_folder(tmp_path):
+    data = tmp_path / "synthetic"
+    synth = _cli("synth", "--out", str(data), "--per-class", "12", "--size", "64", "--json")
+    assert synth.returncode == 0, synth.stderr
+    train = _cli("train", "--data", str(data), "--runs", str(tmp_path / "runs"), "--backbone", "mobilenet",
+                 "--weights", "none", "--image-size", "64", "--epochs", "2", "--json")
+    assert train.returncode == 0, train.stderr
+    result = json.loads(train.stdout.strip().splitlines()[-1])
+    assert result["state"] == "done" and Path(result["run_dir"]).parent == tmp_path / "runs"
+    _assert_complete_run(Path(result["run_dir"]), 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
+    listing = _cli("runs", "--runs", str(tmp_path / "runs"), "--json")
+    assert json.loads(listing.stdout.splitlines()[-1])["runs"][0]["run_id"] == result["run_id"]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_trains_on_cached_features(preset, synthetic_dataset, random_mobilenet_weights, tmp_path):
+    config = make_config(preset, backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
+                         epochs=2, augment_views=2)
+    run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
+    _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
+    stored = read_json(run_dir / "config.json")
+    assert (stored["preset"], stored["dropout"], stored["batch_size"]) == (preset, config.dropout, config.batch_size)
+
+
+def test_fine_tuning_and_end_to_end_training(synthetic_dataset, random_mobilenet_weights, tmp_path):
+    config = make_config("dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
+                         epochs=1, fine_tune_blocks=1, fine_tune_epochs=1, cache_features=False)
+    run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
+    _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
+    assert [h["phase"] for h in read_history(run_dir)] == ["head", "fine-tune"]
+    assert read_history(run_dir)[1]["lr"] == pytest.approx(1e-5)
+
+
+def test_reusing_a_split_file_keeps_the_same_split(synthetic_dataset, tmp_path):
+    config = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1, seed=5)
+    first = train_new_run(config, synthetic_dataset, tmp_path / "runs")
+    second = train_new_run(make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1, seed=9),
+                           synthetic_dataset, tmp_path / "runs", split_file=first / "split.json")
+    assert read_json(second / "split.json")["test"] == read_json(first / "split.json")["test"]
+
+
+def test_offline_vgg16_imagenet_is_one_clear_line(synthetic_dataset, tmp_path):
+    result = _cli("train", "--data", str(synthetic_dataset), "--runs", str(tmp_path / "runs"),
+                  "--backbone", "vgg16", "--weights", "imagenet", "--image-size", "64", "--epochs", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ImageNet weights for backbone 'vgg16'")
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--backbone", "alexnet"], "backbone must be one of"),
+    (["--epochs", "two"], "invalid int value"),
+])
+def test_bad_train_arguments_exit_with_one_line(synthetic_dataset, args, message):
+    result = _cli("train", "--data", str(synthetic_dataset), *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path):
+    result = _cli("train", "--data", str(tmp_path / "none"), "--backbone", "mobilenet", "--weights", "none")
+    assert result.returncode == 2 and "dataset folder not found" in result.stderr
+
+
+def _start_long_run(data: Path, runs: Path) -> subprocess.Popen:
+    script = (
+        "from flower_core.config import make_config\n"
+        "from flower_core.train import train_new_run\n"
+        f"train_new_run(make_config('base', backbone='mobilenet', weights='none', image_size=64,"
+        f" epochs=200, patience=500, batch_size=8), {str(data)!r}, {str(runs)!r})\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _wait_for_epochs(runs: Path, count: int, timeout: float = 240) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for run_dir in runs.glob("*"):
+            if len(read_history(run_dir)) >= count and (run_dir / "model.keras").exists():
+                return run_dir
+        time.sleep(0.3)
+    raise AssertionError("training did not reach the expected epoch in time")
+
+
+@pytest.mark.parametrize("how", ["flag", "sigterm"])
+def test_cancelled_run_stops_and_keeps_the_best_model(synthetic_dataset, tmp_path, how):
+    process = _start_long_run(synthetic_dataset, tmp_path / "runs")
+    run_dir = _wait_for_epochs(tmp_path / "runs", 1)
+    if how == "flag":
+        (run_dir / "cancel.request").touch()
+    else:
+        process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 0
+    status = read_status(run_dir)
+    assert status["state"] == "cancelled" and status["finished"]
+    assert 1 <= len(read_history(run_dir)) < 200
+    assert load_run_model(run_dir).output_shape == (None, 5)
+
+
+def test_killed_run_is_readable_and_reported_interrupted(synthetic_dataset, tmp_path):
+    process = _start_long_run(synthetic_dataset, tmp_path / "runs")
+    run_dir = _wait_for_epochs(tmp_path / "runs", 2)
+    process.kill()
+    process.wait()
+    status = read_status(run_dir)
+    assert status["state"] == "interrupted" and "killed" in status["message"]
+    assert len(read_history(run_dir)) >= 2
+    assert load_run_model(run_dir).output_shape == (None, 5)

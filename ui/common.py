@@ -1,0 +1,120 @@
+"""What every page shares: where the data and runs are, the page header, and error display."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from flower_core.data import resolve_data_root
+from flower_core.errors import FlowerError
+from flower_core.runs import resolve_runs_root
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+APP_NAME = "Flower Studio"
+SETTINGS_FILE = ".app_settings.json"
+PAGES: dict[str, object] = {
+    "home": None,  # the Home page object, registered by app.py (`register_home`)
+    "dataset": "pages/1_Dataset.py",
+    "train": "pages/2_Train.py",
+    "compare": "pages/3_Compare.py",
+    "classify": "pages/4_Classify.py",
+}
+
+
+def register_home(page) -> None:
+    """Remember the Home page (a callable page of app.py) so other pages can link to it."""
+    PAGES["home"] = page
+
+
+def link(page: str, label: str, icon: str = ":material/arrow_forward:") -> None:
+    """A link to one of the app's pages by key (`PAGES`)."""
+    if PAGES.get(page) is not None:
+        st.page_link(PAGES[page], label=label, icon=icon)
+
+
+def runs_root() -> Path:
+    """The runs folder (`FLOWER_RUNS`, else `runs/`)."""
+    return resolve_runs_root()
+
+
+def data_home() -> Path:
+    """Where new datasets (uploads, downloads, the synthetic set) are written."""
+    explicit = os.environ.get("FLOWER_DATA_HOME")
+    if explicit:
+        return Path(explicit)
+    parent = resolve_data_root().parent
+    writable = os.access(parent, os.W_OK) if parent.exists() else True
+    return parent if writable else Path("data")
+
+
+def _settings_path() -> Path:
+    return runs_root() / SETTINGS_FILE
+
+
+def data_root() -> Path:
+    """The dataset in use: this session's choice, else the last one chosen, else `FLOWER_DATA`."""
+    if "data_root" not in st.session_state:
+        try:
+            saved = json.loads(_settings_path().read_text()).get("data_root")
+        except (OSError, ValueError):
+            saved = None
+        chosen = Path(saved) if saved and Path(saved).is_dir() else resolve_data_root()
+        st.session_state["data_root"] = str(chosen)
+    return Path(st.session_state["data_root"])
+
+
+def set_data_root(path: str | os.PathLike) -> None:
+    """Use another dataset in this session and remember it for the next visit."""
+    st.session_state["data_root"] = str(Path(path))
+    root = runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    _settings_path().write_text(json.dumps({"data_root": str(Path(path).resolve())}) + "\n")
+
+
+def page(title: str, caption: str, icon: str = "") -> None:
+    """The browser tab's title, the page's title and a one-line explanation under it."""
+    st.set_page_config(page_title=f"{title} · {APP_NAME}" if title != APP_NAME else APP_NAME)
+    st.title(f"{icon} {title}".strip())
+    st.caption(caption)
+
+
+@contextmanager
+def guard(action: str = ""):
+    """Show an error as one line (never a traceback) and stop the page's script there."""
+    try:
+        yield
+    except FlowerError as error:
+        st.error(f"{action}{': ' if action else ''}{error}", icon=":material/error:")
+        st.stop()
+    except (OSError, ValueError) as error:
+        st.error(f"{action or 'Something went wrong'}: {error}", icon=":material/error:")
+        st.stop()
+
+
+def empty_state(message: str, page: str | None = None, label: str = "", icon: str = "") -> None:
+    """A friendly message for missing inputs, with a link to the page that fixes it."""
+    st.info(message, icon=":material/info:")
+    if page:
+        link(page, label, icon or ":material/arrow_forward:")
+
+
+def percent(value) -> str:
+    """A fraction as a percentage with one decimal, or a dash when unknown."""
+    return "–" if value is None else f"{value:.1%}"
+
+
+def progress_reporter(bar, label: str):
+    """A `progress(done, total)` callback that moves `bar` at most once per percent."""
+    shown = [-1]
+
+    def report(done: int, total: int) -> None:
+        step = int(100 * done / max(total, 1))
+        if step != shown[0]:
+            shown[0] = step
+            bar.progress(min(step, 100) / 100, text=f"{label} {done:,}/{total:,}")
+
+    return report

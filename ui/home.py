@@ -1,0 +1,117 @@
+"""The Home page's pieces: the state of the dataset, weights and runs, and the page directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from flower_core.backbones import BACKBONES, weights_status
+from flower_core.download import is_online
+from flower_core.runs import ACTIVE_STATES
+from flower_core.synthetic import is_synthetic
+from ui import loaders
+from ui.common import link, percent
+
+PAGE_DIRECTORY = (
+    ("dataset", "Dataset", ":material/photo_library:",
+     "class balance, sample photos, sizes, colours, duplicates and the split"),
+    ("train", "Train", ":material/model_training:",
+     "pick a preset or tune every setting, then follow the training live"),
+    ("compare", "Compare", ":material/leaderboard:",
+     "all runs side by side, against the study's published results"),
+    ("classify", "Classify & explain", ":material/center_focus_strong:",
+     "upload a photo, see the prediction and where the model looked"),
+)
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def online() -> bool:
+    """Whether the public download host answers (checked at most every two minutes)."""
+    return is_online()
+
+
+def dataset_card(root: Path) -> bool:
+    """The dataset in use: path, classes and photo count; returns whether it is usable."""
+    with st.container(border=True):
+        st.markdown("#### :material/photo_library: Dataset")
+        dataset, problem = loaders.dataset_or_none(root)
+        st.caption(f"`{root}`")
+        if dataset is None:
+            st.warning(f"No usable dataset yet. {problem}", icon=":material/warning:")
+            return False
+        if is_synthetic(root):
+            st.badge("synthetic demo set: drawn flowers, not photos", icon=":material/draw:",
+                     color="orange")
+        st.metric("Photos", f"{len(dataset.files):,}")
+        st.write(f"**{len(dataset.class_names)} classes:** {', '.join(dataset.class_names)}")
+        if dataset.skipped:
+            st.caption(f"{len(dataset.skipped)} unreadable files are left out.")
+    return True
+
+
+def _weights_line(name: str, reachable: bool) -> str:
+    status = weights_status(name)
+    if status["found"]:
+        return f":green[:material/check_circle:] **{name}**: found (`{status['file']}`)"
+    if reachable:
+        return f":blue[:material/download:] **{name}**: will download on first use"
+    return (f":orange[:material/cloud_off:] **{name}**: offline, not found: put "
+            f"`{status['file']}` in `{status['where_to_put']}`")
+
+
+def weights_card() -> None:
+    """Each backbone's ImageNet weights: found here, will download, or missing offline."""
+    with st.container(border=True):
+        st.markdown("#### :material/neurology: Pretrained weights")
+        reachable = online()
+        for name in BACKBONES:
+            st.markdown(_weights_line(name, reachable))
+        st.caption("Any backbone also trains with weights *none* (from scratch, no transfer).")
+
+
+def runs_card() -> None:
+    """How many runs there are, the best test accuracy, and the job in progress."""
+    with st.container(border=True):
+        st.markdown("#### :material/leaderboard: Runs")
+        rows = loaders.runs()
+        scores = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+        left, right = st.columns(2)
+        left.metric("Runs", len(rows))
+        right.metric("Best test accuracy", percent(max(scores)) if scores else "–")
+        active = [r for r in rows if r.get("state") in ACTIVE_STATES]
+        if active:
+            st.info(f"{len(active)} job(s) queued or training.", icon=":material/sync:")
+        elif not rows:
+            st.caption("No runs yet: start one on the Train page.")
+
+
+def page_directory() -> None:
+    """A link to each page with what it shows."""
+    columns = st.columns(len(PAGE_DIRECTORY))
+    for column, (key, label, icon, text) in zip(columns, PAGE_DIRECTORY):
+        with column.container(border=True, height="stretch"):
+            link(key, label, icon)
+            st.caption(text)
+
+
+def sidebar_status() -> None:
+    """The dataset in use and the job in progress, on every page's sidebar."""
+    from ui.common import data_root
+
+    root = data_root()
+    dataset, _ = loaders.dataset_or_none(root)
+    with st.sidebar:
+        if dataset is None:
+            st.caption(":material/photo_library: No dataset yet")
+        else:
+            tag = " (synthetic)" if is_synthetic(root) else ""
+            st.caption(f":material/photo_library: **{root.name}**{tag}: "
+                       f"{len(dataset.files):,} photos")
+        active = [r for r in loaders.runs() if r.get("state") in ACTIVE_STATES]
+        running = [r for r in active if r["state"] == "running"]
+        if running:
+            st.caption(f":material/sync: Training **{running[0]['preset']}** "
+                       f"({running[0]['backbone']}), {len(active) - 1} queued")
+        elif active:
+            st.caption(f":material/schedule: {len(active)} run(s) queued")

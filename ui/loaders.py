@@ -1,0 +1,135 @@
+"""Everything slow is loaded here, once: datasets and reports (`st.cache_data`, keyed by a cheap
+stamp of the folder), models (`st.cache_resource`, keyed by run id and model file time, few
+kept), and predictions and explanations (small, bounded caches), so pages switch quickly and
+memory stays flat however many photos are explained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from flower_core.data import Dataset, scan_dataset, split_dataset
+from flower_core.errors import FlowerError
+from flower_core.images import load_image
+from flower_core.runs import MODEL, RunStore
+from ui.common import runs_root
+
+
+def folder_stamp(root: str | os.PathLike) -> str:
+    """A cheap fingerprint of a dataset folder: its class folders' names, times and sizes."""
+    root = Path(root)
+    if not root.is_dir():
+        return "missing"
+    parts = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and not entry.name.startswith("."):
+            stat = entry.stat()
+            parts.append(f"{entry.name}:{stat.st_mtime_ns}:{sum(1 for _ in entry.iterdir())}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
+@st.cache_data(show_spinner="Checking the photos…", max_entries=8)
+def load_dataset(root: str, stamp: str) -> Dataset:
+    """The scanned dataset (every photo decoded once to find unreadable ones)."""
+    return scan_dataset(root)
+
+
+def current_dataset(root: str | os.PathLike) -> Dataset:
+    """The dataset at `root`, from the cache unless its folders changed."""
+    return load_dataset(str(root), folder_stamp(root))
+
+
+def dataset_or_none(root: str | os.PathLike) -> tuple[Dataset | None, str]:
+    """The dataset at `root`, or `None` and the one-line reason it is not usable."""
+    try:
+        return current_dataset(root), ""
+    except FlowerError as error:
+        return None, str(error)
+
+
+@st.cache_data(show_spinner="Measuring every photo (sizes, colours, duplicates)…", max_entries=4)
+def eda_tables(root: str, stamp: str) -> dict:
+    """The EDA of a dataset: the per-photo table, per-class summary, duplicates and the split."""
+    from flower_core import eda
+
+    dataset = load_dataset(root, stamp)
+    table = eda.image_table(dataset)
+    exact, near = eda.exact_duplicates(table), eda.near_duplicates(table)
+    split = split_dataset(dataset)
+    return {
+        "dataset": dataset, "table": table,
+        "summary": eda.class_summary(table, dataset.class_names),
+        "imbalance": eda.imbalance_ratio(dataset.counts()),
+        "exact": exact, "near": near, "leaks": eda.split_leaks(exact + near, split),
+        "split": eda.split_table(split, dataset.class_names),
+    }
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def thumbnail(path: str, size: int = 256):
+    """A photo, upright and at most `size` pixels on its long side (for grids)."""
+    image = load_image(path, draft_size=size)
+    image.thumbnail((size, size))
+    return image
+
+
+def model_stamp(run_dir: str | os.PathLike) -> float:
+    """The model file's modification time: a new model in a run loads afresh."""
+    path = Path(run_dir) / MODEL
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model…")
+def _load_run(run_dir: str, stamp: float):
+    from flower_core.predict import load_run
+
+    return load_run(run_dir)
+
+
+def run_model(run_dir: str | os.PathLike):
+    """A run's `(model, class_names)`, loaded once per run and model file."""
+    return _load_run(str(run_dir), model_stamp(run_dir))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
+    """The prediction record of a photo (see `flower_core.predict.describe`)."""
+    from flower_core.predict import predict_image
+
+    model, class_names = _load_run(run_dir, stamp)
+    return predict_image(model, class_names, image, top_k=top_k)
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing the heatmap…")
+def explain(run_dir: str, stamp: float, image: bytes, method: str, layer: str | None,
+            target: str | None):
+    """An `Explanation` of a photo by a run's model (see `flower_core.explain`)."""
+    from flower_core.explain import explain_image
+
+    model, class_names = _load_run(run_dir, stamp)
+    return explain_image(model, image, method, layer=layer, target_class=target,
+                         class_names=class_names)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def explainable_layers(run_dir: str, stamp: float) -> tuple[list[str], str]:
+    """The model's explainable layers and the default one."""
+    from flower_core.explain import resolve_layer, spatial_layers
+
+    model, _ = _load_run(run_dir, stamp)
+    return spatial_layers(model), resolve_layer(model)
+
+
+def runs() -> list[dict]:
+    """Summaries of every run, newest first."""
+    return RunStore(runs_root()).list_runs()
+
+
+def finished_runs() -> list[dict]:
+    """Runs with a model, the best test accuracy first."""
+    rows = [r for r in runs() if r.get("has_model")]
+    return sorted(rows, key=lambda r: -(r.get("test_accuracy") or -1))
