@@ -92,7 +92,7 @@ def image_table(dataset: Dataset, progress: Callable[[int, int], None] | None = 
             rows.append(row)
             if progress:
                 progress(len(rows), len(dataset.files))
-    return pd.DataFrame(rows, columns=None if rows else ["path", "class"])
+    return pd.DataFrame(rows)
 
 
 def imbalance_ratio(counts: dict[str, int]) -> float:
@@ -195,17 +195,9 @@ def split_table(split: Split, class_names: list[str]) -> pd.DataFrame:
 
 
 def _ranges(table: pd.DataFrame) -> dict:
-    columns = {"width": table["width"], "height": table["height"], "aspect": table["aspect"],
-               "file_kb": table["file_bytes"] / 1024}
-    return {name: {"min": round(float(values.min()), 2), "median": round(float(values.median()), 2),
-                   "max": round(float(values.max()), 2)} for name, values in columns.items()}
-
-
-def _stage(progress: Callable[[int, int], None] | None, stage: int):
-    """Report two passes (check, then measure) as one `progress(done, total)` over both."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(stage * total + done, 2 * total)
+    """Min, median and max of width, height, aspect and file size (kB), over all photos."""
+    columns = table[["width", "height", "aspect"]].assign(file_kb=table["file_bytes"] / 1024)
+    return columns.agg(["min", "median", "max"]).astype(float).round(2).to_dict()
 
 
 def dataset_report(root: str | os.PathLike, progress: Callable[[int, int], None] | None = None):
@@ -213,8 +205,8 @@ def dataset_report(root: str | os.PathLike, progress: Callable[[int, int], None]
 
     Args:
         root: dataset folder, one sub-folder per class.
-        progress: called as `progress(done, total)` over both passes (checking, then
-            measuring each photo). Defaults to `None`.
+        progress: called as `progress(done, total)` over both passes, checking then measuring
+            each photo (unreadable ones count as measured). Defaults to `None`.
 
     Returns:
         A dict with counts, imbalance ratio, unreadable files, per-class and overall sizes and
@@ -222,8 +214,10 @@ def dataset_report(root: str | os.PathLike, progress: Callable[[int, int], None]
         split's sizes and the duplicate groups it leaks across parts, and the seconds taken.
     """
     started = time.perf_counter()
-    dataset = scan_dataset(root, progress=_stage(progress, 0))
-    table = image_table(dataset, progress=_stage(progress, 1))
+    tick = progress or (lambda done, total: None)
+    dataset = scan_dataset(root, progress=lambda done, total: tick(done, 2 * total))
+    found, skipped = len(dataset.files) + len(dataset.skipped), len(dataset.skipped)
+    table = image_table(dataset, progress=lambda done, _: tick(found + skipped + done, 2 * found))
     counts = dataset.counts()
     exact, near = exact_duplicates(table), near_duplicates(table)
     split = split_dataset(dataset, **_DEFAULT_SPLIT)
@@ -263,7 +257,7 @@ def format_report(report: dict) -> str:
         f"classes, {len(report['unreadable'])} unreadable, "
         f"imbalance (max/min) {report['imbalance_ratio']:.2f}",
         "",
-        per_class.to_string(float_format=lambda value: f"{value:.1f}"),
+        per_class.to_string(float_format="{:.2f}".format),
         "",
         *(f"{name:<7} min {r['min']:g}  median {r['median']:g}  max {r['max']:g}"
           for name, r in sizes.items()),

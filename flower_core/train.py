@@ -17,7 +17,15 @@ import tensorflow as tf
 
 from flower_core.backbones import ensure_weights
 from flower_core.config import TrainConfig
-from flower_core.data import Dataset, Split, fingerprint, labels_for, list_candidates, scan_dataset, split_dataset
+from flower_core.data import (
+    Dataset,
+    Split,
+    fingerprint,
+    labels_for,
+    list_candidates,
+    scan_dataset,
+    split_dataset,
+)
 from flower_core.errors import FlowerError
 from flower_core.features import FeatureCache, cached_features, cached_views
 from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
@@ -182,7 +190,7 @@ def _train_in_scope(run_dir, config, dataset, split, reporter):
     if config.fine_tune_blocks:
         _fine_tune(run_dir, config, dataset, split, clf, reporter, total_epochs, best)
     _stage(reporter, run_dir, "evaluating on the test split")
-    _write_metrics(run_dir, clf, config, dataset, split)
+    _write_metrics(run_dir, clf, config, dataset, split, reporter)
 
 
 def _images(dataset, files, labels, config, n, shuffle):
@@ -200,11 +208,7 @@ def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, repo
     fp = fingerprint(dataset)
 
     def extracting(label):
-        def report(done, total):
-            if cancel_requested(run_dir):
-                raise _Cancelled()
-            _stage(reporter, run_dir, f"computing {label} features {done}/{total}", done == total)
-        return report
+        return _extraction_reporter(run_dir, reporter, label)
 
     names = dataset.class_names
     y_train, y_val = labels_for(split.train, names), labels_for(split.val, names)
@@ -225,6 +229,15 @@ def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, repo
     return keeper.best
 
 
+def _extraction_reporter(run_dir, reporter, label):
+    """Progress of a feature-cache build; a cancel request stops it between batches."""
+    def report(done, total):
+        if cancel_requested(run_dir):
+            raise _Cancelled()
+        _stage(reporter, run_dir, f"computing {label} features {done}/{total}", done == total)
+    return report
+
+
 def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Dataset:
     """Each epoch, each training photo contributes one of its K cached views, drawn at random."""
     k, n = views.shape[0], views.shape[1]
@@ -243,18 +256,28 @@ def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, total
     _stage(reporter, run_dir, f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
     _compile(clf.model, config, config.fine_tune_learning_rate)
     y_train, y_val = labels_for(split.train, dataset.class_names), labels_for(split.val, dataset.class_names)
-    callbacks, progress, _ = _callbacks(run_dir, config, reporter, clf.model, total_epochs, config.epochs, "fine-tune", best)
+    callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, config.epochs, "fine-tune", best)
     clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.fine_tune_epochs,
                   validation_data=_images(dataset, split.val, y_val, config, n, False),
                   callbacks=callbacks, class_weight=_class_weight(config, y_train, n), verbose=0)
+    if keeper.best_weights is None:  # fine-tuning never beat the head: keep the head's best model
+        clf.model.load_weights(run_dir / MODEL)
     _check_cancel(progress)
 
 
-def _write_metrics(run_dir, clf: Classifier, config, dataset, split):
-    from flower_core.evaluate import evaluate_model
+def _write_metrics(run_dir, clf: Classifier, config, dataset, split, reporter):
+    """Test metrics of the best model; from cached test features when only the head trained."""
+    from flower_core.evaluate import evaluate_model, summarise
 
     if not split.test:
         return
-    metrics = evaluate_model(clf.model, dataset.class_names, dataset.root, split.test,
-                             batch_size=config.batch_size, image_size=config.image_size)
+    names = dataset.class_names
+    if config.cache_features and not trains_from_scratch(config) and not config.fine_tune_blocks:
+        features, _ = cached_features(FeatureCache(), clf.feature_model, config, dataset.root, split.test,
+                                      fingerprint(dataset), _extraction_reporter(run_dir, reporter, "test"))
+        probabilities = clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
+        metrics = summarise(probabilities, labels_for(split.test, names), names, split.test)
+    else:
+        metrics = evaluate_model(clf.model, names, dataset.root, split.test,
+                                 batch_size=config.batch_size, image_size=config.image_size)
     write_json(run_dir / METRICS, metrics)

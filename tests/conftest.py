@@ -77,3 +77,61 @@ def tiny_run_factory(tmp_path):
         return _save_tiny_run(tmp_path / name, class_names, **options)
 
     return make
+
+
+def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> None:
+    """Give a tiny run the files of a finished training: status, history, split and metrics."""
+    import json
+
+    from flower_core.data import scan_dataset, split_dataset
+    from flower_core.evaluate import evaluate_model
+    from flower_core.runs import load_run_model
+
+    config = json.loads((run_dir / "config.json").read_text())
+    split = split_dataset(scan_dataset(data_root))
+    (run_dir / "split.json").write_text(json.dumps(split.to_json()))
+    history = [{"epoch": i, "phase": "head", "loss": 1.6 - 0.2 * i, "accuracy": acc,
+                "val_loss": 1.7 - 0.2 * i, "val_accuracy": acc - 0.05, "lr": 1e-3, "seconds": 2.0}
+               for i, acc in enumerate(accuracies, 1)]
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    metrics = evaluate_model(load_run_model(run_dir), config["class_names"], data_root, split.test,
+                             image_size=config["image_size"])
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "status.json").write_text(json.dumps({
+        "state": "done", "epoch": len(history), "epochs": len(history), "message": "finished",
+        "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}))
+
+
+@pytest.fixture(scope="session")
+def app_runs_template(tmp_path_factory, synthetic_dataset) -> Path:
+    """A runs folder for the app's tests (read-only): two finished tiny MobileNet runs on the
+    synthetic set (presets base and dropout20) and one failed VGG16 run without a model."""
+    import json
+
+    from flower_core.synthetic import CLASSES
+
+    root = tmp_path_factory.mktemp("app_runs") / "runs"
+    for run_id, preset, accuracies in (("20260101-000000-base-mobilenet-aaaa", "base", [0.3, 0.5]),
+                                       ("20260101-000100-dropout20-mobilenet-bbbb", "dropout20",
+                                        [0.4, 0.6, 0.7])):
+        run_dir = _save_tiny_run(root / run_id, CLASSES, image_size=32, preset=preset,
+                                 data_root=synthetic_dataset)
+        _finish_app_run(run_dir, synthetic_dataset, accuracies)
+    failed = root / "20260101-000200-batchnorm-vgg16-cccc"
+    failed.mkdir()
+    (failed / "config.json").write_text(json.dumps({"preset": "batchnorm", "backbone": "vgg16",
+                                                    "epochs": 30, "image_size": 224}))
+    (failed / "status.json").write_text(json.dumps({
+        "state": "failed", "message": "ImageNet weights for backbone 'vgg16' could not be loaded"}))
+    return root
+
+
+@pytest.fixture
+def app_runs(app_runs_template, tmp_path, monkeypatch) -> Path:
+    """This test's own copy of `app_runs_template`, set as FLOWER_RUNS."""
+    import shutil
+
+    root = tmp_path / "app_runs"
+    shutil.copytree(app_runs_template, root)
+    monkeypatch.setenv("FLOWER_RUNS", str(root))
+    return root

@@ -23,15 +23,17 @@ def quick_config():
     return make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1)
 
 
-def test_jobs_queue_behind_one_worker_and_all_finish(synthetic_dataset, tmp_path, quick_config):
+def test_jobs_queue_behind_one_worker_and_run_in_order(synthetic_dataset, tmp_path, quick_config):
     runs = tmp_path / "runs"
-    first = submit(quick_config, synthetic_dataset, runs)
+    long = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=100, patience=200)
+    first = submit(long, synthetic_dataset, runs)
     second = submit(quick_config, synthetic_dataset, runs)
-    _wait(lambda: read_status(first)["state"] == "running")
+    _wait(lambda: len(read_history(first)) >= 1)
     assert worker_active(runs)
     assert read_status(second)["state"] == "queued" and queued_runs(runs) == [second]
+    cancel(first)
     _wait(lambda: read_status(second)["state"] == "done")
-    assert read_status(first)["state"] == "done" and len(read_history(second)) == 1
+    assert read_status(first)["state"] == "cancelled" and len(read_history(second)) == 1
     _wait(lambda: not worker_active(runs), timeout=30)
 
 

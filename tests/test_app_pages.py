@@ -1,0 +1,218 @@
+"""Every page of the app under `streamlit.testing.v1.AppTest`: with no dataset, with the
+synthetic set and with runs present; the Train button queues a job whose progress shows; the
+Classify page predicts and explains an uploaded photo; Home's dataset sources work."""
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from flower_core import jobs
+from flower_core.progress import update_status
+from flower_core.runs import append_jsonl
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["pages/1_Dataset.py", "pages/2_Train.py", "pages/3_Compare.py", "pages/4_Classify.py"]
+
+
+@pytest.fixture(autouse=True)
+def app_env(tmp_path, monkeypatch):
+    """No dataset and an offline machine by default; fresh Streamlit caches for each test."""
+    monkeypatch.setenv("FLOWER_DATA", str(tmp_path / "no_dataset"))
+    monkeypatch.setenv("FLOWER_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr("ui.home.is_online", lambda: False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def synthetic(synthetic_dataset, monkeypatch) -> Path:
+    monkeypatch.setenv("FLOWER_DATA", str(synthetic_dataset))
+    return synthetic_dataset
+
+
+def open_page(page: str | None = None, errors: bool = False) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    if page:
+        at.switch_page(page).run()
+    assert_clean(at, errors)
+    return at
+
+
+def assert_clean(at: AppTest, errors: bool = False) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert errors or not at.error, [e.value for e in at.error]
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_pages_render_without_a_dataset(page):
+    at = open_page(page)
+    if page in (None, "pages/1_Dataset.py"):
+        assert "No" in texts(at.info) + texts(at.warning)
+
+
+def test_home_offers_every_dataset_source_and_says_why_download_is_unavailable():
+    at = open_page()
+    assert "Get a dataset" in texts(at.subheader)
+    assert len(at.tabs) == 4
+    assert "no internet connection" in texts(at.warning)
+    assert at.file_uploader(key="home_zip").allowed_type == [".zip"]
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_pages_render_with_the_synthetic_set(synthetic, page):
+    at = open_page(page)
+    if page == "pages/1_Dataset.py":
+        assert len(at.get("plotly_chart")) >= 8
+        assert len(at.get("imgs")) + len(at.get("image")) >= 5
+    if page is None:
+        assert "badge[:material/draw: synthetic demo set" in texts(at.markdown)
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_pages_render_with_runs_present(synthetic, app_runs, page):
+    at = open_page(page, errors=page == "pages/2_Train.py")
+    if page == "pages/3_Compare.py":
+        assert len(at.dataframe[0].value) == 3
+        assert len(at.get("plotly_chart")) >= 4
+    if page == "pages/2_Train.py":  # the newest run failed: the page says why, in one line
+        assert texts(at.error) == "Training failed: ImageNet weights for backbone 'vgg16' " \
+                                  "could not be loaded"
+
+
+def test_home_generates_the_synthetic_set_and_uses_it(tmp_path):
+    at = open_page()
+    at.number_input(key="home_per_class").set_value(10)
+    at.select_slider(key="home_size").set_value(64)
+    at.button(key="home_synth").click().run()
+    assert_clean(at)
+    assert "synthetic demo set" in texts(at.success)
+    assert Path(at.session_state["data_root"]) == tmp_path / "data" / "synthetic"
+    assert (tmp_path / "data" / "synthetic" / "SYNTHETIC.txt").is_file()
+
+
+def _zip_of(dataset: Path, names: list[str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in names:
+            archive.write(dataset / name, f"flowers/{name}")
+    return buffer.getvalue()
+
+
+def test_home_unpacks_an_uploaded_zip_and_refuses_an_unsafe_one(synthetic, tmp_path):
+    at = open_page()
+    good = _zip_of(synthetic, ["daisy/daisy_0000.jpg", "rose/rose_0000.jpg"])
+    at.file_uploader(key="home_zip").set_value(("my flowers.zip", good, "application/zip")).run()
+    at.button(key="home_unzip").click().run()
+    assert_clean(at)
+    assert Path(at.session_state["data_root"]) == tmp_path / "data/uploads/my-flowers/flowers"
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../evil.jpg", b"x")
+    at.file_uploader(key="home_zip").set_value(("evil.zip", evil.getvalue(), "application/zip"))
+    at.run().button(key="home_unzip").click().run()
+    assert "The zip was refused" in texts(at.error) and "'..'" in texts(at.error)
+    assert not (tmp_path / "data" / "evil.jpg").exists()
+
+
+def _submit_small_run(at: AppTest) -> AppTest:
+    key = "train_base_"
+    at.selectbox(key=key + "backbone").set_value("mobilenet")
+    at.selectbox(key=key + "weights").set_value("none")
+    at.select_slider(key=key + "image_size").set_value(64)
+    at.number_input(key=key + "epochs").set_value(3)
+    at.get("form_submit_button")[0].click()
+    return at.run()
+
+
+def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda root=None: started.append(root))
+    at = _submit_small_run(open_page("pages/2_Train.py"))
+    assert_clean(at)
+    assert started and len(jobs.queued_runs()) == 1
+    run_dir = jobs.queued_runs()[0]
+    assert json.loads((run_dir / "config.json").read_text())["image_size"] == 64
+    assert [p.value for p in at.get("progress")] == [0, 0]
+    update_status(run_dir, state="running", started="2026-01-01T00:00:00+00:00", epoch=1,
+                  epochs=3, batch=2, batches=4, phase="head", eta=42.0, message="head: epoch 2/3")
+    append_jsonl(run_dir / "history.jsonl", {"epoch": 1, "loss": 1.2, "accuracy": 0.5,
+                                              "val_loss": 1.3, "val_accuracy": 0.4, "lr": 1e-3,
+                                              "seconds": 1.0})
+    at.run()
+    assert_clean(at)
+    assert [p.value for p in at.get("progress")] == [33, 50]
+    assert "0:00:42" in texts(at.metric)
+    assert "epoch   1" in texts(at.code)
+    at.button(key="train_cancel").click().run()
+    assert (run_dir / "cancel.request").is_file()
+
+
+def test_a_finished_job_shows_its_results_and_a_second_session_sees_the_running_one(
+        synthetic, app_runs):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["train_run"] = "20260101-000100-dropout20-mobilenet-bbbb"
+    at.run().switch_page("pages/2_Train.py").run()
+    assert_clean(at)
+    assert "Test accuracy" in [m.label for m in at.metric]
+    assert any("Confusion matrix" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
+    assert at.session_state["classify_run"] == "20260101-000100-dropout20-mobilenet-bbbb"
+    run_dir = app_runs / "20260101-000000-base-mobilenet-aaaa"
+    update_status(run_dir, state="running", epoch=1, epochs=2, pid=os.getpid())
+    second = open_page("pages/2_Train.py")
+    assert run_dir.name in texts(second.caption)
+    assert len(second.get("progress")) == 2
+
+
+def test_classify_predicts_and_explains_an_uploaded_photo(synthetic, app_runs):
+    at = open_page("pages/4_Classify.py")
+    photo = (synthetic / "rose" / "rose_0003.jpg").read_bytes()
+    at.file_uploader(key="classify_upload").set_value(("rose.jpg", photo, "image/jpeg")).run()
+    assert_clean(at)
+    labels = [m.label for m in at.metric]
+    assert "Prediction" in labels and "Faithfulness" in labels
+    assert len(at.get("imgs")) + len(at.get("image")) >= 2
+    assert any("Top classes" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
+    at.selectbox(key="classify_method").set_value("gradcam++").run()
+    assert_clean(at)
+
+
+def test_classify_says_in_one_line_when_an_upload_is_not_a_photo(synthetic, app_runs):
+    at = open_page("pages/4_Classify.py")
+    at.file_uploader(key="classify_upload").set_value(("notes.png", b"not a photo", "image/png"))
+    at.run()
+    assert not at.exception
+    assert "Cannot classify notes.png" in texts(at.error) and "\n" not in texts(at.error)
+
+
+def test_classify_shows_the_mistakes_of_a_confusion_cell(synthetic, app_runs):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["classify_tab"] = ":material/report: Mistakes"
+    at.run().switch_page("pages/4_Classify.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="classify_cell").options
+    assert len(at.get("imgs")) + len(at.get("image")) >= 1
+
+
+def test_compare_filters_tags_and_deletes_runs(synthetic, app_runs):
+    at = open_page("pages/3_Compare.py")
+    at.multiselect(key="compare_state").set_value(["failed"]).run()
+    assert len(at.dataframe[0].value) == 1
+    at.multiselect(key="compare_state").set_value([]).run()
+    run_id = at.selectbox(key="compare_manage").value
+    at.text_input(key=f"compare_tags_{run_id}").set_value("best, mobile").run()
+    at.button(key="compare_save").click().run()
+    assert json.loads((app_runs / run_id / "meta.json").read_text())["tags"] == ["best", "mobile"]
+    at.checkbox(key=f"compare_confirm_{run_id}").check().run()
+    at.button(key="compare_delete").click().run()
+    assert_clean(at)
+    assert not (app_runs / run_id).exists()

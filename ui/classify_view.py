@@ -1,0 +1,211 @@
+"""The Classify & explain page's pieces: choose a run and photos, predict, and explain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from flower_core import charts
+from flower_core.errors import FlowerError
+from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
+from flower_core.runs import CONFIG, METRICS, read_json
+from ui import loaders
+from ui.common import data_root, guard, percent, runs_root
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+MISTAKES_SHOWN = 6
+
+
+@dataclass
+class Controls:
+    """How to draw the heatmap: method, layer, explained class, opacity and colours."""
+
+    method: str = "gradcam"
+    layer: str | None = None
+    target: str | None = None
+    alpha: float = DEFAULT_ALPHA
+    colormap: str = "jet"
+
+
+def _run_label(row: dict) -> str:
+    return (f"{row.get('name') or row['run_id']} · {row.get('backbone')} · test acc "
+            f"{percent(row.get('test_accuracy'))}")
+
+
+def choose_run(rows: list[dict]) -> str:
+    """A run folder, default: the one just trained here, else the best test accuracy."""
+    ids = [r["run_id"] for r in rows]
+    preferred = st.session_state.get("classify_run")
+    index = ids.index(preferred) if preferred in ids else 0
+    labels = {r["run_id"]: _run_label(r) for r in rows}
+    run_id = st.selectbox("Model (run)", ids, index=index, format_func=labels.get,
+                          key="classify_run_select", help="Runs with a model, best test "
+                          "accuracy first.")
+    return str(runs_root() / run_id)
+
+
+def _dataset_photo() -> list[tuple[str, bytes]]:
+    dataset, problem = loaders.dataset_or_none(data_root())
+    if dataset is None:
+        st.info(f"No dataset in use. {problem}", icon=":material/info:")
+        return []
+    left, right = st.columns(2)
+    name = left.selectbox("Class", dataset.class_names, key="classify_class")
+    files = [rel for rel in dataset.files if rel.split("/", 1)[0] == name]
+    rel = right.selectbox("Photo", files, key=f"classify_file_{name}",
+                          format_func=lambda r: r.split("/")[-1])
+    return [(rel, (dataset.root / rel).read_bytes())]
+
+
+def choose_photos() -> list[tuple[str, bytes]]:
+    """Uploaded photos, or one photo picked from the dataset, as (name, bytes)."""
+    source = st.segmented_control("Photo source", ["Upload", "From the dataset"],
+                                  default="Upload", key="classify_source")
+    if source == "From the dataset":
+        return _dataset_photo()
+    uploads = st.file_uploader("Photos of flowers", type=UPLOAD_TYPES, accept_multiple_files=True,
+                               key="classify_upload")
+    return [(upload.name, upload.getvalue()) for upload in uploads or []]
+
+
+def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:
+    """With several photos: a table of every prediction; returns the name of the one to explain."""
+    stamp = loaders.model_stamp(run_dir)
+    rows = []
+    for name, data in photos:
+        try:
+            result = loaders.predict(run_dir, stamp, data)
+            rows.append({"photo": name, "prediction": result["predicted_class"],
+                         "probability": result["probability"],
+                         "low confidence": result["low_confidence"], "problem": ""})
+        except FlowerError as error:  # one unreadable upload must not hide the others
+            rows.append({"photo": name, "problem": str(error)})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="classify_table", column_config={
+        "probability": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                       max_value=1)})
+    return st.selectbox("Explain", [name for name, _ in photos], key="classify_pick")
+
+
+def prediction(run_dir: str, name: str, data: bytes) -> dict:
+    """The top-k bar chart and, when the model is unsure, a warning."""
+    with guard(f"Cannot classify {name}"):
+        result = loaders.predict(run_dir, loaders.model_stamp(run_dir), data)
+    st.metric("Prediction", result["predicted_class"], percent(result["probability"]),
+              delta_color="off")
+    if result["low_confidence"]:
+        st.warning(f"Low confidence: this {result['reason']}.", icon=":material/help:")
+    st.plotly_chart(charts.top_k_bar(result["top_k"]), key=f"classify_topk_{name}")
+    return result
+
+
+def controls(run_dir: str, class_names: list[str]) -> Controls:
+    """Method, layer, explained class, opacity and colour map."""
+    layers, default = loaders.explainable_layers(run_dir, loaders.model_stamp(run_dir))
+    cells = st.columns([2, 2, 2, 2, 1])
+    method = cells[0].selectbox("Method", list(METHODS), format_func=METHOD_LABELS.get,
+                                key="classify_method", help="Grad-CAM is fastest; Score-CAM "
+                                "is the least noisy and the slowest.")
+    layer = cells[1].selectbox("Layer", layers[::-1], key="classify_layer",
+                               index=layers[::-1].index(default),
+                               help="Deeper layers: coarser maps about whole objects.")
+    target = cells[2].selectbox("Class", ["(predicted)", *class_names], key="classify_target",
+                                help="Which class's evidence the heatmap shows.")
+    alpha = cells[3].slider("Opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="classify_alpha")
+    colormap = cells[4].selectbox("Colours", list(COLORMAPS), key="classify_colormap")
+    return Controls(method, None if layer == default else layer,
+                    None if target == "(predicted)" else target, alpha, colormap)
+
+
+def _explain(run_dir: str, data: bytes, ctl: Controls):
+    with guard("Cannot explain this photo"):
+        return loaders.explain(run_dir, loaders.model_stamp(run_dir), data, ctl.method,
+                               ctl.layer, ctl.target)
+
+
+def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
+    """The heatmap over the photo, the image the model sees, and the faithfulness score."""
+    result = _explain(run_dir, data, ctl)
+    model, _ = loaders.run_model(run_dir)
+    left, middle, right = st.columns([3, 2, 2])
+    left.image(result.overlay(ctl.alpha, ctl.colormap), width="stretch",
+               caption=f"{METHOD_LABELS[result.method]} for '{result.target_class}' at "
+                       f"{result.layer}")
+    middle.image(preprocessed_view(model, result.model_view), width="stretch",
+                 caption=f"What the model sees ({result.model_view.shape[0]} px, "
+                         "after its preprocessing)")
+    score = (result.faithfulness or {}).get("score")
+    right.metric("Faithfulness", "–" if score is None else f"{score:+.3f}",
+                 help="Confidence drop when the 20 % hottest pixels are removed, minus the drop "
+                      "for random blobs of the same size. Above 0: the map points at evidence.")
+    if score is not None:
+        right.caption("Faithful: the highlighted area matters to the model." if score > 0.05 else
+                      "About chance: the map is no better than a random area." if score > -0.05
+                      else "Unfaithful: the map points away from the evidence.")
+    right.caption(f"Computed in {result.seconds:.2f} s.")
+
+
+def side_by_side(rows: list[dict], data: bytes, ctl: Controls) -> None:
+    """The same photo explained by two or more runs (same method and opacity)."""
+    labels = {r["run_id"]: _run_label(r) for r in rows}
+    chosen = st.multiselect("Runs", list(labels), default=list(labels)[:2], key="classify_runs",
+                            format_func=labels.get, max_selections=4)
+    if len(chosen) < 2:
+        st.info("Choose at least two runs.", icon=":material/info:")
+        return
+    for column, run_id in zip(st.columns(len(chosen)), chosen):
+        run_dir = str(runs_root() / run_id)
+        result = _explain(run_dir, data, Controls(ctl.method, alpha=ctl.alpha,
+                                                  colormap=ctl.colormap))
+        with column:
+            st.image(result.overlay(ctl.alpha, ctl.colormap), width="stretch")
+            st.markdown(f"**{result.predicted_class}** "
+                        f"{percent(float(result.probabilities[result.predicted_index]))}")
+            st.caption(labels[run_id])
+
+
+def _cells(metrics: dict) -> dict[str, tuple[str, str]]:
+    names, confusion = metrics["class_names"], metrics["confusion"]
+    return {f"{names[t]} taken for {names[p]} ({confusion[t][p]})": (names[t], names[p])
+            for t in range(len(names)) for p in range(len(names))
+            if t != p and confusion[t][p]}
+
+
+def mistakes(run_dir: str, ctl: Controls) -> None:
+    """Choose a cell of the run's confusion matrix; see those test photos with heatmaps."""
+    metrics = read_json(Path(run_dir) / METRICS, {}) or {}
+    if not metrics.get("confusion"):
+        st.info("This run has no test metrics.", icon=":material/info:")
+        return
+    left, right = st.columns([2, 3])
+    left.plotly_chart(charts.confusion_matrix(metrics["confusion"], metrics["class_names"],
+                                              "Confusion matrix (test split)"),
+                      key="classify_confusion")
+    cells = _cells(metrics)
+    if not cells:
+        right.success("No test photo is misclassified.", icon=":material/check_circle:")
+        return
+    true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells),
+                                                 key="classify_cell")]
+    root = Path((read_json(Path(run_dir) / CONFIG, {}) or {}).get("data_root", ""))
+    wrong = [m for m in metrics.get("misclassified", [])
+             if m["true_class"] == true_name and m["predicted_class"] == predicted]
+    with right:
+        _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
+
+
+def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) -> None:
+    columns = st.columns(3)
+    for i, row in enumerate(wrong):
+        path = root / row["path"]
+        if not path.is_file():
+            columns[i % 3].caption(f"{row['path']}: no longer in {root}")
+            continue
+        result = _explain(run_dir, path.read_bytes(), Controls(ctl.method, alpha=ctl.alpha,
+                                                               colormap=ctl.colormap))
+        columns[i % 3].image(result.overlay(ctl.alpha, ctl.colormap), width="stretch",
+                             caption=f"{row['path'].split('/')[-1]}: {row['predicted_class']} "
+                                     f"{percent(row['confidence'])}")

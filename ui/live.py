@@ -1,0 +1,172 @@
+"""The Train page's job panel: start a job, follow it live, see the queue and the results.
+
+The panel reads the run folder, like any other process could, so leaving the page, refreshing
+the browser or opening a second tab shows the same job: the run followed is the one training
+(or next in the queue), else the last one this session started.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import streamlit as st
+
+from flower_core import charts, jobs
+from flower_core.config import make_config
+from flower_core.errors import FlowerError
+from flower_core.runs import (
+    ACTIVE_STATES,
+    METRICS,
+    RunStore,
+    read_history,
+    read_json,
+    read_status,
+)
+from ui.common import link, percent, runs_root
+
+REFRESH_SECONDS = 1.5
+STATE_BADGES = {
+    "queued": ("queued", ":material/schedule:", "gray"),
+    "running": ("training", ":material/sync:", "blue"),
+    "done": ("finished", ":material/check_circle:", "green"),
+    "failed": ("failed", ":material/error:", "red"),
+    "cancelled": ("cancelled", ":material/cancel:", "orange"),
+    "interrupted": ("interrupted", ":material/warning:", "orange"),
+}
+
+
+def start(values: dict, preset: str, data_root: Path) -> Path:
+    """Queue a run with the form's settings; a worker process trains it. Returns its folder."""
+    weights = values["weights"]
+    if not weights:
+        raise FlowerError("enter the path of the weights file, or choose ImageNet or none")
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise FlowerError(f"weights file not found. Received: {weights}")
+    run_dir = jobs.submit(make_config(preset, **values), data_root, runs_root())
+    st.session_state["train_run"] = run_dir.name
+    return run_dir
+
+
+def followed_run() -> Path | None:
+    """The run to show: the one training, else the next queued, else this session's last,
+    else the newest."""
+    root = runs_root()
+    running = [d for d in RunStore(root).run_dirs() if read_status(d).get("state") == "running"]
+    if running:
+        return running[-1]
+    queued = jobs.queued_runs(root)
+    if queued:
+        return queued[0]
+    chosen = st.session_state.get("train_run")
+    if chosen and (root / chosen / "config.json").is_file():
+        return root / chosen
+    runs = RunStore(root).run_dirs()
+    return runs[-1] if runs else None
+
+
+def badge(state: str) -> None:
+    label, icon, colour = STATE_BADGES.get(state, (state, ":material/help:", "gray"))
+    st.badge(label, icon=icon, color=colour)
+
+
+def _title(run_dir: Path) -> None:
+    config = read_json(run_dir / "config.json", {}) or {}
+    st.markdown(f"#### {config.get('preset', 'run')} · {config.get('backbone', '')} · "
+                f"{config.get('image_size', '')} px")
+    st.caption(f"Run `{run_dir.name}`")
+
+
+def _log_lines(history: list[dict], status: dict) -> str:
+    lines = []
+    for h in history:
+        val = (f" · val_loss {h['val_loss']:.4f} · val_acc {h['val_accuracy']:.1%}"
+               if h.get("val_loss") is not None else "")
+        lines.append(f"epoch {h['epoch']:>3} [{h.get('phase', 'train')}] loss {h['loss']:.4f} · "
+                     f"acc {h['accuracy']:.1%}{val} · {h.get('seconds', 0):.1f}s")
+    lines.append(f"> {status.get('message', '')}")
+    return "\n".join(lines[-200:])
+
+
+def _elapsed(status: dict) -> str:
+    try:
+        started = dt.datetime.fromisoformat(status["started"])
+    except (KeyError, TypeError, ValueError):
+        return "–"
+    seconds = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+    return str(dt.timedelta(seconds=int(max(seconds, 0))))
+
+
+def progress(status: dict) -> None:
+    """Epoch and batch progress bars, elapsed time and ETA."""
+    epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
+    batches, batch = status.get("batches") or 0, status.get("batch") or 0
+    st.progress(min(epoch / epochs, 1.0) if epochs else 0.0,
+                text=f"Epoch {epoch} of {epochs} done" if epochs else "Waiting to start")
+    st.progress(min(batch / batches, 1.0) if batches else 0.0,
+                text=f"Batch {batch} of {batches}" if batches else status.get("message", ""))
+    cells = st.columns(3)
+    eta = status.get("eta")
+    cells[0].metric("Elapsed", _elapsed(status))
+    cells[1].metric("ETA", "–" if eta is None else str(dt.timedelta(seconds=int(eta))))
+    cells[2].metric("Phase", status.get("phase") or "preparing")
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live(run_dir: Path) -> None:
+    """The job while it runs, refreshed every 1.5 s; the page reloads once it ends."""
+    status = read_status(run_dir)
+    if status.get("state") not in ACTIVE_STATES:
+        st.rerun()
+    _title(run_dir)
+    badge(status["state"])
+    st.caption(status.get("message", ""))
+    progress(status)
+    history = read_history(run_dir)
+    st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
+    with st.expander("Log", icon=":material/terminal:", expanded=True):
+        st.code(_log_lines(history, status), language=None, height=200)
+    if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
+        jobs.cancel(run_dir)
+        st.toast("Cancel requested: the job stops within one batch.", icon=":material/cancel:")
+    queue(run_dir)
+
+
+def queue(current: Path | None) -> None:
+    """The runs waiting their turn (one job trains at a time per runs folder)."""
+    waiting = [d for d in jobs.queued_runs(runs_root()) if d != current]
+    if not waiting:
+        return
+    st.markdown(f"##### Queue ({len(waiting)} waiting)")
+    for run_dir in waiting:
+        config = read_json(run_dir / "config.json", {}) or {}
+        left, right = st.columns([4, 1])
+        left.write(f"`{run_dir.name}` · {config.get('preset')} · {config.get('backbone')}")
+        if right.button("Cancel", key=f"train_cancel_{run_dir.name}"):
+            jobs.cancel(run_dir)
+            st.rerun()
+
+
+def results(run_dir: Path) -> None:
+    """A finished job: test accuracy and loss, the confusion matrix, or why it stopped."""
+    status, history = read_status(run_dir), read_history(run_dir)
+    _title(run_dir)
+    badge(status.get("state", "unknown"))
+    if status.get("state") == "failed":
+        st.error(f"Training failed: {status.get('message', 'no reason recorded')}",
+                 icon=":material/error:")
+    elif status.get("state") in ("cancelled", "interrupted"):
+        st.warning(status.get("message", ""), icon=":material/warning:")
+    metrics = read_json(run_dir / METRICS, {}) or {}
+    if metrics:
+        cells = st.columns(3)
+        cells[0].metric("Test accuracy", percent(metrics.get("test_accuracy")))
+        cells[1].metric("Test loss", f"{metrics.get('test_loss', 0):.4f}")
+        cells[2].metric("Epochs", len(history))
+        st.plotly_chart(charts.confusion_matrix(metrics["confusion"], metrics["class_names"],
+                                                "Confusion matrix (test split)"),
+                        key="train_confusion")
+        st.session_state["classify_run"] = run_dir.name
+        link("classify", "Explain its predictions", ":material/center_focus_strong:")
+    if history:
+        st.plotly_chart(charts.training_curves(history), key="train_curves")
