@@ -56,6 +56,15 @@ def _cmd_eda(args) -> None:
     _emit(args, report, format_report(report))
 
 
+def _units(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise FlowerError(f"--dense-units takes comma-separated integers. Received: {text!r}") from None
+
+
 def _cmd_train(args) -> None:
     from flower_core.config import make_config
     from flower_core.data import resolve_data_root
@@ -73,6 +82,14 @@ def _cmd_train(args) -> None:
         "learning_rate": args.learning_rate,
         "cache_features": False if args.no_cache else None,
         "strategy": args.strategy,
+        "preprocessing": args.preprocessing,
+        "pooling": args.pooling,
+        "dropout": args.dropout,
+        "label_smoothing": args.label_smoothing,
+        "augment_views": args.augment_views,
+        "fine_tune_epochs": args.fine_tune_epochs,
+        "patience": args.patience,
+        "dense_units": _units(args.dense_units),
     }
     config = make_config(args.preset, **overrides)
     reporter = None if args.json else TerminalReporter()
@@ -156,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--fine-tune-blocks", type=int)
+    p.add_argument("--fine-tune-epochs", type=int)
+    p.add_argument("--preprocessing", choices=["rescale", "imagenet"])
+    p.add_argument("--pooling", choices=["max", "avg"])
+    p.add_argument("--dense-units", help="comma-separated head sizes, e.g. 512,128")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--augment-views", type=int, help="cached augmented views per photo")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     p.add_argument("--split", help="reuse the split.json of an earlier run")
     p.add_argument("--no-cache", action="store_true", help="train end to end, no feature cache")
     p.add_argument("--strategy", choices=["default", "mirrored"],

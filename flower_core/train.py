@@ -184,7 +184,7 @@ def _train_in_scope(run_dir, config, dataset, split, reporter):
         callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, phase)
         clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.epochs,
                       validation_data=_images(dataset, split.val, y_val, config, n, False),
-                      callbacks=callbacks, class_weight=_class_weight(config, y_train, n), verbose=0)
+                      callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False, verbose=0)
         _check_cancel(progress)
         best = keeper.best
     if config.fine_tune_blocks:
@@ -224,7 +224,7 @@ def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, repo
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, "head")
     clf.head_model.fit(train, epochs=config.epochs, validation_data=(np.asarray(val_x), _one_hot(y_val, len(names))),
                        batch_size=config.batch_size, callbacks=callbacks,
-                       class_weight=_class_weight(config, y_train, len(names)), verbose=0)
+                       class_weight=_class_weight(config, y_train, len(names)), shuffle=False, verbose=0)
     _check_cancel(progress)
     return keeper.best
 
@@ -259,7 +259,7 @@ def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, total
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, config.epochs, "fine-tune", best)
     clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.fine_tune_epochs,
                   validation_data=_images(dataset, split.val, y_val, config, n, False),
-                  callbacks=callbacks, class_weight=_class_weight(config, y_train, n), verbose=0)
+                  callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False, verbose=0)
     if keeper.best_weights is None:  # fine-tuning never beat the head: keep the head's best model
         clf.model.load_weights(run_dir / MODEL)
     _check_cancel(progress)
