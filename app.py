@@ -8,18 +8,21 @@ import streamlit as st
 
 from ui import common, home, sources
 
-st.set_page_config(page_title=common.APP_NAME, page_icon=str(common.ASSETS / "icon.png"),
-                   layout="wide")
-st.logo(str(common.ASSETS / "logo.svg"), icon_image=str(common.ASSETS / "icon.svg"),
-        size="large")
+st.set_page_config(
+    page_title=common.APP_NAME, page_icon=str(common.ASSETS / "icon.png"), layout="wide"
+)
+st.logo(str(common.ASSETS / "logo.svg"), icon_image=str(common.ASSETS / "icon.svg"), size="large")
 
 
 def home_page() -> None:
     """What the app does, the state of the dataset, weights and runs, and where to go next."""
-    common.page("Flower Studio", "Transfer learning on five flower classes (daisy, dandelion, "
-                "rose, sunflower, tulip): explore the photos, train a model from a button, "
-                "compare runs with the study it reproduces, and see what the model looks at.",
-                icon=":material/local_florist:")
+    common.page(
+        "Flower Studio",
+        "Transfer learning on five flower classes (daisy, dandelion, "
+        "rose, sunflower, tulip): explore the photos, train a model from a button, "
+        "compare runs with the study it reproduces, and see what the model looks at.",
+        icon=":material/local_florist:",
+    )
     if notice := st.session_state.pop("home_notice", None):
         st.success(notice, icon=":material/check_circle:")
     root = common.data_root()
@@ -43,15 +46,20 @@ def home_page() -> None:
 
 HOME = st.Page(home_page, title="Home", icon=":material/home:", default=True)
 common.register_home(HOME)
-navigation = st.navigation({
-    "": [HOME],
-    "Study": [
-        st.Page(common.PAGES["dataset"], title="Dataset", icon=":material/photo_library:"),
-        st.Page(common.PAGES["train"], title="Train", icon=":material/model_training:"),
-        st.Page(common.PAGES["compare"], title="Compare", icon=":material/leaderboard:"),
-        st.Page(common.PAGES["classify"], title="Classify & explain",
-                icon=":material/center_focus_strong:"),
-    ],
-})
+navigation = st.navigation(
+    {
+        "": [HOME],
+        "Study": [
+            st.Page(common.PAGES["dataset"], title="Dataset", icon=":material/photo_library:"),
+            st.Page(common.PAGES["train"], title="Train", icon=":material/model_training:"),
+            st.Page(common.PAGES["compare"], title="Compare", icon=":material/leaderboard:"),
+            st.Page(
+                common.PAGES["classify"],
+                title="Classify & explain",
+                icon=":material/center_focus_strong:",
+            ),
+        ],
+    }
+)
 home.sidebar_status()
 navigation.run()

@@ -15,8 +15,9 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from flower_core.errors import FlowerError
 
@@ -44,16 +45,18 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, bool, int, Ope
     for info in archive.infolist():
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise FlowerError(f"archive refused: link or special file inside it. Received: "
-                              f"{info.filename!r}")
+            raise FlowerError(
+                f"archive refused: link or special file inside it. Received: {info.filename!r}"
+            )
         yield info.filename, info.is_dir(), info.file_size, lambda i=info: archive.open(i)
 
 
 def _tar_members(archive: tarfile.TarFile) -> Iterator[tuple[str, bool, int, Opener]]:
     for info in archive.getmembers():
         if not (info.isfile() or info.isdir()):
-            raise FlowerError(f"archive refused: link or special file inside it. Received: "
-                              f"{info.name!r}")
+            raise FlowerError(
+                f"archive refused: link or special file inside it. Received: {info.name!r}"
+            )
         yield info.name, info.isdir(), info.size, lambda i=info: archive.extractfile(i)
 
 
@@ -87,8 +90,9 @@ def _write(plan, target: Path, max_bytes: int, progress) -> None:
             while chunk := source.read(_CHUNK):
                 written += len(chunk)
                 if written > max_bytes:
-                    raise FlowerError(f"archive refused: it unpacks to more than "
-                                      f"{max_bytes / 1e6:,.0f} MB")
+                    raise FlowerError(
+                        f"archive refused: it unpacks to more than {max_bytes / 1e6:,.0f} MB"
+                    )
                 sink.write(chunk)
         if progress:
             progress(done, len(plan))
@@ -121,9 +125,14 @@ def _unpack(members, out: Path, max_files: int, max_bytes: int, progress) -> Pat
     return dataset_root_in(out)
 
 
-def extract_zip(source: str | os.PathLike | BinaryIO, out: str | os.PathLike, *,
-                max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
-                progress: Callable[[int, int], None] | None = None) -> Path:
+def extract_zip(
+    source: str | os.PathLike | BinaryIO,
+    out: str | os.PathLike,
+    *,
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Unpack a .zip of class folders into the new folder `out`.
 
     Args:
@@ -149,9 +158,14 @@ def extract_zip(source: str | os.PathLike | BinaryIO, out: str | os.PathLike, *,
         raise FlowerError("not a valid .zip file; upload a zip of one folder per class") from None
 
 
-def extract_tar(source: str | os.PathLike, out: str | os.PathLike, *,
-                max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
-                progress: Callable[[int, int], None] | None = None) -> Path:
+def extract_tar(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Unpack a .tar/.tgz of class folders into the new folder `out`, as `extract_zip` does."""
     try:
         with tarfile.open(source) as archive:

@@ -35,16 +35,23 @@ def _colour_map(names) -> dict[str, str]:
 
 
 def _style(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
-    fig.update_layout(title=title, margin=_MARGIN, height=height, template="plotly_white",
-                      legend_title_text="")
+    fig.update_layout(
+        title=title, margin=_MARGIN, height=height, template="plotly_white", legend_title_text=""
+    )
     return fig
 
 
 def class_counts_bar(counts: dict[str, int]) -> go.Figure:
     """Photos per class as bars, labelled with their counts."""
     names = list(counts)
-    fig = go.Figure(go.Bar(x=names, y=[counts[n] for n in names], text=list(counts.values()),
-                           marker_color=[class_colour(n, i) for i, n in enumerate(names)]))
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[counts[n] for n in names],
+            text=list(counts.values()),
+            marker_color=[class_colour(n, i) for i, n in enumerate(names)],
+        )
+    )
     fig.update_layout(xaxis_title="class", yaxis_title="photos", showlegend=False)
     return _style(fig, "Photos per class", 360)
 
@@ -52,32 +59,57 @@ def class_counts_bar(counts: dict[str, int]) -> go.Figure:
 def class_counts_pie(counts: dict[str, int]) -> go.Figure:
     """Each class's share of the dataset."""
     names = list(counts)
-    fig = go.Figure(go.Pie(labels=names, values=[counts[n] for n in names], hole=0.45,
-                           marker_colors=[class_colour(n, i) for i, n in enumerate(names)],
-                           sort=False))
+    fig = go.Figure(
+        go.Pie(
+            labels=names,
+            values=[counts[n] for n in names],
+            hole=0.45,
+            marker_colors=[class_colour(n, i) for i, n in enumerate(names)],
+            sort=False,
+        )
+    )
     return _style(fig, "Share of the dataset", 360)
 
 
 def size_scatter(table: pd.DataFrame) -> go.Figure:
     """Width against height of every photo, coloured by class."""
-    fig = px.scatter(table, x="width", y="height", color="class", opacity=0.6,
-                     hover_data=["path"], color_discrete_map=_colour_map(table["class"].unique()))
+    fig = px.scatter(
+        table,
+        x="width",
+        y="height",
+        color="class",
+        opacity=0.6,
+        hover_data=["path"],
+        color_discrete_map=_colour_map(table["class"].unique()),
+    )
     fig.update_layout(xaxis_title="width (px)", yaxis_title="height (px)")
     return _style(fig, "Image sizes", 400)
 
 
 def histogram(table: pd.DataFrame, column: str, title: str, label: str) -> go.Figure:
     """A stacked histogram of one column of the image table, per class."""
-    fig = px.histogram(table, x=column, color="class", nbins=40, barmode="stack",
-                       color_discrete_map=_colour_map(table["class"].unique()))
+    fig = px.histogram(
+        table,
+        x=column,
+        color="class",
+        nbins=40,
+        barmode="stack",
+        color_discrete_map=_colour_map(table["class"].unique()),
+    )
     fig.update_layout(xaxis_title=label, yaxis_title="photos")
     return _style(fig, title, 340)
 
 
 def brightness_box(table: pd.DataFrame) -> go.Figure:
     """Brightness (0-255) of the photos of each class as box plots."""
-    fig = px.box(table, x="class", y="brightness", color="class", points=False,
-                 color_discrete_map=_colour_map(table["class"].unique()))
+    fig = px.box(
+        table,
+        x="class",
+        y="brightness",
+        color="class",
+        points=False,
+        color_discrete_map=_colour_map(table["class"].unique()),
+    )
     fig.update_layout(xaxis_title="class", yaxis_title="mean brightness (0-255)", showlegend=False)
     return _style(fig, "Brightness per class", 360)
 
@@ -85,10 +117,12 @@ def brightness_box(table: pd.DataFrame) -> go.Figure:
 def colour_bars(summary: pd.DataFrame) -> go.Figure:
     """Mean red, green and blue of each class (rows of `eda.class_summary`)."""
     names = [str(n) for n in summary.index]
-    fig = go.Figure([go.Bar(name=channel, x=names, y=summary[f"mean_{channel[0]}"],
-                            marker_color=colour)
-                     for channel, colour in (("red", "#E45756"), ("green", "#54A24B"),
-                                             ("blue", "#4C78A8"))])
+    fig = go.Figure(
+        [
+            go.Bar(name=channel, x=names, y=summary[f"mean_{channel[0]}"], marker_color=colour)
+            for channel, colour in (("red", "#E45756"), ("green", "#54A24B"), ("blue", "#4C78A8"))
+        ]
+    )
     fig.update_layout(barmode="group", xaxis_title="class", yaxis_title="mean value (0-255)")
     return _style(fig, "Mean colour per class", 360)
 
@@ -97,8 +131,13 @@ def split_bars(table: pd.DataFrame) -> go.Figure:
     """Photos per class in train, validation and test (`eda.split_table`), stacked."""
     names = [str(n) for n in table.index]
     colours = {"train": "#4C78A8", "val": "#F58518", "test": "#54A24B"}
-    fig = go.Figure([go.Bar(name=part, x=names, y=table[part], marker_color=colours[part])
-                     for part in ("train", "val", "test") if part in table])
+    fig = go.Figure(
+        [
+            go.Bar(name=part, x=names, y=table[part], marker_color=colours[part])
+            for part in ("train", "val", "test")
+            if part in table
+        ]
+    )
     fig.update_layout(barmode="stack", xaxis_title="class", yaxis_title="photos")
     return _style(fig, "Split sizes per class", 360)
 
@@ -108,17 +147,32 @@ def _series(history: list[dict], key: str) -> tuple[list, list]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def _epoch_ticks(history: list[dict]) -> dict:
+    """Whole-number epoch ticks, about ten at most."""
+    last = max([h["epoch"] for h in history] or [1])
+    return {"tick0": 1, "dtick": max(1, round(last / 10)), "range": [0.5, last + 0.5]}
+
+
 def training_curves(history: list[dict], title: str = "Training curves") -> go.Figure:
     """Loss and accuracy per epoch, train (solid) and validation (dashed), side by side."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
     for col, metric in enumerate(("loss", "accuracy"), 1):
         for prefix, name, dash in (("", "train", TRAIN_DASH), ("val_", "validation", VAL_DASH)):
             x, y = _series(history, prefix + metric)
-            fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", legendgroup=name,
-                                     showlegend=col == 1, line=dict(dash=dash,
-                                     color="#4C78A8" if prefix == "" else "#F58518")),
-                          row=1, col=col)
-    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    name=name,
+                    mode="lines+markers",
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=dict(dash=dash, color="#4C78A8" if prefix == "" else "#F58518"),
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="epoch", **_epoch_ticks(history))
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     return _style(fig, title, 360)
 
@@ -130,9 +184,23 @@ def compare_curves(histories: dict[str, list[dict]], metric: str = "accuracy") -
         colour = PALETTE[i % len(PALETTE)]
         for prefix, part, dash in (("", "train", TRAIN_DASH), ("val_", "val", VAL_DASH)):
             x, y = _series(history, prefix + metric)
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{label} ({part})",
-                                     line=dict(color=colour, dash=dash)))
-    fig.update_layout(xaxis_title="epoch", yaxis_title=metric)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=f"{label} ({part})",
+                    line=dict(color=colour, dash=dash),
+                )
+            )
+    longest = max(histories.values(), key=len, default=[])
+    fig.update_layout(
+        xaxis=dict(title="epoch", **_epoch_ticks(longest)),
+        yaxis_title=metric,
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
+    )
+    if metric == "accuracy":
+        fig.update_yaxes(range=[0, 1.02])
     return _style(fig, f"{metric.capitalize()} per epoch", 420)
 
 
@@ -144,13 +212,24 @@ def results_bar(rows: list[dict]) -> go.Figure:
     for col, key in enumerate(("test_accuracy", "test_loss"), 1):
         values = [r.get(key) for r in rows]
         text = [None if v is None else (f"{v:.1%}" if col == 1 else f"{v:.3f}") for v in values]
-        fig.add_trace(go.Bar(x=labels, y=values, text=text, marker_color=colours,
-                             showlegend=False), row=1, col=col)
+        fig.add_trace(
+            go.Bar(x=labels, y=values, text=text, marker_color=colours, showlegend=False),
+            row=1,
+            col=col,
+        )
     fig.update_yaxes(range=[0, 1], row=1, col=1)
     return _style(fig, "Test results", 380)
 
 
 PARALLEL_SETTINGS = ("image_size", "batch_size", "dropout", "learning_rate", "fine_tune_blocks")
+
+
+def _axis_range(values: pd.Series) -> list[float]:
+    """The data's range, widened when every run has the same value (no axis below zero)."""
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        return [0.0, 1.0] if low == 0 else [low * 0.5, high * 1.5]
+    return [low, high]
 
 
 def settings_parallel(rows: list[dict], settings=PARALLEL_SETTINGS) -> go.Figure:
@@ -160,29 +239,53 @@ def settings_parallel(rows: list[dict], settings=PARALLEL_SETTINGS) -> go.Figure
     for key in settings:
         if key in frame and frame[key].notna().any():
             values = pd.to_numeric(frame[key], errors="coerce").fillna(0)
-            dimensions.append(dict(label=key.replace("_", " "), values=values))
+            label = key.replace("_", " ")
+            if key == "learning_rate":
+                values, label = np.log10(values.clip(lower=1e-8)), "log10 learning rate"
+            dimensions.append(dict(label=label, values=values, range=_axis_range(values)))
     accuracy = pd.to_numeric(frame.get("test_accuracy"), errors="coerce").fillna(0)
     dimensions.append(dict(label="test accuracy", values=accuracy, range=[0, 1]))
-    fig = go.Figure(go.Parcoords(dimensions=dimensions, line=dict(
-        color=accuracy, colorscale="Viridis", cmin=0, cmax=1, showscale=True)))
-    return _style(fig, "Settings against test accuracy", 420)
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dimensions,
+            line=dict(color=accuracy, colorscale="Viridis", cmin=0, cmax=1, showscale=True),
+        )
+    )
+    _style(fig, "Settings against test accuracy", 440)
+    fig.update_layout(margin=dict(l=60, r=40, t=110, b=30))
+    return fig
 
 
-def confusion_matrix(confusion, class_names: list[str], title: str = "Confusion matrix",
-                     normalise: bool = False) -> go.Figure:
+def confusion_matrix(
+    confusion, class_names: list[str], title: str = "Confusion matrix", normalise: bool = False
+) -> go.Figure:
     """Rows are the true class, columns the predicted one; each cell shows its count."""
     counts = np.asarray(confusion, dtype=float)
     totals = counts.sum(axis=1, keepdims=True)
-    shown = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0) \
-        if normalise else counts
-    text = [[f"{int(c)}" + (f"<br>{s:.0%}" if normalise else "") for c, s in zip(row, srow)]
-            for row, srow in zip(counts, shown)]
-    fig = go.Figure(go.Heatmap(z=shown, x=class_names, y=class_names, text=text,
-                               texttemplate="%{text}", colorscale="Blues", showscale=False,
-                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}"
-                               "<extra></extra>"))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                      xaxis_side="bottom")
+    shown = (
+        np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        if normalise
+        else counts
+    )
+    text = [
+        [f"{int(c)}" + (f"<br>{s:.0%}" if normalise else "") for c, s in zip(row, srow)]
+        for row, srow in zip(counts, shown)
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=shown,
+            x=class_names,
+            y=class_names,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", xaxis_side="bottom"
+    )
     return _style(fig, title, 420)
 
 
@@ -190,8 +293,15 @@ def top_k_bar(top_k: list[dict]) -> go.Figure:
     """The top-k classes of a prediction as horizontal bars, the most likely on top."""
     names = [t["class"] for t in top_k][::-1]
     values = [t["probability"] for t in top_k][::-1]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values],
-                           marker_color=[class_colour(n, i) for i, n in enumerate(names)]))
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            text=[f"{v:.1%}" for v in values],
+            marker_color=[class_colour(n, i) for i, n in enumerate(names)],
+        )
+    )
     fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"))
     return _style(fig, "Top classes", 80 + 45 * len(names))
 
@@ -199,12 +309,23 @@ def top_k_bar(top_k: list[dict]) -> go.Figure:
 def study_vs_ours(study: dict[str, tuple[float, float]], ours: dict[str, float]) -> go.Figure:
     """The study's test accuracy per preset beside our best test accuracy for that preset."""
     presets = list(study)
-    fig = go.Figure([
-        go.Bar(name="study (VGG16)", x=presets, y=[study[p][1] for p in presets],
-               marker_color="#B0B7C3"),
-        go.Bar(name="our runs (best)", x=presets, y=[ours.get(p) for p in presets],
-               marker_color="#4C78A8"),
-    ])
-    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%",
-                                                  title="test accuracy"))
+    fig = go.Figure(
+        [
+            go.Bar(
+                name="study (VGG16)",
+                x=presets,
+                y=[study[p][1] for p in presets],
+                marker_color="#B0B7C3",
+            ),
+            go.Bar(
+                name="our runs (best)",
+                x=presets,
+                y=[ours.get(p) for p in presets],
+                marker_color="#4C78A8",
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="test accuracy")
+    )
     return _style(fig, "The study against our runs", 380)

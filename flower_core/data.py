@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import is_candidate_image, load_image
+from flower_core.paths import allowed_roots, check_dataset_path, is_allowed
 
 DEFAULT_DATA_DIR = Path("data/flowers")
 # Validation decodes at a reduced JPEG scale: truncation is still detected, at a fraction of the cost.
@@ -47,15 +48,22 @@ def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def list_candidates(root: str | os.PathLike) -> tuple[list[str], dict[str, list[str]]]:
-    """Class folder names (sorted) and each class's candidate image files, without decoding."""
-    root = Path(root)
-    if not root.is_dir():
+    """Class folder names (sorted) and each class's candidate image files, without decoding.
+
+    Every way in (app, CLI, jobs) opens a dataset here, so this is where `FLOWER_ALLOWED_ROOTS`
+    is enforced: the folder must resolve inside an allowed root, and a class folder or photo
+    that is a link to somewhere outside them is left out (`flower_core.paths`).
+    """
+    roots = allowed_roots()
+    resolved = check_dataset_path(root)
+    if not resolved.is_dir():
         raise FlowerError(
             f"dataset folder not found: {root}. Expected one sub-folder per class, "
             "e.g. data/flowers/daisy/*.jpg"
         )
     class_names = sorted(
-        entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+        entry.name for entry in resolved.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots)
     )
     if len(class_names) < 2:
         raise FlowerError(
@@ -63,8 +71,9 @@ def list_candidates(root: str | os.PathLike) -> tuple[list[str], dict[str, list[
         )
     candidates = {}
     for name in class_names:
-        paths = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_candidate_image(p))
-        candidates[name] = [p.relative_to(root).as_posix() for p in paths]
+        paths = sorted(p for p in (resolved / name).rglob("*")
+                       if p.is_file() and is_candidate_image(p) and is_allowed(p, roots))
+        candidates[name] = [p.relative_to(resolved).as_posix() for p in paths]
     return class_names, candidates
 
 

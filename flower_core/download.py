@@ -13,8 +13,8 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 from flower_core.archive import extract_tar
@@ -52,8 +52,10 @@ def is_online(url: str = FLOWER_PHOTOS_URL, timeout: float = 1.5) -> bool:
 
 def offline_message(url: str = FLOWER_PHOTOS_URL) -> str:
     """Why the download is unavailable, and what to do instead."""
-    return (f"no internet connection: cannot reach {urlparse(url).hostname}. Download "
-            f"{url} on another machine and upload it, or use a local folder or the synthetic set")
+    return (
+        f"no internet connection: cannot reach {urlparse(url).hostname}. Download "
+        f"{url} on another machine and upload it, or use a local folder or the synthetic set"
+    )
 
 
 def download_file(url: str, dest: Path, progress: Progress | None = None, timeout: float = 30.0):
@@ -72,8 +74,9 @@ def download_file(url: str, dest: Path, progress: Progress | None = None, timeou
         raise FlowerError(f"download of {url} failed: {reason}") from None
 
 
-def download_flower_photos(out: str | os.PathLike, *, url: str = FLOWER_PHOTOS_URL,
-                           progress: Progress | None = None) -> Path:
+def download_flower_photos(
+    out: str | os.PathLike, *, url: str = FLOWER_PHOTOS_URL, progress: Progress | None = None
+) -> Path:
     """Download and unpack `flower_photos` into the new folder `out`.
 
     Args:

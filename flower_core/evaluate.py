@@ -18,8 +18,8 @@ import numpy as np
 
 from flower_core.data import labels_for
 from flower_core.errors import FlowerError, ImageError
-from flower_core.images import is_candidate_image, model_input
-from flower_core.predict import load_run, model_image_size, predict_batch
+from flower_core.images import is_candidate_image
+from flower_core.predict import load_run, model_image_size, predict_batch, read_pixels
 from flower_core.runs import CONFIG, SPLIT, read_json
 
 # Keras' categorical cross-entropy clips probabilities to [eps, 1 - eps] the same way.
@@ -50,16 +50,14 @@ def per_class_report(confusion: np.ndarray, class_names: list[str]) -> dict:
 
 def most_confused(confusion: np.ndarray, class_names: list[str], top: int = 5) -> list[dict]:
     """The largest off-diagonal cells: which class is most often taken for which."""
-    pairs = [
-        (int(confusion[t, p]), t, p)
-        for t in range(len(class_names))
-        for p in range(len(class_names))
-        if t != p and confusion[t, p] > 0
-    ]
-    pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
+    off_diagonal = np.array(confusion)
+    np.fill_diagonal(off_diagonal, 0)
+    order = np.argsort(-off_diagonal, axis=None, kind="stable")[:top]
+    cells = zip(*np.unravel_index(order, off_diagonal.shape), strict=True)
     return [
-        {"true": class_names[t], "predicted": class_names[p], "count": count}
-        for count, t, p in pairs[:top]
+        {"true": class_names[t], "predicted": class_names[p], "count": int(off_diagonal[t, p])}
+        for t, p in cells
+        if off_diagonal[t, p] > 0
     ]
 
 
@@ -94,20 +92,13 @@ def summarise(probabilities: np.ndarray, labels, class_names: list[str], files: 
     }
 
 
-def _read(path: Path, size: int):
-    try:
-        return model_input(path, size)
-    except ImageError as error:
-        return error
-
-
 def _predict_files(model, root: Path, files: list[str], size: int, batch_size: int, progress):
     """Probabilities of the readable files in order, their indices, and the unreadable ones."""
     kept, probabilities, skipped = [], [], []
     with ThreadPoolExecutor(_WORKERS) as pool:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
-            loaded = list(pool.map(lambda rel: _read(root / rel, size), chunk))
+            loaded = list(pool.map(lambda rel: read_pixels(root / rel, size), chunk))
             arrays = []
             for index, (rel, item) in enumerate(zip(chunk, loaded, strict=True), start):
                 if isinstance(item, ImageError):
@@ -225,13 +216,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_root: str | os.PathLike | None
         files, ignored = folder_files(data_root, class_names)
         source = "folder"
     metrics = evaluate_model(model, class_names, data_root, files)
-    return {
-        **metrics,
-        "run": str(run_dir),
-        "data_root": str(data_root),
-        "source": source,
-        "ignored_classes": ignored,
-    }
+    metrics.update(
+        run=str(run_dir), data_root=str(data_root), source=source, ignored_classes=ignored
+    )
+    return metrics
 
 
 def format_metrics(metrics: dict) -> str:

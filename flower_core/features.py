@@ -105,9 +105,10 @@ class FeatureCache:
             np.save(staging / FEATURES_FILE, array)
             (staging / INDEX_FILE).write_text(json.dumps(meta))
             os.rename(staging, self.entry(key))
-        except OSError:
+        except OSError as error:
             shutil.rmtree(staging, ignore_errors=True)
             if self.load(key) is None:
+                error.filename = error.filename or str(self.entry(key))
                 raise
         return self.load(key), False
 
@@ -120,9 +121,12 @@ class FeatureCache:
         """What is cached, for the app: key, description and size of each entry."""
         rows = []
         for entry in sorted(self.root.glob("*")) if self.root.is_dir() else []:
-            if entry.name.startswith(".") or not (entry / INDEX_FILE).is_file():
+            try:
+                meta = json.loads((entry / INDEX_FILE).read_text())
+            except (OSError, ValueError):  # a staging folder, or a damaged entry: not listed
                 continue
-            meta = json.loads((entry / INDEX_FILE).read_text())
+            if entry.name.startswith(".") or not isinstance(meta, dict):
+                continue
             size = sum(p.stat().st_size for p in entry.iterdir())
             rows.append({"key": entry.name, **meta, "bytes": size})
         return rows

@@ -12,12 +12,14 @@ import fcntl
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from flower_core.backbones import ensure_weights
 from flower_core.config import TrainConfig
 from flower_core.data import list_candidates
+from flower_core.errors import FlowerError
 from flower_core.runs import (
     CONFIG,
     STATUS,
@@ -32,17 +34,24 @@ from flower_core.runs import (
 
 LOCK_FILE = ".worker.lock"
 LOG_FILE = ".worker.log"
+WORKER_LOCK_WAIT_S = 2.0
 
 
 @contextmanager
-def _exclusive(root: Path, blocking: bool):
+def _exclusive(root: Path, blocking: bool, wait_s: float = 0.0):
+    """Hold the runs folder's lock; without `blocking`, retry for up to `wait_s` seconds."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
         try:
             yield True
         finally:
@@ -57,9 +66,20 @@ def worker_active(runs_root=None) -> bool:
 
 def queued_runs(runs_root=None) -> list[Path]:
     """Runs waiting to train, in the order they will run (oldest first)."""
-    store = RunStore(runs_root)
-    waiting = [d for d in store.run_dirs() if read_status(d).get("state") == "queued"]
-    return sorted(waiting, key=lambda d: (read_json(d / STATUS, {}).get("queued", ""), d.name))
+    waiting = []
+    for run_dir in RunStore(runs_root).run_dirs():
+        status = _status(run_dir)
+        if status.get("state") == "queued":
+            waiting.append((str(status.get("queued", "")), run_dir.name, run_dir))
+    return [run_dir for *_, run_dir in sorted(waiting)]
+
+
+def _status(run_dir: Path) -> dict:
+    """The run's status, or `{}` for a run that cannot be read (so it is never trained)."""
+    try:
+        return read_status(run_dir)
+    except (FlowerError, OSError):
+        return {}
 
 
 def submit(config: TrainConfig, data_root, runs_root=None) -> Path:
@@ -111,7 +131,8 @@ def run_worker(runs_root=None) -> int:
 
     root = RunStore(runs_root).root
     trained = 0
-    with _exclusive(root, blocking=False) as acquired:
+    # A short wait: `worker_active` and `cancel` take the lock for an instant to look.
+    with _exclusive(root, blocking=False, wait_s=WORKER_LOCK_WAIT_S) as acquired:
         if not acquired:
             return 0
         while waiting := queued_runs(root):

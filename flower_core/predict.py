@@ -159,9 +159,8 @@ def find_images(paths: list[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _load(path: Path, image_size: int):
-    if not path.exists():
-        return ImageError("file not found")
+def read_pixels(path: Path, image_size: int) -> np.ndarray | ImageError:
+    """The model input of one file, or the `ImageError` saying why it cannot be read."""
     try:
         return model_input(path, image_size)
     except ImageError as error:
@@ -192,7 +191,7 @@ def predict_paths(
     with ThreadPoolExecutor(_WORKERS) as pool:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
-            loaded = list(pool.map(lambda p: _load(p, size), chunk))
+            loaded = list(pool.map(lambda p: read_pixels(p, size), chunk))
             good = [i for i, item in enumerate(loaded) if isinstance(item, np.ndarray)]
             probs = predict_batch(model, np.stack([loaded[i] for i in good])) if good else []
             rows = dict(zip(good, probs, strict=True))

@@ -16,16 +16,33 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flower_core.runs import HISTORY, STATUS, append_jsonl, cancel_requested, read_json, write_json
+from flower_core.errors import FlowerError
+from flower_core.runs import (
+    HISTORY,
+    STATUS,
+    append_jsonl,
+    atomic_write,
+    cancel_requested,
+    process_start,
+    read_record,
+    write_json,
+)
 
 Reporter = Callable[[dict], None]
 HEARTBEAT_INTERVAL_S = 1.0
 
 
 def update_status(run_dir: Path, **fields) -> dict:
-    """Merge `fields` into `status.json` with a fresh heartbeat, atomically."""
-    status = read_json(Path(run_dir) / STATUS, default={}) or {}
-    status.update(fields, heartbeat=time.time(), pid=os.getpid(), host=os.uname().nodename)
+    """Merge `fields` into `status.json` with a fresh heartbeat, atomically.
+
+    The trainer owns this file, so a corrupt one (edited by hand) is replaced, not fatal.
+    """
+    try:
+        status = read_record(Path(run_dir) / STATUS)
+    except FlowerError:
+        status = {}
+    status.update(fields, heartbeat=time.time(), pid=os.getpid(), pid_start=process_start(os.getpid()),
+                  host=os.uname().nodename)
     write_json(Path(run_dir) / STATUS, status)
     return status
 
@@ -106,7 +123,8 @@ class RunProgress(keras.callbacks.Callback):
 
 class BestModelKeeper(keras.callbacks.Callback):
     """Keep the weights with the lowest `val_loss`, save the full model atomically when it improves,
-    and restore those weights when training ends (also after a cancel).
+    and restore those weights when training ends (also after a cancel). A save that fails (disk
+    full) leaves the previous best `model.keras` as it was and no temp file behind.
 
     Args:
         save_model: the model to save; may differ from the one being fitted (the full model while
@@ -130,9 +148,7 @@ class BestModelKeeper(keras.callbacks.Callback):
             return
         self.best = float(val_loss)
         self.best_weights = self.model.get_weights()
-        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        self.save_model.save(tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, self.save_model.save)
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:

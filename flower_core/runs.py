@@ -2,13 +2,15 @@
 
 Another process may read a run while it trains, and a training process may die at any moment,
 so every file is replaced whole (temp file + rename) and `history.jsonl` only ever grows by
-whole lines. A `running` run whose process is gone, or whose heartbeat is stale, reads as
-`interrupted`.
+whole lines. A `running` run whose process is gone (or, trained on another host, whose
+heartbeat is stale) reads as `interrupted`. A write that fails for lack of space or permission
+becomes a one-line `FlowerError` that names the file (`clear_write_errors`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -16,6 +18,9 @@ import secrets
 import shutil
 import tempfile
 import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flower_core.errors import FlowerError
@@ -45,19 +50,42 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file in the same folder, fsync, then rename over `path`."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`.
+
+    Readers see the old file or the new one, never part of one; on any failure the temp file is
+    removed, the old file is left as it was, and an `OSError` names `path`.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(Path(tmp))
+        _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        _name_file(error, path)
         raise
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _name_file(error: BaseException, path: Path) -> None:
+    """Give an `OSError` raised mid-write (no file name of its own) the file it was writing."""
+    if isinstance(error, OSError) and not error.filename:
+        error.filename = str(path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json(path: Path, data) -> None:
@@ -73,30 +101,88 @@ def read_json(path: Path, default=None):
         raise FlowerError(f"corrupt run file {path}: {error}") from None
 
 
+def read_record(path: Path) -> dict:
+    """A run file that must hold one JSON object; `{}` when it does not exist yet."""
+    record = read_json(path, default={})
+    if not isinstance(record, dict):
+        raise FlowerError(f"corrupt run file {path}: expected a JSON object, found {type(record).__name__}")
+    return record
+
+
 def append_jsonl(path: Path, record: dict) -> None:
-    """Append one whole line and fsync, so a crash never leaves half a record behind."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one whole line and fsync; if that fails (disk full), cut the file back to its old end,
+    so a failed write never leaves half a record for the next line to be glued to."""
+    line = (json.dumps(record) + "\n").encode()
+    with open(path, "ab") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        try:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException as error:
+            handle.truncate(end)
+            _name_file(error, Path(path))
+            raise
+
+
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
+
+
+@contextmanager
+def clear_write_errors() -> Iterator[None]:
+    """Turn a failed write (disk full, no permission, read-only disk) into a one-line FlowerError.
+
+    Other `OSError`s are real surprises and pass through unchanged.
+    """
+    try:
+        yield
+    except OSError as error:
+        problem = _WRITE_PROBLEMS.get(error.errno)
+        if problem is None:
+            raise
+        raise FlowerError(
+            f"{problem} while writing {error.filename or 'a run file'}; free some space or make the "
+            "folder writable (or point FLOWER_RUNS / FLOWER_CACHE elsewhere), then try again"
+        ) from None
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    """Finished epochs in order; a torn last line (from a killed writer) is ignored."""
+    """Finished epochs in order; a torn line (from a killed writer) or a non-object is skipped."""
     records = []
     try:
-        lines = (Path(run_dir) / HISTORY).read_text(encoding="utf-8").splitlines()
+        lines = (Path(run_dir) / HISTORY).read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return records
     for line in lines:
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
-def _pid_alive(pid) -> bool:
+def process_start(pid: int) -> str | None:
+    """When `pid` started, in clock ticks since boot (Linux), or `None` if it is gone or a zombie.
+
+    Stored beside the pid in `status.json`, it tells a live trainer from an unrelated process
+    that was later given the same pid.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _pid_alive(pid, started=None) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -105,23 +191,30 @@ def _pid_alive(pid) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+    if not Path("/proc/self/stat").exists():
         return True
+    current = process_start(pid)
+    return current is not None and (started is None or current == started)
 
 
 def read_status(run_dir: Path) -> dict:
-    """`status.json`, with a dead or silent `running` run reported as `interrupted`."""
-    status = read_json(Path(run_dir) / STATUS, default=None) or {"state": "unknown"}
-    if status.get("state") == "running":
-        age = time.time() - status.get("heartbeat", 0)
-        same_host = status.get("host") == os.uname().nodename
-        if (same_host and not _pid_alive(status.get("pid"))) or age > HEARTBEAT_TIMEOUT_S:
-            status = {**status, "state": "interrupted", "message": "the training process stopped "
-                      "without finishing (killed or crashed); the best model so far is kept"}
+    """`status.json`, with a `running` run whose process is gone reported as `interrupted`.
+
+    On this host the trainer's pid (and its start time) decides; a run trained on another host
+    sharing the folder is judged by its heartbeat.
+    """
+    status = read_record(Path(run_dir) / STATUS) or {"state": "unknown"}
+    if status.get("state") == "running" and not _trainer_alive(status):
+        status = {**status, "state": "interrupted", "message": "the training process stopped "
+                  "without finishing (killed or crashed); the best model so far is kept"}
     return status
+
+
+def _trainer_alive(status: dict) -> bool:
+    if status.get("host") == os.uname().nodename and isinstance(status.get("pid"), int):
+        return _pid_alive(status["pid"], status.get("pid_start"))
+    heartbeat = status.get("heartbeat")
+    return isinstance(heartbeat, int | float) and time.time() - heartbeat <= HEARTBEAT_TIMEOUT_S
 
 
 class RunStore:
@@ -131,16 +224,33 @@ class RunStore:
         self.root = resolve_runs_root(root)
 
     def create(self, config: dict, preset: str = "run", backbone: str = "") -> Path:
-        """A new run folder with `config.json` and a `queued` status; returns its path."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_id = "-".join(filter(None, [stamp, preset, backbone, secrets.token_hex(2)]))
-        run_dir = self.root / run_id
-        run_dir.mkdir()
-        write_json(run_dir / CONFIG, config)
-        write_json(run_dir / STATUS, {"state": "queued", "epoch": 0, "epochs": config.get("epochs", 0),
-                                      "message": "waiting to start", "queued": now_iso()})
+        """A new run folder with `config.json` and a `queued` status; returns its path.
+
+        Two sessions may create runs in the same second, so a taken id is retried; a write that
+        fails (disk full, no permission) removes the half-made folder and raises one line.
+        """
+        with clear_write_errors():
+            self.root.mkdir(parents=True, exist_ok=True)
+            run_dir = self._new_folder(preset, backbone)
+            try:
+                write_json(run_dir / CONFIG, config)
+                write_json(run_dir / STATUS, {"state": "queued", "epoch": 0, "epochs": config.get("epochs", 0),
+                                              "message": "waiting to start", "queued": now_iso()})
+            except BaseException:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise
         return run_dir
+
+    def _new_folder(self, preset: str, backbone: str) -> Path:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for _ in range(100):
+            run_id = "-".join(filter(None, [stamp, preset, backbone, secrets.token_hex(2)]))
+            try:
+                (self.root / run_id).mkdir()
+            except FileExistsError:
+                continue
+            return self.root / run_id
+        raise FlowerError(f"could not find a free run id in {self.root}")
 
     def path(self, run_id: str) -> Path:
         """The folder of a run id, refusing ids that could leave the runs root."""
@@ -158,11 +268,11 @@ class RunStore:
 
     def summary(self, run_dir: Path) -> dict:
         """One row of the runs table: settings, state, best validation and test results."""
-        config = read_json(run_dir / CONFIG, default={}) or {}
+        config = read_record(run_dir / CONFIG)
         status = read_status(run_dir)
         history = read_history(run_dir)
-        metrics = read_json(run_dir / METRICS, default={}) or {}
-        meta = read_json(run_dir / META, default={}) or {}
+        metrics = read_record(run_dir / METRICS)
+        meta = read_record(run_dir / META)
         val_accs = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
         return {
             "run_id": run_dir.name,
@@ -186,13 +296,16 @@ class RunStore:
         }
 
     def list_runs(self) -> list[dict]:
-        """Summaries of every run, newest first; an unreadable run is listed as `corrupt`."""
+        """Summaries of every run, newest first; an unreadable run is listed as `corrupt`, and a run
+        deleted while the list is made is left out."""
         rows = []
         for run_dir in reversed(self.run_dirs()):
             try:
                 rows.append(self.summary(run_dir))
-            except FlowerError as error:
-                rows.append({"run_id": run_dir.name, "state": "corrupt", "message": str(error)})
+            except FileNotFoundError:
+                continue
+            except (FlowerError, OSError, TypeError, ValueError) as error:
+                rows.append({"run_id": run_dir.name, "state": "corrupt", "message": _one_line(error)})
         return rows
 
     def delete(self, run_id: str) -> None:
@@ -204,13 +317,18 @@ class RunStore:
     def set_meta(self, run_id: str, *, name: str | None = None, tags: list[str] | None = None) -> dict:
         """Rename (display name) or tag a run; the folder and its id never change."""
         run_dir = self.path(run_id)
-        meta = read_json(run_dir / META, default={}) or {}
+        meta = read_record(run_dir / META)
         if name is not None:
             meta["name"] = name.strip() or run_id
         if tags is not None:
             meta["tags"] = sorted({t.strip() for t in tags if t.strip()})
         write_json(run_dir / META, meta)
         return meta
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:limit]
 
 
 def request_cancel(run_dir: Path) -> None:
@@ -223,7 +341,11 @@ def cancel_requested(run_dir: Path) -> bool:
 
 
 def load_run_model(run_dir: Path):
-    """The run's best model, loaded with Keras safe mode on (no code runs from the file)."""
+    """The run's best model, loaded with Keras safe mode on: a model file is data, never code.
+
+    Only a Keras v3 `.keras` zip is read (no HDF5, no pickles), and safe mode refuses Python
+    lambdas and any class that is not Keras' own or registered by this package.
+    """
     import keras
 
     from flower_core import model as _registers_custom_layers  # noqa: F401
@@ -231,7 +353,19 @@ def load_run_model(run_dir: Path):
     path = Path(run_dir) / MODEL
     if not path.is_file():
         raise FlowerError(f"run {Path(run_dir).name} has no model.keras yet")
+    if not zipfile.is_zipfile(path):
+        raise FlowerError(f"not a Keras model file (a .keras zip): {path}. Train the run again "
+                          "or copy its model.keras from a backup")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:
-        raise FlowerError(f"could not load {path}: {error}") from None
+        raise FlowerError(_load_error(path, error)) from None
+
+
+def _load_error(path: Path, error: Exception) -> str:
+    """One line for a model that Keras refused; its own messages run to several lines."""
+    text = str(error)
+    if "arbitrary code execution" in text or "safe_mode" in text:
+        return (f"refused to load {path}: it holds Python code (e.g. a Lambda layer), which safe "
+                "mode never runs. Load only models trained by this app")
+    return f"could not load {path}: {_one_line(error).split('. ')[0]}"

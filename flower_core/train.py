@@ -7,6 +7,7 @@ run that fails, is cancelled or is killed always leaves a readable folder.
 
 from __future__ import annotations
 
+import functools
 import signal
 import traceback
 from pathlib import Path
@@ -38,6 +39,7 @@ from flower_core.runs import (
     SPLIT,
     RunStore,
     cancel_requested,
+    clear_write_errors,
     now_iso,
     read_json,
     request_cancel,
@@ -64,27 +66,49 @@ def train_new_run(config: TrainConfig, data_root, runs_root=None, *, reporter: R
 
 
 def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
-    """Train the queued run in `run_dir`; returns its final state (done, cancelled or failed)."""
+    """Train the queued run in `run_dir`; returns its final state (done, cancelled or failed).
+
+    Whatever goes wrong in training ends as a `failed` status with a one-line message. Only when
+    `status.json` itself cannot be written (disk full) does this raise a one-line `FlowerError`;
+    the run then reads as `interrupted` once this process exits.
+    """
     run_dir = Path(run_dir)
-    stored = read_json(run_dir / CONFIG)
-    config = TrainConfig.from_json(stored)
-    update_status(run_dir, state="running", started=now_iso(), message="scanning the dataset")
+    with clear_write_errors():
+        update_status(run_dir, state="running", started=now_iso(), message="scanning the dataset")
     previous = signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
     try:
-        _train(run_dir, config, stored, reporter)
-        state, message = "done", "finished"
-    except _Cancelled:
-        state, message = "cancelled", "cancelled by request; the best model so far is kept"
-    except FlowerError as error:
-        state, message = "failed", str(error)
-    except Exception as error:  # a bug or a resource problem: keep the run readable and say why
-        (run_dir / "error.log").write_text(traceback.format_exc())
-        state, message = "failed", f"{type(error).__name__}: {error}"
+        state, message = _outcome(run_dir, reporter)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    update_status(run_dir, state=state, message=message, finished=now_iso())
+    with clear_write_errors():
+        update_status(run_dir, state=state, message=message, finished=now_iso())
     return state
+
+
+def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
+    """Train, and say how it ended: the final state and a one-line message."""
+    try:
+        with clear_write_errors():
+            stored = read_json(run_dir / CONFIG)
+            _train(run_dir, TrainConfig.from_json(stored), stored, reporter)
+    except _Cancelled:
+        return "cancelled", "cancelled by request; the best model so far is kept"
+    except FlowerError as error:
+        return "failed", str(error)
+    except Exception as error:  # a bug or a resource problem: keep the run readable and say why
+        _log_traceback(run_dir)
+        lines = str(error).strip().splitlines()
+        return "failed", f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+    return "done", "finished"
+
+
+def _log_traceback(run_dir: Path) -> None:
+    """Keep the full traceback beside the run for a bug report; best effort on a full disk."""
+    try:
+        (run_dir / "error.log").write_text(traceback.format_exc())
+    except OSError:
+        pass
 
 
 def _main_thread() -> bool:
@@ -159,7 +183,15 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     if name != "mirrored":
         return tf.distribute.get_strategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return _mirrored(tuple(d.name for d in devices))
+
+
+@functools.cache
+def _mirrored(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
+    """One strategy per process and device list: a second MirroredStrategy starts its collective
+    keys again, so the next run in the same process (a job worker) fails with "Shape mismatch in
+    the collective instance", even after `keras.backend.clear_session()`."""
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 def _train(run_dir, config, stored, reporter):

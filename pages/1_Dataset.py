@@ -6,14 +6,21 @@ import streamlit as st
 from flower_core.synthetic import is_synthetic
 from ui import common, eda_view, loaders
 
-common.page("Dataset", "Look at the photos before training on them: class balance, samples, "
-            "sizes, colour, unreadable files, duplicates and the split.",
-            icon=":material/photo_library:")
+common.page(
+    "Dataset",
+    "Look at the photos before training on them: class balance, samples, "
+    "sizes, colour, unreadable files, duplicates and the split.",
+    icon=":material/photo_library:",
+)
 root = common.data_root()
 dataset, problem = loaders.dataset_or_none(root)
 if dataset is None:
-    common.empty_state(f"No dataset to explore yet. {problem}", "home",
-                       "Get a dataset on the Home page", ":material/home:")
+    common.empty_state(
+        f"No dataset to explore yet. {problem}",
+        "home",
+        "Get a dataset on the Home page",
+        ":material/home:",
+    )
     st.stop()
 
 with common.guard("Could not analyse the dataset"):

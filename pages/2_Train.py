@@ -5,21 +5,29 @@ import streamlit as st
 from flower_core.runs import ACTIVE_STATES, read_status
 from ui import common, live, loaders, train_form
 
-common.page("Train", "Start a training run in the background and follow it live. It keeps "
-            "going if you leave the page; one job trains at a time, the others wait in a queue.",
-            icon=":material/model_training:")
+common.page(
+    "Train",
+    "Start a training run in the background and follow it live. It keeps "
+    "going if you leave the page; one job trains at a time, the others wait in a queue.",
+    icon=":material/model_training:",
+)
 root = common.data_root()
 dataset, problem = loaders.dataset_or_none(root)
-settings, panel = st.columns([2, 3], gap="large")
+settings, panel = st.columns([1, 1], gap="large")
 
 with settings:
     st.subheader("Settings")
     if dataset is None:
-        common.empty_state(f"No dataset to train on yet. {problem}", "home",
-                           "Get a dataset on the Home page", ":material/home:")
+        common.empty_state(
+            f"No dataset to train on yet. {problem}",
+            "home",
+            "Get a dataset on the Home page",
+            ":material/home:",
+        )
     else:
-        st.caption(f"Dataset `{root}`: {len(dataset.files):,} photos, "
-                   f"{len(dataset.class_names)} classes.")
+        st.caption(
+            f"Dataset `{root}`: {len(dataset.files):,} photos, {len(dataset.class_names)} classes."
+        )
     preset = train_form.preset_picker()
     train_form.weights_note()
     values = train_form.settings_form(preset, disabled=dataset is None)
@@ -32,8 +40,11 @@ with panel:
     st.subheader("Job")
     run_dir = live.followed_run()
     if run_dir is None:
-        st.info("No training yet: choose a preset, adjust the settings and press **Train**. "
-                "Progress, curves and the log appear here.", icon=":material/info:")
+        st.info(
+            "No training yet: choose a preset, adjust the settings and press **Train**. "
+            "Progress, curves and the log appear here.",
+            icon=":material/info:",
+        )
     elif read_status(run_dir).get("state") in ACTIVE_STATES:
         live.live(run_dir)
     else:

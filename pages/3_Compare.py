@@ -4,13 +4,20 @@ import streamlit as st
 
 from ui import common, compare_view, loaders
 
-common.page("Compare", "Every run in one table: sort by a column, filter, and select rows to "
-            "compare their curves, test results, settings and confusion matrices.",
-            icon=":material/leaderboard:")
+common.page(
+    "Compare",
+    "Every run in one table: sort by a column, filter, and select rows to "
+    "compare their curves, test results, settings and confusion matrices.",
+    icon=":material/leaderboard:",
+)
 rows = loaders.runs()
 if not rows:
-    common.empty_state("No runs yet: train a model first.", "train", "Start a run on the Train page",
-                       ":material/model_training:")
+    common.empty_state(
+        "No runs yet: train a model first.",
+        "train",
+        "Start a run on the Train page",
+        ":material/model_training:",
+    )
     st.stop()
 
 frame = compare_view.filters(compare_view.runs_frame(rows))
@@ -18,8 +25,10 @@ if frame.empty:
     st.info("No run matches these filters.", icon=":material/filter_alt_off:")
     st.stop()
 selected_ids = compare_view.table(frame)
-st.caption(f"{len(frame)} runs shown. Select rows (checkbox at the left) to compare them; "
-           "without a selection the three best test accuracies are compared.")
+st.caption(
+    f"{len(frame)} run{'s' if len(frame) != 1 else ''} shown. Select rows (checkbox at the left) to compare them; "
+    "without a selection the three best test accuracies are compared."
+)
 
 with common.guard("Cannot read the selected runs"):
     selected = compare_view.details(selected_ids)
@@ -32,6 +41,7 @@ else:
         ":material/bar_chart: Test results": compare_view.results,
         ":material/tune: Settings": compare_view.settings,
         ":material/grid_on: Confusion matrices": compare_view.confusions,
+        ":material/category: Per class": compare_view.per_class,
     }
     for tab, section in zip(st.tabs(list(sections)), sections.values()):
         with tab:

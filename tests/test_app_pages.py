@@ -85,8 +85,10 @@ def test_pages_render_with_runs_present(synthetic, app_runs, page):
         assert len(at.dataframe[0].value) == 3
         assert len(at.get("plotly_chart")) >= 4
     if page == "pages/2_Train.py":  # the newest run failed: the page says why, in one line
-        assert texts(at.error) == "Training failed: ImageNet weights for backbone 'vgg16' " \
-                                  "could not be loaded"
+        assert (
+            texts(at.error) == "Training failed: ImageNet weights for backbone 'vgg16' "
+            "could not be loaded"
+        )
 
 
 def test_home_generates_the_synthetic_set_and_uses_it(tmp_path):
@@ -143,11 +145,30 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
     run_dir = jobs.queued_runs()[0]
     assert json.loads((run_dir / "config.json").read_text())["image_size"] == 64
     assert [p.value for p in at.get("progress")] == [0, 0]
-    update_status(run_dir, state="running", started="2026-01-01T00:00:00+00:00", epoch=1,
-                  epochs=3, batch=2, batches=4, phase="head", eta=42.0, message="head: epoch 2/3")
-    append_jsonl(run_dir / "history.jsonl", {"epoch": 1, "loss": 1.2, "accuracy": 0.5,
-                                              "val_loss": 1.3, "val_accuracy": 0.4, "lr": 1e-3,
-                                              "seconds": 1.0})
+    update_status(
+        run_dir,
+        state="running",
+        started="2026-01-01T00:00:00+00:00",
+        epoch=1,
+        epochs=3,
+        batch=2,
+        batches=4,
+        phase="head",
+        eta=42.0,
+        message="head: epoch 2/3",
+    )
+    append_jsonl(
+        run_dir / "history.jsonl",
+        {
+            "epoch": 1,
+            "loss": 1.2,
+            "accuracy": 0.5,
+            "val_loss": 1.3,
+            "val_accuracy": 0.4,
+            "lr": 1e-3,
+            "seconds": 1.0,
+        },
+    )
     at.run()
     assert_clean(at)
     assert [p.value for p in at.get("progress")] == [33, 50]
@@ -157,15 +178,32 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
     assert (run_dir / "cancel.request").is_file()
 
 
+def test_a_queue_without_a_worker_can_be_restarted(synthetic, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda root=None: started.append(root))
+    at = _submit_small_run(open_page("pages/2_Train.py"))
+    run_dir = jobs.queued_runs()[0]
+    update_status(run_dir, state="queued", queued="2026-01-01T00:00:00+00:00")
+    at.run()
+    assert "No worker is training this queue" in texts(at.warning)
+    at.button(key="train_resume").click().run()
+    assert len(started) == 2
+
+
 def test_a_finished_job_shows_its_results_and_a_second_session_sees_the_running_one(
-        synthetic, app_runs):
+    synthetic, app_runs
+):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["train_run"] = "20260101-000100-dropout20-mobilenet-bbbb"
     at.run().switch_page("pages/2_Train.py").run()
     assert_clean(at)
     assert "Test accuracy" in [m.label for m in at.metric]
     assert any("Confusion matrix" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
-    assert at.session_state["classify_run"] == "20260101-000100-dropout20-mobilenet-bbbb"
+    at.button(key="train_explain").click().run()
+    assert_clean(at)
+    assert (
+        at.selectbox(key="classify_run_select").value == "20260101-000100-dropout20-mobilenet-bbbb"
+    )
     run_dir = app_runs / "20260101-000000-base-mobilenet-aaaa"
     update_status(run_dir, state="running", epoch=1, epochs=2, pid=os.getpid())
     second = open_page("pages/2_Train.py")
@@ -184,6 +222,22 @@ def test_classify_predicts_and_explains_an_uploaded_photo(synthetic, app_runs):
     assert any("Top classes" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
     at.selectbox(key="classify_method").set_value("gradcam++").run()
     assert_clean(at)
+
+
+def test_classify_tables_several_photos_and_explains_one_with_two_runs(synthetic, app_runs):
+    at = open_page("pages/4_Classify.py")
+    photos = [
+        (f"{name}.jpg", (synthetic / name / f"{name}_0001.jpg").read_bytes(), "image/jpeg")
+        for name in ("daisy", "tulip")
+    ]
+    at.file_uploader(key="classify_upload").set_value(photos).run()
+    assert list(at.dataframe[0].value["photo"]) == ["daisy.jpg", "tulip.jpg"]
+    at.selectbox(key="classify_pick").set_value("tulip.jpg")
+    at.session_state["classify_tab"] = ":material/compare: Side by side"
+    at.run()
+    assert_clean(at)
+    assert len(at.multiselect(key="classify_runs").value) == 2
+    assert len(at.get("imgs")) + len(at.get("image")) >= 2
 
 
 def test_classify_says_in_one_line_when_an_upload_is_not_a_photo(synthetic, app_runs):
@@ -216,3 +270,30 @@ def test_compare_filters_tags_and_deletes_runs(synthetic, app_runs):
     at.button(key="compare_delete").click().run()
     assert_clean(at)
     assert not (app_runs / run_id).exists()
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_memory_stays_flat_over_50_predictions(synthetic, app_runs):
+    at = open_page("pages/4_Classify.py")
+    photos = sorted(synthetic.glob("*/*.jpg"))
+    uploader = "classify_upload"
+
+    def classify(i: int) -> None:
+        photo = (f"photo{i}.jpg", photos[i % len(photos)].read_bytes(), "image/jpeg")
+        at.file_uploader(key=uploader).set_value(photo).run()
+
+    for i in range(10):  # warm-up: the model, TensorFlow's graphs and the caches fill up
+        classify(i)
+    before = _rss_mb()
+    for i in range(10, 60):
+        classify(i)
+    assert_clean(at)
+    assert "Prediction" in [m.label for m in at.metric]
+    growth = _rss_mb() - before
+    assert growth < 40, f"memory grew by {growth:.0f} MB over 50 predictions"

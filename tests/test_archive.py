@@ -86,8 +86,11 @@ def _tgz(path, members: dict[str, bytes], symlink: str | None = None):
 
 
 def test_tar_extraction_and_link_refusal(tmp_path):
-    _tgz(tmp_path / "ok.tgz", {f"flower_photos/{k}": v for k, v in CLASSES.items()}
-         | {"flower_photos/LICENSE.txt": b"cc"})
+    _tgz(
+        tmp_path / "ok.tgz",
+        {f"flower_photos/{k}": v for k, v in CLASSES.items()}
+        | {"flower_photos/LICENSE.txt": b"cc"},
+    )
     assert extract_tar(tmp_path / "ok.tgz", tmp_path / "ok") == tmp_path / "ok" / "flower_photos"
     _tgz(tmp_path / "bad.tgz", CLASSES, symlink="daisy/evil.jpg")
     with pytest.raises(FlowerError, match="link"):
@@ -110,8 +113,11 @@ def test_download_streams_with_progress_and_extracts(tmp_path, monkeypatch):
     _tgz(tmp_path / "fp.tgz", {f"flower_photos/{k}": v for k, v in CLASSES.items()})
     monkeypatch.setattr(download, "is_online", lambda url=None: True)
     seen = []
-    root = download.download_flower_photos(tmp_path / "data" / "fp", url=(tmp_path / "fp.tgz")
-                                           .as_uri(), progress=lambda d, t: seen.append(d))
+    root = download.download_flower_photos(
+        tmp_path / "data" / "fp",
+        url=(tmp_path / "fp.tgz").as_uri(),
+        progress=lambda d, t: seen.append(d),
+    )
     assert root.name == "flower_photos" and (root / "rose" / "b.jpg").is_file()
     assert seen and seen[-1] == (tmp_path / "fp.tgz").stat().st_size
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["fp"]

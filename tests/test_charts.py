@@ -11,16 +11,37 @@ HISTORY = [
     {"epoch": 1, "loss": 1.2, "accuracy": 0.4, "val_loss": 1.1, "val_accuracy": 0.5},
     {"epoch": 2, "loss": 0.8, "accuracy": 0.7, "val_loss": None, "val_accuracy": None},
 ]
-TABLE = pd.DataFrame({
-    "path": ["daisy/a.jpg", "rose/b.jpg", "tulip/c.jpg"], "class": ["daisy", "rose", "tulip"],
-    "width": [320, 240, 500], "height": [240, 240, 375], "aspect": [1.33, 1.0, 1.33],
-    "brightness": [120.0, 90.5, 140.2],
-})
+TABLE = pd.DataFrame(
+    {
+        "path": ["daisy/a.jpg", "rose/b.jpg", "tulip/c.jpg"],
+        "class": ["daisy", "rose", "tulip"],
+        "width": [320, 240, 500],
+        "height": [240, 240, 375],
+        "aspect": [1.33, 1.0, 1.33],
+        "brightness": [120.0, 90.5, 140.2],
+    }
+)
 RUNS = [
-    {"label": "a", "test_accuracy": 0.8, "test_loss": 0.5, "image_size": 224, "batch_size": 32,
-     "dropout": 0.2, "learning_rate": 1e-3, "fine_tune_blocks": 0},
-    {"label": "b", "test_accuracy": None, "test_loss": None, "image_size": 128, "batch_size": 64,
-     "dropout": None, "learning_rate": 1e-4, "fine_tune_blocks": 2},
+    {
+        "label": "a",
+        "test_accuracy": 0.8,
+        "test_loss": 0.5,
+        "image_size": 224,
+        "batch_size": 32,
+        "dropout": 0.2,
+        "learning_rate": 1e-3,
+        "fine_tune_blocks": 0,
+    },
+    {
+        "label": "b",
+        "test_accuracy": None,
+        "test_loss": None,
+        "image_size": 128,
+        "batch_size": 64,
+        "dropout": None,
+        "learning_rate": 1e-4,
+        "fine_tune_blocks": 2,
+    },
 ]
 
 
@@ -33,12 +54,17 @@ def test_class_charts_keep_order_and_colours():
 
 
 def test_eda_figures_have_a_trace_per_class():
-    for fig in (charts.size_scatter(TABLE), charts.brightness_box(TABLE),
-                charts.histogram(TABLE, "aspect", "Aspect ratios", "width / height")):
+    for fig in (
+        charts.size_scatter(TABLE),
+        charts.brightness_box(TABLE),
+        charts.histogram(TABLE, "aspect", "Aspect ratios", "width / height"),
+    ):
         assert {t.name for t in fig.data} == {"daisy", "rose", "tulip"}
         assert fig.layout.title.text
-    summary = pd.DataFrame({"mean_r": [1, 2], "mean_g": [3, 4], "mean_b": [5, 6]},
-                           index=pd.Index(["daisy", "rose"], name="class"))
+    summary = pd.DataFrame(
+        {"mean_r": [1, 2], "mean_g": [3, 4], "mean_b": [5, 6]},
+        index=pd.Index(["daisy", "rose"], name="class"),
+    )
     assert [t.name for t in charts.colour_bars(summary).data] == ["red", "green", "blue"]
     split = pd.DataFrame({"train": [7, 3], "val": [2, 1], "test": [1, 0]}, index=["daisy", "rose"])
     assert charts.split_bars(split).layout.barmode == "stack"
@@ -76,8 +102,9 @@ def test_confusion_matrix(normalise):
 
 
 def test_top_k_and_study_charts():
-    fig = charts.top_k_bar([{"class": "rose", "probability": 0.7},
-                            {"class": "tulip", "probability": 0.2}])
+    fig = charts.top_k_bar(
+        [{"class": "rose", "probability": 0.7}, {"class": "tulip", "probability": 0.2}]
+    )
     assert list(fig.data[0].y) == ["tulip", "rose"] and fig.data[0].text[-1] == "70.0%"
     study = charts.study_vs_ours({"base": (0.48, 0.82), "center": (0.49, 0.84)}, {"base": 0.9})
     assert list(study.data[1].y) == [0.9, None]

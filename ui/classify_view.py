@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from PIL import Image, ImageOps
 
 from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.runs import CONFIG, METRICS, read_json
 from ui import loaders
-from ui.common import data_root, guard, percent, runs_root
+from ui.common import data_root, guard, percent, runs_root, short_name
+from ui.compare_view import label
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
@@ -32,8 +34,7 @@ class Controls:
 
 
 def _run_label(row: dict) -> str:
-    return (f"{row.get('name') or row['run_id']} · {row.get('backbone')} · test acc "
-            f"{percent(row.get('test_accuracy'))}")
+    return f"{label(row)} — test accuracy {percent(row.get('test_accuracy'))}"
 
 
 def choose_run(rows: list[dict]) -> str:
@@ -42,9 +43,14 @@ def choose_run(rows: list[dict]) -> str:
     preferred = st.session_state.get("classify_run")
     index = ids.index(preferred) if preferred in ids else 0
     labels = {r["run_id"]: _run_label(r) for r in rows}
-    run_id = st.selectbox("Model (run)", ids, index=index, format_func=labels.get,
-                          key="classify_run_select", help="Runs with a model, best test "
-                          "accuracy first.")
+    run_id = st.selectbox(
+        "Model (run)",
+        ids,
+        index=index,
+        format_func=labels.get,
+        key="classify_run_select",
+        help="Runs with a model, best test accuracy first.",
+    )
     return str(runs_root() / run_id)
 
 
@@ -56,19 +62,22 @@ def _dataset_photo() -> list[tuple[str, bytes]]:
     left, right = st.columns(2)
     name = left.selectbox("Class", dataset.class_names, key="classify_class")
     files = [rel for rel in dataset.files if rel.split("/", 1)[0] == name]
-    rel = right.selectbox("Photo", files, key=f"classify_file_{name}",
-                          format_func=lambda r: r.split("/")[-1])
+    rel = right.selectbox(
+        "Photo", files, key=f"classify_file_{name}", format_func=lambda r: r.split("/")[-1]
+    )
     return [(rel, (dataset.root / rel).read_bytes())]
 
 
 def choose_photos() -> list[tuple[str, bytes]]:
     """Uploaded photos, or one photo picked from the dataset, as (name, bytes)."""
-    source = st.segmented_control("Photo source", ["Upload", "From the dataset"],
-                                  default="Upload", key="classify_source")
+    source = st.segmented_control(
+        "Photo source", ["Upload", "From the dataset"], default="Upload", key="classify_source"
+    )
     if source == "From the dataset":
         return _dataset_photo()
-    uploads = st.file_uploader("Photos of flowers", type=UPLOAD_TYPES, accept_multiple_files=True,
-                               key="classify_upload")
+    uploads = st.file_uploader(
+        "Photos of flowers", type=UPLOAD_TYPES, accept_multiple_files=True, key="classify_upload"
+    )
     return [(upload.name, upload.getvalue()) for upload in uploads or []]
 
 
@@ -79,14 +88,28 @@ def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:
     for name, data in photos:
         try:
             result = loaders.predict(run_dir, stamp, data)
-            rows.append({"photo": name, "prediction": result["predicted_class"],
-                         "probability": result["probability"],
-                         "low confidence": result["low_confidence"], "problem": ""})
+            rows.append(
+                {
+                    "photo": name,
+                    "prediction": result["predicted_class"],
+                    "probability": result["probability"],
+                    "low confidence": result["low_confidence"],
+                    "problem": "",
+                }
+            )
         except FlowerError as error:  # one unreadable upload must not hide the others
             rows.append({"photo": name, "problem": str(error)})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="classify_table", column_config={
-        "probability": st.column_config.ProgressColumn(format="percent", min_value=0,
-                                                       max_value=1)})
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        key="classify_table",
+        placeholder="",
+        column_config={
+            "probability": st.column_config.ProgressColumn(
+                format="percent", min_value=0, max_value=1
+            )
+        },
+    )
     return st.selectbox("Explain", [name for name, _ in photos], key="classify_pick")
 
 
@@ -94,8 +117,13 @@ def prediction(run_dir: str, name: str, data: bytes) -> dict:
     """The top-k bar chart and, when the model is unsure, a warning."""
     with guard(f"Cannot classify {name}"):
         result = loaders.predict(run_dir, loaders.model_stamp(run_dir), data)
-    st.metric("Prediction", result["predicted_class"], percent(result["probability"]),
-              delta_color="off")
+    st.metric(
+        "Prediction",
+        result["predicted_class"],
+        f"{percent(result['probability'])} sure",
+        delta_color="off",
+        delta_arrow="off",
+    )
     if result["low_confidence"]:
         st.warning(f"Low confidence: this {result['reason']}.", icon=":material/help:")
     st.plotly_chart(charts.top_k_bar(result["top_k"]), key=f"classify_topk_{name}")
@@ -106,24 +134,42 @@ def controls(run_dir: str, class_names: list[str]) -> Controls:
     """Method, layer, explained class, opacity and colour map."""
     layers, default = loaders.explainable_layers(run_dir, loaders.model_stamp(run_dir))
     cells = st.columns([2, 2, 2, 2, 1])
-    method = cells[0].selectbox("Method", list(METHODS), format_func=METHOD_LABELS.get,
-                                key="classify_method", help="Grad-CAM is fastest; Score-CAM "
-                                "is the least noisy and the slowest.")
-    layer = cells[1].selectbox("Layer", layers[::-1], key="classify_layer",
-                               index=layers[::-1].index(default),
-                               help="Deeper layers: coarser maps about whole objects.")
-    target = cells[2].selectbox("Class", ["(predicted)", *class_names], key="classify_target",
-                                help="Which class's evidence the heatmap shows.")
+    method = cells[0].selectbox(
+        "Method",
+        list(METHODS),
+        format_func=METHOD_LABELS.get,
+        key="classify_method",
+        help="Grad-CAM is fastest; Score-CAM is the least noisy and the slowest.",
+    )
+    layer = cells[1].selectbox(
+        "Layer",
+        layers[::-1],
+        key="classify_layer",
+        index=layers[::-1].index(default),
+        help="Deeper layers: coarser maps about whole objects.",
+    )
+    target = cells[2].selectbox(
+        "Class",
+        ["(predicted)", *class_names],
+        key="classify_target",
+        help="Which class's evidence the heatmap shows.",
+    )
     alpha = cells[3].slider("Opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="classify_alpha")
     colormap = cells[4].selectbox("Colours", list(COLORMAPS), key="classify_colormap")
-    return Controls(method, None if layer == default else layer,
-                    None if target == "(predicted)" else target, alpha, colormap)
+    return Controls(
+        method,
+        None if layer == default else layer,
+        None if target == "(predicted)" else target,
+        alpha,
+        colormap,
+    )
 
 
 def _explain(run_dir: str, data: bytes, ctl: Controls):
     with guard("Cannot explain this photo"):
-        return loaders.explain(run_dir, loaders.model_stamp(run_dir), data, ctl.method,
-                               ctl.layer, ctl.target)
+        return loaders.explain(
+            run_dir, loaders.model_stamp(run_dir), data, ctl.method, ctl.layer, ctl.target
+        )
 
 
 def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
@@ -131,47 +177,94 @@ def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
     result = _explain(run_dir, data, ctl)
     model, _ = loaders.run_model(run_dir)
     left, middle, right = st.columns([3, 2, 2])
-    left.image(result.overlay(ctl.alpha, ctl.colormap), width="stretch",
-               caption=f"{METHOD_LABELS[result.method]} for '{result.target_class}' at "
-                       f"{result.layer}")
-    middle.image(preprocessed_view(model, result.model_view), width="stretch",
-                 caption=f"What the model sees ({result.model_view.shape[0]} px, "
-                         "after its preprocessing)")
+    left.image(
+        result.overlay(ctl.alpha, ctl.colormap),
+        width="stretch",
+        caption=f"{METHOD_LABELS[result.method]} for '{result.target_class}' at {result.layer}",
+    )
+    middle.image(
+        preprocessed_view(model, result.model_view),
+        width="stretch",
+        caption=f"What the model sees ({result.model_view.shape[0]} px, after its preprocessing)",
+    )
     score = (result.faithfulness or {}).get("score")
-    right.metric("Faithfulness", "–" if score is None else f"{score:+.3f}",
-                 help="Confidence drop when the 20 % hottest pixels are removed, minus the drop "
-                      "for random blobs of the same size. Above 0: the map points at evidence.")
+    right.metric(
+        "Faithfulness",
+        "–" if score is None else f"{score:+.3f}",
+        help="Confidence drop when the 20 % hottest pixels are removed, minus the drop "
+        "for random blobs of the same size. Above 0: the map points at evidence.",
+    )
     if score is not None:
-        right.caption("Faithful: the highlighted area matters to the model." if score > 0.05 else
-                      "About chance: the map is no better than a random area." if score > -0.05
-                      else "Unfaithful: the map points away from the evidence.")
+        right.caption(
+            "Faithful: the highlighted area matters to the model."
+            if score > 0.05
+            else "About chance: the map is no better than a random area."
+            if score > -0.05
+            else "Unfaithful: the map points away from the evidence."
+        )
     right.caption(f"Computed in {result.seconds:.2f} s.")
 
 
-def side_by_side(rows: list[dict], data: bytes, ctl: Controls) -> None:
+def compare_runs(rows: list[dict], data: bytes, ctl: Controls) -> None:
     """The same photo explained by two or more runs (same method and opacity)."""
     labels = {r["run_id"]: _run_label(r) for r in rows}
-    chosen = st.multiselect("Runs", list(labels), default=list(labels)[:2], key="classify_runs",
-                            format_func=labels.get, max_selections=4)
+    chosen = st.multiselect(
+        "Runs",
+        list(labels),
+        default=list(labels)[:2],
+        key="classify_runs",
+        format_func=labels.get,
+        max_selections=4,
+    )
     if len(chosen) < 2:
         st.info("Choose at least two runs.", icon=":material/info:")
         return
     for column, run_id in zip(st.columns(len(chosen)), chosen):
         run_dir = str(runs_root() / run_id)
-        result = _explain(run_dir, data, Controls(ctl.method, alpha=ctl.alpha,
-                                                  colormap=ctl.colormap))
+        result = _explain(
+            run_dir, data, Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
+        )
         with column:
             st.image(result.overlay(ctl.alpha, ctl.colormap), width="stretch")
-            st.markdown(f"**{result.predicted_class}** "
-                        f"{percent(float(result.probabilities[result.predicted_index]))}")
-            st.caption(labels[run_id])
+            st.markdown(
+                f"**{result.predicted_class}** "
+                f"{percent(float(result.probabilities[result.predicted_index]))}"
+            )
+            score = (result.faithfulness or {}).get("score")
+            faithful = "" if score is None else f" · faithfulness {score:+.3f}"
+            st.caption(f"{labels[run_id]}{faithful}")
+
+
+def photo_tab(
+    run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_by_side: bool
+) -> None:
+    """The chosen photo (a table first when there are several), explained by one run or more."""
+    if not photos:
+        st.info(
+            "Upload a photo or pick one from the dataset to see a prediction.",
+            icon=":material/upload:",
+        )
+        return
+    name = predictions_table(run_dir, photos) if len(photos) > 1 else photos[0][0]
+    data = dict(photos)[name]
+    if side_by_side:
+        compare_runs(rows, data, ctl)
+        return
+    left, right = st.columns([1, 2], gap="large")
+    with left:
+        prediction(run_dir, name, data)
+    with right:
+        explanation(run_dir, data, ctl)
 
 
 def _cells(metrics: dict) -> dict[str, tuple[str, str]]:
     names, confusion = metrics["class_names"], metrics["confusion"]
-    return {f"{names[t]} taken for {names[p]} ({confusion[t][p]})": (names[t], names[p])
-            for t in range(len(names)) for p in range(len(names))
-            if t != p and confusion[t][p]}
+    return {
+        f"{names[t]} taken for {names[p]} ({confusion[t][p]})": (names[t], names[p])
+        for t in range(len(names))
+        for p in range(len(names))
+        if t != p and confusion[t][p]
+    }
 
 
 def mistakes(run_dir: str, ctl: Controls) -> None:
@@ -181,18 +274,25 @@ def mistakes(run_dir: str, ctl: Controls) -> None:
         st.info("This run has no test metrics.", icon=":material/info:")
         return
     left, right = st.columns([2, 3])
-    left.plotly_chart(charts.confusion_matrix(metrics["confusion"], metrics["class_names"],
-                                              "Confusion matrix (test split)"),
-                      key="classify_confusion")
+    left.plotly_chart(
+        charts.confusion_matrix(
+            metrics["confusion"], metrics["class_names"], "Confusion matrix (test split)"
+        ),
+        key="classify_confusion",
+    )
     cells = _cells(metrics)
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
-    true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells),
-                                                 key="classify_cell")]
+    true_name, predicted = cells[
+        right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")
+    ]
     root = Path((read_json(Path(run_dir) / CONFIG, {}) or {}).get("data_root", ""))
-    wrong = [m for m in metrics.get("misclassified", [])
-             if m["true_class"] == true_name and m["predicted_class"] == predicted]
+    wrong = [
+        m
+        for m in metrics.get("misclassified", [])
+        if m["true_class"] == true_name and m["predicted_class"] == predicted
+    ]
     with right:
         _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
 
@@ -204,8 +304,12 @@ def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) ->
         if not path.is_file():
             columns[i % 3].caption(f"{row['path']}: no longer in {root}")
             continue
-        result = _explain(run_dir, path.read_bytes(), Controls(ctl.method, alpha=ctl.alpha,
-                                                               colormap=ctl.colormap))
-        columns[i % 3].image(result.overlay(ctl.alpha, ctl.colormap), width="stretch",
-                             caption=f"{row['path'].split('/')[-1]}: {row['predicted_class']} "
-                                     f"{percent(row['confidence'])}")
+        plain = Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
+        result = _explain(run_dir, path.read_bytes(), plain)
+        overlay = Image.fromarray(result.overlay(ctl.alpha, ctl.colormap))
+        columns[i % 3].image(
+            ImageOps.pad(overlay, (320, 320), color="white"),
+            width="stretch",
+            caption=f"{short_name(row['path'])}: {row['predicted_class']} "
+            f"{percent(row['confidence'])}",
+        )

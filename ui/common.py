@@ -56,12 +56,15 @@ def _settings_path() -> Path:
 
 
 def data_root() -> Path:
-    """The dataset in use: this session's choice, else the last one chosen, else `FLOWER_DATA`."""
+    """The dataset in use: this session's choice, else `FLOWER_DATA`, else the last one chosen
+    in the app, else `data/flowers`."""
     if "data_root" not in st.session_state:
-        try:
-            saved = json.loads(_settings_path().read_text()).get("data_root")
-        except (OSError, ValueError):
-            saved = None
+        saved = None
+        if not os.environ.get("FLOWER_DATA"):
+            try:
+                saved = json.loads(_settings_path().read_text()).get("data_root")
+            except (OSError, ValueError):
+                saved = None
         chosen = Path(saved) if saved and Path(saved).is_dir() else resolve_data_root()
         st.session_state["data_root"] = str(chosen)
     return Path(st.session_state["data_root"])
@@ -100,6 +103,12 @@ def empty_state(message: str, page: str | None = None, label: str = "", icon: st
     st.info(message, icon=":material/info:")
     if page:
         link(page, label, icon or ":material/arrow_forward:")
+
+
+def short_name(path: str, length: int = 18) -> str:
+    """A file's name without its folders, cut to `length` characters with an ellipsis."""
+    name = str(path).split("/")[-1]
+    return name if len(name) <= length else f"{name[: length - 1]}…"
 
 
 def percent(value) -> str:

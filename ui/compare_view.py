@@ -13,9 +13,23 @@ from flower_core.config import STUDY_RESULTS
 from flower_core.runs import CONFIG, HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui.common import guard, runs_root
 
-COLUMNS = ["label", "preset", "backbone", "weights", "image_size", "batch_size", "dropout",
-           "augment", "best_val_accuracy", "test_accuracy", "test_loss", "seconds", "state",
-           "tags", "run_id"]
+COLUMNS = [
+    "label",
+    "preset",
+    "backbone",
+    "weights",
+    "image_size",
+    "batch_size",
+    "dropout",
+    "augment",
+    "best_val_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "seconds",
+    "state",
+    "tags",
+    "run_id",
+]
 COLUMN_CONFIG = {
     "label": st.column_config.TextColumn("run"),
     "image_size": st.column_config.NumberColumn("size", format="%d px"),
@@ -48,8 +62,9 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
     chosen = {}
     for cell, column in zip(cells, ("state", "preset", "backbone")):
         options = sorted(frame[column].dropna().unique())
-        chosen[column] = cell.multiselect(column.capitalize(), options, key=f"compare_{column}",
-                                          placeholder="all")
+        chosen[column] = cell.multiselect(
+            column.capitalize(), options, key=f"compare_{column}", placeholder="all"
+        )
     text = cells[3].text_input("Search", placeholder="name, tag or run id", key="compare_text")
     keep = pd.Series(True, index=frame.index)
     for column, values in chosen.items():
@@ -63,8 +78,15 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
 
 def table(frame: pd.DataFrame) -> list[str]:
     """The sortable table; returns the selected run ids (default: the three best)."""
-    event = st.dataframe(frame, column_config=COLUMN_CONFIG, hide_index=True, key="compare_table",
-                         on_select="rerun", selection_mode="multi-row")
+    event = st.dataframe(
+        frame,
+        column_config=COLUMN_CONFIG,
+        hide_index=True,
+        key="compare_table",
+        placeholder="–",
+        on_select="rerun",
+        selection_mode="multi-row",
+    )
     rows = event.selection.rows if event is not None else []
     if rows:
         return frame.iloc[rows]["run_id"].tolist()
@@ -79,9 +101,15 @@ def details(run_ids: list[str]) -> list[dict]:
     for run_id in run_ids:
         run_dir = store.path(run_id)
         row = store.summary(run_dir)
-        out.append({**(read_json(run_dir / CONFIG, {}) or {}), **row, "label": label(row),
-                    "history": read_history(run_dir),
-                    "metrics": read_json(run_dir / METRICS, {}) or {}})
+        out.append(
+            {
+                **(read_json(run_dir / CONFIG, {}) or {}),
+                **row,
+                "label": label(row),
+                "history": read_history(run_dir),
+                "metrics": read_json(run_dir / METRICS, {}) or {},
+            }
+        )
     return out
 
 
@@ -108,29 +136,70 @@ def confusions(selected: list[dict]) -> None:
         return
     for column, row in zip(st.columns(min(len(with_metrics), 3)), with_metrics[:3]):
         m = row["metrics"]
-        column.plotly_chart(charts.confusion_matrix(m["confusion"], m["class_names"],
-                                                    row["label"], normalise=True),
-                            key=f"compare_cm_{row['run_id']}")
+        column.plotly_chart(
+            charts.confusion_matrix(m["confusion"], m["class_names"], row["label"], normalise=True),
+            key=f"compare_cm_{row['run_id']}",
+        )
+
+
+def per_class(selected: list[dict]) -> None:
+    """Recall and F1 of each class for each selected run: where a model is weak."""
+    rows = {}
+    for row in selected:
+        for name, report in row["metrics"].get("per_class", {}).items():
+            rows.setdefault(name, {})[f"{row['label']} · recall"] = report.get("recall")
+            rows[name][f"{row['label']} · F1"] = report.get("f1")
+    if not rows:
+        st.info("None of the selected runs has test metrics yet.", icon=":material/info:")
+        return
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("class")
+    st.dataframe(
+        frame,
+        key="compare_per_class",
+        placeholder="–",
+        column_config={
+            column: st.column_config.ProgressColumn(
+                column, format="percent", min_value=0, max_value=1
+            )
+            for column in frame.columns
+        },
+    )
+    st.caption("Recall: the share of a class's test photos found. F1 balances it with precision.")
 
 
 def study(frame: pd.DataFrame) -> None:
     """The study's results per preset beside our best finished run for that preset."""
     done = frame.dropna(subset=["test_accuracy"])
     best = done.sort_values("test_accuracy").groupby("preset").last()
-    rows = [{"preset": preset, "study test acc": acc, "study test loss": loss,
-             "our best test acc": best["test_accuracy"].get(preset),
-             "our test loss": best["test_loss"].get(preset),
-             "our backbone": best["backbone"].get(preset),
-             "runs": int((done["preset"] == preset).sum())}
-            for preset, (loss, acc) in STUDY_RESULTS.items()]
+    rows = [
+        {
+            "preset": preset,
+            "study test acc": acc,
+            "study test loss": loss,
+            "our best test acc": best["test_accuracy"].get(preset, float("nan")),
+            "our test loss": best["test_loss"].get(preset, float("nan")),
+            "our backbone": best["backbone"].get(preset, "–"),
+            "runs": int((done["preset"] == preset).sum()),
+        }
+        for preset, (loss, acc) in STUDY_RESULTS.items()
+    ]
     percent = st.column_config.NumberColumn(format="percent")
     left, right = st.columns([3, 2])
-    left.dataframe(pd.DataFrame(rows), hide_index=True, key="compare_study", column_config={
-        "study test acc": percent, "our best test acc": percent})
-    right.plotly_chart(charts.study_vs_ours(STUDY_RESULTS, best["test_accuracy"].to_dict()),
-                       key="compare_study_chart")
-    st.caption("The study used VGG16 with its test set as validation; ours keep the test "
-               "photos unseen, so small differences are expected.")
+    left.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        key="compare_study",
+        placeholder="–",
+        column_config={"study test acc": percent, "our best test acc": percent},
+    )
+    right.plotly_chart(
+        charts.study_vs_ours(STUDY_RESULTS, best["test_accuracy"].to_dict()),
+        key="compare_study_chart",
+    )
+    st.caption(
+        "The study used VGG16 with its test set as validation; ours keep the test "
+        "photos unseen, so small differences are expected."
+    )
 
 
 def _history_csv(run_dir) -> bytes:
@@ -147,39 +216,66 @@ def _metrics_csv(metrics: dict) -> bytes:
 def downloads(run_dir, run_id: str) -> None:
     """Download buttons for the model, the metrics (JSON and CSV) and the history (CSV)."""
     metrics = read_json(run_dir / METRICS, {}) or {}
-    cells = st.columns(4)
-    cells[0].download_button("Model (.keras)", lambda: (run_dir / MODEL).read_bytes(),
-                             f"{run_id}.keras", disabled=not (run_dir / MODEL).is_file(),
-                             icon=":material/download:", key="compare_dl_model")
-    cells[1].download_button("Metrics (JSON)", json.dumps(metrics, indent=2), f"{run_id}.json",
-                             "application/json", disabled=not metrics, key="compare_dl_json")
-    cells[2].download_button("Per-class (CSV)", _metrics_csv(metrics), f"{run_id}-classes.csv",
-                             "text/csv", disabled=not metrics, key="compare_dl_csv")
-    cells[3].download_button("History (CSV)", _history_csv(run_dir), f"{run_id}-history.csv",
-                             "text/csv", disabled=not (run_dir / HISTORY).is_file(),
-                             key="compare_dl_hist")
+    row = st.container(horizontal=True)
+    row.download_button(
+        "Model (.keras)",
+        lambda: (run_dir / MODEL).read_bytes(),
+        f"{run_id}.keras",
+        disabled=not (run_dir / MODEL).is_file(),
+        icon=":material/download:",
+        key="compare_dl_model",
+    )
+    row.download_button(
+        "Metrics (JSON)",
+        json.dumps(metrics, indent=2),
+        f"{run_id}.json",
+        "application/json",
+        disabled=not metrics,
+        key="compare_dl_json",
+    )
+    row.download_button(
+        "Per-class (CSV)",
+        _metrics_csv(metrics),
+        f"{run_id}-classes.csv",
+        "text/csv",
+        disabled=not metrics,
+        key="compare_dl_csv",
+    )
+    row.download_button(
+        "History (CSV)",
+        _history_csv(run_dir),
+        f"{run_id}-history.csv",
+        "text/csv",
+        disabled=not (run_dir / HISTORY).is_file(),
+        key="compare_dl_hist",
+    )
 
 
 def manage(frame: pd.DataFrame) -> None:
     """Rename, tag, delete and download one run."""
-    run_id = st.selectbox("Run", frame["run_id"], key="compare_manage",
-                          format_func=lambda r: f"{frame.set_index('run_id').at[r, 'label']} "
-                                                f"({r})")
+    run_id = st.selectbox(
+        "Run",
+        frame["run_id"],
+        key="compare_manage",
+        format_func=lambda r: f"{frame.set_index('run_id').at[r, 'label']} ({r})",
+    )
     store = RunStore(runs_root())
     with guard("Cannot open the run"):
         run_dir = store.path(run_id)
     row = frame.set_index("run_id").loc[run_id]
     left, right = st.columns(2)
     name = left.text_input("Name", value=row["label"], key=f"compare_name_{run_id}")
-    tags = right.text_input("Tags (comma-separated)", value=", ".join(row["tags"] or []),
-                            key=f"compare_tags_{run_id}")
+    tags = right.text_input(
+        "Tags (comma-separated)", value=", ".join(row["tags"] or []), key=f"compare_tags_{run_id}"
+    )
     if st.button("Save name and tags", icon=":material/sell:", key="compare_save"):
         store.set_meta(run_id, name=name, tags=tags.split(","))
         st.rerun()
     downloads(run_dir, run_id)
     confirm = st.checkbox("Yes, delete this run and its model", key=f"compare_confirm_{run_id}")
-    if st.button("Delete run", icon=":material/delete:", disabled=not confirm,
-                 key="compare_delete"):
+    if st.button(
+        "Delete run", icon=":material/delete:", disabled=not confirm, key="compare_delete"
+    ):
         with guard("Cannot delete the run"):
             store.delete(run_id)
         st.rerun()

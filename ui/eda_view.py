@@ -9,6 +9,7 @@ import streamlit as st
 
 from flower_core import charts
 from ui import loaders
+from ui.common import short_name
 
 SAMPLES_PER_CLASS = 6
 
@@ -19,14 +20,21 @@ def headline(eda: dict, synthetic: bool) -> None:
     cells = st.columns(5)
     cells[0].metric("Photos", f"{len(dataset.files):,}")
     cells[1].metric("Classes", len(dataset.class_names))
-    cells[2].metric("Imbalance", f"{eda['imbalance']:.2f}×",
-                    help="Photos in the largest class divided by photos in the smallest.")
+    cells[2].metric(
+        "Imbalance",
+        f"{eda['imbalance']:.2f}×",
+        help="Photos in the largest class divided by photos in the smallest.",
+    )
     cells[3].metric("Unreadable", len(dataset.skipped))
-    cells[4].metric("Duplicate groups", len(eda["exact"]) + len(eda["near"]),
-                    help="Byte-identical files and near duplicates (perceptual hash).")
+    cells[4].metric(
+        "Duplicate groups",
+        len(eda["exact"]) + len(eda["near"]),
+        help="Byte-identical files and near duplicates (perceptual hash).",
+    )
     if synthetic:
-        st.badge("Synthetic demo set: drawn flowers, not photos", icon=":material/draw:",
-                 color="orange")
+        st.badge(
+            "Synthetic demo set: drawn flowers, not photos", icon=":material/draw:", color="orange"
+        )
 
 
 def classes(eda: dict) -> None:
@@ -36,10 +44,17 @@ def classes(eda: dict) -> None:
     left.plotly_chart(charts.class_counts_bar(counts), key="eda_counts_bar")
     right.plotly_chart(charts.class_counts_pie(counts), key="eda_counts_pie")
     largest, smallest = max(counts, key=counts.get), min(counts, key=counts.get)
-    st.write(f"The largest class (**{largest}**, {counts[largest]:,}) has "
-             f"**{eda['imbalance']:.2f}×** the photos of the smallest (**{smallest}**, "
-             f"{counts[smallest]:,}). Above about 1.5×, accuracy alone can flatter a model; "
-             "check per-class recall on the Compare page.")
+    if eda["imbalance"] < 1.05:
+        st.write(
+            f"The classes are balanced: {counts[smallest]:,} to {counts[largest]:,} photos each."
+        )
+        return
+    st.write(
+        f"The largest class (**{largest}**, {counts[largest]:,}) has "
+        f"**{eda['imbalance']:.2f}×** the photos of the smallest (**{smallest}**, "
+        f"{counts[smallest]:,}). Above about 1.5×, accuracy alone can flatter a model; "
+        "check the per-class recall on the Compare page."
+    )
 
 
 def samples(eda: dict) -> None:
@@ -56,7 +71,10 @@ def samples(eda: dict) -> None:
         chosen = rng.sample(files, min(SAMPLES_PER_CLASS, len(files)))
         columns = st.columns(SAMPLES_PER_CLASS)
         for column, rel in zip(columns, chosen):
-            column.image(loaders.thumbnail(str(dataset.root / rel)), caption=rel.split("/")[-1])
+            caption = short_name(rel)
+            column.image(
+                loaders.thumbnail(str(dataset.root / rel)), caption=caption, width="stretch"
+            )
 
 
 def sizes(eda: dict) -> None:
@@ -64,13 +82,17 @@ def sizes(eda: dict) -> None:
     table = eda["table"]
     st.plotly_chart(charts.size_scatter(table), key="eda_size_scatter")
     left, right = st.columns(2)
-    left.plotly_chart(charts.histogram(table, "aspect", "Aspect ratios", "width / height"),
-                      key="eda_aspect")
+    left.plotly_chart(
+        charts.histogram(table, "aspect", "Aspect ratios", "width / height"), key="eda_aspect"
+    )
     pixels = table.assign(megapixels=table["width"] * table["height"] / 1e6)
-    right.plotly_chart(charts.histogram(pixels, "megapixels", "Image areas", "megapixels"),
-                       key="eda_area")
-    st.caption("Every photo is resized to the model's square input: wide or tall photos are "
-               "squeezed, so aspect ratios far from 1 change what the model sees.")
+    right.plotly_chart(
+        charts.histogram(pixels, "megapixels", "Image areas", "megapixels"), key="eda_area"
+    )
+    st.caption(
+        "Every photo is resized to the model's square input: wide or tall photos are "
+        "squeezed, so aspect ratios far from 1 change what the model sees."
+    )
 
 
 def colour(eda: dict) -> None:
@@ -83,36 +105,62 @@ def colour(eda: dict) -> None:
 
 
 def _groups_table(groups: list[list[str]]) -> pd.DataFrame:
-    rows = [{"group": i, "class": path.split("/")[0], "path": path}
-            for i, group in enumerate(groups, 1) for path in group]
+    rows = [
+        {"group": i, "class": path.split("/")[0], "path": path}
+        for i, group in enumerate(groups, 1)
+        for path in group
+    ]
     return pd.DataFrame(rows)
+
+
+def _duplicates(eda: dict) -> None:
+    for title, key, empty in (
+        ("Exact duplicates", "exact", "No byte-identical files."),
+        ("Near duplicates (perceptual hash)", "near", "No near duplicates."),
+    ):
+        groups = eda[key]
+        st.markdown(f"##### {title} · {len(groups)} groups")
+        if not groups:
+            st.success(empty, icon=":material/check_circle:")
+            continue
+        mixed = [g for g in groups if len({path.split("/")[0] for path in g}) > 1]
+        if mixed:
+            st.warning(
+                f"{len(mixed)} groups hold the same photo under different classes: one of "
+                "each pair is mislabelled.",
+                icon=":material/warning:",
+            )
+        st.dataframe(
+            _groups_table(groups),
+            hide_index=True,
+            key=f"eda_{key}",
+            column_config={"group": st.column_config.NumberColumn(width="small")},
+        )
 
 
 def quality(eda: dict) -> None:
     """Unreadable files, exact and near duplicates, and duplicates across the split."""
     skipped = eda["dataset"].skipped
-    st.markdown("##### Unreadable files")
+    st.markdown(f"##### Unreadable files · {len(skipped)}")
     if skipped:
         st.dataframe(pd.DataFrame(skipped, columns=["path", "reason"]), hide_index=True)
     else:
         st.success("Every file opens as an image.", icon=":material/check_circle:")
-    for title, key, empty in (("Exact duplicates", "exact", "No byte-identical files."),
-                              ("Near duplicates (perceptual hash)", "near",
-                               "No near duplicates.")):
-        st.markdown(f"##### {title}")
-        if eda[key]:
-            st.dataframe(_groups_table(eda[key]), hide_index=True, key=f"eda_{key}")
-        else:
-            st.success(empty, icon=":material/check_circle:")
+    _duplicates(eda)
     st.markdown("##### Duplicates that straddle the train / validation / test split")
-    if eda["leaks"]:
-        st.warning(f"{len(eda['leaks'])} duplicate groups are split across parts: the test "
-                   "accuracy partly measures memory.", icon=":material/warning:")
-        st.dataframe(pd.DataFrame([{"files": ", ".join(leak["files"]),
-                                    "parts": ", ".join(leak["parts"])} for leak in eda["leaks"]]),
-                     hide_index=True)
-    else:
+    if not eda["leaks"]:
         st.success("No duplicate crosses the split.", icon=":material/check_circle:")
+        return
+    st.warning(
+        f"{len(eda['leaks'])} duplicate groups are split across parts: the test "
+        "accuracy partly measures memory.",
+        icon=":material/warning:",
+    )
+    leaks = [
+        {"files": ", ".join(leak["files"]), "parts": ", ".join(leak["parts"])}
+        for leak in eda["leaks"]
+    ]
+    st.dataframe(pd.DataFrame(leaks), hide_index=True, key="eda_leaks")
 
 
 def split(eda: dict) -> None:
@@ -120,5 +168,7 @@ def split(eda: dict) -> None:
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.split_bars(eda["split"]), key="eda_split")
     right.dataframe(eda["split"], key="eda_split_table")
-    right.caption("Stratified and seeded (validation 15 %, test 15 %, seed 0): every run saves "
-                  "its own split, and the test photos stay unseen until the end.")
+    right.caption(
+        "Stratified and seeded (validation 15 %, test 15 %, seed 0): every run saves "
+        "its own split, and the test photos stay unseen until the end."
+    )

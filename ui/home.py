@@ -14,14 +14,30 @@ from ui import loaders
 from ui.common import link, percent
 
 PAGE_DIRECTORY = (
-    ("dataset", "Dataset", ":material/photo_library:",
-     "class balance, sample photos, sizes, colours, duplicates and the split"),
-    ("train", "Train", ":material/model_training:",
-     "pick a preset or tune every setting, then follow the training live"),
-    ("compare", "Compare", ":material/leaderboard:",
-     "all runs side by side, against the study's published results"),
-    ("classify", "Classify & explain", ":material/center_focus_strong:",
-     "upload a photo, see the prediction and where the model looked"),
+    (
+        "dataset",
+        "Dataset",
+        ":material/photo_library:",
+        "Class balance, sample photos, sizes, colours, duplicates and the split",
+    ),
+    (
+        "train",
+        "Train",
+        ":material/model_training:",
+        "Pick a preset or tune every setting, then follow the training live",
+    ),
+    (
+        "compare",
+        "Compare",
+        ":material/leaderboard:",
+        "All runs side by side, against the study's published results",
+    ),
+    (
+        "classify",
+        "Classify & explain",
+        ":material/center_focus_strong:",
+        "Upload a photo, see the prediction and where the model looked",
+    ),
 )
 
 
@@ -41,8 +57,12 @@ def dataset_card(root: Path) -> bool:
             st.warning(f"No usable dataset yet. {problem}", icon=":material/warning:")
             return False
         if is_synthetic(root):
-            st.badge("synthetic demo set: drawn flowers, not photos", icon=":material/draw:",
-                     color="orange")
+            st.badge(
+                "synthetic demo set",
+                icon=":material/draw:",
+                color="orange",
+                help="Drawn flowers, not photos: for trying the app offline.",
+            )
         st.metric("Photos", f"{len(dataset.files):,}")
         st.write(f"**{len(dataset.class_names)} classes:** {', '.join(dataset.class_names)}")
         if dataset.skipped:
@@ -50,14 +70,12 @@ def dataset_card(root: Path) -> bool:
     return True
 
 
-def _weights_line(name: str, reachable: bool) -> str:
-    status = weights_status(name)
+def _weights_line(status: dict, reachable: bool) -> str:
     if status["found"]:
-        return f":green[:material/check_circle:] **{name}**: found (`{status['file']}`)"
+        return f":green[:material/check_circle:] **{status['backbone']}**: found"
     if reachable:
-        return f":blue[:material/download:] **{name}**: will download on first use"
-    return (f":orange[:material/cloud_off:] **{name}**: offline, not found: put "
-            f"`{status['file']}` in `{status['where_to_put']}`")
+        return f":blue[:material/download:] **{status['backbone']}**: will download on first use"
+    return f":orange[:material/cloud_off:] **{status['backbone']}**: missing (offline)"
 
 
 def weights_card() -> None:
@@ -65,8 +83,13 @@ def weights_card() -> None:
     with st.container(border=True):
         st.markdown("#### :material/neurology: Pretrained weights")
         reachable = online()
-        for name in BACKBONES:
-            st.markdown(_weights_line(name, reachable))
+        statuses = [weights_status(name) for name in BACKBONES]
+        for status in statuses:
+            st.markdown(_weights_line(status, reachable))
+        missing = [s for s in statuses if not s["found"]]
+        if missing and not reachable:
+            st.caption(f"To use them offline, put these files in `{missing[0]['where_to_put']}`:")
+            st.code("\n".join(s["file"] for s in missing), language=None, wrap_lines=True)
         st.caption("Any backbone also trains with weights *none* (from scratch, no transfer).")
 
 
@@ -106,12 +129,15 @@ def sidebar_status() -> None:
             st.caption(":material/photo_library: No dataset yet")
         else:
             tag = " (synthetic)" if is_synthetic(root) else ""
-            st.caption(f":material/photo_library: **{root.name}**{tag}: "
-                       f"{len(dataset.files):,} photos")
+            st.caption(
+                f":material/photo_library: **{root.name}**{tag}: {len(dataset.files):,} photos"
+            )
         active = [r for r in loaders.runs() if r.get("state") in ACTIVE_STATES]
         running = [r for r in active if r["state"] == "running"]
         if running:
-            st.caption(f":material/sync: Training **{running[0]['preset']}** "
-                       f"({running[0]['backbone']}), {len(active) - 1} queued")
+            st.caption(
+                f":material/sync: Training **{running[0]['preset']}** "
+                f"({running[0]['backbone']}), {len(active) - 1} queued"
+            )
         elif active:
             st.caption(f":material/schedule: {len(active)} run(s) queued")

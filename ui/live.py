@@ -23,7 +23,7 @@ from flower_core.runs import (
     read_json,
     read_status,
 )
-from ui.common import link, percent, runs_root
+from ui.common import PAGES, percent, runs_root
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
@@ -72,44 +72,74 @@ def badge(state: str) -> None:
 
 def _title(run_dir: Path) -> None:
     config = read_json(run_dir / "config.json", {}) or {}
-    st.markdown(f"#### {config.get('preset', 'run')} · {config.get('backbone', '')} · "
-                f"{config.get('image_size', '')} px")
+    st.markdown(
+        f"#### {config.get('preset', 'run')} · {config.get('backbone', '')} · "
+        f"{config.get('image_size', '')} px"
+    )
     st.caption(f"Run `{run_dir.name}`")
 
 
 def _log_lines(history: list[dict], status: dict) -> str:
     lines = []
     for h in history:
-        val = (f" · val_loss {h['val_loss']:.4f} · val_acc {h['val_accuracy']:.1%}"
-               if h.get("val_loss") is not None else "")
-        lines.append(f"epoch {h['epoch']:>3} [{h.get('phase', 'train')}] loss {h['loss']:.4f} · "
-                     f"acc {h['accuracy']:.1%}{val} · {h.get('seconds', 0):.1f}s")
+        val = (
+            f" · val_loss {h['val_loss']:.4f} · val_acc {h['val_accuracy']:.1%}"
+            if h.get("val_loss") is not None
+            else ""
+        )
+        lines.append(
+            f"epoch {h['epoch']:>3} [{h.get('phase', 'train')}] loss {h['loss']:.4f} · "
+            f"acc {h['accuracy']:.1%}{val} · {h.get('seconds', 0):.1f}s"
+        )
     lines.append(f"> {status.get('message', '')}")
     return "\n".join(lines[-200:])
 
 
-def _elapsed(status: dict) -> str:
+def _seconds_since(stamp: str | None) -> float | None:
     try:
-        started = dt.datetime.fromisoformat(status["started"])
-    except (KeyError, TypeError, ValueError):
-        return "–"
-    seconds = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
-    return str(dt.timedelta(seconds=int(max(seconds, 0))))
+        return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(stamp)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def _stalled(status: dict) -> bool:
+    """A run queued for a while with no worker process to train it."""
+    waited = _seconds_since(status.get("queued"))
+    return (
+        status.get("state") == "queued"
+        and waited is not None
+        and waited > 15
+        and not jobs.worker_active(runs_root())
+    )
+
+
+def _elapsed(status: dict) -> str:
+    seconds = _seconds_since(status.get("started"))
+    return "–" if seconds is None else str(dt.timedelta(seconds=int(max(seconds, 0))))
 
 
 def progress(status: dict) -> None:
     """Epoch and batch progress bars, elapsed time and ETA."""
     epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
     batches, batch = status.get("batches") or 0, status.get("batch") or 0
-    st.progress(min(epoch / epochs, 1.0) if epochs else 0.0,
-                text=f"Epoch {epoch} of {epochs} done" if epochs else "Waiting to start")
-    st.progress(min(batch / batches, 1.0) if batches else 0.0,
-                text=f"Batch {batch} of {batches}" if batches else status.get("message", ""))
+    st.progress(
+        min(epoch / epochs, 1.0) if epochs else 0.0,
+        text=f"Epoch {epoch} of {epochs} done" if epochs else "Waiting to start",
+    )
+    st.progress(
+        min(batch / batches, 1.0) if batches else 0.0,
+        text=f"Batch {batch} of {batches}" if batches else "No batch yet",
+    )
     cells = st.columns(3)
     eta = status.get("eta")
     cells[0].metric("Elapsed", _elapsed(status))
     cells[1].metric("ETA", "–" if eta is None else str(dt.timedelta(seconds=int(eta))))
-    cells[2].metric("Phase", status.get("phase") or "preparing")
+    cells[2].metric(
+        "Phase",
+        status.get("phase") or "setup",
+        help="setup: checking photos and building the model; head: training the new "
+        "layers; train: the whole network; fine-tune: the unfrozen blocks.",
+    )
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -122,8 +152,18 @@ def live(run_dir: Path) -> None:
     badge(status["state"])
     st.caption(status.get("message", ""))
     progress(status)
+    if _stalled(status):
+        st.warning(
+            "No worker is training this queue (it may have been stopped).",
+            icon=":material/warning:",
+        )
+        if st.button("Start the worker", icon=":material/play_arrow:", key="train_resume"):
+            jobs.start_worker(runs_root())
     history = read_history(run_dir)
-    st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
+    if history:
+        st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
+    else:
+        st.caption(":material/show_chart: Loss and accuracy curves appear after the first epoch.")
     with st.expander("Log", icon=":material/terminal:", expanded=True):
         st.code(_log_lines(history, status), language=None, height=200)
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
@@ -153,8 +193,10 @@ def results(run_dir: Path) -> None:
     _title(run_dir)
     badge(status.get("state", "unknown"))
     if status.get("state") == "failed":
-        st.error(f"Training failed: {status.get('message', 'no reason recorded')}",
-                 icon=":material/error:")
+        st.error(
+            f"Training failed: {status.get('message', 'no reason recorded')}",
+            icon=":material/error:",
+        )
     elif status.get("state") in ("cancelled", "interrupted"):
         st.warning(status.get("message", ""), icon=":material/warning:")
     metrics = read_json(run_dir / METRICS, {}) or {}
@@ -163,10 +205,16 @@ def results(run_dir: Path) -> None:
         cells[0].metric("Test accuracy", percent(metrics.get("test_accuracy")))
         cells[1].metric("Test loss", f"{metrics.get('test_loss', 0):.4f}")
         cells[2].metric("Epochs", len(history))
-        st.plotly_chart(charts.confusion_matrix(metrics["confusion"], metrics["class_names"],
-                                                "Confusion matrix (test split)"),
-                        key="train_confusion")
-        st.session_state["classify_run"] = run_dir.name
-        link("classify", "Explain its predictions", ":material/center_focus_strong:")
+        st.plotly_chart(
+            charts.confusion_matrix(
+                metrics["confusion"], metrics["class_names"], "Confusion matrix (test split)"
+            ),
+            key="train_confusion",
+        )
+        if st.button(
+            "Explain its predictions", icon=":material/center_focus_strong:", key="train_explain"
+        ):
+            st.session_state["classify_run"] = run_dir.name
+            st.switch_page(PAGES["classify"])
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import streamlit as st
+from PIL import ImageOps
 
 from flower_core.data import Dataset, scan_dataset, split_dataset
 from flower_core.errors import FlowerError
@@ -61,20 +62,21 @@ def eda_tables(root: str, stamp: str) -> dict:
     exact, near = eda.exact_duplicates(table), eda.near_duplicates(table)
     split = split_dataset(dataset)
     return {
-        "dataset": dataset, "table": table,
+        "dataset": dataset,
+        "table": table,
         "summary": eda.class_summary(table, dataset.class_names),
         "imbalance": eda.imbalance_ratio(dataset.counts()),
-        "exact": exact, "near": near, "leaks": eda.split_leaks(exact + near, split),
+        "exact": exact,
+        "near": near,
+        "leaks": eda.split_leaks(exact + near, split),
         "split": eda.split_table(split, dataset.class_names),
     }
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_data(max_entries=128, show_spinner=False)
 def thumbnail(path: str, size: int = 256):
-    """A photo, upright and at most `size` pixels on its long side (for grids)."""
-    image = load_image(path, draft_size=size)
-    image.thumbnail((size, size))
-    return image
+    """A photo, upright and centre-cropped to a `size` pixels square (for grids)."""
+    return ImageOps.fit(load_image(path, draft_size=size), (size, size))
 
 
 def model_stamp(run_dir: str | os.PathLike) -> float:
@@ -104,15 +106,17 @@ def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
     return predict_image(model, class_names, image, top_k=top_k)
 
 
-@st.cache_data(max_entries=32, show_spinner="Computing the heatmap…")
-def explain(run_dir: str, stamp: float, image: bytes, method: str, layer: str | None,
-            target: str | None):
+@st.cache_data(max_entries=8, show_spinner="Computing the heatmap…")
+def explain(
+    run_dir: str, stamp: float, image: bytes, method: str, layer: str | None, target: str | None
+):
     """An `Explanation` of a photo by a run's model (see `flower_core.explain`)."""
     from flower_core.explain import explain_image
 
     model, class_names = _load_run(run_dir, stamp)
-    return explain_image(model, image, method, layer=layer, target_class=target,
-                         class_names=class_names)
+    return explain_image(
+        model, image, method, layer=layer, target_class=target, class_names=class_names
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -20,8 +20,9 @@ def _use(root: Path, what: str) -> None:
     with guard(f"Cannot use {root}"):
         dataset = loaders.current_dataset(root)
     set_data_root(root)
-    st.session_state["home_notice"] = (f"Now using {what}: {len(dataset.files):,} photos in "
-                                      f"{len(dataset.class_names)} classes.")
+    st.session_state["home_notice"] = (
+        f"Now using {what}: {len(dataset.files):,} photos in {len(dataset.class_names)} classes."
+    )
     st.rerun()
 
 
@@ -54,17 +55,18 @@ def local_folder() -> None:
         _use(Path(path.strip()).expanduser(), "the folder")
     found = [p for p in _found_datasets() if p.resolve() != data_root().resolve()]
     if found:
-        choice = st.selectbox("Or a dataset already here", found, format_func=str,
-                              key="home_found")
+        choice = st.selectbox("Or a dataset already here", found, format_func=str, key="home_found")
         if st.button("Use it", key="home_use_found"):
             _use(Path(choice), "the dataset")
 
 
 def zip_upload() -> None:
     """Upload a .zip of class folders; it is unpacked, with safety checks, into a new folder."""
-    st.caption("A .zip with one folder per class (optionally inside one top folder). It is "
-               "unpacked into a new folder under the data folder; links, absolute paths and "
-               "'..' are refused.")
+    st.caption(
+        "A .zip with one folder per class (optionally inside one top folder). It is "
+        "unpacked into a new folder under the data folder; links, absolute paths and "
+        "'..' are refused."
+    )
     upload = st.file_uploader("Zip of class folders", type=["zip"], key="home_zip")
     if upload is None:
         return
@@ -72,15 +74,20 @@ def zip_upload() -> None:
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
         bar = st.progress(0.0, text="Unpacking…")
         with guard("The zip was refused"):
-            root = extract_zip(upload, _new_folder(data_home() / "uploads", name),
-                               progress=progress_reporter(bar, "Unpacking"))
+            root = extract_zip(
+                upload,
+                _new_folder(data_home() / "uploads", name),
+                progress=progress_reporter(bar, "Unpacking"),
+            )
         _use(root, f"the upload '{upload.name}'")
 
 
 def synthetic_set() -> None:
     """Generate the labelled synthetic demo set (drawn flowers) for trying the app offline."""
-    st.caption(":orange[**Synthetic**]: drawn flowers of the five classes, not photos. Good for "
-               "trying every page offline in a minute; accuracy on it says nothing about photos.")
+    st.caption(
+        ":orange[**Synthetic**]: drawn flowers of the five classes, not photos. Good for "
+        "trying every page offline in a minute; accuracy on it says nothing about photos."
+    )
     left, right = st.columns(2)
     per_class = left.number_input("Images per class", 10, 1000, 60, step=10, key="home_per_class")
     size = right.select_slider("Image size (px)", [64, 96, 128, 160, 224], 128, key="home_size")
@@ -90,15 +97,22 @@ def synthetic_set() -> None:
             out = _new_folder(data_home(), "synthetic")
         bar = st.progress(0.0, text="Drawing flowers…")
         with guard("Could not generate the synthetic set"):
-            generate(out, per_class=int(per_class), size=int(size), seed=0,
-                     progress=progress_reporter(bar, "Drawing"))
+            generate(
+                out,
+                per_class=int(per_class),
+                size=int(size),
+                seed=0,
+                progress=progress_reporter(bar, "Drawing"),
+            )
         _use(out, "the synthetic demo set")
 
 
 def download() -> None:
     """Download TensorFlow's public `flower_photos` (3670 photos), or say why it cannot."""
-    st.caption(f"TensorFlow's public *flower_photos* archive: 3,670 photos of the same five "
-               f"classes, {FLOWER_PHOTOS_BYTES / 1e6:,.0f} MB.")
+    st.caption(
+        f"TensorFlow's public *flower_photos* archive: 3,670 photos of the same five "
+        f"classes, {FLOWER_PHOTOS_BYTES / 1e6:,.0f} MB."
+    )
     target = data_home() / "flower_photos"
     if (target / "flower_photos").is_dir():
         if st.button("Use the downloaded photos", key="home_use_download"):
@@ -112,15 +126,23 @@ def download() -> None:
 
         megabytes = progress_reporter(bar, "Downloaded (MB)")
         with guard("Download failed"):
-            root = download_flower_photos(target, progress=lambda d, t: megabytes(
-                d // 10**6, (t or FLOWER_PHOTOS_BYTES) // 10**6))
+            root = download_flower_photos(
+                target,
+                progress=lambda d, t: megabytes(d // 10**6, (t or FLOWER_PHOTOS_BYTES) // 10**6),
+            )
         _use(root, "flower_photos")
 
 
 def chooser() -> None:
     """The four ways to get a dataset, as tabs."""
-    tabs = st.tabs([":material/folder: Local folder", ":material/upload_file: Upload a .zip",
-                    ":material/draw: Synthetic demo set", ":material/cloud_download: Download"])
+    tabs = st.tabs(
+        [
+            ":material/folder: Local folder",
+            ":material/upload_file: Upload a .zip",
+            ":material/draw: Synthetic demo set",
+            ":material/cloud_download: Download",
+        ]
+    )
     for tab, section in zip(tabs, (local_folder, zip_upload, synthetic_set, download)):
         with tab:
             section()

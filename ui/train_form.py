@@ -11,27 +11,31 @@ from ui.home import online
 IMAGE_SIZES = [32, 64, 96, 128, 160, 192, 224, 256, 299]
 BATCH_SIZES = [8, 16, 32, 64, 128]
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-WEIGHTS = {"imagenet": "ImageNet (transfer)", "none": "none (train from scratch)",
-           "file": "a weights file…"}
+WEIGHTS = {
+    "imagenet": "ImageNet (transfer)",
+    "none": "none (train from scratch)",
+    "file": "a weights file…",
+}
 HELP = {
     "preset": "The study's tuning steps, in order; each changes the one before. Every setting "
-              "below starts from the preset and can be changed.",
+    "below starts from the preset and can be changed.",
     "backbone": "The pretrained network whose features the new head learns from.",
     "weights": "ImageNet: transfer learning with a frozen backbone. None: the whole network "
-               "trains from random weights (the no-transfer baseline). A file: your own weights.",
+    "trains from random weights (the no-transfer baseline). A file: your own weights "
+    "(its path under Advanced).",
     "image_size": "Photos are resized to this square size. Smaller trains much faster.",
     "epochs": "The most passes over the training photos; early stopping may end sooner.",
     "batch_size": "Photos per gradient step.",
     "learning_rate": "Adam's step size for the head (1e-3 in the study).",
     "dropout": "Share of the head's units dropped at random while training (0 = off).",
     "fine_tune_blocks": "Unfreeze the backbone's last N blocks after the head converges (0 = "
-                        "keep it frozen).",
+    "keep it frozen).",
     "seed": "Fixes the split, the initial weights and the augmentation.",
     "batchnorm": "Batch normalisation after each dense layer of the head.",
     "augment": "Random shear, zoom, 10° rotation and horizontal flips of the training photos.",
     "reduce_lr": "Divide the learning rate by 5 when the validation loss stops improving.",
     "center": "Use the backbone's ImageNet preprocessing (mean-centering for VGG16) instead of "
-              "pixels / 255.",
+    "pixels / 255.",
 }
 
 
@@ -43,18 +47,26 @@ def weights_note() -> None:
     """Which backbones have ImageNet weights here, so a run does not fail on a missing file."""
     ready = [name for name in BACKBONES if _available(name)]
     missing = [name for name in BACKBONES if name not in ready]
-    if missing:
-        st.caption(f":material/cloud_off: ImageNet weights available for: "
-                   f"{', '.join(ready) or 'none'}. Others need weights *none* or a file "
-                   "(see the Home page).")
+    if missing and ready:
+        st.caption(
+            f":material/cloud_off: ImageNet weights are here for {', '.join(ready)} "
+            "only; other backbones need weights *none* or a file (see the Home page)."
+        )
+    elif missing:
+        st.caption(
+            ":material/cloud_off: No ImageNet weights on this machine and no internet: "
+            "train with weights *none*, or add the files (see the Home page)."
+        )
 
 
 def preset_picker() -> str:
     """The study preset the form starts from, with what it changes and the study's result."""
     preset = st.selectbox("Preset", list(PRESETS), key="train_preset", help=HELP["preset"])
     loss, accuracy = STUDY_RESULTS[preset]
-    st.caption(f"{PRESET_DESCRIPTIONS[preset]}. Study: test accuracy **{accuracy:.2%}**, "
-               f"loss {loss:.4f} (VGG16).")
+    st.caption(
+        f"{PRESET_DESCRIPTIONS[preset]}. Study: test accuracy **{accuracy:.2%}**, "
+        f"loss {loss:.4f} (VGG16)."
+    )
     return preset
 
 
@@ -68,48 +80,88 @@ def _default_backbone() -> int:
 
 def _model_settings(base, k: str) -> dict:
     left, right = st.columns(2)
-    backbone = left.selectbox("Backbone", list(BACKBONES), index=_default_backbone(),
-                              key=k + "backbone", help=HELP["backbone"])
-    weights = right.selectbox("Weights", list(WEIGHTS), format_func=WEIGHTS.get,
-                              key=k + "weights", help=HELP["weights"])
-    path = st.text_input("Weights file", placeholder="only for 'a weights file…': path to a "
-                         ".h5 or .weights.h5", key=k + "weights_path")
-    image_size = left.select_slider("Image size (px)", IMAGE_SIZES, base.image_size,
-                                    key=k + "image_size", help=HELP["image_size"])
-    epochs = right.number_input("Epochs", 1, 500, base.epochs, key=k + "epochs",
-                                help=HELP["epochs"])
-    return {"backbone": backbone, "weights": path.strip() if weights == "file" else weights,
-            "image_size": image_size, "epochs": int(epochs)}
+    backbone = left.selectbox(
+        "Backbone",
+        list(BACKBONES),
+        index=_default_backbone(),
+        key=k + "backbone",
+        help=HELP["backbone"],
+    )
+    weights = right.selectbox(
+        "Weights", list(WEIGHTS), format_func=WEIGHTS.get, key=k + "weights", help=HELP["weights"]
+    )
+    image_size = left.select_slider(
+        "Image size (px)",
+        IMAGE_SIZES,
+        base.image_size,
+        key=k + "image_size",
+        help=HELP["image_size"],
+    )
+    epochs = right.number_input(
+        "Epochs", 1, 500, base.epochs, key=k + "epochs", help=HELP["epochs"]
+    )
+    return {
+        "backbone": backbone,
+        "weights": weights,
+        "image_size": image_size,
+        "epochs": int(epochs),
+    }
 
 
 def _optimiser_settings(base, k: str) -> dict:
     left, right = st.columns(2)
-    batch_size = left.select_slider("Batch size", BATCH_SIZES, base.batch_size,
-                                    key=k + "batch_size", help=HELP["batch_size"])
-    learning_rate = right.select_slider("Learning rate", LEARNING_RATES, base.learning_rate,
-                                        format_func=lambda v: f"{v:g}", key=k + "lr",
-                                        help=HELP["learning_rate"])
-    dropout = left.slider("Dropout", 0.0, 0.8, float(base.dropout), 0.05, key=k + "dropout",
-                          help=HELP["dropout"])
-    fine_tune = right.number_input("Fine-tune blocks", 0, 10, base.fine_tune_blocks,
-                                   key=k + "fine_tune", help=HELP["fine_tune_blocks"])
+    batch_size = left.select_slider(
+        "Batch size", BATCH_SIZES, base.batch_size, key=k + "batch_size", help=HELP["batch_size"]
+    )
+    learning_rate = right.select_slider(
+        "Learning rate",
+        LEARNING_RATES,
+        base.learning_rate,
+        format_func=lambda v: f"{v:g}",
+        key=k + "lr",
+        help=HELP["learning_rate"],
+    )
+    dropout = left.slider(
+        "Dropout", 0.0, 0.8, float(base.dropout), 0.05, key=k + "dropout", help=HELP["dropout"]
+    )
+    fine_tune = right.number_input(
+        "Fine-tune blocks",
+        0,
+        10,
+        base.fine_tune_blocks,
+        key=k + "fine_tune",
+        help=HELP["fine_tune_blocks"],
+    )
     seed = left.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", help=HELP["seed"])
-    return {"batch_size": batch_size, "learning_rate": learning_rate, "dropout": dropout,
-            "fine_tune_blocks": int(fine_tune), "seed": int(seed)}
+    return {
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "dropout": dropout,
+        "fine_tune_blocks": int(fine_tune),
+        "seed": int(seed),
+    }
 
 
 def _switches(base, k: str) -> dict:
     left, right = st.columns(2)
     return {
-        "batchnorm": left.toggle("Batch-norm in the head", base.batchnorm, key=k + "bn",
-                                 help=HELP["batchnorm"]),
-        "augment": right.toggle("Augmentation", base.augment, key=k + "augment",
-                                help=HELP["augment"]),
-        "reduce_lr": left.toggle("ReduceLROnPlateau", base.reduce_lr, key=k + "plateau",
-                                 help=HELP["reduce_lr"]),
-        "preprocessing": "imagenet" if right.toggle(
-            "Mean-centering", base.preprocessing == "imagenet", key=k + "center",
-            help=HELP["center"]) else "rescale",
+        "batchnorm": left.toggle(
+            "Batch-norm in the head", base.batchnorm, key=k + "bn", help=HELP["batchnorm"]
+        ),
+        "augment": right.toggle(
+            "Augmentation", base.augment, key=k + "augment", help=HELP["augment"]
+        ),
+        "reduce_lr": left.toggle(
+            "ReduceLROnPlateau", base.reduce_lr, key=k + "plateau", help=HELP["reduce_lr"]
+        ),
+        "preprocessing": "imagenet"
+        if right.toggle(
+            "Mean-centering",
+            base.preprocessing == "imagenet",
+            key=k + "center",
+            help=HELP["center"],
+        )
+        else "rescale",
     }
 
 
@@ -117,16 +169,45 @@ def _advanced(base, k: str) -> dict:
     with st.expander("Advanced", icon=":material/tune:"):
         left, right = st.columns(2)
         return {
-            "pooling": left.selectbox("Pooling", ["max", "avg"], ["max", "avg"].index(base.pooling),
-                                      key=k + "pooling", help="Global pooling after the backbone."),
-            "patience": int(right.number_input("Early-stopping patience", 1, 50, base.patience,
-                                               key=k + "patience",
-                                               help="Epochs without a better val_loss.")),
-            "fine_tune_epochs": int(left.number_input(
-                "Fine-tune epochs", 1, 200, base.fine_tune_epochs, key=k + "ft_epochs",
-                help="Epochs of fine-tuning, when fine-tune blocks > 0.")),
-            "class_weights": right.toggle("Class weights", base.class_weights, key=k + "cw",
-                                          help="Weigh rare classes up in the loss."),
+            "pooling": left.selectbox(
+                "Pooling",
+                ["max", "avg"],
+                ["max", "avg"].index(base.pooling),
+                key=k + "pooling",
+                help="Global pooling after the backbone.",
+            ),
+            "patience": int(
+                right.number_input(
+                    "Early-stopping patience",
+                    1,
+                    50,
+                    base.patience,
+                    key=k + "patience",
+                    help="Epochs without a better val_loss.",
+                )
+            ),
+            "fine_tune_epochs": int(
+                left.number_input(
+                    "Fine-tune epochs",
+                    1,
+                    200,
+                    base.fine_tune_epochs,
+                    key=k + "ft_epochs",
+                    help="Epochs of fine-tuning, when fine-tune blocks > 0.",
+                )
+            ),
+            "class_weights": right.toggle(
+                "Class weights",
+                base.class_weights,
+                key=k + "cw",
+                help="Weigh rare classes up in the loss.",
+            ),
+            "weights_file": st.text_input(
+                "Weights file",
+                key=k + "weights_path",
+                placeholder="path to a .h5 or .weights.h5 file",
+                help="Used when Weights is 'a weights file…'.",
+            ).strip(),
         }
 
 
@@ -135,8 +216,20 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
     base = make_config(preset)
     k = f"train_{preset}_"
     with st.form("train_form", border=True):
-        values = {**_model_settings(base, k), **_optimiser_settings(base, k),
-                  **_switches(base, k), **_advanced(base, k)}
-        pressed = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:",
-                                        disabled=disabled, width="stretch")
+        values = {
+            **_model_settings(base, k),
+            **_optimiser_settings(base, k),
+            **_switches(base, k),
+            **_advanced(base, k),
+        }
+        path = values.pop("weights_file")
+        values["weights"] = path if values["weights"] == "file" else values["weights"]
+        pressed = st.form_submit_button(
+            "Train",
+            type="primary",
+            icon=":material/play_arrow:",
+            key="train_submit",
+            disabled=disabled,
+            width="stretch",
+        )
     return values if pressed else None

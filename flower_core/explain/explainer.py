@@ -143,29 +143,21 @@ def explain_image(
     grid_map, probabilities = cam(pixels, target)
     target = int(np.argmax(probabilities)) if target is None else target
     model_heatmap = normalise(resize_heatmap(grid_map, size, size))
-    score = (
-        faithfulness_score(model, pixels, model_heatmap, target, grid=grid_map.shape)
-        if with_faithfulness
-        else None
-    )
+    score = None
+    if with_faithfulness:
+        score = faithfulness_score(model, pixels, model_heatmap, target, grid=grid_map.shape)
     seconds = time.perf_counter() - started
+    photo, heatmap = _for_display(image, grid_map)
+    predicted = int(np.argmax(probabilities))
+    return Explanation(method, cam.layer, heatmap, model_heatmap, photo, pixels, probabilities,
+                       predicted, target, class_names, score, seconds)  # fmt: skip
+
+
+def _for_display(image: ImageSource, grid_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The upright photo at most `DISPLAY_SIZE` px, and the map upsampled onto it."""
     photo = load_image(image, draft_size=DISPLAY_SIZE)
     photo.thumbnail((DISPLAY_SIZE, DISPLAY_SIZE))
-    heatmap = normalise(resize_heatmap(grid_map, photo.width, photo.height))
-    return Explanation(
-        method,
-        cam.layer,
-        heatmap,
-        model_heatmap,
-        np.asarray(photo),
-        pixels,
-        probabilities,
-        int(np.argmax(probabilities)),
-        target,
-        class_names,
-        score,
-        seconds,
-    )
+    return np.asarray(photo), normalise(resize_heatmap(grid_map, photo.width, photo.height))
 
 
 def explain_path(

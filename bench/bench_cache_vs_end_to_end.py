@@ -1,0 +1,99 @@
+"""Training with the feature cache against end-to-end training, same preset, data and epochs.
+
+Three full runs through `train_new_run` (scan, split, train, test metrics), each timed by the
+wall clock: end to end (`cache_features=False`), with a cold cache (the cache build is counted)
+and again with the cache warm (another run of a preset sharing the same features, e.g. another
+dropout). Early stopping is held off (patience = epochs) so every run does all its epochs.
+Nothing is extrapolated: every figure is measured on what ran, which is printed with it.
+
+    FLOWER_DATA=/work/shared/data/flowers FLOWER_WEIGHTS_DIR=/work/shared/weights \
+    python bench/bench_cache_vs_end_to_end.py [--backbone mobilenet] [--image-size 224]
+        [--preset dropout20] [--epochs 20] [--subset N] [--augment-views 5] [--weights imagenet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import Stopwatch, dataset_root, emit, subset_folder  # first: puts the project on sys.path
+
+# isort: split
+import keras
+
+from flower_core.backbones import get_backbone
+from flower_core.config import make_config
+from flower_core.runs import read_history, read_json
+from flower_core.train import train_new_run
+
+
+def _weights(choice: str, backbone: str, size: int, workdir: Path) -> str:
+    """`imagenet`, or `random`: a saved random-init file, so the frozen-backbone path runs offline."""
+    if choice != "random":
+        return choice
+    path = workdir / f"{backbone}_random.weights.h5"
+    get_backbone(backbone).constructor(include_top=False, weights=None,
+                                       input_shape=(size, size, 3)).save_weights(path)
+    return str(path)
+
+
+def timed_run(config, data: Path, runs: Path) -> dict:
+    """Train one run; its wall seconds, epochs, epoch seconds (the first one also traces the
+    training step), test accuracy and photos."""
+    with Stopwatch() as t:
+        run_dir = train_new_run(config, data, runs)
+    status = read_json(run_dir / "status.json")
+    if status["state"] != "done":
+        raise SystemExit(f"run {run_dir} ended {status['state']}: {status.get('message')}")
+    history = read_history(run_dir)
+    return {"seconds": round(t.seconds, 1), "epochs_run": len(history),
+            "first_epoch_seconds": history[0]["seconds"],
+            "median_epoch_seconds": round(statistics.median(h["seconds"] for h in history), 3),
+            "test_accuracy": read_json(run_dir / "metrics.json")["test_accuracy"],
+            "photos": read_json(run_dir / "config.json")["split_sizes"]}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default="mobilenet")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--preset", default="dropout20")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--subset", type=int, default=None, help="photos per class (default: all)")
+    parser.add_argument("--augment-views", type=int, default=5)
+    parser.add_argument("--weights", default="imagenet", help="imagenet, random or a file")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_cache_"))
+    os.environ["FLOWER_CACHE"] = str(work / "cache")
+    root, kind = dataset_root(args.subset or 60, 128, work)
+    data = subset_folder(root, args.subset, work)
+    settings = dict(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs,
+                    patience=args.epochs, augment_views=args.augment_views, seed=args.seed,
+                    weights=_weights(args.weights, args.backbone, args.image_size, work))
+    keras.utils.set_random_seed(args.seed)
+    end_to_end = timed_run(make_config(args.preset, cache_features=False, **settings), data, work / "runs")
+    cold = timed_run(make_config(args.preset, **settings), data, work / "runs")
+    warm = timed_run(make_config(args.preset, **settings), data, work / "runs")
+    what = {"data": kind, "subset_per_class": args.subset, "backbone": args.backbone,
+            "image_size": args.image_size, "preset": args.preset, "epochs": args.epochs,
+            "augment_views": args.augment_views, "weights": args.weights, "photos": cold["photos"]}
+    for name, run in (("end_to_end", end_to_end), ("cache_cold", cold), ("cache_warm", warm)):
+        emit("train_run", run=name, **what, **{k: v for k, v in run.items() if k != "photos"})
+    emit("cache_speedup", **what, end_to_end_seconds=end_to_end["seconds"],
+         cache_cold_seconds=cold["seconds"], cache_warm_seconds=warm["seconds"],
+         speedup_cold=round(end_to_end["seconds"] / cold["seconds"], 2),
+         speedup_warm=round(end_to_end["seconds"] / warm["seconds"], 2),
+         head_epoch_seconds=warm["median_epoch_seconds"],
+         end_to_end_epoch_seconds=end_to_end["median_epoch_seconds"])
+
+
+if __name__ == "__main__":
+    main()

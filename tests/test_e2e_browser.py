@@ -1,0 +1,217 @@
+"""The whole product in a real browser: Debian's chromium, driven by Playwright, against
+`streamlit run app.py` on localhost, on a synthetic dataset made for the test.
+
+It opens every page, trains a one-epoch model from the Train page and watches it finish, then
+uploads a photo and sees a prediction and a heatmap. A screenshot of each page is saved under
+`artifacts/screenshots/` (git-ignored) to be looked at by a person.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = {
+    "home": "Home",
+    "dataset": "Dataset",
+    "train": "Train",
+    "compare": "Compare",
+    "classify": "Classify & explain",
+}
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason=f"Debian's chromium not found at {CHROMIUM} "
+        "(install it with `apt-get install chromium`; see scripts/test.sh)",
+    ),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run app.py` on a free port, over a fresh synthetic dataset and runs folder;
+    yields the app's URL and the dataset's folder."""
+    from flower_core.synthetic import generate
+
+    work = tmp_path_factory.mktemp("e2e")
+    generate(work / "flowers", per_class=20, size=96, seed=0)
+    env = {
+        **os.environ,
+        "FLOWER_DATA": str(work / "flowers"),
+        "FLOWER_RUNS": str(work / "runs"),
+        "FLOWER_CACHE": str(work / "cache"),
+        "FLOWER_DATA_HOME": str(work / "data"),
+        "KERAS_HOME": str(work / "keras"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    port = _free_port()
+    log = open(work / "streamlit.log", "wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, server)
+        yield url, work / "flowers"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(server[0])
+        page.get_by_role("heading", name="Flower Studio").wait_for()
+        yield page
+        browser.close()
+
+
+def settle(page, seconds: float = 1.0) -> None:
+    """Wait until Streamlit has finished running the script, then let charts draw."""
+    page.wait_for_function(
+        "() => !document.querySelector("
+        "'[data-testid=stStatusWidgetRunningIcon], [data-testid=stSkeleton]')",
+        timeout=120_000,
+    )
+    page.wait_for_timeout(seconds * 1000)
+
+
+def screenshot(page, name: str) -> Path:
+    """A screenshot of the whole page (Streamlit scrolls inside its own container)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    settle(page, 0.5)
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('section, main, div')]"
+        ".map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": 1440, "height": min(max(int(height), 900), 6000)})
+    settle(page, 1.5)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    return path
+
+
+def open_page(page, key: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES[key], exact=True).click()
+    heading = "Flower Studio" if key == "home" else PAGES[key]
+    page.get_by_role("heading", name=heading).first.wait_for()
+    settle(page)
+
+
+def choose(page, key: str, option: str) -> None:
+    page.locator(f".st-key-{key} [role=combobox]").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_every_page_opens_on_the_synthetic_set(browser_page):
+    page = browser_page
+    for key in PAGES:
+        open_page(page, key)
+        assert not page.get_by_test_id("stException").count()
+        screenshot(page, f"{list(PAGES).index(key) + 1}-{key}-before-training")
+    open_page(page, "dataset")
+    page.get_by_role("tab", name="Samples").click()
+    page.get_by_role("tab", name="Samples").wait_for()
+    settle(page)
+    assert page.locator("[data-testid=stImage] img").count() >= 5
+    screenshot(page, "2-dataset-samples")
+
+
+def test_train_one_epoch_then_classify_and_explain_an_upload(browser_page, server):
+    page = browser_page
+    open_page(page, "train")
+    choose(page, "train_base_backbone", "mobilenet")
+    choose(page, "train_base_weights", "none (train from scratch)")
+    slider = page.locator(".st-key-train_base_image_size input[type=range]")
+    slider.press("Home")
+    slider.press("ArrowRight")
+    epochs = page.locator(".st-key-train_base_epochs input")
+    epochs.fill("1")
+    epochs.press("Tab")
+    page.locator(".st-key-train_submit button").click()
+    page.get_by_text("Epoch 0 of 1 done").wait_for(timeout=60_000)
+    page.wait_for_function(
+        "() => /checking photos|Batch \\d+ of|Test accuracy/.test(document.body.innerText)",
+        timeout=120_000,
+    )
+    page.wait_for_timeout(2500)
+    screenshot(page, "3-train-running")
+    page.get_by_test_id("stMetricLabel").get_by_text("Test accuracy").wait_for(timeout=300_000)
+    settle(page, 2)
+    screenshot(page, "3-train-finished")
+    assert page.get_by_test_id("stMetricValue").first.inner_text().endswith("%")
+
+    open_page(page, "compare")
+    assert page.get_by_text("Selected runs").is_visible()
+    screenshot(page, "4-compare")
+
+    open_page(page, "classify")
+    photo = server[1] / "rose" / "rose_0001.jpg"
+    page.locator(".st-key-classify_upload input[type=file]").set_input_files(str(photo))
+    page.get_by_text("What the model sees").wait_for(timeout=120_000)
+    settle(page, 2)
+    assert page.get_by_test_id("stMetric").filter(has_text="Prediction").count() == 1
+    assert page.locator("[data-testid=stImage] img").count() >= 2
+    screenshot(page, "5-classify")

@@ -1,0 +1,188 @@
+"""The feature cache: what its key depends on, hits across restarts, two processes building one
+entry at once, augmented views, the same accuracy as end-to-end training, and the mirrored
+strategy on a CPU split into two devices."""
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flower_core.config import make_config
+from flower_core.data import fingerprint, scan_dataset
+from flower_core.features import FeatureCache, cache_key, cached_features, cached_views
+from flower_core.model import build_classifier
+from flower_core.runs import read_json, read_status
+from flower_core.train import train_new_run
+
+from .conftest import WEIGHTS_DIR, needs_mobilenet_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY_BASE = dict(backbone="mobilenet", weights="imagenet", image_size=96, preprocessing="rescale", pooling="max")
+KEY_FILES = ["daisy/1.jpg", "rose/2.jpg"]
+
+
+def _key(fp="fingerprint-a", preset="base", views=0, **changes):
+    return cache_key(make_config(preset, **{**KEY_BASE, **changes}), fp, KEY_FILES, views=views)
+
+
+@pytest.fixture(scope="module")
+def tiny_features():
+    """A small random MobileNet feature model (64 px): cheap, and its features are not constant."""
+    return build_classifier(make_config("base", backbone="mobilenet", weights="none", image_size=64), 5)
+
+
+@pytest.fixture(scope="module")
+def photos(synthetic_dataset):
+    dataset = scan_dataset(synthetic_dataset)
+    return dataset.files[::12], fingerprint(dataset)
+
+
+@pytest.mark.parametrize("change", [
+    {"fp": "fingerprint-b"}, {"backbone": "vgg16"}, {"weights": "none"}, {"image_size": 128},
+    {"preprocessing": "imagenet"}, {"pooling": "avg"}, {"views": 5},
+])
+def test_cache_key_changes_with_what_changes_the_features(change):
+    assert _key(**change) != _key()
+
+
+@pytest.mark.parametrize("change", [
+    {"preset": "dropout20"}, {"seed": 7}, {"epochs": 3}, {"batch_size": 64}, {"learning_rate": 0.01},
+    {"dense_units": [16]}, {"batchnorm": True}, {"cache_features": False},
+])
+def test_cache_key_ignores_head_and_training_settings(change):
+    assert _key(**change) == _key()
+
+
+def test_cache_key_follows_the_weights_file(tmp_path):
+    weights = tmp_path / "backbone.weights.h5"
+    weights.write_bytes(b"first")
+    first = _key(weights=str(weights))
+    assert _key(weights=str(weights)) == first
+    weights.write_bytes(b"second version")
+    assert _key(weights=str(weights)) != first
+
+
+def test_hit_restart_entries_and_clear(tiny_features, synthetic_dataset, photos, tmp_path):
+    files, fp = photos
+    config = make_config("base", backbone="mobilenet", weights="none", image_size=64)
+
+    def features(cache):
+        return cached_features(cache, tiny_features.feature_model, config, synthetic_dataset, files, fp)
+
+    built, hit = features(FeatureCache(tmp_path / "cache"))
+    assert not hit and built.shape == (len(files), 1024)
+    again, hit = features(FeatureCache(tmp_path / "cache"))
+    assert hit and np.array_equal(again, built)
+    cache = FeatureCache(tmp_path / "cache")  # a restart: a new instance over the same folder
+    after_restart, hit = features(cache)
+    assert hit and np.array_equal(after_restart, built)
+    [entry] = cache.entries()
+    assert entry["key"] == cache_key(config, fp, files) and entry["photos"] == len(files)
+    assert entry["kind"] == "clean" and entry["bytes"] >= built.nbytes
+    assert cache.clear() >= built.nbytes
+    assert cache.entries() == [] and cache.size_bytes() == 0
+    assert features(cache)[1] is False
+
+
+def _build_at_once(root, barrier, results):
+    """One of two processes that miss the same entry together and both build it."""
+    cache = FeatureCache(root)
+    barrier.wait()
+
+    def build():
+        time.sleep(0.5)  # both have missed before either publishes
+        return np.arange(24, dtype="float32").reshape(6, 4)
+
+    array, hit = cache.get_or_build("samekey", build, {"kind": "test"})
+    results.put((np.asarray(array).tolist(), hit))
+
+
+def test_two_processes_building_one_entry(tmp_path):
+    # fork: the children only run numpy and file operations, never TensorFlow.
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_build_at_once, args=(tmp_path / "cache", barrier, results))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    (first, first_hit), (second, second_hit) = outcomes
+    assert first == second == np.arange(24).reshape(6, 4).tolist()
+    assert not first_hit and not second_hit  # the race really happened
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["samekey"]
+
+
+def _differ(a, b) -> bool:
+    """More than 1 % apart, relative to the features' own scale (random-init features are tiny)."""
+    return float(np.linalg.norm(np.subtract(a, b))) > 0.01 * float(np.linalg.norm(b))
+
+
+def test_augmented_views_differ(tiny_features, synthetic_dataset, photos, tmp_path):
+    files, fp = photos
+    config = make_config("dropout20", backbone="mobilenet", weights="none", image_size=64, augment_views=3)
+    cache = FeatureCache(tmp_path / "cache")
+    views, hit = cached_views(cache, tiny_features.feature_model, config, synthetic_dataset, files, fp)
+    clean, _ = cached_features(cache, tiny_features.feature_model, config, synthetic_dataset, files, fp)
+    assert not hit and views.shape == (3, len(files), 1024)
+    for i in range(3):
+        assert _differ(views[i], clean)
+        for j in range(i + 1, 3):
+            assert _differ(views[i], views[j])
+    assert len(cache.entries()) == 2
+
+
+@needs_mobilenet_weights
+def test_cached_head_matches_end_to_end_accuracy(synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(WEIGHTS_DIR))
+    accuracy = {"cached": [], "end_to_end": []}
+    for seed in (0, 1, 2):
+        for name, cache in (("cached", True), ("end_to_end", False)):
+            config = make_config("base", backbone="mobilenet", weights="imagenet", image_size=96, epochs=3,
+                                 seed=seed, cache_features=cache)
+            run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
+            accuracy[name].append(read_json(run_dir / "metrics.json")["test_accuracy"])
+    print(json.dumps(accuracy))
+    one_photo = 1 / read_json(run_dir / "config.json")["split_sizes"]["test"]
+    noise = max(np.ptp(accuracy["cached"]), np.ptp(accuracy["end_to_end"]), one_photo)
+    assert abs(np.mean(accuracy["cached"]) - np.mean(accuracy["end_to_end"])) <= noise, accuracy
+
+
+MIRRORED_SCRIPT = """
+import sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from flower_core.config import make_config
+from flower_core.train import train_new_run
+
+data, runs, weights = sys.argv[1:]
+keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+for cache in (False, True):
+    config = make_config("base", backbone="mobilenet", weights=weights, image_size=32, epochs=1,
+                         dense_units=[8], strategy="mirrored", cache_features=cache)
+    print(train_new_run(config, data, runs))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(synthetic_dataset), str(tmp_path / "runs"),
+         str(tmp_path / "random.weights.h5")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_dirs = [Path(line) for line in result.stdout.split()[-2:]]
+    # End to end, then the head on cached features: two runs, as a job worker trains them, in one
+    # process (a fresh MirroredStrategy per run used to fail the second one).
+    for run_dir in run_dirs:
+        status = read_status(run_dir)
+        assert status["state"] == "done", status
+        assert status["replicas"] == 2
