@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from flower_core.calibration import reliability
 from flower_core.data import labels_for
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import is_candidate_image
@@ -89,6 +90,7 @@ def summarise(probabilities: np.ndarray, labels, class_names: list[str], files: 
         "class_names": list(class_names),
         "most_confused": most_confused(confusion, class_names),
         "misclassified": sorted(wrong, key=lambda row: -row["loss"]),
+        "calibration": reliability(probabilities, labels),
     }
 
 

@@ -1,0 +1,33 @@
+"""Expected calibration error and the reliability curve, checked by hand."""
+
+import numpy as np
+import pytest
+
+from flower_core.calibration import reliability
+
+
+def test_hand_computed_ece_and_bins():
+    probabilities = [[0.9, 0.1], [0.95, 0.05], [0.6, 0.4], [0.55, 0.45]]
+    labels = [0, 1, 1, 1]
+    result = reliability(probabilities, labels, bins=4)
+    low, high = result["bins"]
+    assert (low["count"], low["accuracy"], low["confidence"]) == (2, 0.0, pytest.approx(0.575))
+    assert (high["count"], high["accuracy"], high["confidence"]) == (2, 0.5, pytest.approx(0.925))
+    assert result["ece"] == pytest.approx(0.5 * 0.575 + 0.5 * 0.425)
+
+
+def test_perfectly_calibrated_predictions_have_near_zero_ece():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1.0, 20000)
+    correct = rng.uniform(size=20000) < confidence
+    labels = np.where(correct, 0, 1)
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    assert reliability(probabilities, labels)["ece"] < 0.02
+
+
+def test_overconfident_model_has_large_ece_and_bad_bins_are_refused():
+    probabilities = np.tile([0.99, 0.01], (100, 1))
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    assert reliability(probabilities, labels)["ece"] == pytest.approx(0.49)
+    with pytest.raises(ValueError, match="Received: bins=0"):
+        reliability(probabilities, labels, bins=0)
