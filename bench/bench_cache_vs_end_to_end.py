@@ -19,7 +19,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import Stopwatch, dataset_root, emit, subset_folder  # first: puts the project on sys.path
+# common first: it puts the project on sys.path
+from common import Stopwatch, dataset_root, emit, load_average, subset_folder
 
 # isort: split
 import keras
@@ -49,7 +50,8 @@ def timed_run(config, data: Path, runs: Path) -> dict:
     if status["state"] != "done":
         raise SystemExit(f"run {run_dir} ended {status['state']}: {status.get('message')}")
     history = read_history(run_dir)
-    return {"seconds": round(t.seconds, 1), "epochs_run": len(history),
+    return {"seconds": round(t.seconds, 1), "cpu_seconds": round(t.cpu_seconds, 1),
+            "loadavg_after": load_average(), "epochs_run": len(history),
             "first_epoch_seconds": history[0]["seconds"],
             "median_epoch_seconds": round(statistics.median(h["seconds"] for h in history), 3),
             "test_accuracy": read_json(run_dir / "metrics.json")["test_accuracy"],
@@ -91,6 +93,8 @@ def main() -> None:
          cache_cold_seconds=cold["seconds"], cache_warm_seconds=warm["seconds"],
          speedup_cold=round(end_to_end["seconds"] / cold["seconds"], 2),
          speedup_warm=round(end_to_end["seconds"] / warm["seconds"], 2),
+         cpu_speedup_cold=round(end_to_end["cpu_seconds"] / cold["cpu_seconds"], 2),
+         cpu_speedup_warm=round(end_to_end["cpu_seconds"] / warm["cpu_seconds"], 2),
          head_epoch_seconds=warm["median_epoch_seconds"],
          end_to_end_epoch_seconds=end_to_end["median_epoch_seconds"])
 

@@ -15,7 +15,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import Stopwatch, dataset_root, emit  # first: puts the project on sys.path
+# common first: it puts the project on sys.path
+from common import Stopwatch, dataset_root, emit
 
 # isort: split
 import tensorflow as tf

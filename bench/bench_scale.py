@@ -17,7 +17,8 @@ import struct
 import tempfile
 from pathlib import Path
 
-from common import Stopwatch, emit, peak_rss_mb  # first: puts the project on sys.path
+# common first: it puts the project on sys.path
+from common import Stopwatch, emit, peak_rss_mb
 
 # isort: split
 from flower_core.config import make_config
@@ -47,10 +48,11 @@ def _with_comment(jpeg: bytes, text: str) -> bytes:
     return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
 
 
-def generate(out: Path, count: int, size: int) -> float:
-    """Write `count` photos spread evenly over the classes; returns the seconds it took."""
+def generate(out: Path, count: int, size: int) -> float | None:
+    """Write `count` photos spread evenly over the classes; returns the seconds it took, or
+    `None` when the folder already held them."""
     if sum(1 for _ in out.glob("*/*.jpg")) == count:
-        return 0.0
+        return None
     templates = _jpeg_templates(size)
     with Stopwatch() as t:
         for name in CLASSES:
@@ -83,7 +85,8 @@ def main() -> None:
     assert not hit and features.shape[0] == args.count
     emit("feature_extraction_scale", photos=args.count, photo_size=args.photo_size,
          backbone=args.backbone, image_size=args.image_size, folder=str(out),
-         generate_seconds=round(generated, 2), scan_seconds=round(scan.seconds, 1),
+         generate_seconds=None if generated is None else round(generated, 2),
+         folder_reused=generated is None, scan_seconds=round(scan.seconds, 1),
          scan_photos_per_s=round(args.count / scan.seconds, 1),
          extract_seconds=round(extract.seconds, 1),
          extract_photos_per_s=round(args.count / extract.seconds, 1),

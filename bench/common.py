@@ -68,15 +68,23 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far: unlike wall time, barely inflated when
+    other work shares the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Stopwatch:
-    """`with Stopwatch() as t: ...` then `t.seconds`."""
+    """`with Stopwatch() as t: ...` then `t.seconds` (wall) and `t.cpu_seconds` (this process)."""
 
     def __enter__(self) -> Stopwatch:
-        self.started = time.perf_counter()
+        self.started, self.cpu_started = time.perf_counter(), cpu_seconds()
         return self
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.started
+        self.cpu_seconds = cpu_seconds() - self.cpu_started
 
 
 def dataset_root(per_class: int, size: int, workdir: Path) -> tuple[Path, str]:

@@ -70,7 +70,10 @@ def queued_runs(runs_root=None) -> list[Path]:
     for run_dir in RunStore(runs_root).run_dirs():
         status = _status(run_dir)
         if status.get("state") == "queued":
-            waiting.append((str(status.get("queued", "")), run_dir.name, run_dir))
+            # `queued_ns` orders runs created in the same second (two sessions pressing Train).
+            ns = status.get("queued_ns")
+            waiting.append((str(status.get("queued", "")), ns if isinstance(ns, int) else 0, run_dir.name,
+                            run_dir))
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 

@@ -235,7 +235,8 @@ class RunStore:
             try:
                 write_json(run_dir / CONFIG, config)
                 write_json(run_dir / STATUS, {"state": "queued", "epoch": 0, "epochs": config.get("epochs", 0),
-                                              "message": "waiting to start", "queued": now_iso()})
+                                              "message": "waiting to start", "queued": now_iso(),
+                                              "queued_ns": time.time_ns()})
             except BaseException:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise

@@ -26,7 +26,7 @@ if frame.empty:
     st.stop()
 selected_ids = compare_view.table(frame)
 st.caption(
-    f"{len(frame)} run{'s' if len(frame) != 1 else ''} shown. Select rows (checkbox at the left) to compare them; "
+    f"{common.plural(len(frame), 'run')} shown. Select rows (checkbox at the left) to compare them; "
     "without a selection the three best test accuracies are compared."
 )
 

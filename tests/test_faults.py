@@ -47,7 +47,7 @@ from flower_core.train import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 6
-KILLS = 24
+KILLS = 22
 PARALLEL = 3
 KILL_SEED = 20260101
 # Each kill waits for a milestone, then for a random delay of up to this many seconds, so the

@@ -105,6 +105,11 @@ def empty_state(message: str, page: str | None = None, label: str = "", icon: st
         link(page, label, icon or ":material/arrow_forward:")
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 group`, `2 groups`."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def short_name(path: str, length: int = 18) -> str:
     """A file's name without its folders, cut to `length` characters with an ellipsis."""
     name = str(path).split("/")[-1]

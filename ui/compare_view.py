@@ -114,6 +114,7 @@ def details(run_ids: list[str]) -> list[dict]:
 
 
 def curves(selected: list[dict]) -> None:
+    """Accuracy and loss per epoch of the selected runs, overlaid."""
     histories = {row["label"]: row["history"] for row in selected}
     left, right = st.columns(2)
     left.plotly_chart(charts.compare_curves(histories, "accuracy"), key="compare_acc")
@@ -121,15 +122,18 @@ def curves(selected: list[dict]) -> None:
 
 
 def results(selected: list[dict]) -> None:
+    """Test accuracy and loss of the selected runs."""
     st.plotly_chart(charts.results_bar(selected), key="compare_results")
 
 
 def settings(selected: list[dict]) -> None:
+    """The selected runs' settings against their test accuracy."""
     st.plotly_chart(charts.settings_parallel(selected), key="compare_parallel")
     st.caption("Each line is a run; drag along an axis to highlight a range.")
 
 
 def confusions(selected: list[dict]) -> None:
+    """Normalised confusion matrices of up to three selected runs, side by side."""
     with_metrics = [row for row in selected if row["metrics"].get("confusion")]
     if not with_metrics:
         st.info("None of the selected runs has test metrics yet.", icon=":material/info:")

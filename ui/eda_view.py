@@ -9,7 +9,7 @@ import streamlit as st
 
 from flower_core import charts
 from ui import loaders
-from ui.common import short_name
+from ui.common import plural, short_name
 
 SAMPLES_PER_CLASS = 6
 
@@ -119,15 +119,15 @@ def _duplicates(eda: dict) -> None:
         ("Near duplicates (perceptual hash)", "near", "No near duplicates."),
     ):
         groups = eda[key]
-        st.markdown(f"##### {title} · {len(groups)} groups")
+        st.markdown(f"##### {title} · {plural(len(groups), 'group')}")
         if not groups:
             st.success(empty, icon=":material/check_circle:")
             continue
         mixed = [g for g in groups if len({path.split("/")[0] for path in g}) > 1]
         if mixed:
             st.warning(
-                f"{len(mixed)} groups hold the same photo under different classes: one of "
-                "each pair is mislabelled.",
+                f"Mixed classes in {plural(len(mixed), 'group')}: the same photo under two "
+                "labels, so at least one label is wrong.",
                 icon=":material/warning:",
             )
         st.dataframe(
@@ -152,7 +152,7 @@ def quality(eda: dict) -> None:
         st.success("No duplicate crosses the split.", icon=":material/check_circle:")
         return
     st.warning(
-        f"{len(eda['leaks'])} duplicate groups are split across parts: the test "
+        f"Split across parts: {plural(len(eda['leaks']), 'duplicate group')}. The test "
         "accuracy partly measures memory.",
         icon=":material/warning:",
     )

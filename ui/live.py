@@ -66,6 +66,7 @@ def followed_run() -> Path | None:
 
 
 def badge(state: str) -> None:
+    """The run's state as a coloured badge."""
     label, icon, colour = STATE_BADGES.get(state, (state, ":material/help:", "gray"))
     st.badge(label, icon=icon, color=colour)
 

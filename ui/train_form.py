@@ -165,50 +165,55 @@ def _switches(base, k: str) -> dict:
     }
 
 
+def _weights_file(k: str) -> str:
+    return st.text_input(
+        "Weights file",
+        key=k + "weights_path",
+        placeholder="path to a .h5 or .weights.h5 file",
+        help="Used when Weights is 'a weights file…'.",
+    ).strip()
+
+
 def _advanced(base, k: str) -> dict:
     with st.expander("Advanced", icon=":material/tune:"):
         left, right = st.columns(2)
-        return {
-            "pooling": left.selectbox(
-                "Pooling",
-                ["max", "avg"],
-                ["max", "avg"].index(base.pooling),
-                key=k + "pooling",
-                help="Global pooling after the backbone.",
-            ),
-            "patience": int(
-                right.number_input(
-                    "Early-stopping patience",
-                    1,
-                    50,
-                    base.patience,
-                    key=k + "patience",
-                    help="Epochs without a better val_loss.",
-                )
-            ),
-            "fine_tune_epochs": int(
-                left.number_input(
-                    "Fine-tune epochs",
-                    1,
-                    200,
-                    base.fine_tune_epochs,
-                    key=k + "ft_epochs",
-                    help="Epochs of fine-tuning, when fine-tune blocks > 0.",
-                )
-            ),
-            "class_weights": right.toggle(
-                "Class weights",
-                base.class_weights,
-                key=k + "cw",
-                help="Weigh rare classes up in the loss.",
-            ),
-            "weights_file": st.text_input(
-                "Weights file",
-                key=k + "weights_path",
-                placeholder="path to a .h5 or .weights.h5 file",
-                help="Used when Weights is 'a weights file…'.",
-            ).strip(),
-        }
+        pooling = left.selectbox(
+            "Pooling",
+            ["max", "avg"],
+            ["max", "avg"].index(base.pooling),
+            key=k + "pooling",
+            help="Global pooling after the backbone.",
+        )
+        patience = right.number_input(
+            "Early-stopping patience",
+            1,
+            50,
+            base.patience,
+            key=k + "patience",
+            help="Epochs without a better val_loss.",
+        )
+        fine_tune_epochs = left.number_input(
+            "Fine-tune epochs",
+            1,
+            200,
+            base.fine_tune_epochs,
+            key=k + "ft_epochs",
+            help="Epochs of fine-tuning, when fine-tune blocks > 0.",
+        )
+        class_weights = right.toggle(
+            "Class weights",
+            base.class_weights,
+            key=k + "cw",
+            help="Weigh rare classes up in the loss.",
+        )
+        weights_file = _weights_file(k)
+    return {
+        "pooling": pooling,
+        "patience": int(patience),
+        "fine_tune_epochs": int(fine_tune_epochs),
+        "class_weights": class_weights,
+        "weights_file": weights_file,
+    }
 
 
 def settings_form(preset: str, disabled: bool = False) -> dict | None:
