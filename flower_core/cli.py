@@ -89,6 +89,7 @@ def _cmd_train(args) -> None:
         "augment_views": args.augment_views,
         "fine_tune_epochs": args.fine_tune_epochs,
         "patience": args.patience,
+        "augment": args.augment,
         "dense_units": _units(args.dense_units),
     }
     config = make_config(args.preset, **overrides)
@@ -181,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment-views", type=int, help="cached augmented views per photo")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="study augmentation on or off (overrides the preset)")
     p.add_argument("--split", help="reuse the split.json of an earlier run")
     p.add_argument("--no-cache", action="store_true", help="train end to end, no feature cache")
     p.add_argument("--strategy", choices=["default", "mirrored"],

@@ -67,7 +67,7 @@ def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: in
 
 def _compiled(feature_model, augment=None):
     """The feature forward pass (augmentation first, if any) as one graph: on a CPU, eager calls
-    of MobileNet at 224 px are about a third slower (bench/README.md)."""
+    of MobileNet at 224 px ran 1.5x to 1.9x slower (bench/README.md)."""
 
     @tf.function(reduce_retracing=True)
     def forward(batch):

@@ -32,7 +32,7 @@ def _key(fp="fingerprint-a", preset="base", views=0, **changes):
 
 @pytest.fixture(scope="module")
 def tiny_features():
-    """A small random MobileNet feature model (64 px): cheap, and its features are not constant."""
+    """A random-init MobileNet at 64 px: cheap; its features are tiny (about 1e-20) but vary."""
     return build_classifier(make_config("base", backbone="mobilenet", weights="none", image_size=64), 5)
 
 

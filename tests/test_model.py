@@ -13,8 +13,8 @@ from .conftest import MOBILENET_NO_TOP, WEIGHTS_DIR, needs_mobilenet_weights
 
 
 def test_presets_follow_the_study():
-    assert list(PRESETS) == ["base", "dropout50", "dropout20", "batch64", "plateau", "center", "batchnorm"]
-    assert set(STUDY_RESULTS) == set(PRESETS)
+    assert list(PRESETS) == ["base", "dropout50", "dropout20", "batch64", "plateau", "center", "batchnorm", "best"]
+    assert set(STUDY_RESULTS) == set(PRESETS) - {"best"}
     base, d50, d20 = make_config("base"), make_config("dropout50"), make_config("dropout20")
     assert (base.backbone, base.pooling, base.dense_units, base.batch_size) == ("vgg16", "max", [512, 128], 32)
     assert (base.learning_rate, base.preprocessing, base.dropout, base.augment) == (1e-3, "rescale", 0.0, False)
@@ -24,6 +24,8 @@ def test_presets_follow_the_study():
     assert make_config("center").preprocessing == "imagenet"
     batchnorm = make_config("batchnorm")
     assert batchnorm.batchnorm and batchnorm.reduce_lr and batchnorm.dropout == 0.2
+    best = make_config("best")
+    assert (best.pooling, best.label_smoothing, best.augment, best.batchnorm) == ("avg", 0.1, False, True)
 
 
 def test_overrides_win_over_presets_and_bad_values_are_refused():
