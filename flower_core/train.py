@@ -41,6 +41,7 @@ from flower_core.runs import (
     cancel_requested,
     clear_write_errors,
     now_iso,
+    read_history,
     read_json,
     request_cancel,
     write_json,
@@ -220,7 +221,7 @@ def _train_in_scope(run_dir, config, dataset, split, reporter):
         _check_cancel(progress)
         best = keeper.best
     if config.fine_tune_blocks:
-        _fine_tune(run_dir, config, dataset, split, clf, reporter, total_epochs, best)
+        _fine_tune(run_dir, config, dataset, split, clf, reporter, best)
     _stage(reporter, run_dir, "evaluating on the test split")
     _write_metrics(run_dir, clf, config, dataset, split, reporter)
 
@@ -281,14 +282,16 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, total_epochs, best):
+def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, best):
     """Unfreeze the last blocks once the head has converged, and train end to end with a low LR."""
     n = len(dataset.class_names)
     unfrozen = set_fine_tuning(clf, config.backbone, config.fine_tune_blocks)
     _stage(reporter, run_dir, f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
     _compile(clf.model, config, config.fine_tune_learning_rate)
     y_train, y_val = labels_for(split.train, dataset.class_names), labels_for(split.val, dataset.class_names)
-    callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, config.epochs, "fine-tune", best)
+    head_epochs = len(read_history(run_dir))  # early stopping may have ended the head phase early
+    callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model,
+                                             head_epochs + config.fine_tune_epochs, head_epochs, "fine-tune", best)
     clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.fine_tune_epochs,
                   validation_data=_images(dataset, split.val, y_val, config, n, False),
                   callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False, verbose=0)

@@ -3,6 +3,7 @@ touches a user's data; the real photos and ImageNet weights (when present beside
 are captured here, before the isolation, for the real-data tests."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ _SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL_DATA = Path(os.environ.get("FLOWER_DATA") or _SHARED / "data" / "flowers")
 WEIGHTS_DIR = Path(os.environ.get("FLOWER_WEIGHTS_DIR") or _SHARED / "weights")
 MOBILENET_NO_TOP = WEIGHTS_DIR / "mobilenet_1_0_224_tf_no_top.h5"
+
+def wait_until(predicate, timeout: float = 300, interval: float = 0.1) -> None:
+    """Poll `predicate` until it is true; fail the test when `timeout` seconds pass first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
 
 needs_real_data = pytest.mark.skipif(
     not (REAL_DATA / "daisy").is_dir(), reason=f"real photos not found at {REAL_DATA} (set FLOWER_DATA)"

@@ -45,6 +45,8 @@ from flower_core.runs import (
 )
 from flower_core.train import run_training
 
+from .conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 6
 KILLS = 22
@@ -380,13 +382,6 @@ def test_a_run_that_cannot_be_created_leaves_no_half_made_folder(tiny_data, tmp_
 
 # --- many users: two sessions press Train at the same time, readers poll meanwhile -------------
 
-def _wait(predicate, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def test_two_sessions_pressing_train_at_once_queue_one_behind_the_other_while_readers_poll(
@@ -414,7 +409,7 @@ def test_two_sessions_pressing_train_at_once_queue_one_behind_the_other_while_re
     earlier, later = sorted((read_status(r) for r in runs_made), key=lambda s: s["started"])
     assert earlier["finished"] <= later["started"]
     assert all(len(read_history(r)) == 3 for r in runs_made) and queued_runs(runs) == []
-    _wait(lambda: not worker_active(runs), timeout=60)
+    wait_until(lambda: not worker_active(runs), timeout=60)
 
 
 # --- corrupt run files and hostile model files -------------------------------------------------
