@@ -289,6 +289,34 @@ def confusion_matrix(
     return _style(fig, title, 420)
 
 
+def reliability_curve(calibrations: dict[str, dict]) -> go.Figure:
+    """Accuracy against confidence per confidence bin, one line per run, and the diagonal that a
+    perfectly calibrated model would follow; the legend carries each run's ECE."""
+    fig = go.Figure(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                   line={"dash": "dot", "color": "#94a3b8"}, hoverinfo="skip")
+    )
+    for label, calibration in calibrations.items():
+        bins = calibration.get("bins", [])
+        fig.add_trace(
+            go.Scatter(
+                x=[b["confidence"] for b in bins],
+                y=[b["accuracy"] for b in bins],
+                mode="lines+markers",
+                name=f"{label} (ECE {calibration.get('ece', float('nan')):.3f})",
+                customdata=[b["count"] for b in bins],
+                hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} photos"
+                "<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        xaxis={"title": "predicted confidence (top probability)", "range": [0, 1]},
+        yaxis={"title": "accuracy", "range": [0, 1.02]},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return _style(fig, "Reliability", 440)
+
+
 def top_k_bar(top_k: list[dict]) -> go.Figure:
     """The top-k classes of a prediction as horizontal bars, the most likely on top."""
     names = [t["class"] for t in top_k][::-1]

@@ -42,6 +42,7 @@ else:
         ":material/tune: Settings": compare_view.settings,
         ":material/grid_on: Confusion matrices": compare_view.confusions,
         ":material/category: Per class": compare_view.per_class,
+        ":material/target: Calibration": compare_view.calibration,
     }
     for tab, section in zip(st.tabs(list(sections)), sections.values()):
         with tab:

@@ -146,6 +146,20 @@ def confusions(selected: list[dict]) -> None:
         )
 
 
+def calibration(selected: list[dict]) -> None:
+    """Reliability curves with each run's expected calibration error (ECE)."""
+    curves = {row["label"]: row["metrics"]["calibration"] for row in selected
+              if row["metrics"].get("calibration")}
+    if not curves:
+        st.info("None of the selected runs has calibration figures yet.", icon=":material/info:")
+        return
+    st.plotly_chart(charts.reliability_curve(curves), key="compare_reliability")
+    st.caption(
+        "Points below the diagonal: the model is more confident than it is right (over-confident); "
+        "above it: under-confident. The Classify page flags predictions below 0.6 confidence."
+    )
+
+
 def per_class(selected: list[dict]) -> None:
     """Recall and F1 of each class for each selected run: where a model is weak."""
     rows = {}
