@@ -127,7 +127,7 @@ def test_home_unpacks_an_uploaded_zip_and_refuses_an_unsafe_one(synthetic, tmp_p
 
 
 def _submit_small_run(at: AppTest) -> AppTest:
-    key = "train_base_"
+    key = "train_best_"
     at.selectbox(key=key + "backbone").set_value("mobilenet")
     at.selectbox(key=key + "weights").set_value("none")
     at.select_slider(key=key + "image_size").set_value(64)
@@ -180,8 +180,8 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
 
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     at = open_page("pages/2_Train.py")
-    at.selectbox(key="train_base_weights").set_value("file")
-    at.text_input(key="train_base_weights_path").set_value(str(tmp_path / "nope.h5"))
+    at.selectbox(key="train_best_weights").set_value("file")
+    at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5"))
     at.get("form_submit_button")[0].click()
     at.run()
     assert texts(at.error).startswith("Cannot start training: weights file not found")
