@@ -3,7 +3,7 @@
 import streamlit as st
 
 from flower_core.runs import ACTIVE_STATES, read_status
-from ui import common, live, loaders, train_form
+from ui import cache_view, common, live, loaders, train_form
 
 common.page(
     "Train",
@@ -35,6 +35,7 @@ with settings:
         with common.guard("Cannot start training"):
             run_dir = live.start(values, preset, root)
         st.toast(f"Queued {run_dir.name}", icon=":material/play_arrow:")
+    cache_view.cache_panel()
 
 with panel:
     st.subheader("Job")

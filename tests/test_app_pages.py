@@ -311,3 +311,18 @@ def test_memory_stays_flat_over_50_predictions(synthetic, app_runs):
     assert "Prediction" in [m.label for m in at.metric]
     growth = _rss_mb() - before
     assert growth < 40, f"memory grew by {growth:.0f} MB over 50 predictions"
+
+
+def test_train_page_shows_the_feature_cache_and_clears_it(synthetic):
+    import numpy as np
+
+    from flower_core.features import FeatureCache
+
+    cache = FeatureCache()
+    cache.get_or_build("demo", lambda: np.ones((10, 4), "float32"),
+                       {"backbone": "mobilenet", "image_size": 64, "photos": 10, "kind": "clean",
+                        "preprocessing": "tf"})
+    at = open_page("pages/2_Train.py")
+    assert any("Feature cache: 1 entries" in e.label for e in at.expander)
+    at.button(key="train_cache_clear").click().run()
+    assert cache.entries() == [] and any("Feature cache: 0 entries" in e.label for e in at.expander)

@@ -182,12 +182,12 @@ def test_every_page_opens_on_the_synthetic_set(browser_page):
 def test_train_one_epoch_then_classify_and_explain_an_upload(browser_page, server):
     page = browser_page
     open_page(page, "train")
-    choose(page, "train_base_backbone", "mobilenet")
-    choose(page, "train_base_weights", "none (train from scratch)")
-    slider = page.locator(".st-key-train_base_image_size input[type=range]")
+    choose(page, "train_best_backbone", "mobilenet")
+    choose(page, "train_best_weights", "none (train from scratch)")
+    slider = page.locator(".st-key-train_best_image_size input[type=range]")
     slider.press("Home")
     slider.press("ArrowRight")
-    epochs = page.locator(".st-key-train_base_epochs input")
+    epochs = page.locator(".st-key-train_best_epochs input")
     epochs.fill("1")
     epochs.press("Tab")
     page.locator(".st-key-train_submit button").click()
