@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from flower_core.errors import FlowerError
+from flower_core.paths import check_allowed_path
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,17 @@ def missing_weights_message(backbone: Backbone) -> str:
 
 
 def ensure_weights(name: str, weights: str, image_size: int) -> None:
-    """Fail early, before a run is created, when ImageNet weights are neither here nor downloadable.
+    """Fail early, before a run is created, when the weights cannot be had.
 
-    When they are not on this machine this goes through Keras' own download, which leaves the file
-    in Keras' cache for the run that follows.
+    A weights file must exist and lie inside `FLOWER_ALLOWED_ROOTS` (a path typed into the app on
+    a shared server). ImageNet weights not on this machine go through Keras' own download, which
+    leaves the file in Keras' cache for the run that follows.
     """
+    if weights in ("none", None):
+        return
     if weights != "imagenet":
+        if not check_allowed_path(weights, "weights file").is_file():
+            raise FlowerError(f"weights file not found: {weights}")
         return
     backbone = get_backbone(name)
     if find_local_weights(backbone):

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import is_candidate_image, load_image
-from flower_core.paths import allowed_roots, check_dataset_path, is_allowed
+from flower_core.paths import allowed_roots, check_allowed_path, is_allowed
 
 DEFAULT_DATA_DIR = Path("data/flowers")
 # Validation decodes at a reduced JPEG scale: truncation is still detected, at a fraction of the cost.
@@ -47,15 +48,18 @@ def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or os.environ.get("FLOWER_DATA") or DEFAULT_DATA_DIR)
 
 
-def list_candidates(root: str | os.PathLike) -> tuple[list[str], dict[str, list[str]]]:
+def list_candidates(
+    root: str | os.PathLike, min_classes: Literal[1, 2] = 2
+) -> tuple[list[str], dict[str, list[str]]]:
     """Class folder names (sorted) and each class's candidate image files, without decoding.
 
-    Every way in (app, CLI, jobs) opens a dataset here, so this is where `FLOWER_ALLOWED_ROOTS`
-    is enforced: the folder must resolve inside an allowed root, and a class folder or photo
-    that is a link to somewhere outside them is left out (`flower_core.paths`).
+    Every way in (app, CLI, jobs, evaluation on a folder) opens a dataset here, so this is where
+    `FLOWER_ALLOWED_ROOTS` is enforced: the folder must resolve inside an allowed root, and a
+    class folder or photo that is a link to somewhere outside them is left out
+    (`flower_core.paths`). Training needs two classes; evaluating a run on one is fine.
     """
     roots = allowed_roots()
-    resolved = check_dataset_path(root)
+    resolved = check_allowed_path(root)
     if not resolved.is_dir():
         raise FlowerError(
             f"dataset folder not found: {root}. Expected one sub-folder per class, "
@@ -65,9 +69,10 @@ def list_candidates(root: str | os.PathLike) -> tuple[list[str], dict[str, list[
         entry.name for entry in resolved.iterdir()
         if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots)
     )
-    if len(class_names) < 2:
+    if len(class_names) < min_classes:
         raise FlowerError(
-            f"dataset needs at least two class folders, found {len(class_names)} in {root}"
+            f"dataset needs at least {'two class folders' if min_classes > 1 else 'one class folder'}, "
+            f"found {len(class_names)} in {root}"
         )
     candidates = {}
     for name in class_names:

@@ -17,9 +17,8 @@ import keras
 import numpy as np
 
 from flower_core.calibration import reliability
-from flower_core.data import labels_for
+from flower_core.data import labels_for, list_candidates
 from flower_core.errors import FlowerError, ImageError
-from flower_core.images import is_candidate_image
 from flower_core.predict import load_run, model_image_size, predict_batch, read_pixels
 from flower_core.runs import CONFIG, SPLIT, read_json
 
@@ -174,22 +173,14 @@ def folder_files(
     Returns:
         The relative paths, and the folder's other class folders (ignored).
     """
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FlowerError(f"dataset folder not found: {root}")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders, candidates = list_candidates(data_root, min_classes=1)
     matched = [name for name in folders if name in class_names]
     if not matched:
         raise FlowerError(
-            f"no class folder of {root} matches the run's classes ({', '.join(class_names)}). "
-            f"Received: folders {', '.join(folders) or '(none)'}"
+            f"no class folder of {data_root} matches the run's classes ({', '.join(class_names)}). "
+            f"Received: folders {', '.join(folders)}"
         )
-    files = [
-        p.relative_to(root).as_posix()
-        for name in matched
-        for p in sorted((root / name).rglob("*"))
-        if p.is_file() and is_candidate_image(p)
-    ]
+    files = [rel for name in matched for rel in candidates[name]]
     return files, [name for name in folders if name not in class_names]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from flower_core.data import list_candidates, scan_dataset
 from flower_core.errors import FlowerError
-from flower_core.paths import allowed_roots, check_dataset_path
+from flower_core.paths import allowed_roots, check_allowed_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,15 +40,15 @@ def tree(tmp_path, monkeypatch):
 def test_unset_variable_allows_any_folder_and_resolves_it(tmp_path, monkeypatch):
     monkeypatch.delenv("FLOWER_ALLOWED_ROOTS", raising=False)
     assert allowed_roots() is None
-    assert check_dataset_path(tmp_path / "a" / ".." / "b") == (tmp_path / "b").resolve()
+    assert check_allowed_path(tmp_path / "a" / ".." / "b") == (tmp_path / "b").resolve()
     monkeypatch.setenv("FLOWER_ALLOWED_ROOTS", "")
     assert allowed_roots() is None
 
 
 def test_allowed_nested_path_is_returned_resolved(tree):
     nested = tree / "data" / "flowers" / "daisy" / ".." / "rose"
-    assert check_dataset_path(nested) == (tree / "data" / "flowers" / "rose").resolve()
-    assert check_dataset_path(tree / "data" / "flowers") == (tree / "data" / "flowers").resolve()
+    assert check_allowed_path(nested) == (tree / "data" / "flowers" / "rose").resolve()
+    assert check_allowed_path(tree / "data" / "flowers") == (tree / "data" / "flowers").resolve()
     classes, _ = list_candidates(tree / "data" / "flowers")
     assert classes == ["daisy", "rose"]
 
@@ -66,7 +66,7 @@ def test_paths_outside_the_allowed_roots_are_refused_in_one_line(tree, escape):
         "root_itself": Path("/"),
     }[escape]
     with pytest.raises(FlowerError) as caught:
-        check_dataset_path(path)
+        check_allowed_path(path)
     message = str(caught.value)
     assert "\n" not in message and str(flowers.resolve()) in message and "Received:" in message
     with pytest.raises(FlowerError, match="outside the allowed folders"):
@@ -87,12 +87,12 @@ def test_several_roots_and_odd_inputs(tree, monkeypatch):
     monkeypatch.setenv("FLOWER_ALLOWED_ROOTS", os.pathsep.join([str(tree / "data" / "flowers"),
                                                                  "", str(tree / "secret")]))
     assert len(allowed_roots()) == 2
-    assert check_dataset_path(tree / "secret" / "daisy").name == "daisy"
+    assert check_allowed_path(tree / "secret" / "daisy").name == "daisy"
     loop = tree / "data" / "flowers" / "loop"
     loop.symlink_to(loop)
     for bad in (loop, "data/\0flowers", tree / "data" / "flowers-evil"):
         with pytest.raises(FlowerError):
-            check_dataset_path(bad)
+            check_allowed_path(bad)
 
 
 def test_every_entry_point_is_protected(tree, tmp_path):
@@ -117,3 +117,31 @@ def test_every_entry_point_is_protected(tree, tmp_path):
                          text=True, timeout=300, env=dict(os.environ))
     assert eda.returncode == 0, eda.stderr
     assert json.loads(eda.stdout.strip().splitlines()[-1])
+
+
+def test_a_weights_file_outside_the_allowed_roots_is_refused_before_a_run(tree, tmp_path):
+    """A weights path typed into the Train form cannot probe or read files outside."""
+    from flower_core.backbones import ensure_weights
+    from flower_core.config import make_config
+    from flower_core.jobs import submit
+
+    outside = tree / "secret" / "weights.h5"
+    outside.write_bytes(b"not really weights")
+    with pytest.raises(FlowerError, match="^weights file is outside the allowed folders"):
+        ensure_weights("mobilenet", str(outside), 32)
+    config = make_config("base", backbone="mobilenet", weights=str(outside), image_size=32, epochs=1)
+    with pytest.raises(FlowerError, match="weights file is outside"):
+        submit(config, tree / "data" / "flowers", tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+    with pytest.raises(FlowerError, match="^weights file not found"):
+        ensure_weights("mobilenet", str(tree / "data" / "flowers" / "missing.h5"), 32)
+
+
+def test_evaluating_a_run_on_a_folder_outside_the_allowed_roots_is_refused(tree, monkeypatch):
+    from flower_core.evaluate import folder_files
+
+    with pytest.raises(FlowerError, match="outside the allowed folders"):
+        folder_files(tree / "data" / "flowers" / ".." / ".." / "secret", ["daisy", "rose"])
+    (tree / "data" / "flowers" / "rose" / "stolen.png").symlink_to(tree / "secret" / "rose" / "0.png")
+    files, ignored = folder_files(tree / "data" / "flowers", ["rose", "tulip"])
+    assert files == ["rose/0.png", "rose/1.png"] and ignored == ["daisy"]
