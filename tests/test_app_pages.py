@@ -262,6 +262,54 @@ def test_classify_says_in_one_line_when_an_upload_is_not_a_photo(synthetic, app_
     assert "Cannot classify notes.png" in texts(at.error) and "\n" not in texts(at.error)
 
 
+@pytest.fixture
+def upload_limit_1mb():
+    """`server.maxUploadSize` of 1 MB, as if set in `.streamlit/config.toml`."""
+    from streamlit import config
+
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)
+    yield
+    config.set_option("server.maxUploadSize", before)
+
+
+def test_classify_refuses_a_photo_over_the_limit_and_keeps_the_others(
+    synthetic, app_runs, upload_limit_1mb
+):
+    at = open_page("pages/4_Classify.py")
+    photo = (synthetic / "rose" / "rose_0003.jpg").read_bytes()
+    big = ("big.jpg", photo + os.urandom(1_100_000), "image/jpeg")
+    at.file_uploader(key="classify_upload").set_value([big, ("rose.jpg", photo, "image/jpeg")]).run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Upload refused: big.jpg is 1.1 MB, over the limit of 1 MB per file")
+    assert "Prediction" in [m.label for m in at.metric]
+
+
+def test_classify_refuses_photos_whose_total_is_over_the_limit(
+    synthetic, app_runs, upload_limit_1mb
+):
+    at = open_page("pages/4_Classify.py")
+    photo = (synthetic / "rose" / "rose_0003.jpg").read_bytes() + bytes(600_000)
+    at.file_uploader(key="classify_upload").set_value(
+        [(f"rose{i}.jpg", photo, "image/jpeg") for i in range(2)]
+    ).run()
+    assert not at.exception
+    assert "2 files of 1.2 MB in all, over the limit of 1 MB at once" in texts(at.error)
+    assert "Prediction" not in [m.label for m in at.metric] and not at.dataframe
+
+
+def test_home_refuses_a_zip_over_the_upload_limit(synthetic, tmp_path, upload_limit_1mb):
+    at = open_page()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("flowers/rose/big.jpg", os.urandom(1_200_000))
+    at.file_uploader(key="home_zip").set_value(("big.zip", buffer.getvalue(), "application/zip"))
+    at.run()
+    assert "The zip was refused: big.zip is 1.1 MB, over the limit of 1 MB" in texts(at.error)
+    assert not (tmp_path / "data" / "uploads").exists()
+
+
 def test_classify_shows_the_mistakes_of_a_confusion_cell(synthetic, app_runs):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["classify_tab"] = ":material/report: Mistakes"

@@ -13,8 +13,9 @@ from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.runs import CONFIG, METRICS, read_json
+from flower_core.uploads import MAX_PHOTO_MB, check_total, check_upload
 from ui import loaders
-from ui.common import data_root, guard, percent, runs_root, short_name
+from ui.common import data_root, guard, percent, runs_root, short_name, upload_limit_mb
 from ui.compare_view import label
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
@@ -75,10 +76,28 @@ def choose_photos() -> list[tuple[str, bytes]]:
     )
     if source == "From the dataset":
         return _dataset_photo()
+    per_photo, at_once = min(MAX_PHOTO_MB, upload_limit_mb()), upload_limit_mb()
     uploads = st.file_uploader(
-        "Photos of flowers", type=UPLOAD_TYPES, accept_multiple_files=True, key="classify_upload"
+        "Photos of flowers",
+        type=UPLOAD_TYPES,
+        accept_multiple_files=True,
+        key="classify_upload",
+        max_upload_size=per_photo,
+        help=f"Up to {per_photo} MB per photo and {at_once} MB at once.",
     )
-    return [(upload.name, upload.getvalue()) for upload in uploads or []]
+    photos = []
+    for upload in uploads or []:
+        try:
+            check_upload(upload.name, upload.size, per_photo)
+            photos.append((upload.name, upload.getvalue()))
+        except FlowerError as error:
+            st.error(f"Upload refused: {error}", icon=":material/error:")
+    try:
+        check_total((len(data) for _, data in photos), at_once)
+    except FlowerError as error:
+        st.error(f"Upload refused: {error}", icon=":material/error:")
+        return []
+    return photos
 
 
 def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:

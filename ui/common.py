@@ -51,6 +51,12 @@ def data_home() -> Path:
     return parent if writable else Path("data")
 
 
+def upload_limit_mb() -> int:
+    """The largest upload in MB (`server.maxUploadSize` of `.streamlit/config.toml`); photos
+    sent together are held to it too."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
 def _settings_path() -> Path:
     return runs_root() / SETTINGS_FILE
 

@@ -10,8 +10,16 @@ import streamlit as st
 from flower_core.archive import extract_zip
 from flower_core.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
 from flower_core.synthetic import generate, is_synthetic
+from flower_core.uploads import check_upload
 from ui import loaders
-from ui.common import data_home, data_root, guard, progress_reporter, set_data_root
+from ui.common import (
+    data_home,
+    data_root,
+    guard,
+    progress_reporter,
+    set_data_root,
+    upload_limit_mb,
+)
 from ui.home import online
 
 
@@ -67,9 +75,12 @@ def zip_upload() -> None:
         "unpacked into a new folder under the data folder; links, absolute paths and "
         "'..' are refused."
     )
-    upload = st.file_uploader("Zip of class folders", type=["zip"], key="home_zip")
+    upload = st.file_uploader("Zip of class folders", type=["zip"], key="home_zip",
+                              help=f"Up to {upload_limit_mb()} MB.")
     if upload is None:
         return
+    with guard("The zip was refused"):
+        check_upload(upload.name, upload.size, upload_limit_mb())
     name = st.text_input("Name of the new dataset", value=Path(upload.name).stem, key="home_zname")
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
         bar = st.progress(0.0, text="Unpacking…")
