@@ -19,15 +19,14 @@ from pathlib import Path
 from flower_core.backbones import ensure_weights
 from flower_core.config import TrainConfig
 from flower_core.data import list_candidates
-from flower_core.errors import FlowerError
 from flower_core.runs import (
     CONFIG,
     STATUS,
     RunStore,
     cancel_requested,
     now_iso,
+    peek_status,
     read_json,
-    read_status,
     request_cancel,
     write_json,
 )
@@ -68,21 +67,13 @@ def queued_runs(runs_root=None) -> list[Path]:
     """Runs waiting to train, in the order they will run (oldest first)."""
     waiting = []
     for run_dir in RunStore(runs_root).run_dirs():
-        status = _status(run_dir)
+        status = peek_status(run_dir)
         if status.get("state") == "queued":
             # `queued_ns` orders runs created in the same second (two sessions pressing Train).
             ns = status.get("queued_ns")
             waiting.append((str(status.get("queued", "")), ns if isinstance(ns, int) else 0, run_dir.name,
                             run_dir))
     return [run_dir for *_, run_dir in sorted(waiting)]
-
-
-def _status(run_dir: Path) -> dict:
-    """The run's status, or `{}` for a run that cannot be read (so it is never trained)."""
-    try:
-        return read_status(run_dir)
-    except (FlowerError, OSError):
-        return {}
 
 
 def submit(config: TrainConfig, data_root, runs_root=None) -> Path:
@@ -115,7 +106,7 @@ def cancel(run_dir: Path) -> None:
     """Cancel a queued run at once, or ask a running one to stop within one batch."""
     run_dir = Path(run_dir)
     with _exclusive(run_dir.parent, blocking=False) as no_worker:
-        state = read_status(run_dir).get("state")
+        state = peek_status(run_dir).get("state")
         if state == "queued" and no_worker:
             _mark_cancelled(run_dir)
             return
@@ -160,4 +151,4 @@ def _reset_keras() -> None:
 def describe_run(run_dir: Path) -> dict:
     """Config and status of a job, for the app's queue display."""
     return {"run_id": Path(run_dir).name, "config": read_json(Path(run_dir) / CONFIG, {}),
-            "status": read_status(run_dir)}
+            "status": peek_status(run_dir)}

@@ -210,6 +210,15 @@ def read_status(run_dir: Path) -> dict:
     return status
 
 
+def peek_status(run_dir: Path) -> dict:
+    """`read_status` for lists, queues and pages: an unreadable `status.json` (half-copied,
+    edited by hand) reads as state `corrupt` with the reason, instead of raising."""
+    try:
+        return read_status(run_dir)
+    except (FlowerError, OSError) as error:
+        return {"state": "corrupt", "message": _one_line(error)}
+
+
 def _trainer_alive(status: dict) -> bool:
     if status.get("host") == os.uname().nodename and isinstance(status.get("pid"), int):
         return _pid_alive(status["pid"], status.get("pid_start"))
@@ -311,8 +320,9 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         run_dir = self.path(run_id)
-        if read_status(run_dir).get("state") in ACTIVE_STATES:
-            raise FlowerError(f"run '{run_id}' is still {read_status(run_dir)['state']}: cancel it first")
+        state = peek_status(run_dir).get("state")
+        if state in ACTIVE_STATES:
+            raise FlowerError(f"run '{run_id}' is still {state}: cancel it first")
         shutil.rmtree(run_dir)
 
     def set_meta(self, run_id: str, *, name: str | None = None, tags: list[str] | None = None) -> dict:

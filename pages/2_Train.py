@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from flower_core.runs import ACTIVE_STATES, read_status
+from flower_core.runs import ACTIVE_STATES, peek_status
 from ui import cache_view, common, live, loaders, train_form
 
 common.page(
@@ -46,8 +46,9 @@ with panel:
             "Progress, curves and the log appear here.",
             icon=":material/info:",
         )
-    elif read_status(run_dir).get("state") in ACTIVE_STATES:
+    elif peek_status(run_dir).get("state") in ACTIVE_STATES:
         live.live(run_dir)
     else:
-        live.results(run_dir)
+        with common.guard(f"Cannot show run {run_dir.name}"):
+            live.results(run_dir)
         live.queue(None)

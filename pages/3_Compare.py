@@ -20,6 +20,7 @@ if not rows:
     )
     st.stop()
 
+compare_view.corrupt_runs(rows)
 frame = compare_view.filters(compare_view.runs_frame(rows))
 if frame.empty:
     st.info("No run matches these filters.", icon=":material/filter_alt_off:")

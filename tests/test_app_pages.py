@@ -374,3 +374,24 @@ def test_train_page_shows_the_feature_cache_and_clears_it(synthetic):
     assert any("Feature cache: 1 entries" in e.label for e in at.expander)
     at.button(key="train_cache_clear").click().run()
     assert cache.entries() == [] and any("Feature cache: 0 entries" in e.label for e in at.expander)
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_pages_survive_a_run_whose_files_are_corrupt(synthetic, app_runs, page):
+    """A half-copied or hand-edited run folder shows as corrupt; it never breaks a page."""
+    broken = app_runs / "20260101-000300-base-mobilenet-dddd"
+    broken.mkdir()
+    for name, content in (("config.json", b"{"), ("status.json", b"[1, 2]"),
+                          ("metrics.json", b"\xff\xfe"), ("history.jsonl", b'{"epoch": 1, "lo')):
+        (broken / name).write_bytes(content)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    if page == "pages/2_Train.py":
+        assert texts(at.error).startswith(f"Cannot show run {broken.name}: corrupt run file")
+    if page == "pages/3_Compare.py":
+        assert f"`{broken.name}`: corrupt run file" in texts(at.warning)
+        at.button(key=f"compare_drop_{broken.name}").click().run()
+        assert not broken.exists() and not at.exception
+        assert (app_runs / "20260101-000000-base-mobilenet-aaaa").is_dir()

@@ -56,6 +56,26 @@ def runs_frame(rows: list[dict]) -> pd.DataFrame:
     return frame.reindex(columns=COLUMNS)
 
 
+def corrupt_runs(rows: list[dict]) -> None:
+    """Runs whose files cannot be read (half-copied, edited by hand): why, and a way to delete
+    them. They are left out of the table and the charts."""
+    broken = [row for row in rows if row.get("state") == "corrupt"]
+    if not broken:
+        return
+    with st.expander(
+        f"{len(broken)} run{'s' if len(broken) > 1 else ''} cannot be read",
+        icon=":material/warning:",
+    ):
+        store = RunStore(runs_root())
+        for row in broken:
+            left, right = st.columns([4, 1])
+            left.warning(f"`{row['run_id']}`: {row.get('message', '')}", icon=":material/warning:")
+            if right.button("Delete", icon=":material/delete:", key=f"compare_drop_{row['run_id']}"):
+                with guard("Cannot delete the run"):
+                    store.delete(row["run_id"])
+                st.rerun()
+
+
 def filters(frame: pd.DataFrame) -> pd.DataFrame:
     """Filter by state, preset, backbone and a text (name, tag or id)."""
     cells = st.columns([1, 1, 1, 2])

@@ -19,9 +19,9 @@ from flower_core.runs import (
     ACTIVE_STATES,
     METRICS,
     RunStore,
+    peek_status,
     read_history,
     read_json,
-    read_status,
 )
 from ui.common import PAGES, percent, runs_root
 
@@ -52,7 +52,7 @@ def followed_run() -> Path | None:
     """The run to show: the one training, else the next queued, else this session's last,
     else the newest."""
     root = runs_root()
-    running = [d for d in RunStore(root).run_dirs() if read_status(d).get("state") == "running"]
+    running = [d for d in RunStore(root).run_dirs() if peek_status(d).get("state") == "running"]
     if running:
         return running[-1]
     queued = jobs.queued_runs(root)
@@ -146,7 +146,7 @@ def progress(status: dict) -> None:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(run_dir: Path) -> None:
     """The job while it runs, refreshed every 1.5 s; the page reloads once it ends."""
-    status = read_status(run_dir)
+    status = peek_status(run_dir)
     if status.get("state") not in ACTIVE_STATES:
         st.rerun()
     _title(run_dir)
@@ -190,7 +190,7 @@ def queue(current: Path | None) -> None:
 
 def results(run_dir: Path) -> None:
     """A finished job: test accuracy and loss, the confusion matrix, or why it stopped."""
-    status, history = read_status(run_dir), read_history(run_dir)
+    status, history = peek_status(run_dir), read_history(run_dir)
     _title(run_dir)
     badge(status.get("state", "unknown"))
     if status.get("state") == "failed":
