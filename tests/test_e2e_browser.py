@@ -6,111 +6,34 @@ uploads a photo and sees a prediction and a heatmap. A screenshot of each page i
 `artifacts/screenshots/` (git-ignored) to be looked at by a person.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[1]
+from tests.browser import (
+    BUSY,
+    CHROMIUM,
+    LAUNCH_ARGS,
+    PAGES,
+    ROOT,
+    needs_chromium,
+    streamlit_server,
+)
+
 SHOTS = ROOT / "artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PAGES = {
-    "home": "Home",
-    "dataset": "Dataset",
-    "train": "Train",
-    "compare": "Compare",
-    "classify": "Classify & explain",
-}
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason=f"Debian's chromium not found at {CHROMIUM} "
-        "(install it with `apt-get install chromium`; see scripts/test.sh)",
-    ),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`streamlit run app.py` on a free port, over a fresh synthetic dataset and runs folder;
-    yields the app's URL and the dataset's folder."""
+    """`streamlit run app.py` over a fresh synthetic dataset and runs folder; yields the app's
+    URL and the dataset's folder."""
     from flower_core.synthetic import generate
 
     work = tmp_path_factory.mktemp("e2e")
     generate(work / "flowers", per_class=20, size=96, seed=0)
-    env = {
-        **os.environ,
-        "FLOWER_DATA": str(work / "flowers"),
-        "FLOWER_RUNS": str(work / "runs"),
-        "FLOWER_CACHE": str(work / "cache"),
-        "FLOWER_DATA_HOME": str(work / "data"),
-        "KERAS_HOME": str(work / "keras"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    port = _free_port()
-    log = open(work / "streamlit.log", "wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server)
+    with streamlit_server(work) as (url, _):
         yield url, work / "flowers"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +52,7 @@ def browser_page(server):
 
 def settle(page, seconds: float = 1.0) -> None:
     """Wait until Streamlit has finished running the script, then let charts draw."""
-    page.wait_for_function(
-        "() => !document.querySelector("
-        "'[data-testid=stStatusWidgetRunningIcon], [data-testid=stSkeleton]')",
-        timeout=120_000,
-    )
+    page.wait_for_function(f"() => !document.querySelector('{BUSY}')", timeout=120_000)
     page.wait_for_timeout(seconds * 1000)
 
 
