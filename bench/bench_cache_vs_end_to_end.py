@@ -71,9 +71,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench_cache_"))
+def compare(args: argparse.Namespace, work: Path) -> None:
+    """End to end, cold cache, warm cache: one JSON line per run, then the ratios."""
     os.environ["FLOWER_CACHE"] = str(work / "cache")
     root, kind = dataset_root(args.subset or 60, 128, work)
     data = subset_folder(root, args.subset, work)
@@ -97,6 +96,12 @@ def main() -> None:
          cpu_speedup_warm=round(end_to_end["cpu_seconds"] / warm["cpu_seconds"], 2),
          head_epoch_seconds=warm["median_epoch_seconds"],
          end_to_end_epoch_seconds=end_to_end["median_epoch_seconds"])
+
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_cache_") as work:
+        compare(parse_args(), Path(work))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Decoding goes through `flower_core.images.model_input` (Pillow) inside a parallel map, so
 training sees exactly the pixels that prediction and explanation see, and decoding overlaps with
 the model's compute thanks to `prefetch`.
+
+On two cores there is no idle core to hide decoding behind: it costs MobileNet about 17 % of an
+epoch (bench/README.md). So epochs after the first can read the decoded, resized photos from a
+`tf.data` cache file on disk (`pixel_cache`) instead of decoding them again; memory stays flat.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from flower_core.images import model_input
+
+# With a pixel cache the file order is shuffled once and then, each epoch, within this many
+# photos (about 75 MB of pixels at 224 px): a full shuffle would hold every photo in memory.
+CACHED_SHUFFLE_BUFFER = 512
 
 
 def image_dataset(
@@ -25,6 +33,7 @@ def image_dataset(
     num_classes: int | None = None,
     shuffle: bool = False,
     seed: int = 0,
+    pixel_cache: str | Path | None = None,
 ) -> tf.data.Dataset:
     """Batches of (pixels, one-hot labels), or pixels alone when `labels` is `None`.
 
@@ -37,15 +46,20 @@ def image_dataset(
         num_classes: length of the one-hot labels. Defaults to `max(labels) + 1`.
         shuffle: reshuffle the file order every epoch (seeded). Defaults to `False`.
         seed: the shuffle seed. Defaults to `0`.
+        pixel_cache: a file path (its folder must exist) where the first full pass writes the
+            decoded pixels and later passes read them. Defaults to `None` (decode every pass).
     """
     paths = [str(Path(root) / rel) for rel in files]
+    order = np.arange(len(paths))
+    if shuffle and pixel_cache is not None:
+        order = np.random.default_rng(seed).permutation(len(paths))
     if labels is None:
-        ds = tf.data.Dataset.from_tensor_slices(paths)
+        ds = tf.data.Dataset.from_tensor_slices([paths[i] for i in order])
     else:
         depth = num_classes or (max(labels) + 1)
-        one_hot = np.eye(depth, dtype="float32")[np.asarray(labels, dtype=int)]
-        ds = tf.data.Dataset.from_tensor_slices((paths, one_hot))
-    if shuffle:
+        one_hot = np.eye(depth, dtype="float32")[np.asarray(labels, dtype=int)[order]]
+        ds = tf.data.Dataset.from_tensor_slices(([paths[i] for i in order], one_hot))
+    if shuffle and pixel_cache is None:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
     def load(path):
@@ -53,10 +67,19 @@ def image_dataset(
             lambda p: model_input(p.decode(), image_size), [path], tf.uint8, stateful=False
         )
         pixels.set_shape((image_size, image_size, 3))
-        return tf.cast(pixels, tf.float32)
+        return pixels
 
     if labels is None:
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if pixel_cache is not None:
+        ds = ds.cache(str(pixel_cache))
+        if shuffle:
+            ds = ds.shuffle(CACHED_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if labels is None:
+        ds = ds.map(lambda x: tf.cast(x, tf.float32))
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return ds.prefetch(tf.data.AUTOTUNE)

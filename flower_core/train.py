@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import signal
+import tempfile
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -215,9 +217,12 @@ def _train_in_scope(run_dir, config, dataset, split, reporter):
         _compile(clf.model, config, config.learning_rate)
         phase = "train" if trains_from_scratch(config) else "head"
         callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, phase)
-        clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.epochs,
-                      validation_data=_images(dataset, split.val, y_val, config, n, False),
-                      callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False, verbose=0)
+        with _pixel_cache(run_dir) as pixels:
+            clf.model.fit(_images(dataset, split.train, y_train, config, n, True, pixels / "train"),
+                          epochs=config.epochs,
+                          validation_data=_images(dataset, split.val, y_val, config, n, False, pixels / "val"),
+                          callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False,
+                          verbose=0)
         _check_cancel(progress)
         best = keeper.best
     if config.fine_tune_blocks:
@@ -226,9 +231,19 @@ def _train_in_scope(run_dir, config, dataset, split, reporter):
     _write_metrics(run_dir, clf, config, dataset, split, reporter)
 
 
-def _images(dataset, files, labels, config, n, shuffle):
+def _images(dataset, files, labels, config, n, shuffle, pixel_cache=None):
     return image_dataset(dataset.root, files, labels, image_size=config.image_size,
-                         batch_size=config.batch_size, num_classes=n, shuffle=shuffle, seed=config.seed)
+                         batch_size=config.batch_size, num_classes=n, shuffle=shuffle, seed=config.seed,
+                         pixel_cache=pixel_cache)
+
+
+@contextmanager
+def _pixel_cache(run_dir: Path):
+    """A scratch folder for the decoded photos of one `fit` (epochs after the first read them
+    instead of decoding again), in the system's temp folder (`TMPDIR`), never in the run folder
+    where a kill could leave half a file; removed when the fit ends, however it ends."""
+    with tempfile.TemporaryDirectory(prefix=f"flower_pixels_{run_dir.name}_") as folder:
+        yield Path(folder)
 
 
 def _check_cancel(progress):
@@ -292,9 +307,12 @@ def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, best)
     head_epochs = len(read_history(run_dir))  # early stopping may have ended the head phase early
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model,
                                              head_epochs + config.fine_tune_epochs, head_epochs, "fine-tune", best)
-    clf.model.fit(_images(dataset, split.train, y_train, config, n, True), epochs=config.fine_tune_epochs,
-                  validation_data=_images(dataset, split.val, y_val, config, n, False),
-                  callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False, verbose=0)
+    with _pixel_cache(run_dir) as pixels:
+        clf.model.fit(_images(dataset, split.train, y_train, config, n, True, pixels / "train"),
+                      epochs=config.fine_tune_epochs,
+                      validation_data=_images(dataset, split.val, y_val, config, n, False, pixels / "val"),
+                      callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False,
+                      verbose=0)
     if keeper.best_weights is None:  # fine-tuning never beat the head: keep the head's best model
         clf.model.load_weights(run_dir / MODEL)
     _check_cancel(progress)

@@ -113,3 +113,32 @@ def test_pixels_are_identical_through_pipeline_and_direct_loading(small_dataset)
     direct = np.stack([model_input(small_dataset / f, 32) for f in files]).astype("float32")
     np.testing.assert_array_equal(batch[0].numpy(), direct)
     np.testing.assert_array_equal(batch[1].numpy(), [[1, 0], [0, 1]])
+
+
+def test_a_pixel_cache_serves_later_epochs_the_same_photos_without_decoding(tmp_path):
+    from flower_core.pipeline import image_dataset
+
+    files = [f"{name}/{i}.png" for name in ("daisy", "rose") for i in range(6)]
+    for n, rel in enumerate(files):  # each photo its own colour, so each is recognisable
+        _photo(tmp_path / "flowers" / rel, colour=(20 * n, 255 - 20 * n, 7 * n), size=(24, 24))
+    labels = [int(rel.startswith("rose")) for rel in files]
+    ds = image_dataset(tmp_path / "flowers", files, labels, image_size=24, batch_size=5,
+                       shuffle=True, seed=3, pixel_cache=tmp_path / "pixels")
+
+    def epoch() -> list[tuple[str, int]]:
+        """(file, label) in the order the epoch served them, each file found by its colour."""
+        served = []
+        for x, y in ds:
+            for pixels, one_hot in zip(x.numpy(), y.numpy()):
+                n = int(round(pixels[0, 0, 0] / 20))
+                assert np.all(pixels == pixels[0, 0]), "a photo's pixels were mixed up"
+                served.append((files[n], int(np.argmax(one_hot))))
+        return served
+
+    first = epoch()
+    for rel in files:  # later epochs must not need the photos any more
+        (tmp_path / "flowers" / rel).unlink()
+    second = epoch()
+    for served in (first, second):
+        assert sorted(served) == sorted(zip(files, labels))
+    assert first != second, "the order should be reshuffled each epoch"
