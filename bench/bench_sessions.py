@@ -22,12 +22,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[5, 10])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_sessions_") as work:
-        with classroom(Path(work)) as (url, server, _):
+        with classroom(Path(work)) as (url, server, finished):
             for count in args.sessions:
-                seen, figures, _ = sessions_during_a_job(Path(work), url, server, count)
-                emit("browser_sessions", **figures,
-                     sessions_with_problems=sum(bool(s["problems"]) for s in seen),
-                     predictions=sorted({s.get("prediction", "none") for s in seen}))
+                _, figures, _ = sessions_during_a_job(Path(work), url, server, count, finished)
+                emit("browser_sessions", **figures)
 
 
 if __name__ == "__main__":

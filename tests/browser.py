@@ -182,12 +182,17 @@ def classroom(work: Path):
         yield url, server, finished
 
 
-def sessions_during_a_job(work: Path, url: str, server, count: int) -> tuple[list[dict], dict, Path]:
+def sessions_during_a_job(
+    work: Path, url: str, server, count: int, finished: Path
+) -> tuple[list[dict], dict, Path]:
     """Start a long training job, let `count` sessions browse and classify (one photo each, the
-    classes in turn), then cancel the job. Returns what each session saw, the figures (server
-    memory before and after, its peak, the job's state during and after) and the job's folder."""
+    classes in turn), then cancel the job. Returns what each session saw with what the
+    `finished` run's model says of its photo (`expected`, `expected_sure`), the figures (server
+    memory before and after, its peak, the job's state during and after, the sessions that saw
+    an error or another prediction) and the job's folder."""
     from flower_core import jobs
     from flower_core.config import make_config
+    from flower_core.predict import load_run, predict_image
     from flower_core.runs import read_status
     from flower_core.synthetic import CLASSES
 
@@ -205,12 +210,19 @@ def sessions_during_a_job(work: Path, url: str, server, count: int) -> tuple[lis
     during = read_status(job).get("state")
     jobs.cancel(job)
     _wait(lambda: read_status(job).get("state") == "cancelled")
+    model, class_names = load_run(finished)
+    for session, photo in zip(seen, photos):
+        expected = predict_image(model, class_names, photo.read_bytes())
+        session["expected"] = expected["predicted_class"]
+        session["expected_sure"] = f"{expected['probability']:.1%} sure"
     figures = {"sessions": count, "seconds": round(seconds, 1),
                "server_rss_mb_before": round(before), "server_rss_mb_after": round(memory["VmRSS"]),
                "server_peak_rss_mb": round(memory["VmHWM"]), "job_during": during,
-               "job_after": read_status(job).get("state")}
-    for session, photo in zip(seen, photos):
-        session["path"] = photo
+               "job_after": read_status(job).get("state"),
+               "sessions_with_errors": sum(bool(s["problems"]) for s in seen),
+               "sessions_with_another_prediction": sum(
+                   (s.get("prediction"), s.get("sure")) != (s["expected"], s["expected_sure"])
+                   for s in seen)}
     return seen, figures, job
 
 
