@@ -206,23 +206,15 @@ def _train(run_dir, config, stored, reporter):
 
 
 def _train_in_scope(run_dir, config, dataset, split, reporter):
-    names = dataset.class_names
-    n = len(names)
-    clf = build_classifier(config, n)
+    clf = build_classifier(config, len(dataset.class_names))
     total_epochs = config.epochs + (config.fine_tune_epochs if config.fine_tune_blocks else 0)
-    y_train, y_val = labels_for(split.train, names), labels_for(split.val, names)
     if config.cache_features and not trains_from_scratch(config):
         best = _fit_head_on_features(run_dir, config, dataset, split, clf, reporter, total_epochs)
     else:
         _compile(clf.model, config, config.learning_rate)
         phase = "train" if trains_from_scratch(config) else "head"
         callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, phase)
-        with _pixel_cache(run_dir) as pixels:
-            clf.model.fit(_images(dataset, split.train, y_train, config, n, True, pixels / "train"),
-                          epochs=config.epochs,
-                          validation_data=_images(dataset, split.val, y_val, config, n, False, pixels / "val"),
-                          callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False,
-                          verbose=0)
+        _fit_on_photos(run_dir, clf.model, dataset, split, config, config.epochs, callbacks)
         _check_cancel(progress)
         best = keeper.best
     if config.fine_tune_blocks:
@@ -231,10 +223,22 @@ def _train_in_scope(run_dir, config, dataset, split, reporter):
     _write_metrics(run_dir, clf, config, dataset, split, reporter)
 
 
-def _images(dataset, files, labels, config, n, shuffle, pixel_cache=None):
+def _fit_on_photos(run_dir, model, dataset, split, config, epochs, callbacks):
+    """Train `model` end to end on the photos (training and fine-tuning); epochs after the first
+    read the decoded photos from a scratch cache instead of decoding them again."""
+    n = len(dataset.class_names)
+    y_train, y_val = labels_for(split.train, dataset.class_names), labels_for(split.val, dataset.class_names)
+    with _pixel_cache(run_dir) as pixels:
+        model.fit(_images(dataset, split.train, y_train, config, True, pixels / "train"), epochs=epochs,
+                  validation_data=_images(dataset, split.val, y_val, config, False, pixels / "val"),
+                  callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False,
+                  verbose=0)
+
+
+def _images(dataset, files, labels, config, shuffle, pixel_cache):
     return image_dataset(dataset.root, files, labels, image_size=config.image_size,
-                         batch_size=config.batch_size, num_classes=n, shuffle=shuffle, seed=config.seed,
-                         pixel_cache=pixel_cache)
+                         batch_size=config.batch_size, num_classes=len(dataset.class_names),
+                         shuffle=shuffle, seed=config.seed, pixel_cache=pixel_cache)
 
 
 @contextmanager
@@ -299,20 +303,13 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
 
 def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, best):
     """Unfreeze the last blocks once the head has converged, and train end to end with a low LR."""
-    n = len(dataset.class_names)
     unfrozen = set_fine_tuning(clf, config.backbone, config.fine_tune_blocks)
     _stage(reporter, run_dir, f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
     _compile(clf.model, config, config.fine_tune_learning_rate)
-    y_train, y_val = labels_for(split.train, dataset.class_names), labels_for(split.val, dataset.class_names)
     head_epochs = len(read_history(run_dir))  # early stopping may have ended the head phase early
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model,
                                              head_epochs + config.fine_tune_epochs, head_epochs, "fine-tune", best)
-    with _pixel_cache(run_dir) as pixels:
-        clf.model.fit(_images(dataset, split.train, y_train, config, n, True, pixels / "train"),
-                      epochs=config.fine_tune_epochs,
-                      validation_data=_images(dataset, split.val, y_val, config, n, False, pixels / "val"),
-                      callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False,
-                      verbose=0)
+    _fit_on_photos(run_dir, clf.model, dataset, split, config, config.fine_tune_epochs, callbacks)
     if keeper.best_weights is None:  # fine-tuning never beat the head: keep the head's best model
         clf.model.load_weights(run_dir / MODEL)
     _check_cancel(progress)
