@@ -98,7 +98,6 @@ def compare(args: argparse.Namespace, work: Path) -> None:
          end_to_end_epoch_seconds=end_to_end["median_epoch_seconds"])
 
 
-
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_cache_") as work:
         compare(parse_args(), Path(work))

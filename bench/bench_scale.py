@@ -79,7 +79,9 @@ def train_at_scale(out: Path, args: argparse.Namespace) -> None:
                    "--weights", args.weights, "--image-size", str(args.image_size),
                    "--epochs", str(args.train_epochs), "--json"]
         env = {**os.environ, "FLOWER_CACHE": f"{work}/cache"}
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"train failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     emit("train_at_scale", photos=args.count, photo_size=args.photo_size, backbone=args.backbone,

@@ -136,6 +136,14 @@ def missing_weights_message(backbone: Backbone) -> str:
     )
 
 
+def weights_file(weights: str) -> Path:
+    """A weights file given by path: it must exist and lie inside `FLOWER_ALLOWED_ROOTS`."""
+    path = check_allowed_path(weights, "weights file")
+    if not path.is_file():
+        raise FlowerError(f"weights file not found: {weights}")
+    return path
+
+
 def ensure_weights(name: str, weights: str, image_size: int) -> None:
     """Fail early, before a run is created, when the weights cannot be had.
 
@@ -146,8 +154,7 @@ def ensure_weights(name: str, weights: str, image_size: int) -> None:
     if weights in ("none", None):
         return
     if weights != "imagenet":
-        if not check_allowed_path(weights, "weights file").is_file():
-            raise FlowerError(f"weights file not found: {weights}")
+        weights_file(weights)
         return
     backbone = get_backbone(name)
     if find_local_weights(backbone):
@@ -174,9 +181,7 @@ def build_backbone(name: str, weights: str, input_tensor, image_size: int) -> ke
     elif weights == "imagenet":
         resolved = find_local_weights(backbone) or "imagenet"
     else:
-        resolved = Path(weights)
-        if not resolved.is_file():
-            raise FlowerError(f"weights file not found: {weights}")
+        resolved = weights_file(weights)
     try:
         return backbone.constructor(
             include_top=False,

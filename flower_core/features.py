@@ -5,6 +5,10 @@ once per (dataset fingerprint, backbone, weights, image size, preprocessing, poo
 as memory-mapped `.npy` files. With augmentation, K augmented views of each training photo are
 computed once and one view is drawn per epoch. Entries are built in a private temp folder and
 renamed into place, so two processes may build or read the same entry at once.
+
+The same folder holds `pixels/`: scratch space where end-to-end training keeps the decoded
+photos of one `fit` (`pixel_scratch`). It is not part of the cache: clearing the cache leaves it
+to the trainings that use it, and each new scratch folder sweeps those of dead processes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -24,10 +29,14 @@ import tensorflow as tf
 from flower_core.config import TrainConfig
 from flower_core.model import augmentation_layers, preprocessing_mode
 from flower_core.pipeline import image_dataset
+from flower_core.runs import pid_alive
 
 DEFAULT_CACHE_DIR = Path(".cache/features")
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.json"
+PIXELS_DIR = "pixels"
+# Room left free on the disk after a pixel scratch folder is filled; with less, decode instead.
+PIXELS_DISK_MARGIN = 1024**3
 StageReporter = Callable[[int, int], None]
 # Augmented views are drawn with one fixed seed, so runs that differ only in their seed (for
 # seed-noise estimates) share one cache entry instead of recomputing the backbone K times each.
@@ -133,15 +142,19 @@ class FeatureCache:
                 raise
         return self.load(key), False
 
-    def size_bytes(self) -> int:
+    def _entry_dirs(self) -> list[Path]:
+        """Cache entries and staging folders: everything under the root but the pixel scratch."""
         if not self.root.is_dir():
-            return 0
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+            return []
+        return [p for p in sorted(self.root.iterdir()) if p.name != PIXELS_DIR]
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for d in self._entry_dirs() for f in d.rglob("*") if f.is_file())
 
     def entries(self) -> list[dict]:
         """What is cached, for the app: key, description and size of each entry."""
         rows = []
-        for entry in sorted(self.root.glob("*")) if self.root.is_dir() else []:
+        for entry in self._entry_dirs():
             try:
                 meta = json.loads((entry / INDEX_FILE).read_text())
             except (OSError, ValueError):  # a staging folder, or a damaged entry: not listed
@@ -153,11 +166,41 @@ class FeatureCache:
         return rows
 
     def clear(self) -> int:
-        """Delete every entry; returns the bytes freed."""
+        """Delete every entry; returns the bytes freed. A training's pixel scratch is left alone."""
         freed = self.size_bytes()
-        if self.root.is_dir():
-            shutil.rmtree(self.root)
+        for entry in self._entry_dirs():
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
         return freed
+
+
+@contextmanager
+def pixel_scratch(run_name: str, photos: int, image_size: int, root=None):
+    """A folder for the decoded photos of one end-to-end `fit` (`pipeline.image_dataset`'s
+    `pixel_cache`), or `None` when there is nothing to keep (`photos` 0: a single epoch) or the
+    disk has no room for them (then every epoch decodes).
+
+    It lives in `<cache>/pixels/<run>-<pid>` and is removed when the fit ends; folders left by
+    killed processes are swept here, when the next one is made.
+    """
+    parent = resolve_cache_root(root) / PIXELS_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in parent.iterdir():
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and pid_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    needed = photos * image_size * image_size * 3
+    if not photos or shutil.disk_usage(parent).free < needed + PIXELS_DISK_MARGIN:
+        yield None
+        return
+    folder = parent / f"{run_name}-{os.getpid()}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def cached_features(cache, feature_model, config, root, files, fingerprint, progress=None):

@@ -72,5 +72,5 @@ def check_allowed_path(path: str | os.PathLike, what: str = "dataset folder") ->
     shown = f"{path} (resolves to {resolved})" if str(resolved) != str(path) else str(path)
     raise FlowerError(
         f"{what} is outside the allowed folders ({', '.join(map(str, roots))}); choose a "
-        f"folder inside them or ask the server's admin (FLOWER_ALLOWED_ROOTS). Received: {shown}"
+        f"{what.split()[-1]} inside them or ask the server's admin (FLOWER_ALLOWED_ROOTS). Received: {shown}"
     )

@@ -6,7 +6,8 @@ the model's compute thanks to `prefetch`.
 
 On two cores there is no idle core to hide decoding behind: it costs MobileNet about 17 % of an
 epoch (bench/README.md). So epochs after the first can read the decoded, resized photos from a
-`tf.data` cache file on disk (`pixel_cache`) instead of decoding them again; memory stays flat.
+`tf.data` cache file on disk (`pixel_cache`, made by `features.pixel_scratch`) instead of
+decoding them again; memory stays flat.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import tensorflow as tf
 
 from flower_core.images import model_input
 
-# With a pixel cache the file order is shuffled once and then, each epoch, within this many
-# photos (about 75 MB of pixels at 224 px): a full shuffle would hold every photo in memory.
-CACHED_SHUFFLE_BUFFER = 512
+# With a pixel cache the file order is shuffled once and then, each epoch, within a buffer of
+# about this many bytes of pixels (512 photos at 224 px): a full shuffle would hold every photo.
+CACHED_SHUFFLE_BYTES = 75 * 1024**2
 
 
 def image_dataset(
@@ -44,7 +45,9 @@ def image_dataset(
         image_size: square model input size.
         batch_size: photos per batch.
         num_classes: length of the one-hot labels. Defaults to `max(labels) + 1`.
-        shuffle: reshuffle the file order every epoch (seeded). Defaults to `False`.
+        shuffle: reshuffle the file order every epoch (seeded). With `pixel_cache`, the files
+            are put in a random order once and each epoch mixes them within a buffer of
+            `CACHED_SHUFFLE_BYTES`, so every batch mixes classes. Defaults to `False`.
         seed: the shuffle seed. Defaults to `0`.
         pixel_cache: a file path (its folder must exist) where the first full pass writes the
             decoded pixels and later passes read them. Defaults to `None` (decode every pass).
@@ -76,7 +79,8 @@ def image_dataset(
     if pixel_cache is not None:
         ds = ds.cache(str(pixel_cache))
         if shuffle:
-            ds = ds.shuffle(CACHED_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+            buffer = max(64, CACHED_SHUFFLE_BYTES // (image_size * image_size * 3))
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if labels is None:
         ds = ds.map(lambda x: tf.cast(x, tf.float32))

@@ -182,7 +182,7 @@ def process_start(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
-def _pid_alive(pid, started=None) -> bool:
+def pid_alive(pid, started=None) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -221,7 +221,7 @@ def peek_status(run_dir: Path) -> dict:
 
 def _trainer_alive(status: dict) -> bool:
     if status.get("host") == os.uname().nodename and isinstance(status.get("pid"), int):
-        return _pid_alive(status["pid"], status.get("pid_start"))
+        return pid_alive(status["pid"], status.get("pid_start"))
     heartbeat = status.get("heartbeat")
     return isinstance(heartbeat, int | float) and time.time() - heartbeat <= HEARTBEAT_TIMEOUT_S
 

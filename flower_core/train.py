@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import functools
 import signal
-import tempfile
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -30,7 +28,7 @@ from flower_core.data import (
     split_dataset,
 )
 from flower_core.errors import FlowerError
-from flower_core.features import FeatureCache, cached_features, cached_views
+from flower_core.features import FeatureCache, cached_features, cached_views, pixel_scratch
 from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
 from flower_core.pipeline import image_dataset
 from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
@@ -225,29 +223,25 @@ def _train_in_scope(run_dir, config, dataset, split, reporter):
 
 def _fit_on_photos(run_dir, model, dataset, split, config, epochs, callbacks):
     """Train `model` end to end on the photos (training and fine-tuning); epochs after the first
-    read the decoded photos from a scratch cache instead of decoding them again."""
-    n = len(dataset.class_names)
-    y_train, y_val = labels_for(split.train, dataset.class_names), labels_for(split.val, dataset.class_names)
-    with _pixel_cache(run_dir) as pixels:
-        model.fit(_images(dataset, split.train, y_train, config, True, pixels / "train"), epochs=epochs,
-                  validation_data=_images(dataset, split.val, y_val, config, False, pixels / "val"),
-                  callbacks=callbacks, class_weight=_class_weight(config, y_train, n), shuffle=False,
-                  verbose=0)
+    read the decoded photos from a scratch cache (`features.pixel_scratch`) instead of decoding
+    them again."""
+    names = dataset.class_names
+    y_train, y_val = labels_for(split.train, names), labels_for(split.val, names)
+    photos = len(split.train) + len(split.val) if epochs > 1 else 0
+    with pixel_scratch(run_dir.name, photos, config.image_size) as pixels:
+        model.fit(_images(dataset, split.train, y_train, config, shuffle=True,
+                          pixel_cache=pixels and pixels / "train"),
+                  epochs=epochs,
+                  validation_data=_images(dataset, split.val, y_val, config, shuffle=False,
+                                          pixel_cache=pixels and pixels / "val"),
+                  callbacks=callbacks, class_weight=_class_weight(config, y_train, len(names)),
+                  shuffle=False, verbose=0)
 
 
-def _images(dataset, files, labels, config, shuffle, pixel_cache):
+def _images(dataset, files, labels, config, *, shuffle, pixel_cache):
     return image_dataset(dataset.root, files, labels, image_size=config.image_size,
                          batch_size=config.batch_size, num_classes=len(dataset.class_names),
                          shuffle=shuffle, seed=config.seed, pixel_cache=pixel_cache)
-
-
-@contextmanager
-def _pixel_cache(run_dir: Path):
-    """A scratch folder for the decoded photos of one `fit` (epochs after the first read them
-    instead of decoding again), in the system's temp folder (`TMPDIR`), never in the run folder
-    where a kill could leave half a file; removed when the fit ends, however it ends."""
-    with tempfile.TemporaryDirectory(prefix=f"flower_pixels_{run_dir.name}_") as folder:
-        yield Path(folder)
 
 
 def _check_cancel(progress):

@@ -1,9 +1,9 @@
 """Size limits on what people upload, checked in code as well as by the Streamlit server.
 
 The server refuses a single file over `server.maxUploadSize` (`.streamlit/config.toml`), but only
-per file and only on the browser's upload path. The app checks every upload again here: each
-photo against a per-photo limit, and the photos sent together against a total, so a class
-uploading many large photos at once cannot fill a shared server's memory.
+per file. The app checks every upload again here, before decoding anything: each photo against a
+per-photo limit, and the photos sent together against a total, so one person's batch of huge
+photos cannot set a shared server decoding and explaining gigabytes of pixels.
 """
 
 from __future__ import annotations

@@ -199,17 +199,19 @@ def sessions_during_a_job(
     config = make_config("base", backbone="mobilenet", weights="none", image_size=64,
                          epochs=1000, patience=1000)
     job = jobs.submit(config, work / "flowers", work / "runs")
-    _wait(lambda: read_status(job).get("state") == "running")
-    before = memory_mb(server.pid)["VmRSS"]
-    photos = [work / "flowers" / CLASSES[i % 5] / f"{CLASSES[i % 5]}_{i // 5:04d}.jpg"
-              for i in range(count)]
-    with_clock = time.time()
-    seen = drive_sessions(url, photos, running_run=job.name)
-    seconds = time.time() - with_clock
-    memory = memory_mb(server.pid)
-    during = read_status(job).get("state")
-    jobs.cancel(job)
-    _wait(lambda: read_status(job).get("state") == "cancelled")
+    try:
+        _wait(job, "running")
+        before = memory_mb(server.pid)["VmRSS"]
+        photos = [work / "flowers" / CLASSES[i % 5] / f"{CLASSES[i % 5]}_{i // 5:04d}.jpg"
+                  for i in range(count)]
+        with_clock = time.time()
+        seen = drive_sessions(url, photos, running_run=job.name)
+        seconds = time.time() - with_clock
+        memory = memory_mb(server.pid)
+        during = read_status(job).get("state")
+    finally:  # never leave a 1000-epoch job training after a failure
+        jobs.cancel(job)
+    _wait(job, "cancelled")
     model, class_names = load_run(finished)
     for session, photo in zip(seen, photos):
         expected = predict_image(model, class_names, photo.read_bytes())
@@ -226,9 +228,12 @@ def sessions_during_a_job(
     return seen, figures, job
 
 
-def _wait(predicate, timeout: float = 300) -> None:
+def _wait(job: Path, state: str, timeout: float = 300) -> None:
+    """Wait for the job to reach `state`; fail at once if it ends in another state."""
+    from flower_core.runs import read_status
+
     deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise TimeoutError("the training job did not reach the expected state in time")
+    while (now := read_status(job).get("state")) != state:
+        if now in ("done", "failed", "cancelled", "interrupted") or time.time() > deadline:
+            raise AssertionError(f"the training job is {now}, expected {state}: {read_status(job)}")
         time.sleep(0.2)

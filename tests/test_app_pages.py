@@ -307,7 +307,8 @@ def test_home_refuses_a_zip_over_the_upload_limit(synthetic, tmp_path, upload_li
     at.file_uploader(key="home_zip").set_value(("big.zip", buffer.getvalue(), "application/zip"))
     at.run()
     assert "The zip was refused: big.zip is 1.1 MB, over the limit of 1 MB" in texts(at.error)
-    assert not (tmp_path / "data" / "uploads").exists()
+    assert "home_unzip" not in [button.key for button in at.button]
+    assert "home_synth" in [button.key for button in at.button], "the other tabs must stay usable"
 
 
 def test_classify_shows_the_mistakes_of_a_confusion_cell(synthetic, app_runs):
@@ -388,10 +389,21 @@ def test_pages_survive_a_run_whose_files_are_corrupt(synthetic, app_runs, page):
     if page:
         at.switch_page(page).run()
     assert not at.exception, [e.message for e in at.exception]
-    if page == "pages/2_Train.py":
-        assert texts(at.error).startswith(f"Cannot show run {broken.name}: corrupt run file")
+    if page == "pages/2_Train.py":  # it follows the newest run it can read
+        assert "Run `20260101-000200-batchnorm-vgg16-cccc`" in texts(at.caption)
+        assert broken.name not in texts(at.error) + texts(at.caption)
     if page == "pages/3_Compare.py":
         assert f"`{broken.name}`: corrupt run file" in texts(at.warning)
         at.button(key=f"compare_drop_{broken.name}").click().run()
         assert not broken.exists() and not at.exception
         assert (app_runs / "20260101-000000-base-mobilenet-aaaa").is_dir()
+
+
+def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthetic, app_runs):
+    run_id = "20260101-000100-dropout20-mobilenet-bbbb"
+    (app_runs / run_id / "metrics.json").write_text("[1]")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["train_run"] = run_id
+    at.run().switch_page("pages/2_Train.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert texts(at.error).startswith(f"Cannot show run {run_id}: corrupt run file")

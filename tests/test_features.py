@@ -186,3 +186,34 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
         status = read_status(run_dir)
         assert status["state"] == "done", status
         assert status["replicas"] == 2
+
+
+def test_pixel_scratch_is_removed_after_use_sweeps_dead_processes_and_survives_a_cache_clear(
+    tmp_path, monkeypatch
+):
+    import shutil
+    from collections import namedtuple
+
+    from flower_core.features import PIXELS_DIR, pixel_scratch
+
+    cache = FeatureCache(tmp_path / "cache")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left_by_a_kill = cache.root / PIXELS_DIR / f"20260101-000000-base-vgg16-aaaa-{dead.pid}"
+    left_by_a_kill.mkdir(parents=True)
+    (left_by_a_kill / "train.data").write_bytes(b"x" * 100)
+    (cache.root / "entry").mkdir()
+    (cache.root / "entry" / "features.npy").write_bytes(b"y" * 10)
+    with pixel_scratch("run-1", photos=10, image_size=32, root=cache.root) as folder:
+        assert folder.is_dir() and folder.parent == cache.root / PIXELS_DIR
+        assert not left_by_a_kill.exists()
+        (folder / "train.data").write_bytes(b"z" * 1000)
+        assert cache.size_bytes() == 10 and cache.clear() == 10
+        assert folder.is_dir() and not (cache.root / "entry").exists()
+    assert not folder.exists()
+    with pixel_scratch("run-2", photos=0, image_size=32, root=cache.root) as folder:
+        assert folder is None
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, 10**6))
+    with pixel_scratch("run-3", photos=10, image_size=32, root=cache.root) as folder:
+        assert folder is None

@@ -85,19 +85,19 @@ def choose_photos() -> list[tuple[str, bytes]]:
         max_upload_size=per_photo,
         help=f"Up to {per_photo} MB per photo and {at_once} MB at once.",
     )
-    photos = []
+    accepted = []
     for upload in uploads or []:
         try:
             check_upload(upload.name, upload.size, per_photo)
-            photos.append((upload.name, upload.getvalue()))
+            accepted.append(upload)
         except FlowerError as error:
             st.error(f"Upload refused: {error}", icon=":material/error:")
     try:
-        check_total((len(data) for _, data in photos), at_once)
+        check_total((upload.size for upload in accepted), at_once)
     except FlowerError as error:
         st.error(f"Upload refused: {error}", icon=":material/error:")
         return []
-    return photos
+    return [(upload.name, upload.getvalue()) for upload in accepted]
 
 
 def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:

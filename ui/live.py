@@ -22,6 +22,7 @@ from flower_core.runs import (
     peek_status,
     read_history,
     read_json,
+    read_record,
 )
 from ui.common import PAGES, percent, runs_root
 
@@ -50,7 +51,7 @@ def start(values: dict, preset: str, data_root: Path) -> Path:
 
 def followed_run() -> Path | None:
     """The run to show: the one training, else the next queued, else this session's last,
-    else the newest."""
+    else the newest readable one."""
     root = runs_root()
     running = [d for d in RunStore(root).run_dirs() if peek_status(d).get("state") == "running"]
     if running:
@@ -61,8 +62,8 @@ def followed_run() -> Path | None:
     chosen = st.session_state.get("train_run")
     if chosen and (root / chosen / "config.json").is_file():
         return root / chosen
-    runs = RunStore(root).run_dirs()
-    return runs[-1] if runs else None
+    readable = [d for d in RunStore(root).run_dirs() if peek_status(d).get("state") != "corrupt"]
+    return readable[-1] if readable else None
 
 
 def badge(state: str) -> None:
@@ -198,10 +199,10 @@ def results(run_dir: Path) -> None:
             f"Training failed: {status.get('message', 'no reason recorded')}",
             icon=":material/error:",
         )
-    elif status.get("state") in ("cancelled", "interrupted"):
+    elif status.get("state") in ("cancelled", "interrupted", "corrupt"):
         st.warning(status.get("message", ""), icon=":material/warning:")
-    metrics = read_json(run_dir / METRICS, {}) or {}
-    if metrics:
+    metrics = read_record(run_dir / METRICS)
+    if metrics.get("confusion") and metrics.get("class_names"):
         cells = st.columns(3)
         cells[0].metric("Test accuracy", percent(metrics.get("test_accuracy")))
         cells[1].metric("Test loss", f"{metrics.get('test_loss', 0):.4f}")

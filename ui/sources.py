@@ -9,6 +9,7 @@ import streamlit as st
 
 from flower_core.archive import extract_zip
 from flower_core.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
+from flower_core.errors import FlowerError
 from flower_core.synthetic import generate, is_synthetic
 from flower_core.uploads import check_upload
 from ui import loaders
@@ -79,8 +80,11 @@ def zip_upload() -> None:
                               help=f"Up to {upload_limit_mb()} MB.")
     if upload is None:
         return
-    with guard("The zip was refused"):
+    try:
         check_upload(upload.name, upload.size, upload_limit_mb())
+    except FlowerError as error:  # the other tabs and the page links stay usable
+        st.error(f"The zip was refused: {error}", icon=":material/error:")
+        return
     name = st.text_input("Name of the new dataset", value=Path(upload.name).stem, key="home_zname")
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
         bar = st.progress(0.0, text="Unpacking…")
