@@ -88,6 +88,7 @@ def _cmd_train(args) -> None:
         "label_smoothing": args.label_smoothing,
         "augment_views": args.augment_views,
         "fine_tune_epochs": args.fine_tune_epochs,
+        "fine_tune_learning_rate": args.fine_tune_learning_rate,
         "patience": args.patience,
         "augment": args.augment,
         "dense_units": _units(args.dense_units),
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--fine-tune-blocks", type=int)
     p.add_argument("--fine-tune-epochs", type=int)
+    p.add_argument("--fine-tune-learning-rate", type=float,
+                   help="Adam learning rate of the fine-tuning phase (default 1e-5)")
     p.add_argument("--preprocessing", choices=["rescale", "imagenet"])
     p.add_argument("--pooling", choices=["max", "avg"])
     p.add_argument("--dense-units", help="comma-separated head sizes, e.g. 512,128")

@@ -60,6 +60,8 @@ class TrainConfig:
             (0 <= self.dropout < 1, "dropout must be in [0, 1)", "dropout"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)", "label_smoothing"),
             (self.fine_tune_blocks >= 0, "fine-tune blocks must be 0 or more", "fine_tune_blocks"),
+            (self.fine_tune_learning_rate > 0, "fine-tune learning rate must be positive",
+             "fine_tune_learning_rate"),
             (self.augment_views >= 1, "augmented views must be at least 1", "augment_views"),
             (self.strategy in STRATEGY_CHOICES, "strategy must be default or mirrored", "strategy"),
             (all(u >= 1 for u in self.dense_units), "dense units must be positive", "dense_units"),

@@ -105,6 +105,7 @@ def test_offline_vgg16_imagenet_is_one_clear_line(synthetic_dataset, tmp_path):
     (["--epochs", "0"], "epochs must be at least 1"),
     (["--backbone", "alexnet"], "backbone must be one of"),
     (["--epochs", "two"], "invalid int value"),
+    (["--fine-tune-learning-rate", "0"], "fine-tune learning rate must be positive"),
 ])
 def test_bad_train_arguments_exit_with_one_line(synthetic_dataset, args, message):
     result = _cli("train", "--data", str(synthetic_dataset), *args)
