@@ -53,7 +53,8 @@ def followed_run() -> Path | None:
     """The run to show: the one training, else the next queued, else this session's last,
     else the newest readable one."""
     root = runs_root()
-    running = [d for d in RunStore(root).run_dirs() if peek_status(d).get("state") == "running"]
+    states = {d: peek_status(d).get("state") for d in RunStore(root).run_dirs()}
+    running = [d for d, state in states.items() if state == "running"]
     if running:
         return running[-1]
     queued = jobs.queued_runs(root)
@@ -62,7 +63,7 @@ def followed_run() -> Path | None:
     chosen = st.session_state.get("train_run")
     if chosen and (root / chosen / "config.json").is_file():
         return root / chosen
-    readable = [d for d in RunStore(root).run_dirs() if peek_status(d).get("state") != "corrupt"]
+    readable = [d for d, state in states.items() if state != "corrupt"]
     return readable[-1] if readable else None
 
 
