@@ -126,21 +126,31 @@ class BestModelKeeper(keras.callbacks.Callback):
     and restore those weights when training ends (also after a cancel). A save that fails (disk
     full) leaves the previous best `model.keras` as it was and no temp file behind.
 
+    Saving the whole model, backbone included, takes about 0.7 s for MobileNet, longer than an
+    epoch of a head on cached features; so after one save, improvements within `min_interval`
+    seconds wait, and the best is always written when training ends. A killed run keeps a best
+    model at most that old.
+
     Args:
         save_model: the model to save; may differ from the one being fitted (the full model while
             its head trains on cached features).
         path: where to write the `.keras` file.
+        best: the `val_loss` to beat. Defaults to `inf`.
+        min_interval: seconds between two saves while training. Defaults to `30`.
     """
 
-    def __init__(self, save_model: keras.Model, path: Path, best: float = np.inf):
+    def __init__(self, save_model: keras.Model, path: Path, best: float = np.inf, min_interval: float = 30.0):
         super().__init__()
         self.save_model = save_model
         self.path = Path(path)
         self.initial_best = best
+        self.min_interval = min_interval
 
     def on_train_begin(self, logs=None):
         self.best = self.initial_best
         self.best_weights = None
+        self._saved_at = -np.inf
+        self._unsaved = False
 
     def on_epoch_end(self, epoch, logs=None):
         val_loss = (logs or {}).get("val_loss")
@@ -148,11 +158,20 @@ class BestModelKeeper(keras.callbacks.Callback):
             return
         self.best = float(val_loss)
         self.best_weights = self.model.get_weights()
-        atomic_write(self.path, self.save_model.save)
+        self._unsaved = True
+        if time.monotonic() - self._saved_at >= self.min_interval:
+            self._save()
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+            if self._unsaved:
+                self._save()
+
+    def _save(self):
+        atomic_write(self.path, self.save_model.save)
+        self._saved_at = time.monotonic()
+        self._unsaved = False
 
 
 def _float(value):

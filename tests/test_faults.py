@@ -300,7 +300,7 @@ def _tiny_model():
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
 def test_failed_model_save_keeps_the_previous_best_model(tmp_path, code):
     model = _tiny_model()
-    keeper = BestModelKeeper(model, tmp_path / MODEL)
+    keeper = BestModelKeeper(model, tmp_path / MODEL, min_interval=0)
     keeper.set_model(model)
     keeper.on_train_begin()
     keeper.on_epoch_end(0, {"val_loss": 0.9})

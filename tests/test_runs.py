@@ -122,6 +122,25 @@ def test_progress_callback_reports_logs_and_cancels(store):
     assert callback.cancelled and callback.model.stop_training
 
 
+def test_best_model_keeper_waits_between_saves_and_writes_the_best_when_training_ends(tmp_path):
+    model = _tiny_model()
+    keeper = BestModelKeeper(model, tmp_path / "model.keras", min_interval=3600)
+    keeper.set_model(model)
+    keeper.on_train_begin()
+    keeper.on_epoch_end(0, {"val_loss": 0.9})
+    first = (tmp_path / "model.keras").read_bytes()  # the first improvement is written at once
+    model.set_weights([w + 1 for w in model.get_weights()])
+    best = [w.copy() for w in model.get_weights()]
+    keeper.on_epoch_end(1, {"val_loss": 0.5})
+    assert (tmp_path / "model.keras").read_bytes() == first  # within the interval: not yet
+    model.set_weights([w + 1 for w in best])
+    keeper.on_epoch_end(2, {"val_loss": 0.7})
+    keeper.on_train_end()
+    saved = keras.saving.load_model(tmp_path / "model.keras")
+    for written, expected in zip(saved.get_weights(), best):
+        np.testing.assert_array_equal(written, expected)
+
+
 def test_best_model_keeper_saves_only_improvements_and_restores_best(tmp_path):
     model = _tiny_model()
     keeper = BestModelKeeper(model, tmp_path / "model.keras")
