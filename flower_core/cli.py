@@ -87,6 +87,7 @@ def _cmd_train(args) -> None:
         "dropout": args.dropout,
         "label_smoothing": args.label_smoothing,
         "augment_views": args.augment_views,
+        "augment_cache": args.augment_cache,
         "fine_tune_epochs": args.fine_tune_epochs,
         "fine_tune_learning_rate": args.fine_tune_learning_rate,
         "patience": args.patience,
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment-views", type=int, help="cached augmented views per photo")
+    p.add_argument("--augment-cache", choices=["maps", "views"],
+                   help="with augmentation on a frozen backbone: cache each photo's feature maps and "
+                        "augment them every epoch (maps, one backbone pass; the default) or cache K "
+                        "augmented views of each photo (views, K passes)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="study augmentation on or off (overrides the preset)")

@@ -14,6 +14,8 @@ from flower_core.errors import FlowerError
 PREPROCESSING_CHOICES = ("rescale", "imagenet")
 POOLING_CHOICES = ("max", "avg")
 STRATEGY_CHOICES = ("default", "mirrored")
+# How a frozen backbone's augmented training photos are cached (flower_core/features.py).
+AUGMENT_CACHE_CHOICES = ("views", "maps")
 
 
 @dataclass
@@ -45,6 +47,9 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-5
     cache_features: bool = True
     augment_views: int = 5
+    # Augmented feature maps: one backbone pass per photo, as accurate as K = 5 views or more
+    # (docs/RESULTS.md); "views" caches K augmented photos' features instead.
+    augment_cache: str = "maps"
     strategy: str = "default"
 
     def validate(self) -> TrainConfig:
@@ -63,6 +68,7 @@ class TrainConfig:
             (self.fine_tune_learning_rate > 0, "fine-tune learning rate must be positive",
              "fine_tune_learning_rate"),
             (self.augment_views >= 1, "augmented views must be at least 1", "augment_views"),
+            (self.augment_cache in AUGMENT_CACHE_CHOICES, "augment cache must be views or maps", "augment_cache"),
             (self.strategy in STRATEGY_CHOICES, "strategy must be default or mirrored", "strategy"),
             (all(u >= 1 for u in self.dense_units), "dense units must be positive", "dense_units"),
         ]

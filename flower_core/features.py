@@ -2,9 +2,11 @@
 
 A frozen backbone maps the same photo to the same features every epoch, so they are computed
 once per (dataset fingerprint, backbone, weights, image size, preprocessing, pooling) and kept
-as memory-mapped `.npy` files. With augmentation, K augmented views of each training photo are
-computed once and one view is drawn per epoch. Entries are built in a private temp folder and
-renamed into place, so two processes may build or read the same entry at once.
+as memory-mapped `.npy` files. With augmentation there are two ways: K augmented views of each
+training photo, computed once, one drawn per epoch (K backbone passes per photo); or the feature
+maps before pooling, which the head augments anew each epoch (one pass per photo). Entries are
+built in a private temp folder and renamed into place, so two processes may build or read the
+same entry at once.
 
 The same folder holds `pixels/`: scratch space where end-to-end training keeps the decoded
 photos of one `fit` (`pixel_scratch`). It is not part of the cache: clearing the cache leaves it
@@ -57,15 +59,18 @@ def _weights_identity(config: TrainConfig) -> str:
     return f"{Path(config.weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: int = 0) -> str:
-    """A hash of everything that changes the features; `views > 0` keys augmented views."""
+def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: int = 0,
+              maps: bool = False) -> str:
+    """A hash of everything that changes the features; `views > 0` keys augmented views, `maps`
+    the feature maps before pooling (which pooling then does not change)."""
     parts = {
         "fingerprint": fingerprint,
         "backbone": config.backbone,
         "weights": _weights_identity(config),
         "image_size": config.image_size,
         "preprocessing": preprocessing_mode(config),
-        "pooling": config.pooling,
+        "pooling": None if maps else config.pooling,
+        "maps": maps,
         "files": hashlib.sha256("\n".join(files).encode()).hexdigest(),
         "views": views,
         "views_seed": VIEWS_SEED if views else None,
@@ -74,11 +79,22 @@ def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: in
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _compiled(feature_model, augment=None):
-    """The feature forward pass (augmentation first, if any) as one graph: on a CPU, eager calls
-    of MobileNet at 224 px ran 1.5x to 1.9x slower (bench/README.md)."""
+def _clean_forward(model):
+    """`model`'s compiled forward pass, kept on the model so that all its extractions share one
+    trace: tracing MobileNet takes 2 to 3 s, and a run extracts its train, validation and test
+    photos."""
+    forward = getattr(model, "_flower_forward", None)
+    if forward is None:
+        forward = model._flower_forward = _compiled(model)
+    return forward
 
-    @tf.function(reduce_retracing=True)
+
+def _compiled(feature_model, augment=None):
+    """The feature forward pass (augmentation first, if any) as one graph, traced once for any
+    batch size: on a CPU, eager calls of MobileNet at 224 px ran 1.5x to 1.9x slower
+    (bench/README.md)."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *feature_model.input_shape[1:]), tf.float32)])
     def forward(batch):
         if augment is not None:
             batch = augment(batch, training=True)
@@ -87,24 +103,33 @@ def _compiled(feature_model, augment=None):
     return forward
 
 
-def _extract(feature_model, forward, root, files, config, views, progress):
-    """`views` passes of `forward` over `files`: shape (views, len(files), dim).
+def _extract(feature_model, forward, root, files, config, views, out_path, progress):
+    """Write `views` passes of `forward` over `files` to the `.npy` file `out_path`: shape
+    (views, len(files), *output) for views > 0, else (len(files), *output) for one clean pass.
 
     Each batch is decoded once for all its views (decoding is about a quarter of the cost per
-    photo on two cores, bench/README.md), and rows go straight into one preallocated array, so
-    memory holds the features once.
+    photo on two cores, bench/README.md), and rows go straight into a memory-mapped file, so
+    memory never holds the whole array (feature maps of many photos would not fit).
     """
     dataset = image_dataset(root, files, None, image_size=config.image_size, batch_size=32)
-    out = np.empty((views, len(files), feature_model.output_shape[-1]), dtype="float32")
+    row_shape = tuple(feature_model.output_shape[1:])
+    out = np.lib.format.open_memmap(out_path, mode="w+", dtype="float32",
+                                    shape=((views,) if views else ()) + (len(files), *row_shape))
+    passes = max(views, 1)
     done = 0
     for batch in dataset:
         count = int(batch.shape[0])
-        for view in range(views):
-            out[view, done:done + count] = forward(batch).numpy()
+        for view in range(passes):
+            rows = forward(batch).numpy()
+            if views:
+                out[view, done:done + count] = rows
+            else:
+                out[done:done + count] = rows
         done += count
         if progress:
-            progress(done * views, len(files) * views)
-    return out
+            progress(done * passes, len(files) * passes)
+    out.flush()
+    del out
 
 
 class FeatureCache:
@@ -123,16 +148,16 @@ class FeatureCache:
             return None
         return np.load(path, mmap_mode="r")
 
-    def get_or_build(self, key, build: Callable[[], np.ndarray], meta: dict) -> tuple[np.ndarray, bool]:
-        """Return `(array, hit)`; on a miss, build it and publish it atomically."""
+    def get_or_build(self, key, build: Callable[[Path], None], meta: dict) -> tuple[np.ndarray, bool]:
+        """Return `(array, hit)`; on a miss, `build(path)` writes the `.npy` file at `path` in a
+        private staging folder, which is then published atomically."""
         cached = self.load(key)
         if cached is not None:
             return cached, True
-        array = build()
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}."))
         try:
-            np.save(staging / FEATURES_FILE, array)
+            build(staging / FEATURES_FILE)
             (staging / INDEX_FILE).write_text(json.dumps(meta))
             os.rename(staging, self.entry(key))
         except OSError as error:
@@ -140,6 +165,9 @@ class FeatureCache:
             if self.load(key) is None:
                 error.filename = error.filename or str(self.entry(key))
                 raise
+        except BaseException:  # a cancel or a bug while building: leave no staging folder behind
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return self.load(key), False
 
     def _entry_dirs(self) -> list[Path]:
@@ -208,9 +236,9 @@ def cached_features(cache, feature_model, config, root, files, fingerprint, prog
     key = cache_key(config, fingerprint, files)
     meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
             "kind": "clean", "preprocessing": preprocessing_mode(config)}
-    forward = _compiled(feature_model)
     return cache.get_or_build(
-        key, lambda: _extract(feature_model, forward, root, files, config, 1, progress)[0], meta
+        key, lambda path: _extract(feature_model, _clean_forward(feature_model), root, files, config, 0, path,
+                                   progress), meta
     )
 
 
@@ -221,9 +249,24 @@ def cached_views(cache, feature_model, config, root, files, fingerprint, progres
     meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
             "kind": f"{views} augmented views", "preprocessing": preprocessing_mode(config)}
 
-    def build():
+    def build(path):
         keras.utils.set_random_seed(VIEWS_SEED)
         augment = keras.Sequential(augmentation_layers(VIEWS_SEED), name="view_augmentation")
-        return _extract(feature_model, _compiled(feature_model, augment), root, files, config, views, progress)
+        _extract(feature_model, _compiled(feature_model, augment), root, files, config, views, path, progress)
 
     return cache.get_or_build(key, build, meta)
+
+
+def cached_maps(cache, map_model, config, root, files, fingerprint, progress=None):
+    """The backbone's last feature maps of `files`, before pooling: shape (len(files), h, w, c).
+
+    Kept as float32, like the pooled features: float16 would halve the disk they take (200 KB
+    per photo for MobileNet at 224 px) but turns the tiny activations of a random-init backbone
+    into zeros."""
+    key = cache_key(config, fingerprint, files, maps=True)
+    meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
+            "kind": "feature maps", "preprocessing": preprocessing_mode(config)}
+    return cache.get_or_build(
+        key, lambda path: _extract(map_model, _clean_forward(map_model), root, files, config, 0, path, progress),
+        meta
+    )

@@ -28,7 +28,7 @@ from flower_core.data import (
     split_dataset,
 )
 from flower_core.errors import FlowerError
-from flower_core.features import FeatureCache, cached_features, cached_views, pixel_scratch
+from flower_core.features import FeatureCache, cached_features, cached_maps, cached_views, pixel_scratch
 from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
 from flower_core.pipeline import image_dataset
 from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
@@ -250,37 +250,57 @@ def _check_cancel(progress):
 
 
 def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, reporter, total_epochs):
-    cache = FeatureCache()
-    fp = fingerprint(dataset)
-
-    def extracting(label):
-        return _extraction_reporter(run_dir, reporter, label)
-
     names = dataset.class_names
-    y_train, y_val = labels_for(split.train, names), labels_for(split.val, names)
-    if config.augment:
-        train_x, _ = cached_views(cache, clf.feature_model, config, dataset.root, split.train, fp, extracting("augmented"))
+    y_train = _one_hot(labels_for(split.train, names), len(names))
+    y_val = _one_hot(labels_for(split.val, names), len(names))
+    if _augments_maps(config):
+        head, train, validation = _map_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
     else:
-        clean, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.train, fp, extracting("train"))
-        train_x = np.asarray(clean)[None]
-    val_x, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.val, fp, extracting("validation"))
-    keras.utils.set_random_seed(config.seed)  # the same head training on a cache hit or a miss
-    train = _view_dataset(np.asarray(train_x), _one_hot(y_train, len(names)), config)
-    _compile(clf.head_model, config, config.learning_rate)
+        head, train, validation = _feature_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
+    _compile(head, config, config.learning_rate)
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, "head")
-    clf.head_model.fit(train, epochs=config.epochs, validation_data=(np.asarray(val_x), _one_hot(y_val, len(names))),
-                       batch_size=config.batch_size, callbacks=callbacks,
-                       class_weight=_class_weight(config, y_train, len(names)), shuffle=False, verbose=0)
+    head.fit(train, epochs=config.epochs, validation_data=validation, batch_size=config.batch_size,
+             callbacks=callbacks, class_weight=_class_weight(config, y_train.argmax(1), len(names)),
+             shuffle=False, verbose=0)
     _check_cancel(progress)
     return keeper.best
 
 
-def _extraction_reporter(run_dir, reporter, label):
+def _feature_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val):
+    """The head on pooled features: clean ones, or one of K cached augmented views per epoch."""
+    cache, fp = FeatureCache(), fingerprint(dataset)
+    if config.augment:
+        train_x, _ = cached_views(cache, clf.feature_model, config, dataset.root, split.train, fp,
+                                  _extraction_reporter(run_dir, reporter, "augmented features"))
+    else:
+        clean, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.train, fp,
+                                   _extraction_reporter(run_dir, reporter, "train features"))
+        train_x = np.asarray(clean)[None]
+    val_x, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.val, fp,
+                               _extraction_reporter(run_dir, reporter, "validation features"))
+    keras.utils.set_random_seed(config.seed)  # the same head training on a cache hit or a miss
+    return clf.head_model, _view_dataset(np.asarray(train_x), y_train, config), (np.asarray(val_x), y_val)
+
+
+def _map_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val):
+    """The head on cached feature maps, which it augments anew each epoch: one backbone pass per
+    photo instead of K (bench/README.md)."""
+    cache, fp = FeatureCache(), fingerprint(dataset)
+    train_maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.train, fp,
+                                _extraction_reporter(run_dir, reporter, "train feature maps"))
+    val_maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.val, fp,
+                              _extraction_reporter(run_dir, reporter, "validation feature maps"))
+    keras.utils.set_random_seed(config.seed)
+    return (clf.map_head_model, _rows_dataset(train_maps, y_train, config, shuffle=True),
+            _rows_dataset(val_maps, y_val, config, shuffle=False))
+
+
+def _extraction_reporter(run_dir, reporter, what):
     """Progress of a feature-cache build; a cancel request stops it between batches."""
     def report(done, total):
         if cancel_requested(run_dir):
             raise _Cancelled()
-        _stage(reporter, run_dir, f"computing {label} features {done}/{total}", done == total)
+        _stage(reporter, run_dir, f"computing {what} {done}/{total}", done == total)
     return report
 
 
@@ -293,6 +313,23 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
     ds = tf.data.Dataset.zip(index, draws).shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda i, r: (tf.gather_nd(views_t, [r % k, i]), tf.gather(labels_t, i)))
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _rows_dataset(rows: np.ndarray, labels: np.ndarray, config, *, shuffle: bool) -> tf.data.Dataset:
+    """Batches of a memory-mapped array, read from disk as they are needed: the feature maps of
+    a large dataset need not fit in memory."""
+    def read(batch_index):
+        order = np.sort(batch_index)  # ascending rows read the file forwards
+        return np.asarray(rows[order], dtype="float32"), labels[order]
+
+    index = tf.data.Dataset.range(len(labels))
+    if shuffle:
+        index = index.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
+    batches = index.batch(config.batch_size).map(
+        lambda i: tf.numpy_function(read, [i], (tf.float32, tf.float32), stateful=False))
+    shaped = batches.map(lambda x, y: (tf.ensure_shape(x, (None, *rows.shape[1:])),
+                                       tf.ensure_shape(y, (None, labels.shape[1]))))
+    return shaped.prefetch(tf.data.AUTOTUNE)
 
 
 def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, best):
@@ -317,11 +354,29 @@ def _write_metrics(run_dir, clf: Classifier, config, dataset, split, reporter):
         return
     names = dataset.class_names
     if config.cache_features and not trains_from_scratch(config) and not config.fine_tune_blocks:
-        features, _ = cached_features(FeatureCache(), clf.feature_model, config, dataset.root, split.test,
-                                      fingerprint(dataset), _extraction_reporter(run_dir, reporter, "test"))
-        probabilities = clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
+        probabilities = _cached_test_probabilities(run_dir, clf, config, dataset, split, reporter)
         metrics = summarise(probabilities, labels_for(split.test, names), names, split.test)
     else:
         metrics = evaluate_model(clf.model, names, dataset.root, split.test,
                                  batch_size=config.batch_size, image_size=config.image_size)
     write_json(run_dir / METRICS, metrics)
+
+
+def _cached_test_probabilities(run_dir, clf: Classifier, config, dataset, split, reporter) -> np.ndarray:
+    """The head's probabilities on the test photos, through the same cached input it trained on:
+    a maps run reuses the backbone graph it already traced for its maps (augmentation is off
+    outside training, so this equals the full model)."""
+    cache, fp = FeatureCache(), fingerprint(dataset)
+    if _augments_maps(config):
+        maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.test, fp,
+                              _extraction_reporter(run_dir, reporter, "test feature maps"))
+        return np.concatenate([clf.map_head_model.predict_on_batch(np.asarray(maps[i:i + 256]))
+                               for i in range(0, len(maps), 256)])
+    features, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.test, fp,
+                                  _extraction_reporter(run_dir, reporter, "test features"))
+    return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
+
+
+def _augments_maps(config) -> bool:
+    """Whether the head trains on augmented cached feature maps (`augment_cache="maps"`)."""
+    return config.augment and config.augment_cache == "maps"

@@ -139,11 +139,15 @@ def _submit_small_run(at: AppTest) -> AppTest:
 def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, monkeypatch):
     started = []
     monkeypatch.setattr(jobs, "start_worker", lambda root=None: started.append(root))
-    at = _submit_small_run(open_page("pages/2_Train.py"))
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="train_best_augment_cache").set_value("views")
+    at.number_input(key="train_best_views").set_value(3)
+    at = _submit_small_run(at)
     assert_clean(at)
     assert started and len(jobs.queued_runs()) == 1
     run_dir = jobs.queued_runs()[0]
-    assert json.loads((run_dir / "config.json").read_text())["image_size"] == 64
+    stored = json.loads((run_dir / "config.json").read_text())
+    assert (stored["image_size"], stored["augment_cache"], stored["augment_views"]) == (64, "views", 3)
     assert [p.value for p in at.get("progress")] == [0, 0]
     update_status(
         run_dir,

@@ -14,7 +14,7 @@ import pytest
 
 from flower_core.config import make_config
 from flower_core.data import fingerprint, scan_dataset
-from flower_core.features import FeatureCache, cache_key, cached_features, cached_views
+from flower_core.features import FeatureCache, cache_key, cached_features, cached_maps, cached_views
 from flower_core.model import build_classifier
 from flower_core.runs import read_json, read_status
 from flower_core.train import train_new_run
@@ -26,8 +26,8 @@ KEY_BASE = dict(backbone="mobilenet", weights="imagenet", image_size=96, preproc
 KEY_FILES = ["daisy/1.jpg", "rose/2.jpg"]
 
 
-def _key(fp="fingerprint-a", preset="base", views=0, **changes):
-    return cache_key(make_config(preset, **{**KEY_BASE, **changes}), fp, KEY_FILES, views=views)
+def _key(fp="fingerprint-a", preset="base", views=0, maps=False, **changes):
+    return cache_key(make_config(preset, **{**KEY_BASE, **changes}), fp, KEY_FILES, views=views, maps=maps)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def photos(synthetic_dataset):
 
 @pytest.mark.parametrize("change", [
     {"fp": "fingerprint-b"}, {"backbone": "vgg16"}, {"weights": "none"}, {"image_size": 128},
-    {"preprocessing": "imagenet"}, {"pooling": "avg"}, {"views": 5},
+    {"preprocessing": "imagenet"}, {"pooling": "avg"}, {"views": 5}, {"maps": True},
 ])
 def test_cache_key_changes_with_what_changes_the_features(change):
     assert _key(**change) != _key()
@@ -56,6 +56,10 @@ def test_cache_key_changes_with_what_changes_the_features(change):
 ])
 def test_cache_key_ignores_head_and_training_settings(change):
     assert _key(**change) == _key()
+
+
+def test_feature_maps_are_keyed_before_pooling():
+    assert _key(maps=True, pooling="avg") == _key(maps=True, pooling="max")
 
 
 def test_cache_key_follows_the_weights_file(tmp_path):
@@ -94,9 +98,9 @@ def _build_at_once(root, barrier, results):
     cache = FeatureCache(root)
     barrier.wait()
 
-    def build():
+    def build(path):
         time.sleep(0.5)  # both have missed before either publishes
-        return np.arange(24, dtype="float32").reshape(6, 4)
+        np.save(path, np.arange(24, dtype="float32").reshape(6, 4))
 
     array, hit = cache.get_or_build("samekey", build, {"kind": "test"})
     results.put((np.asarray(array).tolist(), hit))
@@ -139,14 +143,40 @@ def test_augmented_views_differ(tiny_features, synthetic_dataset, photos, tmp_pa
     assert len(cache.entries()) == 2
 
 
+def test_feature_maps_are_the_pooled_features_before_pooling(tiny_features, synthetic_dataset, photos, tmp_path):
+    files, fp = photos
+    config = make_config("dropout20", backbone="mobilenet", weights="none", image_size=64, augment_cache="maps")
+    cache = FeatureCache(tmp_path / "cache")
+    maps, hit = cached_maps(cache, tiny_features.map_model, config, synthetic_dataset, files, fp)
+    assert not hit and maps.shape == (len(files), 2, 2, 1024) and maps.dtype == np.float32
+    clean, _ = cached_features(cache, tiny_features.feature_model, config, synthetic_dataset, files, fp)
+    np.testing.assert_allclose(maps.max(axis=(1, 2)), clean, rtol=1e-5, atol=0)  # the fixture pools by max
+    again, hit = cached_maps(cache, tiny_features.map_model, config, synthetic_dataset, files, fp)
+    assert hit and np.array_equal(again, maps)
+    assert sorted(e["kind"] for e in cache.entries()) == ["clean", "feature maps"]
+
+
+def test_a_build_that_fails_leaves_no_staging_folder(tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+
+    def cancelled(path):
+        np.save(path, np.zeros(3))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_build("key", cancelled, {"kind": "test"})
+    assert list(cache.root.iterdir()) == [] and cache.load("key") is None
+
+
+@pytest.mark.parametrize("preset, changes", [("base", {}), ("dropout20", {"augment_cache": "maps"})])
 @needs_mobilenet_weights
-def test_cached_head_matches_end_to_end_accuracy(synthetic_dataset, tmp_path, monkeypatch):
+def test_cached_head_matches_end_to_end_accuracy(preset, changes, synthetic_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(WEIGHTS_DIR))
     accuracy = {"cached": [], "end_to_end": []}
     for seed in (0, 1, 2):
         for name, cache in (("cached", True), ("end_to_end", False)):
-            config = make_config("base", backbone="mobilenet", weights="imagenet", image_size=96, epochs=3,
-                                 seed=seed, cache_features=cache)
+            config = make_config(preset, backbone="mobilenet", weights="imagenet", image_size=96, epochs=3,
+                                 seed=seed, cache_features=cache, **changes)
             run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
             accuracy[name].append(read_json(run_dir / "metrics.json")["test_accuracy"])
     print(json.dumps(accuracy))

@@ -7,7 +7,13 @@ import pytest
 from flower_core.backbones import BACKBONES, build_backbone, get_backbone, weights_status
 from flower_core.config import PRESETS, STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
-from flower_core.model import Preprocess, build_classifier, set_fine_tuning
+from flower_core.model import (
+    MapAugmentation,
+    Preprocess,
+    build_classifier,
+    map_augmentation_layers,
+    set_fine_tuning,
+)
 
 from .conftest import MOBILENET_NO_TOP, WEIGHTS_DIR, needs_mobilenet_weights
 
@@ -56,6 +62,34 @@ def test_feature_and_head_models_share_weights_with_the_full_model():
     full = clf.model.predict(x, verbose=0)
     composed = clf.head_model.predict(clf.feature_model.predict(x, verbose=0), verbose=0)
     np.testing.assert_allclose(full, composed, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_map_head_is_the_head_on_pooled_maps_and_augments_them_only_while_training(pooling):
+    clf = build_classifier(make_config("dropout20", backbone="mobilenet", weights="none", image_size=64,
+                                       pooling=pooling), 3)
+    x = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3)).astype("float32")
+    maps = clf.map_model.predict(x, verbose=0)
+    assert maps.shape == (4, 2, 2, 1024)
+    np.testing.assert_allclose(clf.map_head_model.predict(maps, verbose=0), clf.model.predict(x, verbose=0),
+                               atol=1e-6)
+    assert "augment_maps" in [layer.name for layer in clf.map_head_model.layers]
+
+
+def test_map_augmentation_is_the_keras_layers_on_the_maps_for_the_same_draws():
+    maps = np.random.default_rng(1).random((8, 7, 7, 96)).astype("float32")
+    cheap = np.asarray(MapAugmentation(seed=3)(maps, training=True))
+    direct = np.asarray(keras.Sequential(map_augmentation_layers(seed=3))(maps, training=True))
+    np.testing.assert_allclose(cheap, direct, atol=1e-5)
+    assert np.abs(cheap - maps).max() > 0.1  # the maps really moved
+    assert "augment_flip" not in [layer.name for layer in map_augmentation_layers(seed=3)]  # pooling undoes it
+    np.testing.assert_array_equal(MapAugmentation(seed=3)(maps, training=False), maps)
+
+
+def test_augment_cache_must_be_views_or_maps():
+    assert make_config("dropout20").augment_cache == "maps"
+    with pytest.raises(FlowerError, match="views or maps. Received: augment_cache='pixels'"):
+        make_config("dropout20", augment_cache="pixels")
 
 
 @pytest.mark.parametrize("mode, pixel, expected", [

@@ -12,6 +12,8 @@ import keras
 import pytest
 
 from flower_core.config import PRESETS, make_config
+from flower_core.evaluate import evaluate_run
+from flower_core.features import FeatureCache
 from flower_core.runs import load_run_model, read_history, read_json, read_status
 from flower_core.train import train_new_run
 
@@ -72,6 +74,25 @@ def test_every_preset_trains_on_cached_features(preset, synthetic_dataset, rando
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
     stored = read_json(run_dir / "config.json")
     assert (stored["preset"], stored["dropout"], stored["batch_size"]) == (preset, config.dropout, config.batch_size)
+
+
+@pytest.mark.parametrize("way, kinds", [
+    ("maps", ("feature maps", "feature maps", "feature maps")),  # one backbone pass per photo
+    ("views", ("2 augmented views", "clean", "clean")),
+])
+def test_both_ways_of_caching_augmentation_train_and_score_like_the_saved_model(
+    way, kinds, synthetic_dataset, random_mobilenet_weights, tmp_path
+):
+    config = make_config("dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
+                         epochs=2, augment_cache=way, augment_views=2)
+    run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
+    _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
+    sizes = read_json(run_dir / "config.json")["split_sizes"]
+    entries = sorted((e["kind"], e["photos"]) for e in FeatureCache().entries())
+    assert entries == sorted(zip(kinds, (sizes["train"], sizes["val"], sizes["test"])))
+    # The saved model (the best epoch, written when training ended) scores what the cache scored.
+    metrics = read_json(run_dir / "metrics.json")
+    assert evaluate_run(run_dir)["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-4)
 
 
 def test_fine_tuning_and_end_to_end_training(synthetic_dataset, random_mobilenet_weights, tmp_path):

@@ -11,6 +11,10 @@ from ui.home import online
 IMAGE_SIZES = [32, 64, 96, 128, 160, 192, 224, 256, 299]
 BATCH_SIZES = [8, 16, 32, 64, 128]
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+AUGMENT_CACHE = {
+    "views": "augmented views (K backbone passes)",
+    "maps": "augmented feature maps (1 pass)",
+}
 WEIGHTS = {
     "imagenet": "ImageNet (transfer)",
     "none": "none (train from scratch)",
@@ -33,6 +37,9 @@ HELP = {
     "seed": "Fixes the split, the initial weights and the augmentation.",
     "batchnorm": "Batch normalisation after each dense layer of the head.",
     "augment": "Random shear, zoom, 10° rotation and horizontal flips of the training photos.",
+    "augment_cache": "With augmentation and a frozen backbone: cache K augmented views of each "
+    "photo (K backbone passes), or cache its feature maps once and rotate, zoom and shear them "
+    "anew each epoch (one pass, much faster to start; no flip, which pooling cancels).",
     "reduce_lr": "Divide the learning rate by 5 when the validation loss stops improving.",
     "center": "Use the backbone's ImageNet preprocessing (mean-centering for VGG16) instead of "
     "pixels / 255.",
@@ -157,7 +164,10 @@ def _switches(base, k: str) -> dict:
         "augment": right.toggle(
             "Augmentation", base.augment, key=k + "augment", help=HELP["augment"]
         ),
-        "reduce_lr": left.toggle(
+        "augment_cache": "With augmentation and a frozen backbone: cache K augmented views of each "
+    "photo (K backbone passes), or cache its feature maps once and rotate, zoom and shear them "
+    "anew each epoch (one pass, much faster to start; no flip, which pooling cancels).",
+    "reduce_lr": left.toggle(
             "ReduceLROnPlateau", base.reduce_lr, key=k + "plateau", help=HELP["reduce_lr"]
         ),
         "preprocessing": "imagenet"
@@ -212,8 +222,22 @@ def _advanced(base, k: str) -> dict:
             key=k + "cw",
             help="Weigh rare classes up in the loss.",
         )
+        augment_cache = left.selectbox(
+            "Cache augmented photos as",
+            list(AUGMENT_CACHE),
+            list(AUGMENT_CACHE).index(base.augment_cache),
+            format_func=AUGMENT_CACHE.get,
+            key=k + "augment_cache",
+            help=HELP["augment_cache"],
+        )
+        views = right.number_input(
+            "Augmented views (K)", 1, 20, base.augment_views, key=k + "views",
+            help="With 'augmented views': how many views of each photo are computed and cached.",
+        )
         weights_file = _weights_file(k)
     return {
+        "augment_cache": augment_cache,
+        "augment_views": int(views),
         "pooling": pooling,
         "patience": int(patience),
         "fine_tune_epochs": int(fine_tune_epochs),
