@@ -295,6 +295,8 @@ class RunStore:
             "batch_size": config.get("batch_size"),
             "dropout": config.get("dropout"),
             "augment": config.get("augment"),
+            # Runs from before the option cached augmented views (the only way then).
+            "augment_cache": config.get("augment_cache", "views") if config.get("augment") else None,
             "state": status.get("state"),
             "epochs_done": len(history),
             "best_val_accuracy": max(val_accs) if val_accs else None,

@@ -372,7 +372,7 @@ def test_train_page_shows_the_feature_cache_and_clears_it(synthetic):
     from flower_core.features import FeatureCache
 
     cache = FeatureCache()
-    cache.get_or_build("demo", lambda: np.ones((10, 4), "float32"),
+    cache.get_or_build("demo", lambda path: np.save(path, np.ones((10, 4), "float32")),
                        {"backbone": "mobilenet", "image_size": 64, "photos": 10, "kind": "clean",
                         "preprocessing": "tf"})
     at = open_page("pages/2_Train.py")
