@@ -10,6 +10,7 @@ Nothing is extrapolated: every figure is measured on what ran, which is printed 
     FLOWER_DATA=/work/shared/data/flowers FLOWER_WEIGHTS_DIR=/work/shared/weights \
     python bench/bench_cache_vs_end_to_end.py [--backbone mobilenet] [--image-size 224]
         [--preset dropout20] [--epochs 20] [--subset N] [--augment-views 5] [--weights imagenet]
+        [--ways views maps]
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--augment-views", type=int, default=5)
     parser.add_argument("--weights", default="imagenet", help="imagenet, random or a file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ways", nargs="+", choices=["views", "maps"], default=["views", "maps"],
+                        help="ways of caching augmentation to time (default both)")
     return parser.parse_args()
 
 
@@ -85,7 +88,7 @@ def compare(args: argparse.Namespace, work: Path) -> None:
                     weights=_weights(args.weights, args.backbone, args.image_size, work))
     keras.utils.set_random_seed(args.seed)
     end_to_end = timed_run(make_config(args.preset, cache_features=False, **settings), data, work / "runs")
-    ways = ["views", "maps"] if make_config(args.preset).augment else ["views"]
+    ways = args.ways if make_config(args.preset).augment else [None]  # nothing to augment
     what = {"data": kind, "subset_per_class": args.subset, "backbone": args.backbone,
             "image_size": args.image_size, "preset": args.preset, "epochs": args.epochs,
             "augment_views": args.augment_views, "weights": args.weights, "photos": end_to_end["photos"]}

@@ -70,7 +70,7 @@ def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: in
         "image_size": config.image_size,
         "preprocessing": preprocessing_mode(config),
         "pooling": None if maps else config.pooling,
-        "maps": maps,
+        **({"maps": True} if maps else {}),
         "files": hashlib.sha256("\n".join(files).encode()).hexdigest(),
         "views": views,
         "views_seed": VIEWS_SEED if views else None,
@@ -115,6 +115,7 @@ def _extract(feature_model, forward, root, files, config, views, out_path, progr
     row_shape = tuple(feature_model.output_shape[1:])
     out = np.lib.format.open_memmap(out_path, mode="w+", dtype="float32",
                                     shape=((views,) if views else ()) + (len(files), *row_shape))
+    _reserve(out_path)
     passes = max(views, 1)
     done = 0
     for batch in dataset:
@@ -130,6 +131,13 @@ def _extract(feature_model, forward, root, files, config, views, out_path, progr
             progress(done * passes, len(files) * passes)
     out.flush()
     del out
+
+
+def _reserve(path) -> None:
+    """Allocate a memory-mapped file's blocks now: writing rows into a sparse file on a full disk
+    kills the process (SIGBUS) instead of raising an `OSError` that names the file."""
+    with open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
 
 
 class FeatureCache:

@@ -122,14 +122,14 @@ class RunProgress(keras.callbacks.Callback):
 
 
 class BestModelKeeper(keras.callbacks.Callback):
-    """Keep the weights with the lowest `val_loss`, save the full model atomically when it improves,
-    and restore those weights when training ends (also after a cancel). A save that fails (disk
-    full) leaves the previous best `model.keras` as it was and no temp file behind.
+    """Keep the weights with the lowest `val_loss`, save the full model atomically, and restore
+    those weights when training ends (also after a cancel). A save that fails (disk full) leaves
+    the previous best `model.keras` as it was and no temp file behind.
 
     Saving the whole model, backbone included, takes about 0.7 s for MobileNet, longer than an
-    epoch of a head on cached features; so after one save, improvements within `min_interval`
-    seconds wait, and the best is always written when training ends. A killed run keeps a best
-    model at most that old.
+    epoch of a head on cached features; so the first improvement is written at once, later ones
+    within `min_interval` seconds of the last write wait, and the best is always written when
+    training ends. A run killed (or failing) mid-training keeps a best model at most that old.
 
     Args:
         save_model: the model to save; may differ from the one being fitted (the full model while

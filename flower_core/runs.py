@@ -295,8 +295,7 @@ class RunStore:
             "batch_size": config.get("batch_size"),
             "dropout": config.get("dropout"),
             "augment": config.get("augment"),
-            # Runs from before the option cached augmented views (the only way then).
-            "augment_cache": config.get("augment_cache", "views") if config.get("augment") else None,
+            "augment_cache": _augmented_as(config),
             "state": status.get("state"),
             "epochs_done": len(history),
             "best_val_accuracy": max(val_accs) if val_accs else None,
@@ -337,6 +336,16 @@ class RunStore:
             meta["tags"] = sorted({t.strip() for t in tags if t.strip()})
         write_json(run_dir / META, meta)
         return meta
+
+
+def _augmented_as(config: dict) -> str | None:
+    """How a run's augmentation reached the head: cached `maps` or `views`, `on the fly` when
+    the whole network saw the photos, `None` without augmentation."""
+    if not config.get("augment"):
+        return None
+    if not config.get("cache_features", True) or config.get("weights") == "none":
+        return "on the fly"
+    return config.get("augment_cache", "views")  # runs from before the option cached views
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:

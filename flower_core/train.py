@@ -7,6 +7,7 @@ run that fails, is cancelled or is killed always leaves a readable folder.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import traceback
@@ -46,6 +47,9 @@ from flower_core.runs import (
     request_cancel,
     write_json,
 )
+
+# Feature maps with fewer positions (4 x 4) are too coarse for rotation and zoom to change them.
+MIN_MAP_POSITIONS = 16
 
 
 class _Cancelled(Exception):
@@ -205,6 +209,7 @@ def _train(run_dir, config, stored, reporter):
 
 def _train_in_scope(run_dir, config, dataset, split, reporter):
     clf = build_classifier(config, len(dataset.class_names))
+    config = _augment_cache_for(run_dir, config, clf, reporter)
     total_epochs = config.epochs + (config.fine_tune_epochs if config.fine_tune_blocks else 0)
     if config.cache_features and not trains_from_scratch(config):
         best = _fit_head_on_features(run_dir, config, dataset, split, clf, reporter, total_epochs)
@@ -370,13 +375,27 @@ def _cached_test_probabilities(run_dir, clf: Classifier, config, dataset, split,
     if _augments_maps(config):
         maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.test, fp,
                               _extraction_reporter(run_dir, reporter, "test feature maps"))
-        return np.concatenate([clf.map_head_model.predict_on_batch(np.asarray(maps[i:i + 256]))
+        # `predict`, not `predict_on_batch`: under MirroredStrategy the latter returned every row twice.
+        return np.concatenate([clf.map_head_model.predict(np.asarray(maps[i:i + 256]), batch_size=256, verbose=0)
                                for i in range(0, len(maps), 256)])
     features, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.test, fp,
                                   _extraction_reporter(run_dir, reporter, "test features"))
     return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
 
 
+def _augment_cache_for(run_dir, config, clf: Classifier, reporter) -> TrainConfig:
+    """`config`, with augmented views instead of maps when the backbone's maps are too small to
+    rotate or zoom (MobileNet gives 2 x 2 at 64 px); the run's `config.json` says what ran."""
+    h, w = clf.map_model.output_shape[1:3]
+    if not _augments_maps(config) or h * w >= MIN_MAP_POSITIONS:
+        return config
+    _stage(reporter, run_dir, f"feature maps of {h} x {w} are too small to augment: caching "
+                              f"{config.augment_views} augmented views instead")
+    write_json(run_dir / CONFIG, {**read_json(run_dir / CONFIG), "augment_cache": "views"})
+    return dataclasses.replace(config, augment_cache="views")
+
+
 def _augments_maps(config) -> bool:
     """Whether the head trains on augmented cached feature maps (`augment_cache="maps"`)."""
-    return config.augment and config.augment_cache == "maps"
+    cached = config.cache_features and not trains_from_scratch(config)
+    return cached and config.augment and config.augment_cache == "maps"

@@ -168,16 +168,39 @@ def test_a_build_that_fails_leaves_no_staging_folder(tmp_path):
     assert list(cache.root.iterdir()) == [] and cache.load("key") is None
 
 
-@pytest.mark.parametrize("preset, changes", [("base", {}), ("dropout20", {"augment_cache": "maps"})])
+def test_a_full_disk_while_building_is_an_error_naming_the_entry(tiny_features, synthetic_dataset, photos,
+                                                                   tmp_path, monkeypatch):
+    import errno
+    import os
+
+    files, fp = photos
+    config = make_config("dropout20", backbone="mobilenet", weights="none", image_size=64)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)  # a sparse memory map would die of SIGBUS instead
+    cache = FeatureCache(tmp_path / "cache")
+    with pytest.raises(OSError) as caught:
+        cached_maps(cache, tiny_features.map_model, config, synthetic_dataset, files, fp)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename.startswith(str(cache.root))
+    assert list(cache.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("preset, changes", [
+    ("base", {"image_size": 96}),
+    ("dropout20", {"augment_cache": "maps", "image_size": 128}),  # 4 x 4 maps, the smallest augmented
+])
 @needs_mobilenet_weights
 def test_cached_head_matches_end_to_end_accuracy(preset, changes, synthetic_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(WEIGHTS_DIR))
     accuracy = {"cached": [], "end_to_end": []}
     for seed in (0, 1, 2):
         for name, cache in (("cached", True), ("end_to_end", False)):
-            config = make_config(preset, backbone="mobilenet", weights="imagenet", image_size=96, epochs=3,
+            config = make_config(preset, backbone="mobilenet", weights="imagenet", epochs=3,
                                  seed=seed, cache_features=cache, **changes)
             run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
+            assert read_json(run_dir / "config.json")["augment_cache"] == config.augment_cache
             accuracy[name].append(read_json(run_dir / "metrics.json")["test_accuracy"])
     print(json.dumps(accuracy))
     one_photo = 1 / read_json(run_dir / "config.json")["split_sizes"]["test"]
@@ -197,8 +220,8 @@ from flower_core.train import train_new_run
 
 data, runs, weights = sys.argv[1:]
 keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
-for cache in (False, True):
-    config = make_config("base", backbone="mobilenet", weights=weights, image_size=32, epochs=1,
+for preset, size, cache in (("base", 32, False), ("base", 32, True), ("dropout20", 128, True)):
+    config = make_config(preset, backbone="mobilenet", weights=weights, image_size=size, epochs=1,
                          dense_units=[8], strategy="mirrored", cache_features=cache)
     print(train_new_run(config, data, runs))
 """
@@ -209,13 +232,14 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
         [sys.executable, "-c", MIRRORED_SCRIPT, str(synthetic_dataset), str(tmp_path / "runs"),
          str(tmp_path / "random.weights.h5")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    run_dirs = [Path(line) for line in result.stdout.split()[-2:]]
-    # End to end, then the head on cached features: two runs, as a job worker trains them, in one
-    # process (a fresh MirroredStrategy per run used to fail the second one).
+    run_dirs = [Path(line) for line in result.stdout.split()[-3:]]
+    # End to end, the head on cached features, the head on augmented cached maps: three runs, as a
+    # job worker trains them, in one process (a fresh MirroredStrategy per run used to fail the second).
     for run_dir in run_dirs:
         status = read_status(run_dir)
         assert status["state"] == "done", status
         assert status["replicas"] == 2
+    assert read_json(run_dirs[-1] / "config.json")["augment_cache"] == "maps"
 
 
 def test_pixel_scratch_is_removed_after_use_sweeps_dead_processes_and_survives_a_cache_clear(

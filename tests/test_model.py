@@ -74,6 +74,12 @@ def test_map_head_is_the_head_on_pooled_maps_and_augments_them_only_while_traini
     np.testing.assert_allclose(clf.map_head_model.predict(maps, verbose=0), clf.model.predict(x, verbose=0),
                                atol=1e-6)
     assert "augment_maps" in [layer.name for layer in clf.map_head_model.layers]
+    steady = build_classifier(make_config("dropout20", backbone="mobilenet", weights="none", image_size=224,
+                                          pooling=pooling, dropout=0.0, dense_units=[8]), 3)
+    maps_7x7 = np.random.default_rng(2).random((4, 7, 7, 1024)).astype("float32")
+    inference = np.asarray(steady.map_head_model(maps_7x7, training=False))
+    assert not np.allclose(steady.map_head_model(maps_7x7, training=True), inference, atol=1e-4)  # augmented
+    np.testing.assert_allclose(steady.map_head_model(maps_7x7, training=False), inference, atol=1e-6)
 
 
 def test_map_augmentation_is_the_keras_layers_on_the_maps_for_the_same_draws():

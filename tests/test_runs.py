@@ -45,7 +45,9 @@ def test_create_lists_and_summarises_runs(store):
     assert (row["run_id"], row["preset"], row["epochs_done"]) == (run_dir.name, "base", 2)
     assert (row["best_val_accuracy"], row["test_accuracy"], row["seconds"]) == (0.75, 0.7, 5.0)
     assert row["augment_cache"] is None  # no augmentation
-    for stored, shown in ({"augment_cache": "maps"}, "maps"), ({}, "views"):  # {}: a run from before the option
+    for stored, shown in [({"augment_cache": "maps"}, "maps"), ({}, "views"),  # {}: from before the option
+                          ({"augment_cache": "maps", "cache_features": False}, "on the fly"),
+                          ({"augment_cache": "maps", "weights": "none"}, "on the fly")]:
         augmented = store.create({"preset": "dropout20", "augment": True, **stored}, "dropout20")
         assert store.summary(augmented)["augment_cache"] == shown
 

@@ -76,18 +76,21 @@ def test_every_preset_trains_on_cached_features(preset, synthetic_dataset, rando
     assert (stored["preset"], stored["dropout"], stored["batch_size"]) == (preset, config.dropout, config.batch_size)
 
 
-@pytest.mark.parametrize("way, kinds", [
-    ("maps", ("feature maps", "feature maps", "feature maps")),  # one backbone pass per photo
-    ("views", ("2 augmented views", "clean", "clean")),
+@pytest.mark.parametrize("way, size, kinds, ran", [
+    ("maps", 128, ("feature maps", "feature maps", "feature maps"), "maps"),  # one backbone pass per photo
+    ("views", 64, ("2 augmented views", "clean", "clean"), "views"),
+    ("maps", 64, ("2 augmented views", "clean", "clean"), "views"),  # 2 x 2 maps: too small, views instead
 ])
 def test_both_ways_of_caching_augmentation_train_and_score_like_the_saved_model(
-    way, kinds, synthetic_dataset, random_mobilenet_weights, tmp_path
+    way, size, kinds, ran, synthetic_dataset, random_mobilenet_weights, tmp_path
 ):
-    config = make_config("dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
+    config = make_config("dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=size,
                          epochs=2, augment_cache=way, augment_views=2)
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
-    sizes = read_json(run_dir / "config.json")["split_sizes"]
+    stored = read_json(run_dir / "config.json")
+    assert stored["augment_cache"] == ran
+    sizes = stored["split_sizes"]
     entries = sorted((e["kind"], e["photos"]) for e in FeatureCache().entries())
     assert entries == sorted(zip(kinds, (sizes["train"], sizes["val"], sizes["test"])))
     # The saved model (the best epoch, written when training ended) scores what the cache scored.

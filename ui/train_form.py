@@ -39,7 +39,9 @@ HELP = {
     "augment": "Random shear, zoom, 10° rotation and horizontal flips of the training photos.",
     "augment_cache": "With augmentation and a frozen backbone: cache K augmented views of each "
     "photo (K backbone passes), or cache its feature maps once and rotate, zoom and shear them "
-    "anew each epoch (one pass, much faster to start; no flip, which pooling cancels).",
+    "anew each epoch (one pass, much faster to start; no flip, which pooling cancels). Maps "
+    "smaller than 4 x 4 (below 128 px for most backbones) are too coarse to augment: such runs "
+    "cache views instead.",
     "reduce_lr": "Divide the learning rate by 5 when the validation loss stops improving.",
     "center": "Use the backbone's ImageNet preprocessing (mean-centering for VGG16) instead of "
     "pixels / 255.",
@@ -164,10 +166,7 @@ def _switches(base, k: str) -> dict:
         "augment": right.toggle(
             "Augmentation", base.augment, key=k + "augment", help=HELP["augment"]
         ),
-        "augment_cache": "With augmentation and a frozen backbone: cache K augmented views of each "
-    "photo (K backbone passes), or cache its feature maps once and rotate, zoom and shear them "
-    "anew each epoch (one pass, much faster to start; no flip, which pooling cancels).",
-    "reduce_lr": left.toggle(
+        "reduce_lr": left.toggle(
             "ReduceLROnPlateau", base.reduce_lr, key=k + "plateau", help=HELP["reduce_lr"]
         ),
         "preprocessing": "imagenet"
