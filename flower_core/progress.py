@@ -127,9 +127,10 @@ class BestModelKeeper(keras.callbacks.Callback):
     the previous best `model.keras` as it was and no temp file behind.
 
     Saving the whole model, backbone included, takes about 0.7 s for MobileNet, longer than an
-    epoch of a head on cached features; so the first improvement is written at once, later ones
-    within `min_interval` seconds of the last write wait, and the best is always written when
-    training ends. A run killed (or failing) mid-training keeps a best model at most that old.
+    epoch of a head on cached features; so an improvement is written only when `min_interval`
+    seconds have passed since training began or since the last write, and the best is always
+    written when training ends: a short run saves once. A run killed (or failing) mid-training
+    keeps a best model at most that old.
 
     Args:
         save_model: the model to save; may differ from the one being fitted (the full model while
@@ -149,7 +150,7 @@ class BestModelKeeper(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.best = self.initial_best
         self.best_weights = None
-        self._saved_at = -np.inf
+        self._saved_at = time.monotonic()
         self._unsaved = False
 
     def on_epoch_end(self, epoch, logs=None):

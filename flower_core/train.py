@@ -50,6 +50,9 @@ from flower_core.runs import (
 
 # Feature maps with fewer positions (4 x 4) are too coarse for rotation and zoom to change them.
 MIN_MAP_POSITIONS = 16
+# A head step on cached features takes a few milliseconds, about as long as Keras's own work
+# around each step; running this many steps per call cut a MobileNet head epoch by a third.
+HEAD_STEPS_PER_EXECUTION = 16
 
 
 class _Cancelled(Exception):
@@ -154,11 +157,12 @@ def _prepare_data(run_dir, config, stored, reporter) -> tuple[Dataset, Split]:
     return dataset, split
 
 
-def _compile(model, config, learning_rate):
+def _compile(model, config, learning_rate, steps_per_execution=1):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
 
 
@@ -262,7 +266,7 @@ def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, repo
         head, train, validation = _map_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
     else:
         head, train, validation = _feature_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
-    _compile(head, config, config.learning_rate)
+    _compile(head, config, config.learning_rate, HEAD_STEPS_PER_EXECUTION)
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, "head")
     head.fit(train, epochs=config.epochs, validation_data=validation, batch_size=config.batch_size,
              callbacks=callbacks, class_weight=_class_weight(config, y_train.argmax(1), len(names)),
