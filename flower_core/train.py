@@ -50,8 +50,8 @@ from flower_core.runs import (
 
 # Feature maps with fewer positions (4 x 4) are too coarse for rotation and zoom to change them.
 MIN_MAP_POSITIONS = 16
-# A head step on cached features takes a few milliseconds, about as long as Keras's own work
-# around each step; running this many steps per call cut a MobileNet head epoch by a third.
+# A head step on cached features takes a few milliseconds, not much more than Keras's own work
+# around each step, so the head runs this many steps per call (bench/README.md).
 HEAD_STEPS_PER_EXECUTION = 16
 
 
