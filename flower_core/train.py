@@ -51,7 +51,8 @@ from flower_core.runs import (
 # Feature maps with fewer positions (4 x 4) are too coarse for rotation and zoom to change them.
 MIN_MAP_POSITIONS = 16
 # A head step on cached features takes a few milliseconds, not much more than Keras's own work
-# around each step, so the head runs this many steps per call (bench/README.md).
+# around each step, so the head runs this many steps per call (bench/README.md); not under a
+# distribution strategy, where TF 2.21 fails such a call ("You must feed a value for placeholder").
 HEAD_STEPS_PER_EXECUTION = 16
 
 
@@ -266,7 +267,8 @@ def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, repo
         head, train, validation = _map_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
     else:
         head, train, validation = _feature_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
-    _compile(head, config, config.learning_rate, HEAD_STEPS_PER_EXECUTION)
+    steps = 1 if tf.distribute.has_strategy() else HEAD_STEPS_PER_EXECUTION
+    _compile(head, config, config.learning_rate, steps)
     callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, "head")
     head.fit(train, epochs=config.epochs, validation_data=validation, batch_size=config.batch_size,
              callbacks=callbacks, class_weight=_class_weight(config, y_train.argmax(1), len(names)),
