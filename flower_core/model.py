@@ -208,9 +208,8 @@ def set_fine_tuning(classifier: Classifier, backbone_name: str, blocks: int) -> 
     block stay frozen, and so does every batch-norm layer, the head's included (inference mode).
 
     A head batch-norm left training follows batch statistics while the unfrozen blocks move its
-    inputs, and its moving averages lag behind them: on the real photos validation accuracy then
-    swung between 0.77 and 0.90 from epoch to epoch, against 0.88 to 0.92 with it frozen
-    (docs/RESULTS.md).
+    inputs, and its moving averages lag behind them: validation accuracy then swung from epoch
+    to epoch (0.77 to 0.90 on the real photos, 0.88 to 0.92 with it frozen; docs/RESULTS.md).
 
     Returns:
         The names of the backbone layers made trainable.
