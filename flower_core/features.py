@@ -43,6 +43,9 @@ StageReporter = Callable[[int, int], None]
 # Augmented views are drawn with one fixed seed, so runs that differ only in their seed (for
 # seed-noise estimates) share one cache entry instead of recomputing the backbone K times each.
 VIEWS_SEED = 1234
+# Bumped whenever the augmentation draws differently for the same seed, so that cached views
+# made by older code are recomputed: 2 seeds each augmentation layer on its own.
+VIEWS_DRAWS = 2
 
 
 def resolve_cache_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -74,6 +77,7 @@ def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: in
         "files": hashlib.sha256("\n".join(files).encode()).hexdigest(),
         "views": views,
         "views_seed": VIEWS_SEED if views else None,
+        **({"views_draws": VIEWS_DRAWS} if views else {}),
         "keras": keras.__version__,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]

@@ -10,6 +10,7 @@ from flower_core.errors import FlowerError
 from flower_core.model import (
     MapAugmentation,
     Preprocess,
+    augmentation_layers,
     build_classifier,
     map_augmentation_layers,
     set_fine_tuning,
@@ -90,6 +91,22 @@ def test_map_augmentation_is_the_keras_layers_on_the_maps_for_the_same_draws():
     assert np.abs(cheap - maps).max() > 0.1  # the maps really moved
     assert "augment_flip" not in [layer.name for layer in map_augmentation_layers(seed=3)]  # pooling undoes it
     np.testing.assert_array_equal(MapAugmentation(seed=3)(maps, training=False), maps)
+
+
+def test_augmentation_draws_each_transform_independently():
+    """One seed for every layer drew the same numbers for each: every photo turned as much as it
+    zoomed, so the augmentation covered a line instead of the whole range."""
+    flip, rotation, zoom, shear = augmentation_layers(seed=7)
+    photos = np.zeros((500, 8, 8, 3), "float32")
+    draws = {
+        "flip": np.asarray(flip.get_random_transformation(photos, training=True)["flips"], "float32").ravel(),
+        "rotation": np.asarray(rotation.get_random_transformation(photos, training=True)["angle"]).ravel(),
+        "zoom": np.asarray(zoom.get_random_transformation(photos, training=True)["height_zoom"]).ravel(),
+        "shear": np.asarray(shear.get_random_transformation(photos, training=True)["shear_factor"])[:, 0],
+    }
+    correlations = np.corrcoef(np.stack(list(draws.values())))
+    off_diagonal = np.abs(correlations[~np.eye(len(draws), dtype=bool)])
+    assert off_diagonal.max() < 0.2, dict(zip(draws, correlations.round(2).tolist()))
 
 
 def test_augment_cache_must_be_views_or_maps():
