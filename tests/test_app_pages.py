@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from flower_core import jobs
+from flower_core.config import SUGGESTED_PRESET, make_config
 from flower_core.progress import update_status
 from flower_core.runs import append_jsonl
 
@@ -134,6 +135,12 @@ def _submit_small_run(at: AppTest) -> AppTest:
     at.number_input(key=key + "epochs").set_value(3)
     at.get("form_submit_button")[0].click()
     return at.run()
+
+
+def test_train_page_opens_on_the_suggested_preset_and_its_image_size(synthetic):
+    at = open_page("pages/2_Train.py")
+    assert_clean(at)
+    assert at.select_slider(key="train_best_image_size").value == make_config(SUGGESTED_PRESET).image_size == 384
 
 
 def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, monkeypatch):

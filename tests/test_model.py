@@ -33,6 +33,7 @@ def test_presets_follow_the_study():
     assert batchnorm.batchnorm and batchnorm.reduce_lr and batchnorm.dropout == 0.2
     best = make_config("best")
     assert (best.pooling, best.label_smoothing, best.augment, best.batchnorm) == ("avg", 0.1, False, True)
+    assert best.image_size == 384
 
 
 def test_overrides_win_over_presets_and_bad_values_are_refused():

@@ -1,7 +1,8 @@
 """On the real "Flowers Recognition" photos with ImageNet MobileNet weights (skipped when absent).
 
-At 224 px the frozen MobileNet's features take about a minute per preprocessing mode on 2 cores
-and the heads train in seconds per epoch; the full figures (3 seeds) are in docs/RESULTS.md.
+The frozen MobileNet's features take about a minute per preprocessing mode at 224 px on 2 cores
+(`base`) and about 3 times that at 384 px (`best`); the heads train in seconds per epoch. The
+full figures (3 seeds) are in docs/RESULTS.md.
 """
 
 import pytest

@@ -8,7 +8,7 @@ from flower_core.backbones import BACKBONES, DEFAULT_BACKBONE, weights_status
 from flower_core.config import PRESET_DESCRIPTIONS, PRESETS, STUDY_RESULTS, SUGGESTED_PRESET, make_config
 from ui.home import online
 
-IMAGE_SIZES = [32, 64, 96, 128, 160, 192, 224, 256, 299]
+IMAGE_SIZES = [32, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512]
 BATCH_SIZES = [8, 16, 32, 64, 128]
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 AUGMENT_CACHE = {
