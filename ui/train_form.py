@@ -5,7 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from flower_core.backbones import BACKBONES, DEFAULT_BACKBONE, weights_status
-from flower_core.config import PRESET_DESCRIPTIONS, PRESETS, STUDY_RESULTS, SUGGESTED_PRESET, make_config
+from flower_core.config import (
+    BEST_RESULT,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    STUDY_RESULTS,
+    SUGGESTED_PRESET,
+    make_config,
+)
 from ui.home import online
 
 IMAGE_SIZES = [32, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512]
@@ -77,9 +84,10 @@ def preset_picker() -> str:
         loss, accuracy = STUDY_RESULTS[preset]
         result = f"Study: test accuracy **{accuracy:.2%}**, loss {loss:.4f} (VGG16)."
     else:
+        mean, sd = BEST_RESULT
         result = (
-            "Suggested: 93.1% ± 0.5 test accuracy over 3 seeds with MobileNet on the real photos "
-            "(docs/RESULTS.md)."
+            f"Suggested: {mean:.1%} ± {sd * 100:.1f} test accuracy over 3 seeds with MobileNet on the "
+            "real photos (docs/RESULTS.md)."
         )
     st.caption(f"{PRESET_DESCRIPTIONS[preset]}. {result}")
     return preset
