@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Install everything the tests need on a fresh Debian machine, then run the whole test suite.
+# Install what the tests need into the project's .venv, then run the tests.
+#   bash scripts/test.sh            every test (what CI runs)
+#   bash scripts/test.sh --quick    the quick tier: no browser, no real data, no slow training
+# Other arguments go to pytest, e.g. `bash scripts/test.sh --quick tests/test_config.py -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -r requirements-dev.txt
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
+REQUIREMENTS=requirements-dev.txt
+source scripts/venv.sh
+quick=0
+args=()
+for arg in "$@"; do
+  if [ "$arg" = --quick ]; then quick=1; else args+=("$arg"); fi
+done
+if [ "$quick" = 1 ]; then
+  args=(-m "not slow and not e2e and not real_data" ${args[@]+"${args[@]}"})
+elif ! command -v chromium >/dev/null 2>&1; then
+  # The browser tests drive Debian's chromium (Playwright's own browser download needs the internet).
+  as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
 fi
 # Real-data tests use the photos and MobileNet weights beside the project when they exist.
 if [ -d ../shared/data/flowers ]; then export FLOWER_DATA="${FLOWER_DATA:-$(cd ../shared/data/flowers && pwd)}"; fi
 if [ -d ../shared/weights ]; then export FLOWER_WEIGHTS_DIR="${FLOWER_WEIGHTS_DIR:-$(cd ../shared/weights && pwd)}"; fi
-python3 -m ruff check .
-python3 -m pytest "$@"
+"$PY" -m ruff check .
+"$PY" -m pytest ${args[@]+"${args[@]}"}
