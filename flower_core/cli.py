@@ -7,6 +7,7 @@ data, missing weights) exits with status 2 and one line on stderr, never a trace
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -56,44 +57,13 @@ def _cmd_eda(args) -> None:
     _emit(args, report, format_report(report))
 
 
-def _units(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise FlowerError(f"--dense-units takes comma-separated integers. Received: {text!r}") from None
-
-
 def _cmd_train(args) -> None:
-    from flower_core.config import make_config
+    from flower_core.config import SETTINGS, make_config
     from flower_core.data import resolve_data_root
     from flower_core.progress import TerminalReporter
     from flower_core.train import train_new_run
 
-    overrides = {
-        "backbone": args.backbone,
-        "weights": args.weights,
-        "image_size": args.image_size,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "fine_tune_blocks": args.fine_tune_blocks,
-        "learning_rate": args.learning_rate,
-        "cache_features": False if args.no_cache else None,
-        "strategy": args.strategy,
-        "preprocessing": args.preprocessing,
-        "pooling": args.pooling,
-        "dropout": args.dropout,
-        "label_smoothing": args.label_smoothing,
-        "augment_views": args.augment_views,
-        "augment_cache": args.augment_cache,
-        "fine_tune_epochs": args.fine_tune_epochs,
-        "fine_tune_learning_rate": args.fine_tune_learning_rate,
-        "patience": args.patience,
-        "augment": args.augment,
-        "dense_units": _units(args.dense_units),
-    }
+    overrides = {name: getattr(args, name) for name in SETTINGS}
     config = make_config(args.preset, **overrides)
     reporter = None if args.json else TerminalReporter()
     run_dir = train_new_run(config, resolve_data_root(args.data), args.runs, reporter=reporter,
@@ -148,7 +118,58 @@ def _cmd_worker(args) -> None:
     run_worker(args.runs)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _presets_text() -> str:
+    from flower_core.config import PRESET_DESCRIPTIONS
+
+    width = max(map(len, PRESET_DESCRIPTIONS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in PRESET_DESCRIPTIONS.items()]
+    return "presets (each setting option overrides the preset's value):\n" + "\n".join(lines)
+
+
+def _defaults_text(name: str) -> str:
+    """"(default X; Y in presets a, b)": the base value and the presets that change it."""
+    from flower_core.config import DEFAULTS, PRESETS
+
+    def shown(value):
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    by_value: dict[str, list[str]] = {}
+    for preset, changes in PRESETS.items():
+        if name in changes:
+            by_value.setdefault(shown(changes[name]), []).append(preset)
+    presets = "; ".join(f"{value} in {', '.join(names)}" for value, names in by_value.items())
+    return f"(default {shown(getattr(DEFAULTS, name))}{'; ' + presets if presets else ''})"
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per training setting, from `config.SETTINGS`: help, choices and type."""
+    import functools
+
+    from flower_core.config import DEFAULT_PRESET, SETTINGS, TrainConfig, parse_setting
+
+    parser.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME",
+                        help=f"the recipe every setting starts from (default {DEFAULT_PRESET}; listed below)")
+    kinds = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for name, spec in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        text = f"{spec.help} {_defaults_text(name)}".replace("%", "%%")
+        if kinds[name] == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+            for alias in spec.cli_aliases:
+                parser.add_argument(alias, dest=name, action="store_false", help=f"same as --no-{flag[2:]}")
+            continue
+        parse = {"int": int, "float": float, "str": str}.get(kinds[name]) or functools.partial(parse_setting, name)
+        # Choices are checked by `TrainConfig.validate`, whose message names the setting.
+        metavar = "{" + ",".join(spec.choices) + "}" if spec.choices else name.upper()
+        parser.add_argument(flag, type=parse, default=None, help=text, metavar=metavar)
+
+
+# Commands that never need TensorFlow: their parser is built without the training settings,
+# whose choices (the backbones) come from Keras.
+LIGHT_COMMANDS = ("synth", "eda", "runs")
+
+
+def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m flower_core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -164,38 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.set_defaults(handler=_cmd_eda)
 
-    p = sub.add_parser("train", help="train a model and store it as a run")
-    p.add_argument("--data")
-    p.add_argument("--runs")
-    p.add_argument("--preset", default="base")
-    p.add_argument("--backbone")
-    p.add_argument("--weights", help="imagenet, none or a weights file path")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--fine-tune-blocks", type=int)
-    p.add_argument("--fine-tune-epochs", type=int)
-    p.add_argument("--fine-tune-learning-rate", type=float,
-                   help="Adam learning rate of the fine-tuning phase (default 1e-5)")
-    p.add_argument("--preprocessing", choices=["rescale", "imagenet"])
-    p.add_argument("--pooling", choices=["max", "avg"])
-    p.add_argument("--dense-units", help="comma-separated head sizes, e.g. 512,128")
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--augment-views", type=int, help="cached augmented views per photo")
-    p.add_argument("--augment-cache", choices=["maps", "views"],
-                   help="with augmentation on a frozen backbone: cache each photo's feature maps and "
-                        "augment them every epoch (maps, one backbone pass; the default) or cache K "
-                        "augmented views of each photo (views, K passes)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="study augmentation on or off (overrides the preset)")
+    p = sub.add_parser("train", help="train a model and store it as a run",
+                       epilog=_presets_text() if with_settings else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="the dataset folder, <root>/<class>/<photo> (default: FLOWER_DATA, "
+                   "else data/flowers)")
+    p.add_argument("--runs", help="where run folders go (default: FLOWER_RUNS, else runs/)")
     p.add_argument("--split", help="reuse the split.json of an earlier run")
-    p.add_argument("--no-cache", action="store_true", help="train end to end, no feature cache")
-    p.add_argument("--strategy", choices=["default", "mirrored"],
-                   help="mirrored: data-parallel over all GPUs (or logical CPUs)")
+    if with_settings:
+        _add_setting_options(p)
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a run on its test split or a folder")
@@ -232,10 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    light = bool(argv) and argv[0] in LIGHT_COMMANDS
     try:
-        args = build_parser().parse_args(argv)
-        if args.command not in ("synth", "eda", "runs"):
+        if not light:
             _import_tensorflow_quietly()
+        args = build_parser(with_settings=not light).parse_args(argv)
         args.handler(args)
     except FlowerError as error:
         print(f"error: {error}", file=sys.stderr)

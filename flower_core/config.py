@@ -6,9 +6,11 @@ A run's `config.json` is `TrainConfig.to_json()` plus what the run learned about
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from flower_core.backbones import BACKBONES, DEFAULT_BACKBONE
+from flower_core.data import DEFAULT_SPLIT
 from flower_core.errors import FlowerError
 
 PREPROCESSING_CHOICES = ("rescale", "imagenet")
@@ -16,63 +18,197 @@ POOLING_CHOICES = ("max", "avg")
 STRATEGY_CHOICES = ("default", "mirrored")
 # How a frozen backbone's augmented training photos are cached (flower_core/features.py).
 AUGMENT_CACHE_CHOICES = ("views", "maps")
+# ReduceLROnPlateau multiplies the learning rate by this when the validation loss stalls.
+REDUCE_LR_FACTOR = 0.2
+# Feature maps with fewer positions (4 x 4) are too coarse for rotation and zoom to change them.
+MIN_MAP_POSITIONS = 16
+# Seeds go to NumPy, TensorFlow and Python's `random`; this range suits all three.
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the command line, the Train form and `validate` know about one training setting.
+
+    Args:
+        help: one or two sentences for a user, the CLI's `--help` and the form's tooltip.
+        label: the form's label, in sentence case; its lower case names the setting in errors.
+        choices: the allowed values, for a setting with a fixed list.
+        minimum, maximum: inclusive limits; `above` and `below` are exclusive ones.
+        options: the values the form offers on a slider (the CLI takes any valid value).
+        unit: shown after the form's label, e.g. "px".
+        cli_aliases: extra spellings on the command line that set a boolean to False.
+    """
+
+    help: str
+    label: str
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    below: float | None = None
+    options: tuple = ()
+    unit: str = ""
+    cli_aliases: tuple = ()
+
+    @property
+    def noun(self) -> str:
+        return self.label[0].lower() + self.label[1:]
+
+    def limits_text(self) -> str:
+        """The allowed range in words, e.g. "between 32 and 1024", "positive", "in [0, 1)"."""
+        low = None if self.minimum is None else f"[{_number(self.minimum)}"
+        low = low or (None if self.above is None else f"({_number(self.above)}")
+        high = None if self.maximum is None else f"{_number(self.maximum)}]"
+        high = high or (None if self.below is None else f"{_number(self.below)})")
+        if self.above == 0 and high is None:
+            return "positive"
+        if low and high:
+            if low.startswith("[") and high.endswith("]"):
+                return f"between {low[1:]} and {high[:-1]}"
+            return f"in {low}, {high}"
+        if low:
+            return f"at least {low[1:]}" if low.startswith("[") else f"above {low[1:]}"
+        return f"below {high[:-1]}" if high else ""
+
+    def problem(self, value) -> str | None:
+        """Why `value` is not allowed, in the words of `validate`'s errors; None when it is."""
+        if self.choices and value not in self.choices:
+            names = [str(c) for c in self.choices]
+            allowed = " or ".join(names) if len(names) == 2 else "one of " + ", ".join(names)
+            return f"{self.noun} must be {allowed}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                return f"{self.noun} must be a finite number"
+            outside = (
+                (self.minimum is not None and value < self.minimum)
+                or (self.maximum is not None and value > self.maximum)
+                or (self.above is not None and value <= self.above)
+                or (self.below is not None and value >= self.below)
+            )
+            if outside:
+                return f"{self.noun} must be {self.limits_text()}"
+        return None
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def setting(default, help: str, label: str, **spec):
+    """A `TrainConfig` field whose `Setting` is its one description (dataclass field metadata)."""
+    factory = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"setting": Setting(help, label, **spec)}, **factory)
+
+
+# Python's own types of each field, for the type check in `validate` (a run's config.json, or a
+# value typed by hand, may hold anything).
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "list[int]": list}
 
 
 @dataclass
 class TrainConfig:
-    """All settings of one training run; defaults are the study's `base` recipe on VGG16."""
+    """All settings of one training run; defaults are the study's `base` recipe on VGG16.
+
+    Each field but `preset` is a `setting(...)`: its help, limits and choices feed the command
+    line (`flower_core/cli.py`), the Train form (`ui/train_form.py`) and `validate`.
+    """
 
     preset: str = "base"
-    backbone: str = DEFAULT_BACKBONE
-    weights: str = "imagenet"
-    image_size: int = 224
-    preprocessing: str = "rescale"
-    pooling: str = "max"
-    dense_units: list[int] = field(default_factory=lambda: [512, 128])
-    dropout: float = 0.0
-    batchnorm: bool = False
-    augment: bool = False
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    patience: int = 5
-    reduce_lr: bool = False
-    class_weights: bool = False
-    label_smoothing: float = 0.0
-    seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    fine_tune_blocks: int = 0
-    fine_tune_epochs: int = 10
-    fine_tune_learning_rate: float = 1e-5
-    cache_features: bool = True
-    augment_views: int = 5
+    backbone: str = setting(
+        DEFAULT_BACKBONE, "The pretrained network whose features the new head learns from.",
+        "Backbone", choices=tuple(BACKBONES))
+    weights: str = setting(
+        "imagenet", "imagenet (transfer learning from a frozen backbone), none (the whole network "
+        "trains from random weights: the no-transfer baseline) or the path of a weights file.",
+        "Weights")
+    image_size: int = setting(
+        224, "Photos are resized to this square size, in pixels. Smaller trains much faster.",
+        "Image size", minimum=32, maximum=1024, unit="px",
+        options=(32, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512))
+    preprocessing: str = setting(
+        "rescale", "rescale: pixels / 255; imagenet: the backbone's own ImageNet preprocessing "
+        "(mean-centering for VGG16).", "Preprocessing", choices=PREPROCESSING_CHOICES)
+    pooling: str = setting(
+        "max", "Global pooling of the backbone's feature maps.", "Pooling", choices=POOLING_CHOICES)
+    dense_units: list[int] = setting(
+        [512, 128], "The head's dense layers, comma-separated sizes, e.g. 512,128.", "Dense units")
+    dropout: float = setting(
+        0.0, "Share of the head's units dropped at random while training (0 = off).", "Dropout",
+        minimum=0, below=1, options=tuple(round(0.05 * i, 2) for i in range(17)))
+    batchnorm: bool = setting(False, "Batch normalisation after each dense layer of the head.",
+                              "Batch-norm in the head")
+    augment: bool = setting(
+        False, "Random shear, zoom, 10° rotation and horizontal flips of the training photos.",
+        "Augmentation")
+    epochs: int = setting(
+        30, "The most passes over the training photos; early stopping may end sooner.", "Epochs",
+        minimum=1)
+    batch_size: int = setting(32, "Photos per gradient step.", "Batch size", minimum=1,
+                              options=(8, 16, 32, 64, 128))
+    learning_rate: float = setting(
+        1e-3, "Adam's step size for the head (1e-3 in the study).", "Learning rate", above=0,
+        options=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
+    patience: int = setting(
+        5, "Early stopping: epochs without a lower validation loss before training stops.",
+        "Early-stopping patience", minimum=0)
+    reduce_lr: bool = setting(
+        False, f"ReduceLROnPlateau: multiply the learning rate by {REDUCE_LR_FACTOR:g} when the "
+        "validation loss stops improving.", "ReduceLROnPlateau")
+    class_weights: bool = setting(False, "Weigh rare classes up in the loss.", "Class weights")
+    label_smoothing: float = setting(
+        0.0, "Soften the one-hot targets by this much (0 = off).", "Label smoothing",
+        minimum=0, below=1)
+    seed: int = setting(DEFAULT_SPLIT["seed"], "Fixes the split, the initial weights and the augmentation.", "Seed",
+                        minimum=0, maximum=MAX_SEED)
+    val_fraction: float = setting(DEFAULT_SPLIT["val_fraction"], "Share of each class held out for validation.",
+                                  "Validation fraction", minimum=0, below=1)
+    test_fraction: float = setting(DEFAULT_SPLIT["test_fraction"], "Share of each class held out for the final test.",
+                                   "Test fraction", minimum=0, below=1)
+    fine_tune_blocks: int = setting(
+        0, "Unfreeze the backbone's last N blocks after the head converges (0 = keep it frozen).",
+        "Fine-tune blocks", minimum=0, maximum=20)
+    fine_tune_epochs: int = setting(10, "Epochs of fine-tuning, when fine-tune blocks > 0.",
+                                    "Fine-tune epochs", minimum=1)
+    fine_tune_learning_rate: float = setting(
+        1e-5, "Adam's step size while fine-tuning.", "Fine-tune learning rate", above=0)
+    cache_features: bool = setting(
+        True, "Compute a frozen backbone's features once and train the head on them; off: "
+        "train end to end on the photos every epoch.", "Cache features", cli_aliases=("--no-cache",))
+    augment_views: int = setting(
+        5, "With augment cache 'views': how many augmented views of each photo are computed and "
+        "cached.", "Augmented views (K)", minimum=1, maximum=50)
     # Augmented feature maps: one backbone pass per photo, as accurate as K = 5 views or more
     # (docs/RESULTS.md); "views" caches K augmented photos' features instead.
-    augment_cache: str = "maps"
-    strategy: str = "default"
+    augment_cache: str = setting(
+        "maps", "With augmentation and a frozen backbone: cache each photo's feature maps once and "
+        "rotate, zoom and shear them anew each epoch (maps: one backbone pass, much faster to "
+        "start; no flip, which pooling cancels), or cache K augmented views of each photo (views: "
+        f"K passes). Maps smaller than {math.isqrt(MIN_MAP_POSITIONS)} x "
+        f"{math.isqrt(MIN_MAP_POSITIONS)} (below 128 px for most backbones) are too coarse to "
+        "augment: such runs cache views instead.", "Augment cache", choices=AUGMENT_CACHE_CHOICES)
+    strategy: str = setting(
+        "default", "mirrored: data-parallel over all GPUs (or logical CPUs).", "Strategy",
+        choices=STRATEGY_CHOICES)
 
     def validate(self) -> TrainConfig:
         """Check every value up front, with the received value and the fix in the message."""
-        checks = [
-            (self.backbone in BACKBONES, f"backbone must be one of {', '.join(BACKBONES)}", "backbone"),
-            (self.preprocessing in PREPROCESSING_CHOICES, "preprocessing must be rescale or imagenet", "preprocessing"),
-            (self.pooling in POOLING_CHOICES, "pooling must be max or avg", "pooling"),
-            (32 <= self.image_size <= 1024, "image size must be between 32 and 1024 pixels", "image_size"),
-            (self.epochs >= 1, "epochs must be at least 1", "epochs"),
-            (self.batch_size >= 1, "batch size must be at least 1", "batch_size"),
-            (self.learning_rate > 0, "learning rate must be positive", "learning_rate"),
-            (0 <= self.dropout < 1, "dropout must be in [0, 1)", "dropout"),
-            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)", "label_smoothing"),
-            (self.fine_tune_blocks >= 0, "fine-tune blocks must be 0 or more", "fine_tune_blocks"),
-            (self.fine_tune_learning_rate > 0, "fine-tune learning rate must be positive",
-             "fine_tune_learning_rate"),
-            (self.augment_views >= 1, "augmented views must be at least 1", "augment_views"),
-            (self.augment_cache in AUGMENT_CACHE_CHOICES, "augment cache must be views or maps", "augment_cache"),
-            (self.strategy in STRATEGY_CHOICES, "strategy must be default or mirrored", "strategy"),
-            (all(u >= 1 for u in self.dense_units), "dense units must be positive", "dense_units"),
+        for name, spec in SETTINGS.items():
+            value = getattr(self, name)
+            expected = _TYPES[_FIELDS[name].type]
+            if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+                message = f"{spec.noun} must be of type {_FIELDS[name].type}"
+            else:
+                message = spec.problem(value)
+            if message:
+                raise FlowerError(f"{message}. Received: {name}={value!r}")
+        extra = [
+            (all(isinstance(u, int) and u >= 1 for u in self.dense_units), "dense units must be positive",
+             "dense_units"),
+            (self.val_fraction + self.test_fraction < 1, "validation and test fractions must add up to less "
+             "than 1", "test_fraction"),
         ]
-        for ok, message, name in checks:
+        for ok, message, name in extra:
             if not ok:
                 raise FlowerError(f"{message}. Received: {name}={getattr(self, name)!r}")
         return self
@@ -84,6 +220,38 @@ class TrainConfig:
     def from_json(cls, data: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# Every training setting, in the order of `TrainConfig`'s fields: the single source of their
+# help, labels, limits and choices.
+SETTINGS: dict[str, Setting] = {
+    name: f.metadata["setting"] for name, f in _FIELDS.items() if "setting" in f.metadata
+}
+DEFAULTS = TrainConfig()
+
+
+def parse_setting(name: str, text: str):
+    """`text` (as typed on a command line or in a sweep grid) as the value of setting `name`.
+
+    Example: `parse_setting("dense_units", "512,128")` is `[512, 128]`; `parse_setting("augment",
+    "yes")` is True. A value of the wrong kind is a `FlowerError` naming the setting.
+    """
+    if name not in SETTINGS:
+        raise FlowerError(f"unknown setting {name!r}. Choose one of: {', '.join(SETTINGS)}")
+    kind, text = _FIELDS[name].type, text.strip()
+    try:
+        if kind == "bool":
+            words = {"true": True, "yes": True, "on": True, "1": True,
+                     "false": False, "no": False, "off": False, "0": False}
+            return words[text.lower()]
+        if kind == "list[int]":
+            return [int(part) for part in text.split(",")]
+        return {"int": int, "float": float, "str": str}[kind](text)
+    except (KeyError, ValueError):
+        example = {"bool": "true or false", "list[int]": "comma-separated integers, e.g. 512,128"}
+        raise FlowerError(f"{SETTINGS[name].noun} takes {example.get(kind, 'a value of type ' + kind)}. "
+                          f"Received: {name}={text!r}") from None
 
 
 _AUGMENTED = {"dropout": 0.5, "augment": True}
@@ -106,8 +274,10 @@ PRESETS: dict[str, dict] = {
     # Our best frozen-backbone recipe on the real photos (docs/RESULTS.md): the study's last step
     # with average pooling and label smoothing, no augmentation (it did not help on cached
     # features and costs K backbone passes per photo), at 384 px: most photos are larger than
-    # 224 px, and MobileNet's features of the larger input scored 1.2 points higher.
+    # 224 px, and MobileNet's features of the larger input scored 1.2 points higher. It names its
+    # backbone: its figure (`BEST_RESULT`) was measured with MobileNet.
     "best": {
+        "backbone": "mobilenet",
         "image_size": 384,
         "dropout": 0.2,
         "reduce_lr": True,
@@ -118,7 +288,10 @@ PRESETS: dict[str, dict] = {
     },
 }
 
+# The app suggests our best recipe; the command line starts from the study's first step, so
+# that a script names each change from the study it makes.
 SUGGESTED_PRESET = "best"
+DEFAULT_PRESET = "base"
 
 PRESET_DESCRIPTIONS = {
     "base": "frozen backbone, GlobalMaxPooling, Dense 512 + 128, Adam 1e-3, batch 32, pixels / 255",
@@ -128,7 +301,7 @@ PRESET_DESCRIPTIONS = {
     "plateau": "dropout20 + ReduceLROnPlateau on val_loss",
     "center": "plateau + the backbone's ImageNet preprocessing (mean-centering for VGG16)",
     "batchnorm": "center + BatchNormalization in the head",
-    "best": "batchnorm with average pooling, label smoothing 0.1, no augmentation, 384 px (our best)",
+    "best": "batchnorm on MobileNet with average pooling, label smoothing 0.1, no augmentation, 384 px (our best)",
 }
 
 # `best`'s test accuracy on the real photos, mean and standard deviation over 3 seeds (MobileNet,

@@ -157,8 +157,16 @@ class Split:
         return cls(list(data["train"]), list(data["val"]), list(data["test"]), int(data["seed"]))
 
 
+# The split every run makes unless told otherwise (TrainConfig's defaults come from here).
+DEFAULT_SPLIT = {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}
+
+
 def split_dataset(
-    dataset: Dataset, *, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
+    dataset: Dataset,
+    *,
+    val_fraction: float = DEFAULT_SPLIT["val_fraction"],
+    test_fraction: float = DEFAULT_SPLIT["test_fraction"],
+    seed: int = DEFAULT_SPLIT["seed"],
 ) -> Split:
     """Stratified, seeded split: each class is shuffled and cut in the same proportions.
 

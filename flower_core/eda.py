@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from flower_core.data import Dataset, Split, scan_dataset, split_dataset
+from flower_core.data import DEFAULT_SPLIT, Dataset, Split, scan_dataset, split_dataset
 from flower_core.images import load_image
 from flower_core.synthetic import is_synthetic
 
@@ -31,8 +31,6 @@ NEAR_DUPLICATE_BITS = 8
 _THUMBNAIL = 64
 _EXIF_ORIENTATION = 274
 _PARTS = ("train", "val", "test")
-# The split a training run makes by default (`TrainConfig`), checked for duplicate leaks.
-_DEFAULT_SPLIT = {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}
 
 
 def _shown_size(data: bytes) -> tuple[int, int, str]:
@@ -220,7 +218,7 @@ def dataset_report(root: str | os.PathLike, progress: Callable[[int, int], None]
     table = image_table(dataset, progress=lambda done, _: tick(found + skipped + done, 2 * found))
     counts = dataset.counts()
     exact, near = exact_duplicates(table), near_duplicates(table)
-    split = split_dataset(dataset, **_DEFAULT_SPLIT)
+    split = split_dataset(dataset, **DEFAULT_SPLIT)
     per_class = class_summary(table, dataset.class_names)
     return {
         "root": str(dataset.root), "synthetic": is_synthetic(root),
@@ -233,7 +231,7 @@ def dataset_report(root: str | os.PathLike, progress: Callable[[int, int], None]
             "exact": exact, "near": near,
             "cross_class": [g for g in exact + near if len({p.split("/")[0] for p in g}) > 1],
         },
-        "split": {**_DEFAULT_SPLIT, "counts": split_table(split, dataset.class_names)
+        "split": {**DEFAULT_SPLIT, "counts": split_table(split, dataset.class_names)
                   .to_dict(orient="index"), "leaks": split_leaks(exact + near, split)},
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from flower_core.backbones import ensure_weights
-from flower_core.config import TrainConfig
+from flower_core.config import MIN_MAP_POSITIONS, REDUCE_LR_FACTOR, TrainConfig
 from flower_core.data import (
     Dataset,
     Split,
@@ -48,8 +48,6 @@ from flower_core.runs import (
     write_json,
 )
 
-# Feature maps with fewer positions (4 x 4) are too coarse for rotation and zoom to change them.
-MIN_MAP_POSITIONS = 16
 # A head step on cached features takes a few milliseconds, not much more than Keras's own work
 # around each step, so the head runs this many steps per call (bench/README.md); not under a
 # distribution strategy, where TF 2.21 fails such a call ("You must feed a value for placeholder").
@@ -172,7 +170,7 @@ def _callbacks(run_dir, config, reporter, save_model, total_epochs, offset, phas
     keeper = BestModelKeeper(save_model, run_dir / MODEL, best)
     callbacks = [progress, keeper, keras.callbacks.EarlyStopping("val_loss", patience=config.patience)]
     if config.reduce_lr:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.2, patience=max(config.patience // 2, 1), min_lr=1e-6))
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=REDUCE_LR_FACTOR, patience=max(config.patience // 2, 1), min_lr=1e-6))
     return callbacks, progress, keeper
 
 

@@ -148,7 +148,7 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
     monkeypatch.setattr(jobs, "start_worker", lambda root=None: started.append(root))
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_best_augment_cache").set_value("views")
-    at.number_input(key="train_best_views").set_value(3)
+    at.number_input(key="train_best_augment_views").set_value(3)
     at = _submit_small_run(at)
     assert_clean(at)
     assert started and len(jobs.queued_runs()) == 1

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
+from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.runs import CONFIG, METRICS, read_json
 from flower_core.uploads import MAX_PHOTO_MB, check_total, check_upload
 from ui import loaders
@@ -210,7 +211,7 @@ def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
     right.metric(
         "Faithfulness",
         "–" if score is None else f"{score:+.3f}",
-        help="Confidence drop when the 20 % hottest pixels are removed, minus the drop "
+        help=f"Confidence drop when the {REMOVE_FRACTION:.0%} hottest pixels are removed, minus the drop "
         "for random blobs of the same size. Above 0: the map points at evidence.",
     )
     if score is not None:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from flower_core import charts
 from flower_core.config import STUDY_RESULTS
+from flower_core.predict import MIN_TOP_PROBABILITY
 from flower_core.runs import CONFIG, HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui.common import guard, runs_root
 
@@ -178,7 +179,7 @@ def calibration(selected: list[dict]) -> None:
     st.plotly_chart(charts.reliability_curve(curves), key="compare_reliability")
     st.caption(
         "Points below the diagonal: the model is more confident than it is right (over-confident); "
-        "above it: under-confident. The Classify page flags predictions below 0.6 confidence."
+        f"above it: under-confident. The Classify page flags predictions below {MIN_TOP_PROBABILITY} confidence."
     )
 
 

@@ -168,7 +168,8 @@ def split(eda: dict) -> None:
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.split_bars(eda["split"]), key="eda_split")
     right.dataframe(eda["split"], key="eda_split_table")
+    made = eda["split"]
     right.caption(
-        "Stratified and seeded (validation 15 %, test 15 %, seed 0): every run saves "
-        "its own split, and the test photos stay unseen until the end."
+        f"Stratified and seeded (validation {made['val_fraction']:.0%}, test {made['test_fraction']:.0%}, "
+        f"seed {made['seed']}): every run saves its own split, and the test photos stay unseen until the end."
     )
