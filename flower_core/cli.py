@@ -68,12 +68,12 @@ def _cmd_train(args) -> None:
     reporter = None if args.json else TerminalReporter()
     run_dir = train_new_run(config, resolve_data_root(args.data), args.runs, reporter=reporter,
                             split_file=args.split)
-    from flower_core.runs import read_json, read_status
+    from flower_core.runs import METRICS, read_json, read_status
 
     status = read_status(run_dir)
     if status.get("state") == "failed":
         raise FlowerError(f"{status.get('message', 'training failed')} (run {run_dir.name})")
-    metrics = read_json(run_dir / "metrics.json", default={}) or {}
+    metrics = read_json(run_dir / METRICS, default={}) or {}
     payload = {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status.get("state"),
                "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss")}
     accuracy = metrics.get("test_accuracy")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from flower_core.errors import FlowerError, ImageError
-from flower_core.images import is_candidate_image, load_image
+from flower_core.images import DECODE_THREADS, is_candidate_image, load_image
 from flower_core.paths import allowed_roots, check_allowed_path, is_allowed
 
 DEFAULT_DATA_DIR = Path("data/flowers")
@@ -111,7 +111,7 @@ def scan_dataset(
     root = Path(root)
     class_names, candidates = list_candidates(root)
     ordered = [(rel, label) for label, name in enumerate(class_names) for rel in candidates[name]]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
         problems = []
         for done, problem in enumerate(pool.map(lambda item: _problem(root / item[0]), ordered), 1):
             problems.append(problem)

@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from flower_core.data import DEFAULT_SPLIT, Dataset, Split, scan_dataset, split_dataset
-from flower_core.images import load_image
+from flower_core.images import DECODE_THREADS, load_image
 from flower_core.synthetic import is_synthetic
 
 # Photos whose dHash and aHash (64 bits each) differ in at most this many bits in all are near
@@ -84,7 +84,7 @@ def image_table(dataset: Dataset, progress: Callable[[int, int], None] | None = 
     Returns:
         A `pandas.DataFrame` in the dataset's file order; colours are 0-255 means.
     """
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
         rows = []
         for row in pool.map(lambda rel: _measure(dataset.root, rel), dataset.files):
             rows.append(row)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -19,12 +18,11 @@ import numpy as np
 from flower_core.calibration import reliability
 from flower_core.data import labels_for, list_candidates
 from flower_core.errors import FlowerError, ImageError
-from flower_core.predict import load_run, model_image_size, predict_batch, read_pixels
+from flower_core.predict import load_run, model_image_size, predict_files
 from flower_core.runs import CONFIG, SPLIT, read_json
 
 # Keras' categorical cross-entropy clips probabilities to [eps, 1 - eps] the same way.
 _EPSILON = 1e-7
-_WORKERS = min(8, (os.cpu_count() or 1) * 2)
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -96,21 +94,13 @@ def summarise(probabilities: np.ndarray, labels, class_names: list[str], files: 
 def _predict_files(model, root: Path, files: list[str], size: int, batch_size: int, progress):
     """Probabilities of the readable files in order, their indices, and the unreadable ones."""
     kept, probabilities, skipped = [], [], []
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            loaded = list(pool.map(lambda rel: read_pixels(root / rel, size), chunk))
-            arrays = []
-            for index, (rel, item) in enumerate(zip(chunk, loaded, strict=True), start):
-                if isinstance(item, ImageError):
-                    skipped.append({"path": rel, "reason": str(item)})
-                else:
-                    kept.append(index)
-                    arrays.append(item)
-            if arrays:
-                probabilities.append(predict_batch(model, np.stack(arrays)))
-            if progress:
-                progress(min(start + batch_size, len(files)), len(files))
+    outcomes = predict_files(model, [root / rel for rel in files], size, batch_size, progress)
+    for index, (rel, (_, outcome)) in enumerate(zip(files, outcomes, strict=True)):
+        if isinstance(outcome, ImageError):
+            skipped.append({"path": rel, "reason": str(outcome)})
+        else:
+            kept.append(index)
+            probabilities.append(outcome[None])
     return kept, probabilities, skipped
 
 

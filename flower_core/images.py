@@ -21,6 +21,10 @@ from flower_core.errors import ImageError
 
 ImageSource = str | os.PathLike | bytes | BinaryIO
 
+# Threads that read and decode photos: decoding releases the GIL, and more threads than this
+# only add memory on the small machines the studio runs on.
+DECODE_THREADS = min(8, (os.cpu_count() or 1) * 2)
+
 # 50 megapixels: bigger than any phone photo, far smaller than a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 

@@ -8,6 +8,7 @@ oldest first. The app follows a job by reading its run folder, like any other pr
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import os
 import subprocess
@@ -34,6 +35,9 @@ from flower_core.runs import (
 LOCK_FILE = ".worker.lock"
 LOG_FILE = ".worker.log"
 WORKER_LOCK_WAIT_S = 2.0
+# A worker picks a queued run up within a second or two; one queued longer with no worker alive
+# was left behind (the worker was killed, or the machine restarted).
+STALL_SECONDS = 15
 
 
 @contextmanager
@@ -76,16 +80,52 @@ def queued_runs(runs_root=None) -> list[Path]:
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
-def submit(config: TrainConfig, data_root, runs_root=None) -> Path:
-    """Queue a training run and make sure a worker will train it; returns at once."""
+def create_run(config: TrainConfig, data_root, runs_root=None, split_file=None) -> Path:
+    """A `queued` run folder for `config`, made only once the settings, the dataset and the
+    backbone's weights have been checked, so a bad input leaves no folder behind."""
     config.validate()
     list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
-    store = RunStore(runs_root)
-    run_dir = store.create({**config.to_json(), "data_root": str(Path(data_root).resolve())},
-                           config.preset, config.backbone)
-    start_worker(store.root)
+    return RunStore(runs_root).create(
+        {**config.to_json(), "data_root": str(Path(data_root).resolve()),
+         "split_file": str(Path(split_file).resolve()) if split_file else None},
+        config.preset, config.backbone)
+
+
+def submit(config: TrainConfig, data_root, runs_root=None, split_file=None) -> Path:
+    """Queue a training run and make sure a worker will train it; returns at once."""
+    run_dir = create_run(config, data_root, runs_root, split_file)
+    start_worker(run_dir.parent)
     return run_dir
+
+
+def stalled(status: dict, runs_root=None) -> bool:
+    """A run queued for over `STALL_SECONDS` with no worker process to train it."""
+    if status.get("state") != "queued":
+        return False
+    try:
+        queued = dt.datetime.fromisoformat(status.get("queued"))
+    except (TypeError, ValueError):
+        return False
+    waited = (dt.datetime.now(dt.UTC) - queued).total_seconds()
+    return waited > STALL_SECONDS and not worker_active(runs_root)
+
+
+def followed_run(runs_root=None, chosen: str | None = None) -> Path | None:
+    """The run a Train page shows: the one training, else the next queued, else `chosen` (the
+    last run this browser session started), else the newest readable one."""
+    store = RunStore(runs_root)
+    states = {d: peek_status(d).get("state") for d in store.run_dirs()}
+    running = [d for d, state in states.items() if state == "running"]
+    if running:
+        return running[-1]
+    queued = queued_runs(store.root)
+    if queued:
+        return queued[0]
+    if chosen and (store.root / chosen / CONFIG).is_file():
+        return store.root / chosen
+    readable = [d for d, state in states.items() if state != "corrupt"]
+    return readable[-1] if readable else None
 
 
 def start_worker(runs_root=None) -> None:
@@ -148,7 +188,3 @@ def _reset_keras() -> None:
     keras.backend.clear_session()
 
 
-def describe_run(run_dir: Path) -> dict:
-    """Config and status of a job, for the app's queue display."""
-    return {"run_id": Path(run_dir).name, "config": read_json(Path(run_dir) / CONFIG, {}),
-            "status": peek_status(run_dir)}

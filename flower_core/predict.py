@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from flower_core.errors import FlowerError, ImageError
-from flower_core.images import ImageSource, is_candidate_image, model_input
+from flower_core.images import DECODE_THREADS, ImageSource, is_candidate_image, model_input
 from flower_core.runs import CONFIG, load_run_model, read_json
 
 # The low-confidence thresholds, in one place. 0.6 comes from the reliability curve of the `best`
@@ -35,7 +36,6 @@ MAX_NORMALISED_ENTROPY = 0.7
 BATCH_SIZE = 32
 # Photo formats Pillow cannot read: listed in a folder's results as errors, not skipped quietly.
 UNSUPPORTED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".svg", ".dng", ".cr2", ".nef", ".arw"})
-_WORKERS = min(8, (os.cpu_count() or 1) * 2)
 
 
 def run_class_names(run_dir: str | os.PathLike) -> list[str]:
@@ -169,6 +169,26 @@ def read_pixels(path: Path, image_size: int) -> np.ndarray | ImageError:
         return error
 
 
+def predict_files(model: keras.Model, paths: list[Path], size: int, batch_size: int = BATCH_SIZE,
+                  progress=None) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
+    """Each file's probabilities, or the `ImageError` saying why it cannot be read, in order;
+    photos are decoded on `DECODE_THREADS` threads and predicted `batch_size` at a time.
+
+    Args:
+        progress: called as `progress(done, total)` after each batch. Defaults to `None`.
+    """
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            loaded = list(pool.map(lambda p: read_pixels(p, size), chunk))
+            good = [item for item in loaded if isinstance(item, np.ndarray)]
+            probabilities = iter(predict_batch(model, np.stack(good)) if good else [])
+            for path, item in zip(chunk, loaded, strict=True):
+                yield path, (item if isinstance(item, ImageError) else next(probabilities))
+            if progress:
+                progress(min(start + batch_size, len(paths)), len(paths))
+
+
 def predict_paths(
     run_dir: str | os.PathLike,
     paths: list[str | os.PathLike],
@@ -190,20 +210,9 @@ def predict_paths(
     if not files:
         raise FlowerError(f"no images found in: {', '.join(map(str, paths))}")
     results = []
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            loaded = list(pool.map(lambda p: read_pixels(p, size), chunk))
-            good = [i for i, item in enumerate(loaded) if isinstance(item, np.ndarray)]
-            probs = predict_batch(model, np.stack([loaded[i] for i in good])) if good else []
-            rows = dict(zip(good, probs, strict=True))
-            for i, path in enumerate(chunk):
-                record = (
-                    describe(rows[i], class_names, top_k)
-                    if i in rows
-                    else {"error": str(loaded[i])}
-                )
-                results.append({"path": str(path), **record})
+    for path, outcome in predict_files(model, files, size, batch_size):
+        record = {"error": str(outcome)} if isinstance(outcome, ImageError) else describe(outcome, class_names, top_k)
+        results.append({"path": str(path), **record})
     if all("error" in r for r in results):
         raise FlowerError(f"no readable image: {results[0]['path']}: {results[0]['error']}")
     return results

@@ -17,14 +17,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from flower_core.backbones import ensure_weights
 from flower_core.config import MIN_MAP_POSITIONS, REDUCE_LR_FACTOR, TrainConfig
 from flower_core.data import (
     Dataset,
     Split,
     fingerprint,
     labels_for,
-    list_candidates,
     scan_dataset,
     split_dataset,
 )
@@ -38,7 +36,6 @@ from flower_core.runs import (
     METRICS,
     MODEL,
     SPLIT,
-    RunStore,
     cancel_requested,
     clear_write_errors,
     now_iso,
@@ -61,13 +58,9 @@ class _Cancelled(Exception):
 def train_new_run(config: TrainConfig, data_root, runs_root=None, *, reporter: Reporter | None = None,
                   split_file=None) -> Path:
     """Create a run folder for `config` and train it in this process; returns the folder."""
-    config.validate()
-    list_candidates(data_root)
-    ensure_weights(config.backbone, config.weights, config.image_size)
-    run_dir = RunStore(runs_root).create(
-        {**config.to_json(), "data_root": str(Path(data_root).resolve()),
-         "split_file": str(Path(split_file).resolve()) if split_file else None},
-        config.preset, config.backbone)
+    from flower_core.jobs import create_run
+
+    run_dir = create_run(config, data_root, runs_root, split_file)
     run_training(run_dir, reporter=reporter)
     return run_dir
 

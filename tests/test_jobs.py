@@ -1,5 +1,6 @@
 """Background jobs: one worker per runs folder, a visible queue, cancel of queued and running jobs."""
 
+import os
 
 import pytest
 
@@ -41,3 +42,43 @@ def test_cancel_a_queued_job_and_a_running_job(synthetic_dataset, tmp_path):
     wait_until(lambda: read_status(waiting)["state"] == "cancelled")
     assert read_history(waiting) == []
     wait_until(lambda: not worker_active(runs), timeout=30)
+
+
+def _run_with(runs, state: str, **status) -> object:
+    from flower_core.runs import STATUS, RunStore, read_json, write_json
+
+    run_dir = RunStore(runs).create({"epochs": 1}, "base", "mobilenet")
+    write_json(run_dir / STATUS, {**read_json(run_dir / STATUS), "state": state, **status})
+    return run_dir
+
+
+def test_the_followed_run_is_the_one_training_then_the_next_queued_then_the_chosen(tmp_path):
+    from flower_core.jobs import followed_run
+    from flower_core.runs import STATUS
+
+    runs = tmp_path / "runs"
+    assert followed_run(runs) is None
+    done = _run_with(runs, "done")
+    older_done = _run_with(runs, "done")
+    assert followed_run(runs) == older_done, "no choice: the newest readable run"
+    assert followed_run(runs, chosen=done.name) == done
+    assert followed_run(runs, chosen="no-such-run") == older_done
+    queued = _run_with(runs, "queued")
+    assert followed_run(runs, chosen=done.name) == queued
+    (older_done / STATUS).write_text("{not json")
+    running = _run_with(runs, "running", pid=os.getpid(), host=os.uname().nodename)
+    assert followed_run(runs, chosen=done.name) == running
+
+
+def test_a_queued_run_stalls_only_after_the_wait_with_no_worker(tmp_path):
+    import datetime as dt
+
+    from flower_core.jobs import STALL_SECONDS, stalled
+
+    runs = tmp_path / "runs"
+    long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=STALL_SECONDS + 5)).isoformat()
+    just_now = dt.datetime.now(dt.UTC).isoformat()
+    assert stalled({"state": "queued", "queued": long_ago}, runs)
+    assert not stalled({"state": "queued", "queued": just_now}, runs)
+    assert not stalled({"state": "running", "queued": long_ago}, runs)
+    assert not stalled({"state": "queued", "queued": "not a time"}, runs)

@@ -17,8 +17,8 @@ from flower_core.config import make_config
 from flower_core.errors import FlowerError
 from flower_core.runs import (
     ACTIVE_STATES,
+    CONFIG,
     METRICS,
-    RunStore,
     peek_status,
     read_history,
     read_json,
@@ -50,21 +50,8 @@ def start(values: dict, preset: str, data_root: Path) -> Path:
 
 
 def followed_run() -> Path | None:
-    """The run to show: the one training, else the next queued, else this session's last,
-    else the newest readable one."""
-    root = runs_root()
-    states = {d: peek_status(d).get("state") for d in RunStore(root).run_dirs()}
-    running = [d for d, state in states.items() if state == "running"]
-    if running:
-        return running[-1]
-    queued = jobs.queued_runs(root)
-    if queued:
-        return queued[0]
-    chosen = st.session_state.get("train_run")
-    if chosen and (root / chosen / "config.json").is_file():
-        return root / chosen
-    readable = [d for d, state in states.items() if state != "corrupt"]
-    return readable[-1] if readable else None
+    """The run this page shows (`jobs.followed_run`), given the run this session started last."""
+    return jobs.followed_run(runs_root(), st.session_state.get("train_run"))
 
 
 def badge(state: str) -> None:
@@ -74,7 +61,7 @@ def badge(state: str) -> None:
 
 
 def _title(run_dir: Path) -> None:
-    config = read_json(run_dir / "config.json", {}) or {}
+    config = read_json(run_dir / CONFIG, {}) or {}
     st.markdown(
         f"#### {config.get('preset', 'run')} · {config.get('backbone', '')} · "
         f"{config.get('image_size', '')} px"
@@ -103,17 +90,6 @@ def _seconds_since(stamp: str | None) -> float | None:
         return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(stamp)).total_seconds()
     except (TypeError, ValueError):
         return None
-
-
-def _stalled(status: dict) -> bool:
-    """A run queued for a while with no worker process to train it."""
-    waited = _seconds_since(status.get("queued"))
-    return (
-        status.get("state") == "queued"
-        and waited is not None
-        and waited > 15
-        and not jobs.worker_active(runs_root())
-    )
 
 
 def _elapsed(status: dict) -> str:
@@ -155,7 +131,7 @@ def live(run_dir: Path) -> None:
     badge(status["state"])
     st.caption(status.get("message", ""))
     progress(status)
-    if _stalled(status):
+    if jobs.stalled(status, runs_root()):
         st.warning(
             "No worker is training this queue (it may have been stopped).",
             icon=":material/warning:",
@@ -182,7 +158,7 @@ def queue(current: Path | None) -> None:
         return
     st.markdown(f"##### Queue ({len(waiting)} waiting)")
     for run_dir in waiting:
-        config = read_json(run_dir / "config.json", {}) or {}
+        config = read_json(run_dir / CONFIG, {}) or {}
         left, right = st.columns([4, 1])
         left.write(f"`{run_dir.name}` · {config.get('preset')} · {config.get('backbone')}")
         if right.button("Cancel", key=f"train_cancel_{run_dir.name}"):
