@@ -17,6 +17,8 @@ from flower_core.backbones import build_backbone, get_backbone
 from flower_core.config import TrainConfig
 
 AUGMENT_LAYER_PREFIX = "augment_"
+INPUT_LAYER = "pixels"
+PREPROCESS_LAYER = "preprocess"
 HEAD_POOL = "head_pool"
 PREDICTIONS = "predictions"
 
@@ -179,10 +181,10 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     """
     keras.utils.set_random_seed(config.seed)
     size = config.image_size
-    inputs = keras.Input((size, size, 3), name="pixels")
+    inputs = keras.Input((size, size, 3), name=INPUT_LAYER)
     augmentation = augmentation_layers(config.seed) if config.augment else []
     augmented = _apply(augmentation, inputs)
-    preprocessor = Preprocess(preprocessing_mode(config), name="preprocess")
+    preprocessor = Preprocess(preprocessing_mode(config), name=PREPROCESS_LAYER)
     backbone = build_backbone(config.backbone, config.weights, preprocessor(augmented), size)
     # A random backbone only helps if it learns: with `weights="none"` it trains from scratch.
     backbone.trainable = trains_from_scratch(config)
@@ -197,13 +199,26 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     head_model = keras.Model(feature_input, _apply(head, feature_input), name="head")
     map_model = keras.Model(inputs, backbone.output, name="feature_maps")
     map_input = keras.Input(tuple(backbone.output.shape[1:]), name="feature_maps")
-    map_augmentation = [MapAugmentation(config.seed, name="augment_maps")] if config.augment else []
+    map_augmentation = [MapAugmentation(config.seed, name=f"{AUGMENT_LAYER_PREFIX}maps")] if config.augment else []
     map_head_model = keras.Model(map_input, _apply(head, pool(_apply(map_augmentation, map_input))),
                                  name="map_head")
     not_backbone = {inputs.name, preprocessor.name, *(layer.name for layer in augmentation)}
     backbone_layers = [layer.name for layer in backbone.layers if layer.name not in not_backbone]
     return Classifier(model, feature_model, head_model, map_model, map_head_model, backbone_layers,
                       augmentation)
+
+
+def is_backbone_layer(name: str) -> bool:
+    """Whether a layer of a whole classifier is part of its backbone, not the input, the
+    preprocessing or the augmentation the classifier adds in front of it."""
+    return name not in (INPUT_LAYER, PREPROCESS_LAYER) and not name.startswith(AUGMENT_LAYER_PREFIX)
+
+
+def class_scores(model: keras.Model, features):
+    """The pre-softmax class scores of pooled `features`: the `PREDICTIONS` layer's kernel and
+    bias without its softmax (Grad-CAM differentiates these, as keras-io's grad_cam does)."""
+    dense = model.get_layer(PREDICTIONS)
+    return features @ dense.kernel + dense.bias
 
 
 def set_fine_tuning(classifier: Classifier, backbone_name: str, blocks: int) -> list[str]:

@@ -24,10 +24,9 @@ import tensorflow as tf
 
 from flower_core.backbones import BACKBONES
 from flower_core.errors import FlowerError
-from flower_core.model import HEAD_POOL, PREDICTIONS
+from flower_core.model import HEAD_POOL, PREDICTIONS, class_scores, is_backbone_layer
 
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_NOT_BACKBONE = ("pixels", "preprocess")
 
 
 def spatial_layers(model: keras.Model) -> list[str]:
@@ -36,7 +35,7 @@ def spatial_layers(model: keras.Model) -> list[str]:
     for layer in model.layers:
         if layer.name == HEAD_POOL:
             break
-        if layer.name in _NOT_BACKBONE or layer.name.startswith("augment_"):
+        if not is_backbone_layer(layer.name):
             continue
         if len(layer.output.shape) == 4:
             names.append(layer.name)
@@ -58,12 +57,6 @@ def resolve_layer(model: keras.Model, layer: str | None = None) -> str:
             f"({len(choices)} in all), e.g. the last ones: {shown}. Received: layer={layer!r}"
         )
     return layer
-
-
-def _logits(model: keras.Model, features):
-    """The pre-softmax scores: the `predictions` layer's kernel and bias without its activation."""
-    dense = model.get_layer(PREDICTIONS)
-    return tf.matmul(features, dense.kernel) + dense.bias
 
 
 def _split(model: keras.Model, layer: str) -> tuple:
@@ -114,7 +107,7 @@ class BaseCAM:
             else:
                 tape.watch(pixels)
                 activations, features = self._whole(pixels, training=False)
-            logits = _logits(self.model, features)
+            logits = class_scores(self.model, features)
             if target is None:
                 target = int(tf.argmax(logits[0]))
             score = logits[:, target]

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 from PIL import Image
 
+from flower_core.model import PREPROCESS_LAYER
+
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET,
     "turbo": cv2.COLORMAP_TURBO,
@@ -79,7 +81,7 @@ def preprocessed_view(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
     Mean-centred or [-1, 1] values are stretched to 0-255, and the BGR order of "caffe"
     preprocessing is turned back to RGB, so colour shifts the preprocessing makes stay visible.
     """
-    layer = model.get_layer("preprocess")
+    layer = model.get_layer(PREPROCESS_LAYER)
     values = keras.ops.convert_to_numpy(layer(np.asarray(pixels, np.float32)[None]))[0]
     if getattr(layer, "mode", None) == "caffe":
         values = values[..., ::-1]
