@@ -36,6 +36,8 @@ CONFIG, SPLIT, STATUS, HISTORY, METRICS, MODEL, META = (
     "meta.json",
 )
 CANCEL_FLAG = "cancel.request"
+# What a training logged, with the traceback behind a failure (`flower_core/logs.py`).
+RUN_LOG = "run.log"
 HEARTBEAT_TIMEOUT_S = 120
 ACTIVE_STATES = ("queued", "running")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import signal
-import traceback
 from pathlib import Path
 
 import keras
@@ -28,6 +28,7 @@ from flower_core.data import (
 )
 from flower_core.errors import FlowerError
 from flower_core.features import FeatureCache, cached_features, cached_maps, cached_views, pixel_scratch
+from flower_core.logs import log_to_file
 from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
 from flower_core.pipeline import image_dataset
 from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
@@ -35,6 +36,7 @@ from flower_core.runs import (
     CONFIG,
     METRICS,
     MODEL,
+    RUN_LOG,
     SPLIT,
     cancel_requested,
     clear_write_errors,
@@ -50,6 +52,8 @@ from flower_core.runs import (
 # distribution strategy, where TF 2.21 fails such a call ("You must feed a value for placeholder").
 HEAD_STEPS_PER_EXECUTION = 16
 
+
+log = logging.getLogger(__name__)
 
 class _Cancelled(Exception):
     pass
@@ -73,16 +77,19 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
     the run then reads as `interrupted` once this process exits.
     """
     run_dir = Path(run_dir)
-    with clear_write_errors():
-        update_status(run_dir, state="running", started=now_iso(), message="scanning the dataset")
-    previous = signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
-    try:
-        state, message = _outcome(run_dir, reporter)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    with clear_write_errors():
-        update_status(run_dir, state=state, message=message, finished=now_iso())
+    with log_to_file(run_dir / RUN_LOG):
+        with clear_write_errors():
+            update_status(run_dir, state="running", started=now_iso(), message="scanning the dataset")
+        log.info("training %s", run_dir)
+        previous = signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
+        try:
+            state, message = _outcome(run_dir, reporter)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        log.info("ended %s: %s", state, message)
+        with clear_write_errors():
+            update_status(run_dir, state=state, message=message, finished=now_iso())
     return state
 
 
@@ -95,20 +102,13 @@ def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
     except _Cancelled:
         return "cancelled", "cancelled by request; the best model so far is kept"
     except FlowerError as error:
+        log.info("failed: %s", error, exc_info=True)
         return "failed", str(error)
     except Exception as error:  # a bug or a resource problem: keep the run readable and say why
-        _log_traceback(run_dir)
+        log.exception("failed on an unexpected error")
         lines = str(error).strip().splitlines()
         return "failed", f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
     return "done", "finished"
-
-
-def _log_traceback(run_dir: Path) -> None:
-    """Keep the full traceback beside the run for a bug report; best effort on a full disk."""
-    try:
-        (run_dir / "error.log").write_text(traceback.format_exc())
-    except OSError:
-        pass
 
 
 def _main_thread() -> bool:
@@ -118,6 +118,7 @@ def _main_thread() -> bool:
 
 
 def _stage(reporter, run_dir, message, done=False):
+    log.info(message)
     update_status(run_dir, state="running", message=message)
     if reporter:
         reporter({"kind": "stage", "message": message, "done": done})

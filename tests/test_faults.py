@@ -32,6 +32,7 @@ from flower_core.runs import (
     HISTORY,
     METRICS,
     MODEL,
+    RUN_LOG,
     SPLIT,
     STATUS,
     RunStore,
@@ -328,7 +329,7 @@ def test_training_that_cannot_write_ends_failed_with_a_clear_message(
     status = read_status(run_dir)
     assert status["state"] == "failed" and status["finished"]
     assert status["message"].startswith(f"{PROBLEMS[code]} while writing {run_dir / name}")
-    assert "\n" not in status["message"] and not (run_dir / "error.log").exists()
+    assert "\n" not in status["message"] and "Traceback" in (run_dir / RUN_LOG).read_text()
     assert _leftovers(run_dir) == []
     assert not (run_dir / name).exists() or (name == HISTORY and (run_dir / name).read_bytes() == b"")
     _assert_no_torn_files(run_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,11 +12,15 @@ import streamlit as st
 
 from flower_core.data import resolve_data_root
 from flower_core.errors import FlowerError
+from flower_core.logs import ROOT_LOGGER, log_to_stderr
 from flower_core.runs import resolve_runs_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 APP_NAME = "Flower Studio"
 SETTINGS_FILE = ".app_settings.json"
+log = logging.getLogger(f"{ROOT_LOGGER}.ui")
+# The server's log (its console): what pages refused, and the traceback behind each one-line error.
+log_to_stderr()
 PAGES: dict[str, object] = {
     "home": None,  # the Home page object, registered by app.py (`register_home`)
     "dataset": "pages/1_Dataset.py",
@@ -97,9 +102,12 @@ def guard(action: str = ""):
     try:
         yield
     except FlowerError as error:
+        log.info("%s: %s", action or "refused", error, exc_info=True)
         st.error(f"{action}{': ' if action else ''}{error}", icon=":material/error:")
         st.stop()
     except (OSError, ValueError) as error:
+        # Not a user's mistake as far as the core knows: the server log keeps the traceback.
+        log.exception("%s failed", action or "a page action")
         st.error(f"{action or 'Something went wrong'}: {error}", icon=":material/error:")
         st.stop()
 
