@@ -213,6 +213,22 @@ class TrainConfig:
                 raise FlowerError(f"{message}. Received: {name}={getattr(self, name)!r}")
         return self
 
+    @property
+    def trains_from_scratch(self) -> bool:
+        """Random-init weights: the no-transfer baseline trains the whole network."""
+        return self.weights == "none"
+
+    @property
+    def head_on_cache(self) -> bool:
+        """Whether the head trains on cached backbone features (a frozen pretrained backbone),
+        rather than the whole model on the photos every epoch."""
+        return self.cache_features and not self.trains_from_scratch
+
+    @property
+    def augments_maps(self) -> bool:
+        """Whether the head trains on augmented cached feature maps (`augment_cache="maps"`)."""
+        return self.head_on_cache and self.augment and self.augment_cache == "maps"
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -76,11 +76,6 @@ def preprocessing_mode(config: TrainConfig) -> str:
     return get_backbone(config.backbone).imagenet_preprocessing
 
 
-def trains_from_scratch(config: TrainConfig) -> bool:
-    """True for random-init weights: the no-transfer baseline trains the whole network."""
-    return config.weights == "none"
-
-
 def augmentation_layers(seed: int) -> list[layers.Layer]:
     """The study's augmentation (shear 0.2, zoom 0.2, rotation 10 degrees, horizontal flip).
 
@@ -187,7 +182,7 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     preprocessor = Preprocess(preprocessing_mode(config), name=PREPROCESS_LAYER)
     backbone = build_backbone(config.backbone, config.weights, preprocessor(augmented), size)
     # A random backbone only helps if it learns: with `weights="none"` it trains from scratch.
-    backbone.trainable = trains_from_scratch(config)
+    backbone.trainable = config.trains_from_scratch
     pool_cls = layers.GlobalMaxPooling2D if config.pooling == "max" else layers.GlobalAveragePooling2D
     pool = pool_cls(name=HEAD_POOL)
     features = pool(backbone.output)

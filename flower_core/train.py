@@ -29,7 +29,7 @@ from flower_core.data import (
 from flower_core.errors import FlowerError
 from flower_core.features import FeatureCache, cached_features, cached_maps, cached_views, pixel_scratch
 from flower_core.logs import log_to_file
-from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
+from flower_core.model import Classifier, build_classifier, set_fine_tuning
 from flower_core.pipeline import image_dataset
 from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
 from flower_core.runs import (
@@ -97,8 +97,7 @@ def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
     """Train, and say how it ended: the final state and a one-line message."""
     try:
         with clear_write_errors():
-            stored = read_json(run_dir / CONFIG)
-            _train(run_dir, TrainConfig.from_json(stored), stored, reporter)
+            TrainingRun(run_dir, read_json(run_dir / CONFIG), reporter).run()
     except _Cancelled:
         return "cancelled", "cancelled by request; the best model so far is kept"
     except FlowerError as error:
@@ -117,37 +116,230 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _stage(reporter, run_dir, message, done=False):
-    log.info(message)
-    update_status(run_dir, state="running", message=message)
-    if reporter:
-        reporter({"kind": "stage", "message": message, "done": done})
+class TrainingRun:
+    """One training, from a queued run folder to its metrics.
 
+    Holds what every step needs once: the run's folder and stored settings, the reporter, the
+    dataset with its fingerprint (which stats every photo, so it is computed once), the split,
+    the model and the feature cache.
+    """
 
-def _prepare_data(run_dir, config, stored, reporter) -> tuple[Dataset, Split]:
-    root = Path(stored["data_root"])
+    def __init__(self, run_dir: Path, stored: dict, reporter: Reporter | None = None):
+        self.run_dir, self.stored, self.reporter = Path(run_dir), stored, reporter
+        self.config = TrainConfig.from_json(stored)
+        self.cache = FeatureCache()
+        self.dataset: Dataset | None = None
+        self.split: Split | None = None
+        self.fingerprint = ""
+        self.clf: Classifier | None = None
 
-    def scanned(done, total):
-        if done % 200 == 0 or done == total:
-            _stage(reporter, run_dir, f"checking photos {done}/{total}", done == total)
+    def run(self) -> None:
+        self._prepare_data()
+        strategy = distribution_strategy(self.config.strategy)
+        update_status(self.run_dir, state="running", replicas=strategy.num_replicas_in_sync)
+        with strategy.scope():
+            self._train()
 
-    dataset = scan_dataset(root, progress=scanned)
-    if stored.get("split_file"):
-        split = Split.from_json(read_json(Path(stored["split_file"])))
-        missing = set(split.train + split.val + split.test) - set(dataset.files)
-        if missing:
-            raise FlowerError(f"{len(missing)} files of the split are not in the dataset, e.g. {sorted(missing)[0]}")
-    else:
-        split = split_dataset(dataset, val_fraction=config.val_fraction,
-                              test_fraction=config.test_fraction, seed=config.seed)
-    if not split.train or not split.val:
-        raise FlowerError("dataset too small to split: need photos in both train and validation")
-    write_json(run_dir / SPLIT, split.to_json())
-    write_json(run_dir / CONFIG, {**stored, "class_names": dataset.class_names,
-                                  "dataset_fingerprint": fingerprint(dataset),
-                                  "skipped_files": [list(s) for s in dataset.skipped],
-                                  "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}})
-    return dataset, split
+    def stage(self, message: str, done: bool = False) -> None:
+        """Say what the run is doing: in its log, its `status.json` and to the reporter."""
+        log.info(message)
+        update_status(self.run_dir, state="running", message=message)
+        if self.reporter:
+            self.reporter({"kind": "stage", "message": message, "done": done})
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.dataset.class_names
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.epochs + (self.config.fine_tune_epochs if self.config.fine_tune_blocks else 0)
+
+    def _prepare_data(self) -> None:
+        def scanned(done, total):
+            if done % 200 == 0 or done == total:
+                self.stage(f"checking photos {done}/{total}", done == total)
+
+        self.dataset = scan_dataset(Path(self.stored["data_root"]), progress=scanned)
+        self.fingerprint = fingerprint(self.dataset)
+        self.split = self._split()
+        write_json(self.run_dir / SPLIT, self.split.to_json())
+        write_json(self.run_dir / CONFIG, {
+            **self.stored, "class_names": self.class_names, "dataset_fingerprint": self.fingerprint,
+            "skipped_files": [list(s) for s in self.dataset.skipped],
+            "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")}})
+
+    def _split(self) -> Split:
+        """The split of an earlier run (`--split`), else a new stratified, seeded one."""
+        if self.stored.get("split_file"):
+            split = Split.from_json(read_json(Path(self.stored["split_file"])))
+            missing = set(split.train + split.val + split.test) - set(self.dataset.files)
+            if missing:
+                raise FlowerError(f"{len(missing)} files of the split are not in the dataset, "
+                                  f"e.g. {sorted(missing)[0]}")
+        else:
+            split = split_dataset(self.dataset, val_fraction=self.config.val_fraction,
+                                  test_fraction=self.config.test_fraction, seed=self.config.seed)
+        if not split.train or not split.val:
+            raise FlowerError("dataset too small to split: need photos in both train and validation")
+        return split
+
+    def _train(self) -> None:
+        self.clf = build_classifier(self.config, len(self.class_names))
+        self._views_when_maps_are_too_small()
+        best = self._fit_head_on_features() if self.config.head_on_cache else self._fit_end_to_end()
+        if self.config.fine_tune_blocks:
+            self._fine_tune(best)
+        self.stage("evaluating on the test split")
+        self._write_metrics()
+
+    def _callbacks(self, total_epochs, offset, phase, best=np.inf):
+        progress = RunProgress(self.run_dir, self.reporter, total_epochs, offset, phase)
+        keeper = BestModelKeeper(self.clf.model, self.run_dir / MODEL, best)
+        callbacks = [progress, keeper, keras.callbacks.EarlyStopping("val_loss", patience=self.config.patience)]
+        if self.config.reduce_lr:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                "val_loss", factor=REDUCE_LR_FACTOR, patience=max(self.config.patience // 2, 1), min_lr=1e-6))
+        return callbacks, progress, keeper
+
+    def _labels(self, files: list[str]) -> np.ndarray:
+        return labels_for(files, self.class_names)
+
+    def _fit_end_to_end(self) -> float:
+        """The whole model on the photos: the no-transfer baseline, or `cache_features` off."""
+        config = self.config
+        _compile(self.clf.model, config, config.learning_rate)
+        phase = "train" if config.trains_from_scratch else "head"
+        callbacks, progress, keeper = self._callbacks(self.total_epochs, 0, phase)
+        self._fit_on_photos(config.epochs, callbacks)
+        _check_cancel(progress)
+        return keeper.best
+
+    def _fit_on_photos(self, epochs: int, callbacks) -> None:
+        """Train the model end to end on the photos (training and fine-tuning); epochs after the
+        first read the decoded photos from a scratch cache (`features.pixel_scratch`) instead of
+        decoding them again."""
+        split, config = self.split, self.config
+        y_train, y_val = self._labels(split.train), self._labels(split.val)
+        photos = len(split.train) + len(split.val) if epochs > 1 else 0
+        with pixel_scratch(self.run_dir.name, photos, config.image_size) as pixels:
+            self.clf.model.fit(
+                self._images(split.train, y_train, shuffle=True, pixel_cache=pixels and pixels / "train"),
+                epochs=epochs,
+                validation_data=self._images(split.val, y_val, shuffle=False, pixel_cache=pixels and pixels / "val"),
+                callbacks=callbacks, class_weight=_class_weight(config, y_train, len(self.class_names)),
+                shuffle=False, verbose=0)
+
+    def _images(self, files, labels, *, shuffle, pixel_cache):
+        config = self.config
+        return image_dataset(self.dataset.root, files, labels, image_size=config.image_size,
+                             batch_size=config.batch_size, num_classes=len(self.class_names),
+                             shuffle=shuffle, seed=config.seed, pixel_cache=pixel_cache)
+
+    def _fit_head_on_features(self) -> float:
+        config, n = self.config, len(self.class_names)
+        y_train = _one_hot(self._labels(self.split.train), n)
+        y_val = _one_hot(self._labels(self.split.val), n)
+        if config.augments_maps:
+            head, train, validation = self._map_training_data(y_train, y_val)
+        else:
+            head, train, validation = self._feature_training_data(y_train, y_val)
+        steps = 1 if tf.distribute.has_strategy() else HEAD_STEPS_PER_EXECUTION
+        _compile(head, config, config.learning_rate, steps)
+        callbacks, progress, keeper = self._callbacks(self.total_epochs, 0, "head")
+        head.fit(train, epochs=config.epochs, validation_data=validation, batch_size=config.batch_size,
+                 callbacks=callbacks, class_weight=_class_weight(config, y_train.argmax(1), n),
+                 shuffle=False, verbose=0)
+        _check_cancel(progress)
+        return keeper.best
+
+    def _cached(self, build, model, files: list[str], what: str):
+        """`build` (a `features.cached_*` function) over `files`, reporting as `what`."""
+        values, _ = build(self.cache, model, self.config, self.dataset.root, files, self.fingerprint,
+                          self._extraction_reporter(what))
+        return values
+
+    def _feature_training_data(self, y_train, y_val):
+        """The head on pooled features: clean ones, or one of K cached augmented views per epoch."""
+        features = self.clf.feature_model
+        if self.config.augment:
+            train_x = self._cached(cached_views, features, self.split.train, "augmented features")
+        else:
+            train_x = np.asarray(self._cached(cached_features, features, self.split.train, "train features"))[None]
+        val_x = self._cached(cached_features, features, self.split.val, "validation features")
+        keras.utils.set_random_seed(self.config.seed)  # the same head training on a cache hit or a miss
+        return (self.clf.head_model, _view_dataset(np.asarray(train_x), y_train, self.config),
+                (np.asarray(val_x), y_val))
+
+    def _map_training_data(self, y_train, y_val):
+        """The head on cached feature maps, which it augments anew each epoch: one backbone pass
+        per photo instead of K (bench/README.md)."""
+        maps = self.clf.map_model
+        train_maps = self._cached(cached_maps, maps, self.split.train, "train feature maps")
+        val_maps = self._cached(cached_maps, maps, self.split.val, "validation feature maps")
+        keras.utils.set_random_seed(self.config.seed)
+        return (self.clf.map_head_model, _rows_dataset(train_maps, y_train, self.config, shuffle=True),
+                _rows_dataset(val_maps, y_val, self.config, shuffle=False))
+
+    def _extraction_reporter(self, what: str):
+        """Progress of a feature-cache build; a cancel request stops it between batches."""
+        def report(done, total):
+            if cancel_requested(self.run_dir):
+                raise _Cancelled()
+            self.stage(f"computing {what} {done}/{total}", done == total)
+        return report
+
+    def _fine_tune(self, best: float) -> None:
+        """Unfreeze the last blocks once the head has converged, and train end to end with a low LR."""
+        config = self.config
+        unfrozen = set_fine_tuning(self.clf, config.backbone, config.fine_tune_blocks)
+        self.stage(f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
+        _compile(self.clf.model, config, config.fine_tune_learning_rate)
+        head_epochs = len(read_history(self.run_dir))  # early stopping may have ended the head phase early
+        callbacks, progress, keeper = self._callbacks(head_epochs + config.fine_tune_epochs, head_epochs,
+                                                      "fine-tune", best)
+        self._fit_on_photos(config.fine_tune_epochs, callbacks)
+        if keeper.best_weights is None:  # fine-tuning never beat the head: keep the head's best model
+            self.clf.model.load_weights(self.run_dir / MODEL)
+        _check_cancel(progress)
+
+    def _write_metrics(self) -> None:
+        """Test metrics of the best model; from cached test features when only the head trained."""
+        from flower_core.evaluate import evaluate_model, summarise
+
+        split, names, config = self.split, self.class_names, self.config
+        if not split.test:
+            return
+        if config.head_on_cache and not config.fine_tune_blocks:
+            metrics = summarise(self._cached_test_probabilities(), self._labels(split.test), names, split.test)
+        else:
+            metrics = evaluate_model(self.clf.model, names, self.dataset.root, split.test,
+                                     batch_size=config.batch_size, image_size=config.image_size)
+        write_json(self.run_dir / METRICS, metrics)
+
+    def _cached_test_probabilities(self) -> np.ndarray:
+        """The head's probabilities on the test photos, through the same cached input it trained
+        on: a maps run reuses the backbone graph it already traced for its maps (augmentation is
+        off outside training, so this equals the full model)."""
+        clf, test = self.clf, self.split.test
+        if self.config.augments_maps:
+            maps = self._cached(cached_maps, clf.map_model, test, "test feature maps")
+            # `predict`, not `predict_on_batch`: under MirroredStrategy the latter returned every row twice.
+            return np.concatenate([clf.map_head_model.predict(np.asarray(maps[i:i + 256]), batch_size=256, verbose=0)
+                                   for i in range(0, len(maps), 256)])
+        features = self._cached(cached_features, clf.feature_model, test, "test features")
+        return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
+
+    def _views_when_maps_are_too_small(self) -> None:
+        """Augmented views instead of maps when the backbone's maps are too small to rotate or
+        zoom (MobileNet gives 2 x 2 at 64 px); the run's `config.json` says what ran."""
+        h, w = self.clf.map_model.output_shape[1:3]
+        if not self.config.augments_maps or h * w >= MIN_MAP_POSITIONS:
+            return
+        self.stage(f"feature maps of {h} x {w} are too small to augment: caching "
+                   f"{self.config.augment_views} augmented views instead")
+        write_json(self.run_dir / CONFIG, {**read_json(self.run_dir / CONFIG), "augment_cache": "views"})
+        self.config = dataclasses.replace(self.config, augment_cache="views")
 
 
 def _compile(model, config, learning_rate, steps_per_execution=1):
@@ -159,15 +351,6 @@ def _compile(model, config, learning_rate, steps_per_execution=1):
     )
 
 
-def _callbacks(run_dir, config, reporter, save_model, total_epochs, offset, phase, best=np.inf):
-    progress = RunProgress(run_dir, reporter, total_epochs, offset, phase)
-    keeper = BestModelKeeper(save_model, run_dir / MODEL, best)
-    callbacks = [progress, keeper, keras.callbacks.EarlyStopping("val_loss", patience=config.patience)]
-    if config.reduce_lr:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=REDUCE_LR_FACTOR, patience=max(config.patience // 2, 1), min_lr=1e-6))
-    return callbacks, progress, keeper
-
-
 def _class_weight(config, labels, num_classes):
     if not config.class_weights:
         return None
@@ -177,6 +360,11 @@ def _class_weight(config, labels, num_classes):
 
 def _one_hot(labels, n):
     return np.eye(n, dtype="float32")[np.asarray(labels, dtype=int)]
+
+
+def _check_cancel(progress):
+    if progress.cancelled:
+        raise _Cancelled()
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
@@ -194,117 +382,6 @@ def _mirrored(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
     keys again, so the next run in the same process (a job worker) fails with "Shape mismatch in
     the collective instance", even after `keras.backend.clear_session()`."""
     return tf.distribute.MirroredStrategy(list(devices))
-
-
-def _train(run_dir, config, stored, reporter):
-    dataset, split = _prepare_data(run_dir, config, stored, reporter)
-    strategy = distribution_strategy(config.strategy)
-    update_status(run_dir, state="running", replicas=strategy.num_replicas_in_sync)
-    with strategy.scope():
-        _train_in_scope(run_dir, config, dataset, split, reporter)
-
-
-def _train_in_scope(run_dir, config, dataset, split, reporter):
-    clf = build_classifier(config, len(dataset.class_names))
-    config = _augment_cache_for(run_dir, config, clf, reporter)
-    total_epochs = config.epochs + (config.fine_tune_epochs if config.fine_tune_blocks else 0)
-    if config.cache_features and not trains_from_scratch(config):
-        best = _fit_head_on_features(run_dir, config, dataset, split, clf, reporter, total_epochs)
-    else:
-        _compile(clf.model, config, config.learning_rate)
-        phase = "train" if trains_from_scratch(config) else "head"
-        callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, phase)
-        _fit_on_photos(run_dir, clf.model, dataset, split, config, config.epochs, callbacks)
-        _check_cancel(progress)
-        best = keeper.best
-    if config.fine_tune_blocks:
-        _fine_tune(run_dir, config, dataset, split, clf, reporter, best)
-    _stage(reporter, run_dir, "evaluating on the test split")
-    _write_metrics(run_dir, clf, config, dataset, split, reporter)
-
-
-def _fit_on_photos(run_dir, model, dataset, split, config, epochs, callbacks):
-    """Train `model` end to end on the photos (training and fine-tuning); epochs after the first
-    read the decoded photos from a scratch cache (`features.pixel_scratch`) instead of decoding
-    them again."""
-    names = dataset.class_names
-    y_train, y_val = labels_for(split.train, names), labels_for(split.val, names)
-    photos = len(split.train) + len(split.val) if epochs > 1 else 0
-    with pixel_scratch(run_dir.name, photos, config.image_size) as pixels:
-        model.fit(_images(dataset, split.train, y_train, config, shuffle=True,
-                          pixel_cache=pixels and pixels / "train"),
-                  epochs=epochs,
-                  validation_data=_images(dataset, split.val, y_val, config, shuffle=False,
-                                          pixel_cache=pixels and pixels / "val"),
-                  callbacks=callbacks, class_weight=_class_weight(config, y_train, len(names)),
-                  shuffle=False, verbose=0)
-
-
-def _images(dataset, files, labels, config, *, shuffle, pixel_cache):
-    return image_dataset(dataset.root, files, labels, image_size=config.image_size,
-                         batch_size=config.batch_size, num_classes=len(dataset.class_names),
-                         shuffle=shuffle, seed=config.seed, pixel_cache=pixel_cache)
-
-
-def _check_cancel(progress):
-    if progress.cancelled:
-        raise _Cancelled()
-
-
-def _fit_head_on_features(run_dir, config, dataset, split, clf: Classifier, reporter, total_epochs):
-    names = dataset.class_names
-    y_train = _one_hot(labels_for(split.train, names), len(names))
-    y_val = _one_hot(labels_for(split.val, names), len(names))
-    if _augments_maps(config):
-        head, train, validation = _map_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
-    else:
-        head, train, validation = _feature_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val)
-    steps = 1 if tf.distribute.has_strategy() else HEAD_STEPS_PER_EXECUTION
-    _compile(head, config, config.learning_rate, steps)
-    callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model, total_epochs, 0, "head")
-    head.fit(train, epochs=config.epochs, validation_data=validation, batch_size=config.batch_size,
-             callbacks=callbacks, class_weight=_class_weight(config, y_train.argmax(1), len(names)),
-             shuffle=False, verbose=0)
-    _check_cancel(progress)
-    return keeper.best
-
-
-def _feature_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val):
-    """The head on pooled features: clean ones, or one of K cached augmented views per epoch."""
-    cache, fp = FeatureCache(), fingerprint(dataset)
-    if config.augment:
-        train_x, _ = cached_views(cache, clf.feature_model, config, dataset.root, split.train, fp,
-                                  _extraction_reporter(run_dir, reporter, "augmented features"))
-    else:
-        clean, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.train, fp,
-                                   _extraction_reporter(run_dir, reporter, "train features"))
-        train_x = np.asarray(clean)[None]
-    val_x, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.val, fp,
-                               _extraction_reporter(run_dir, reporter, "validation features"))
-    keras.utils.set_random_seed(config.seed)  # the same head training on a cache hit or a miss
-    return clf.head_model, _view_dataset(np.asarray(train_x), y_train, config), (np.asarray(val_x), y_val)
-
-
-def _map_training_data(run_dir, config, dataset, split, clf, reporter, y_train, y_val):
-    """The head on cached feature maps, which it augments anew each epoch: one backbone pass per
-    photo instead of K (bench/README.md)."""
-    cache, fp = FeatureCache(), fingerprint(dataset)
-    train_maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.train, fp,
-                                _extraction_reporter(run_dir, reporter, "train feature maps"))
-    val_maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.val, fp,
-                              _extraction_reporter(run_dir, reporter, "validation feature maps"))
-    keras.utils.set_random_seed(config.seed)
-    return (clf.map_head_model, _rows_dataset(train_maps, y_train, config, shuffle=True),
-            _rows_dataset(val_maps, y_val, config, shuffle=False))
-
-
-def _extraction_reporter(run_dir, reporter, what):
-    """Progress of a feature-cache build; a cancel request stops it between batches."""
-    def report(done, total):
-        if cancel_requested(run_dir):
-            raise _Cancelled()
-        _stage(reporter, run_dir, f"computing {what} {done}/{total}", done == total)
-    return report
 
 
 def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Dataset:
@@ -333,67 +410,3 @@ def _rows_dataset(rows: np.ndarray, labels: np.ndarray, config, *, shuffle: bool
     shaped = batches.map(lambda x, y: (tf.ensure_shape(x, (None, *rows.shape[1:])),
                                        tf.ensure_shape(y, (None, labels.shape[1]))))
     return shaped.prefetch(tf.data.AUTOTUNE)
-
-
-def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, best):
-    """Unfreeze the last blocks once the head has converged, and train end to end with a low LR."""
-    unfrozen = set_fine_tuning(clf, config.backbone, config.fine_tune_blocks)
-    _stage(reporter, run_dir, f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
-    _compile(clf.model, config, config.fine_tune_learning_rate)
-    head_epochs = len(read_history(run_dir))  # early stopping may have ended the head phase early
-    callbacks, progress, keeper = _callbacks(run_dir, config, reporter, clf.model,
-                                             head_epochs + config.fine_tune_epochs, head_epochs, "fine-tune", best)
-    _fit_on_photos(run_dir, clf.model, dataset, split, config, config.fine_tune_epochs, callbacks)
-    if keeper.best_weights is None:  # fine-tuning never beat the head: keep the head's best model
-        clf.model.load_weights(run_dir / MODEL)
-    _check_cancel(progress)
-
-
-def _write_metrics(run_dir, clf: Classifier, config, dataset, split, reporter):
-    """Test metrics of the best model; from cached test features when only the head trained."""
-    from flower_core.evaluate import evaluate_model, summarise
-
-    if not split.test:
-        return
-    names = dataset.class_names
-    if config.cache_features and not trains_from_scratch(config) and not config.fine_tune_blocks:
-        probabilities = _cached_test_probabilities(run_dir, clf, config, dataset, split, reporter)
-        metrics = summarise(probabilities, labels_for(split.test, names), names, split.test)
-    else:
-        metrics = evaluate_model(clf.model, names, dataset.root, split.test,
-                                 batch_size=config.batch_size, image_size=config.image_size)
-    write_json(run_dir / METRICS, metrics)
-
-
-def _cached_test_probabilities(run_dir, clf: Classifier, config, dataset, split, reporter) -> np.ndarray:
-    """The head's probabilities on the test photos, through the same cached input it trained on:
-    a maps run reuses the backbone graph it already traced for its maps (augmentation is off
-    outside training, so this equals the full model)."""
-    cache, fp = FeatureCache(), fingerprint(dataset)
-    if _augments_maps(config):
-        maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.test, fp,
-                              _extraction_reporter(run_dir, reporter, "test feature maps"))
-        # `predict`, not `predict_on_batch`: under MirroredStrategy the latter returned every row twice.
-        return np.concatenate([clf.map_head_model.predict(np.asarray(maps[i:i + 256]), batch_size=256, verbose=0)
-                               for i in range(0, len(maps), 256)])
-    features, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.test, fp,
-                                  _extraction_reporter(run_dir, reporter, "test features"))
-    return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
-
-
-def _augment_cache_for(run_dir, config, clf: Classifier, reporter) -> TrainConfig:
-    """`config`, with augmented views instead of maps when the backbone's maps are too small to
-    rotate or zoom (MobileNet gives 2 x 2 at 64 px); the run's `config.json` says what ran."""
-    h, w = clf.map_model.output_shape[1:3]
-    if not _augments_maps(config) or h * w >= MIN_MAP_POSITIONS:
-        return config
-    _stage(reporter, run_dir, f"feature maps of {h} x {w} are too small to augment: caching "
-                              f"{config.augment_views} augmented views instead")
-    write_json(run_dir / CONFIG, {**read_json(run_dir / CONFIG), "augment_cache": "views"})
-    return dataclasses.replace(config, augment_cache="views")
-
-
-def _augments_maps(config) -> bool:
-    """Whether the head trains on augmented cached feature maps (`augment_cache="maps"`)."""
-    cached = config.cache_features and not trains_from_scratch(config)
-    return cached and config.augment and config.augment_cache == "maps"
