@@ -1,4 +1,4 @@
-"""`python -m flower_core ...`: the command line that scripts and checks rely on (DESIGN.md).
+"""`python -m flower_core ...`: the command line that scripts and checks rely on (docs/ARCHITECTURE.md).
 
 With `--json` the last line printed is one JSON object. Any `FlowerError` (bad argument, bad
 data, missing weights) exits with status 2 and one line on stderr, never a traceback.

@@ -272,7 +272,7 @@ def parse_setting(name: str, text: str):
 
 _AUGMENTED = {"dropout": 0.5, "augment": True}
 
-# The study's tuning steps, each as changes to the one before (DESIGN.md).
+# The study's tuning steps, each as changes to the one before (README.md, "Presets").
 PRESETS: dict[str, dict] = {
     "base": {},
     "dropout50": dict(_AUGMENTED),

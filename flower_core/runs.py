@@ -1,4 +1,4 @@
-"""The experiment store: one folder per run, files written atomically (DESIGN.md, "A run folder").
+"""The experiment store: one folder per run, files written atomically (docs/ARCHITECTURE.md, "The run folder").
 
 Another process may read a run while it trains, and a training process may die at any moment,
 so every file is replaced whole (temp file + rename) and `history.jsonl` only ever grows by
