@@ -13,6 +13,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,10 @@ WORKER_LOCK_WAIT_S = 2.0
 # A worker picks a queued run up within a second or two; one queued longer with no worker alive
 # was left behind (the worker was killed, or the machine restarted).
 STALL_SECONDS = 15
+# The worker each runs folder was last given by this process, and the lock that serialises
+# starting one (Streamlit serves each session on its own thread).
+_STARTED: dict[Path, subprocess.Popen] = {}
+_SPAWN_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -129,17 +134,25 @@ def followed_run(runs_root=None, chosen: str | None = None) -> Path | None:
 
 
 def start_worker(runs_root=None) -> None:
-    """Start a detached worker unless one is already training in this runs folder."""
-    root = RunStore(runs_root).root
-    if worker_active(root):
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOG_FILE, "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "flower_core", "worker", "--runs", str(root.resolve())],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            cwd=os.getcwd(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )
+    """Start a detached worker unless one is training in this runs folder or is still starting.
+
+    A new worker takes the runs folder's lock only once TensorFlow is imported (seconds, or a
+    minute on a loaded machine), so the worker this process started last counts as running
+    until it exits: a burst of submissions (a study, a double click, many sessions of one
+    server) starts one worker, not one each.
+    """
+    root = RunStore(runs_root).root.resolve()
+    with _SPAWN_LOCK:
+        starting = _STARTED.get(root)
+        if worker_active(root) or (starting is not None and starting.poll() is None):
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / LOG_FILE, "ab") as log:
+            _STARTED[root] = subprocess.Popen(
+                [sys.executable, "-m", "flower_core", "worker", "--runs", str(root)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                cwd=os.getcwd(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
 
 
 def cancel(run_dir: Path) -> None:

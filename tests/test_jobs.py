@@ -82,3 +82,22 @@ def test_a_queued_run_stalls_only_after_the_wait_with_no_worker(tmp_path):
     assert not stalled({"state": "queued", "queued": just_now}, runs)
     assert not stalled({"state": "running", "queued": long_ago}, runs)
     assert not stalled({"state": "queued", "queued": "not a time"}, runs)
+
+
+def test_a_burst_of_submissions_starts_one_worker(synthetic_dataset, tmp_path, quick_config):
+    """Workers take the queue's lock only after importing TensorFlow: submissions in that window
+    must not each start a worker (a study queued 14 runs and got 14 workers)."""
+    import subprocess
+
+    runs = tmp_path / "runs"
+    before = subprocess.run(["pgrep", "-fc", f"flower_core worker --runs {runs.resolve()}"],
+                            capture_output=True, text=True).stdout.strip()
+    runs_made = [submit(quick_config, synthetic_dataset, runs) for _ in range(4)]
+    started = subprocess.run(["pgrep", "-fc", f"flower_core worker --runs {runs.resolve()}"],
+                             capture_output=True, text=True).stdout.strip()
+    assert before == "0" and started == "1"
+    for run in runs_made:
+        cancel(run)
+    wait_until(lambda: all(read_status(run)["state"] == "cancelled" for run in runs_made))
+    wait_until(lambda: subprocess.run(["pgrep", "-f", f"flower_core worker --runs {runs.resolve()}"],
+                                      capture_output=True).returncode == 1)
