@@ -47,6 +47,7 @@ from flower_core.runs import (
     request_cancel,
     write_json,
 )
+from flower_core.stopping import run_stop_reason
 
 # Feature maps with fewer positions (4 x 4) are too coarse for rotation and zoom to change them.
 MIN_MAP_POSITIONS = 16
@@ -91,7 +92,8 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     with clear_write_errors():
-        update_status(run_dir, state=state, message=message, finished=now_iso())
+        update_status(run_dir, state=state, message=message, finished=now_iso(),
+                      stop_reason=run_stop_reason(run_dir, {"state": state, "message": message}))
     return state
 
 

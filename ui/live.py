@@ -24,6 +24,7 @@ from flower_core.runs import (
     read_json,
     read_record,
 )
+from flower_core.stopping import run_stop_reason
 from ui.common import PAGES, percent, runs_root
 
 REFRESH_SECONDS = 1.5
@@ -195,13 +196,13 @@ def results(run_dir: Path) -> None:
     status, history = peek_status(run_dir), read_history(run_dir)
     _title(run_dir)
     badge(status.get("state", "unknown"))
+    reason = run_stop_reason(run_dir, status)
     if status.get("state") == "failed":
-        st.error(
-            f"Training failed: {status.get('message', 'no reason recorded')}",
-            icon=":material/error:",
-        )
+        st.error(f"Training {reason}", icon=":material/error:")
     elif status.get("state") in ("cancelled", "interrupted", "corrupt"):
-        st.warning(status.get("message", ""), icon=":material/warning:")
+        st.warning(reason, icon=":material/warning:")
+    elif status.get("state") == "done":
+        st.success(f"Stopped: {reason}", icon=":material/flag:")
     metrics = read_record(run_dir / METRICS)
     if metrics.get("confusion") and metrics.get("class_names"):
         cells = st.columns(3)
@@ -221,3 +222,5 @@ def results(run_dir: Path) -> None:
             st.switch_page(PAGES["classify"])
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
+    with st.expander("Log", icon=":material/terminal:", expanded=status.get("state") != "done"):
+        st.code(_log_lines(history, {**status, "message": reason}), language=None, height=200)
