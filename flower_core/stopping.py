@@ -58,8 +58,10 @@ def _phase_end(phase: str, records: list[dict], offset: int, config: dict, sever
     if planned is None or len(records) >= planned:
         return f"{prefix}ran all {_epochs(len(records))}"
     best = _lowest_val_loss_epoch(records)
-    waited = f": validation loss had not improved for {_epochs(last - best)}" if best else ""
-    return f"{prefix}early stopping at epoch {last} of {offset + planned}{waited}"
+    if not best or best == last:  # no wait behind it: not the early-stopping callback
+        return f"{prefix}stopped at epoch {last} of {offset + planned}"
+    return (f"{prefix}early stopping at epoch {last} of {offset + planned}: validation loss had "
+            f"not improved for {_epochs(last - best)}")
 
 
 def _kept(history: list[dict]) -> str:

@@ -225,6 +225,8 @@ def test_a_finished_job_shows_its_results_and_a_second_session_sees_the_running_
     at.run().switch_page("pages/2_Train.py").run()
     assert_clean(at)
     assert "Test accuracy" in [m.label for m in at.metric]
+    assert texts(at.success).startswith("Stopped: stopped at epoch 2 of 30; the model of epoch 2 is kept")
+    assert "epoch   2" in texts(at.code)
     assert any("Confusion matrix" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
     at.button(key="train_explain").click().run()
     assert_clean(at)

@@ -58,3 +58,8 @@ def test_run_stop_reason_prefers_the_written_field_and_never_raises(tmp_path):
     assert run_stop_reason(tmp_path) == "ran all 2 epochs; the model of epoch 2 is kept"
     (tmp_path / "config.json").write_text("{not json")
     assert run_stop_reason(tmp_path) == "finished"
+
+
+def test_fewer_epochs_without_a_wait_is_not_called_early_stopping():
+    reason = stop_reason("done", "finished", _history([3, 2]), {"epochs": 30, "patience": 5})
+    assert reason == "stopped at epoch 2 of 30; the model of epoch 2 is kept"
