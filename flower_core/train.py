@@ -32,7 +32,7 @@ from flower_core.errors import FlowerError
 from flower_core.features import FeatureCache, cached_features, cached_maps, cached_views, pixel_scratch
 from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
 from flower_core.pipeline import image_dataset
-from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
+from flower_core.progress import BestModelKeeper, Reporter, RunProgress, Throughput, update_status
 from flower_core.runs import (
     CONFIG,
     METRICS,
@@ -309,11 +309,18 @@ def _map_training_data(run_dir, config, dataset, split, clf, reporter, y_train, 
 
 
 def _extraction_reporter(run_dir, reporter, what):
-    """Progress of a feature-cache build; a cancel request stops it between batches."""
+    """Progress of a feature-cache build, with photos/s and time left (in `status.json` as
+    `extraction` while it lasts); a cancel request stops it between batches."""
+    throughput = Throughput(what)
+
     def report(done, total):
         if cancel_requested(run_dir):
             raise _Cancelled()
-        _stage(reporter, run_dir, f"computing {what} {done}/{total}", done == total)
+        stats = throughput.update(done, total)
+        update_status(run_dir, state="running", message=stats["message"],
+                      extraction=stats if done < total else None)
+        if reporter:
+            reporter({"kind": "stage", **stats, "done": done == total})
     return report
 
 

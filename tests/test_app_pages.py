@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from flower_core import jobs
 from flower_core.config import SUGGESTED_PRESET, make_config
-from flower_core.progress import update_status
+from flower_core.progress import Throughput, update_status
 from flower_core.runs import append_jsonl
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -187,6 +187,17 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
     assert "epoch   1" in texts(at.code)
     at.button(key="train_cancel").click().run()
     assert (run_dir / "cancel.request").is_file()
+
+
+def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthetic, monkeypatch):
+    monkeypatch.setattr(jobs, "start_worker", lambda root=None: None)
+    at = _submit_small_run(open_page("pages/2_Train.py"))
+    stats = Throughput("train features", clock=iter([0.0, 2.0]).__next__).update(70, 140)
+    update_status(jobs.queued_runs()[0], state="running", message=stats["message"], extraction=stats)
+    at.run()
+    assert_clean(at)
+    bar = at.get("progress")[0]
+    assert bar.value == 50 and bar.proto.text == "computing train features 70/140 · 35.0 photos/s · 2 s left"
 
 
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):

@@ -123,7 +123,11 @@ def _elapsed(status: dict) -> str:
 
 
 def progress(status: dict) -> None:
-    """Epoch and batch progress bars, elapsed time and ETA."""
+    """Feature extraction (photos/s, time left), epoch and batch progress bars, elapsed, ETA."""
+    extraction = status.get("extraction")
+    if extraction and extraction.get("photos_total"):
+        st.progress(min(extraction["photos_done"] / extraction["photos_total"], 1.0),
+                    text=extraction["message"])
     epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
     batches, batch = status.get("batches") or 0, status.get("batch") or 0
     st.progress(
