@@ -368,33 +368,37 @@ def _fine_tune(run_dir, config, dataset, split, clf: Classifier, reporter, best)
 
 def _write_metrics(run_dir, clf: Classifier, config, dataset, split, reporter):
     """Test metrics of the best model; from cached test features when only the head trained."""
-    from flower_core.evaluate import evaluate_model, summarise
+    from flower_core.calibration import confidence_threshold
+    from flower_core.evaluate import confidence_on, evaluate_model, summarise
 
     if not split.test:
         return
     names = dataset.class_names
     if config.cache_features and not trains_from_scratch(config) and not config.fine_tune_blocks:
-        probabilities = _cached_test_probabilities(run_dir, clf, config, dataset, split, reporter)
+        probabilities = _cached_probabilities(run_dir, clf, config, dataset, split.test, "test", reporter)
         metrics = summarise(probabilities, labels_for(split.test, names), names, split.test)
+        val_probabilities = _cached_probabilities(run_dir, clf, config, dataset, split.val, "validation", reporter)
+        metrics["confidence"] = confidence_threshold(val_probabilities, labels_for(split.val, names))
     else:
         metrics = evaluate_model(clf.model, names, dataset.root, split.test,
                                  batch_size=config.batch_size, image_size=config.image_size)
+        metrics["confidence"] = confidence_on(clf.model, names, dataset.root, split.val, config.image_size)
     write_json(run_dir / METRICS, metrics)
 
 
-def _cached_test_probabilities(run_dir, clf: Classifier, config, dataset, split, reporter) -> np.ndarray:
-    """The head's probabilities on the test photos, through the same cached input it trained on:
-    a maps run reuses the backbone graph it already traced for its maps (augmentation is off
-    outside training, so this equals the full model)."""
+def _cached_probabilities(run_dir, clf: Classifier, config, dataset, files, what, reporter) -> np.ndarray:
+    """The head's probabilities on `files` (the test or validation photos), through the same
+    cached input it trained on: a maps run reuses the backbone graph it already traced for its
+    maps (augmentation is off outside training, so this equals the full model)."""
     cache, fp = FeatureCache(), fingerprint(dataset)
     if _augments_maps(config):
-        maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, split.test, fp,
-                              _extraction_reporter(run_dir, reporter, "test feature maps"))
+        maps, _ = cached_maps(cache, clf.map_model, config, dataset.root, files, fp,
+                              _extraction_reporter(run_dir, reporter, f"{what} feature maps"))
         # `predict`, not `predict_on_batch`: under MirroredStrategy the latter returned every row twice.
         return np.concatenate([clf.map_head_model.predict(np.asarray(maps[i:i + 256]), batch_size=256, verbose=0)
                                for i in range(0, len(maps), 256)])
-    features, _ = cached_features(cache, clf.feature_model, config, dataset.root, split.test, fp,
-                                  _extraction_reporter(run_dir, reporter, "test features"))
+    features, _ = cached_features(cache, clf.feature_model, config, dataset.root, files, fp,
+                                  _extraction_reporter(run_dir, reporter, f"{what} features"))
     return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
 
 

@@ -48,6 +48,8 @@ def _assert_complete_run(run_dir: Path, epochs: int, classes: list[str]):
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["class_names"] == classes
     assert sum(map(sum, metrics["confusion"])) == len(split["test"])
     assert set(metrics["per_class"]) == set(classes)
+    assert 0 <= metrics["confidence"]["threshold"] <= 1
+    assert metrics["confidence"]["val_photos"] == len(split["val"])
     model = load_run_model(run_dir)
     assert model.output_shape == (None, len(classes))
 

@@ -144,7 +144,7 @@ def prediction(run_dir: str, name: str, data: bytes) -> dict:
         delta_arrow="off",
     )
     if result["low_confidence"]:
-        st.warning(f"Low confidence: this {result['reason']}.", icon=":material/help:")
+        st.warning(f"{result['reason'][0].upper()}{result['reason'][1:]}.", icon=":material/help:")
     st.plotly_chart(charts.top_k_bar(result["top_k"]), key=f"classify_topk_{name}")
     return result
 
