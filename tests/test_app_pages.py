@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from flower_core import jobs
 from flower_core.config import SUGGESTED_PRESET, make_config
+from flower_core.explain.faithfulness import VERDICTS
 from flower_core.progress import Throughput, update_status
 from flower_core.runs import append_jsonl
 
@@ -256,6 +257,7 @@ def test_classify_predicts_and_explains_an_uploaded_photo(synthetic, app_runs):
     assert_clean(at)
     labels = [m.label for m in at.metric]
     assert "Prediction" in labels and "Faithfulness" in labels
+    assert set(VERDICTS.values()) & {c.value for c in at.caption}  # the score's meaning beside it
     assert len(at.get("imgs")) + len(at.get("image")) >= 2
     assert any("Top classes" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
     at.selectbox(key="classify_method").set_value("gradcam++").run()

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
+from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.runs import CONFIG, METRICS, read_json
 from flower_core.uploads import MAX_PHOTO_MB, check_total, check_upload
 from ui import loaders
@@ -214,13 +215,7 @@ def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
         "for random blobs of the same size. Above 0: the map points at evidence.",
     )
     if score is not None:
-        right.caption(
-            "Faithful: the highlighted area matters to the model."
-            if score > 0.05
-            else "About chance: the map is no better than a random area."
-            if score > -0.05
-            else "Unfaithful: the map points away from the evidence."
-        )
+        right.caption(faithfulness_verdict(score))
     right.caption(f"Computed in {result.seconds:.2f} s.")
 
 
