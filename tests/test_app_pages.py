@@ -264,6 +264,20 @@ def test_classify_predicts_and_explains_an_uploaded_photo(synthetic, app_runs):
     assert_clean(at)
 
 
+def test_classify_takes_a_webcam_photo(synthetic, app_runs):
+    from PIL import Image
+
+    at = open_page("pages/4_Classify.py")
+    at.segmented_control(key="classify_source").set_value("Webcam").run()
+    assert_clean(at)
+    assert not [m for m in at.metric if m.label == "Prediction"]  # nothing before the shot
+    shot = io.BytesIO()
+    Image.open(synthetic / "daisy" / "daisy_0001.jpg").resize((640, 480)).save(shot, "JPEG")
+    at.camera_input(key="classify_camera").set_value(("webcam.jpg", shot.getvalue(), "image/jpeg")).run()
+    assert_clean(at)
+    assert "Prediction" in [m.label for m in at.metric]
+
+
 def test_classify_tables_several_photos_and_explains_one_with_two_runs(synthetic, app_runs):
     at = open_page("pages/4_Classify.py")
     photos = [

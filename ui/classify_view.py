@@ -22,6 +22,7 @@ from ui.compare_view import label
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 MISTAKES_SHOWN = 6
+CAMERA_PHOTO_NAME = "webcam.jpg"
 
 
 @dataclass
@@ -70,13 +71,29 @@ def _dataset_photo() -> list[tuple[str, bytes]]:
     return [(rel, (dataset.root / rel).read_bytes())]
 
 
+def _camera_photo() -> list[tuple[str, bytes]]:
+    """A photo taken with the webcam (the browser asks for the camera first)."""
+    shot = st.camera_input("Take a photo of a flower", key="classify_camera")
+    if shot is None:
+        return []
+    try:
+        check_upload(CAMERA_PHOTO_NAME, shot.size, min(MAX_PHOTO_MB, upload_limit_mb()))
+    except FlowerError as error:
+        st.error(f"Photo refused: {error}", icon=":material/error:")
+        return []
+    return [(CAMERA_PHOTO_NAME, shot.getvalue())]
+
+
 def choose_photos() -> list[tuple[str, bytes]]:
-    """Uploaded photos, or one photo picked from the dataset, as (name, bytes)."""
+    """Uploaded photos, a webcam photo, or one photo picked from the dataset, as (name, bytes)."""
     source = st.segmented_control(
-        "Photo source", ["Upload", "From the dataset"], default="Upload", key="classify_source"
+        "Photo source", ["Upload", "Webcam", "From the dataset"], default="Upload",
+        key="classify_source",
     )
     if source == "From the dataset":
         return _dataset_photo()
+    if source == "Webcam":
+        return _camera_photo()
     per_photo, at_once = min(MAX_PHOTO_MB, upload_limit_mb()), upload_limit_mb()
     uploads = st.file_uploader(
         "Photos of flowers",
