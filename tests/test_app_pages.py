@@ -70,6 +70,18 @@ def test_home_offers_every_dataset_source_and_says_why_download_is_unavailable()
     assert at.file_uploader(key="home_zip").allowed_type == [".zip"]
 
 
+def test_home_lists_only_folders_with_photos_in_two_class_folders(synthetic_dataset, tmp_path):
+    home = tmp_path / "data"
+    (home / "project" / "flower_core").mkdir(parents=True)
+    (home / "project" / "tests").mkdir()
+    (home / "project" / "flower_core" / "data.py").write_text("")
+    (home / "venv" / "lib").mkdir(parents=True)
+    (home / "venv" / "bin").mkdir()
+    (home / "demo").symlink_to(synthetic_dataset)
+    at = open_page()
+    assert at.selectbox(key="home_found").options == [str(home / "demo")]
+
+
 @pytest.mark.parametrize("page", [None, *PAGES])
 def test_pages_render_with_the_synthetic_set(synthetic, page):
     at = open_page(page)
