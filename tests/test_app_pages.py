@@ -82,6 +82,19 @@ def test_home_lists_only_folders_with_photos_in_two_class_folders(synthetic_data
     assert at.selectbox(key="home_found").options == [str(home / "demo")]
 
 
+def test_dataset_page_shows_duplicates_with_thumbnails(synthetic_dataset, tmp_path, monkeypatch):
+    root = tmp_path / "with_copies"
+    for name in ("daisy", "rose"):
+        (root / name).mkdir(parents=True)
+        for photo in sorted((synthetic_dataset / name).glob("*.jpg"))[:4]:
+            (root / name / photo.name).write_bytes(photo.read_bytes())
+    (root / "rose" / "copy.jpg").write_bytes((root / "rose" / "rose_0001.jpg").read_bytes())
+    monkeypatch.setenv("FLOWER_DATA", str(root))
+    at = open_page("pages/1_Dataset.py")
+    exact = next(d.value for d in at.dataframe if "photo" in d.value.columns)
+    assert len(exact) == 2 and all(uri.startswith("data:image/jpeg;base64,") for uri in exact["photo"])
+
+
 @pytest.mark.parametrize("page", [None, *PAGES])
 def test_pages_render_with_the_synthetic_set(synthetic, page):
     at = open_page(page)
