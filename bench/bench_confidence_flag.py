@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 from pathlib import Path
 
+# common first: it puts the project on sys.path
+from common import emit
+
+# isort: split
 import keras
 import numpy as np
 from PIL import Image, ImageDraw
@@ -136,7 +139,7 @@ def main() -> None:
                         "old_rule": float(_old_rule(probabilities).mean()),
                         "feature_distance": float((distance(features) > cut).mean()),
                         "median_top_probability": float(np.median(probabilities.max(1)))}
-    print(json.dumps({"run": run_dir.name, "threshold": threshold, "distance_cut": cut, "rates": rates}))
+    emit("confidence_flag", run=run_dir.name, threshold=threshold, distance_cut=cut, rates=rates)
 
 
 if __name__ == "__main__":

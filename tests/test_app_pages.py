@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from flower_core import jobs
+from flower_core.augment_preview import maps_note
 from flower_core.config import SUGGESTED_PRESET, make_config
 from flower_core.explain.faithfulness import VERDICTS
 from flower_core.progress import Throughput, update_status
@@ -224,6 +225,17 @@ def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthet
     assert_clean(at)
     bar = at.get("progress")[0]
     assert bar.value == 50 and bar.proto.text == "computing train features 70/140 · 35.0 photos/s · 2 s left"
+
+
+def test_train_form_previews_augmentation_with_its_settings(synthetic):
+    at = open_page("pages/2_Train.py")
+    assert not [e for e in at.expander if e.label == "Augmentation preview"]  # best: no augmentation
+    images_before = len(at.get("image"))
+    at.selectbox(key="train_preset").set_value("dropout20").run()
+    assert_clean(at)
+    preview = next(e for e in at.expander if e.label == "Augmentation preview")
+    assert len(at.get("image")) - images_before == 9
+    assert maps_note(make_config("dropout20").image_size) in texts(preview.info)
 
 
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):

@@ -13,6 +13,7 @@ from flower_core.config import (
     SUGGESTED_PRESET,
     make_config,
 )
+from ui import augment_preview
 from ui.home import online
 
 IMAGE_SIZES = [32, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512]
@@ -274,4 +275,5 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
             disabled=disabled,
             width="stretch",
         )
+    augment_preview.panel(base, k)
     return values if pressed else None
