@@ -124,5 +124,5 @@ def test_epoch_ticks_stay_whole_level_and_few():
     assert [epoch_step(n) for n in (1, 6, 12, 30, 200)] == [1, 1, 2, 5, 50]
     assert all(-(-n // epoch_step(n)) <= MAX_EPOCH_TICKS for n in range(1, 500))
     history = [{"epoch": e, "loss": 1.0, "accuracy": 0.5} for e in range(1, 13)]
-    axis = training_curves(history).layout.xaxis
+    axis = charts.training_curves(history).layout.xaxis
     assert (axis.dtick, axis.tickformat, axis.tickangle, axis.tickmode) == (2, "d", 0, "linear")
