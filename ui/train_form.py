@@ -167,7 +167,7 @@ def _optimiser_settings(base, k: str) -> dict:
 
 
 def _switches(base, k: str) -> dict:
-    left, right = st.columns(2)
+    left = right = st.container()  # one per row: side by side, "Batch-norm in the head" was cut
     return {
         "batchnorm": left.toggle(
             "Batch-norm in the head", base.batchnorm, key=k + "bn", help=HELP["batchnorm"]
