@@ -272,7 +272,7 @@ def photo_tab(
     """The chosen photo (a table first when there are several), explained by one run or more."""
     if not photos:
         st.info(
-            "Upload a photo or pick one from the dataset to see a prediction.",
+            "Upload a photo, take one with the webcam or pick one from the dataset to see a prediction.",
             icon=":material/upload:",
         )
         return
