@@ -46,20 +46,27 @@ def home_page() -> None:
 
 HOME = st.Page(home_page, title="Home", icon=":material/home:", default=True)
 common.register_home(HOME)
-navigation = st.navigation(
-    {
-        "": [HOME],
-        "Study": [
-            st.Page(common.PAGES["dataset"], title="Dataset", icon=":material/photo_library:"),
-            st.Page(common.PAGES["train"], title="Train", icon=":material/model_training:"),
-            st.Page(common.PAGES["compare"], title="Compare", icon=":material/leaderboard:"),
-            st.Page(
-                common.PAGES["classify"],
-                title="Classify & explain",
-                icon=":material/center_focus_strong:",
-            ),
-        ],
-    }
-)
+SECTIONS = {
+    "": [HOME],
+    "Study": [
+        st.Page(common.PAGES["dataset"], title="Dataset", icon=":material/photo_library:"),
+        st.Page(common.PAGES["train"], title="Train", icon=":material/model_training:"),
+        st.Page(common.PAGES["compare"], title="Compare", icon=":material/leaderboard:"),
+        st.Page(
+            common.PAGES["classify"],
+            title="Classify & explain",
+            icon=":material/center_focus_strong:",
+        ),
+    ],
+}
+# The menu is drawn here, not by Streamlit: with `client.showSidebarNavigation = false`
+# (.streamlit/config.toml) no list of the files in pages/ flashes before this script runs.
+navigation = st.navigation(SECTIONS, position="hidden")
+with st.sidebar:
+    for section, section_pages in SECTIONS.items():
+        if section:
+            st.caption(section)
+        for section_page in section_pages:
+            st.page_link(section_page)
 home.sidebar_status()
 navigation.run()

@@ -7,6 +7,8 @@ labels and the same colour for a class or a run wherever it appears.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -23,6 +25,8 @@ CLASS_COLOURS = {
 PALETTE = px.colors.qualitative.Plotly
 TRAIN_DASH, VAL_DASH = "solid", "dash"
 _MARGIN = dict(l=10, r=10, t=60, b=10)
+# Epoch ticks on a chart half a page wide: more would crowd (12+ epochs) or rotate.
+MAX_EPOCH_TICKS = 6
 
 
 def class_colour(name: str, index: int = 0) -> str:
@@ -147,10 +151,28 @@ def _series(history: list[dict], key: str) -> tuple[list, list]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def epoch_step(last_epoch: int, max_ticks: int = MAX_EPOCH_TICKS) -> int:
+    """The step between epoch ticks: the smallest of 1, 2, 5, 10, 20, 50, ... that gives at most
+    `max_ticks` ticks up to `last_epoch`, so that they stay level and apart on a half-width chart.
+
+    Example:
+
+    >>> [epoch_step(n) for n in (3, 6, 12, 30, 200)]
+    [1, 1, 2, 5, 50]
+    """
+    scale = 1
+    while True:
+        for multiple in (1, 2, 5):
+            if math.ceil(last_epoch / (multiple * scale)) <= max_ticks:
+                return multiple * scale
+        scale *= 10
+
+
 def _epoch_ticks(history: list[dict]) -> dict:
-    """Whole-number epoch ticks, about ten at most."""
+    """Whole-number epoch ticks at `epoch_step` (multiples of it), never rotated."""
     last = max([h["epoch"] for h in history] or [1])
-    return {"tick0": 1, "dtick": max(1, round(last / 10)), "range": [0.5, last + 0.5]}
+    return {"tickmode": "linear", "tick0": 0, "dtick": epoch_step(last), "tickformat": "d",
+            "tickangle": 0, "range": [0.5, last + 0.5]}
 
 
 def training_curves(history: list[dict], title: str = "Training curves") -> go.Figure:

@@ -74,11 +74,15 @@ def _cmd_train(args) -> None:
     if status.get("state") == "failed":
         raise FlowerError(f"{status.get('message', 'training failed')} (run {run_dir.name})")
     metrics = read_json(run_dir / METRICS, default={}) or {}
+    from flower_core.stopping import run_stop_reason
+
+    stopped = run_stop_reason(run_dir, status)
     payload = {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status.get("state"),
-               "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss")}
+               "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss"),
+               "stop_reason": stopped}
     accuracy = metrics.get("test_accuracy")
     summary = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test metrics"
-    _emit(args, payload, f"run {run_dir.name}: {status.get('state')}, {summary} ({run_dir})")
+    _emit(args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.get('state')}, {summary} ({run_dir})")
 
 
 def _cmd_runs(args) -> None:

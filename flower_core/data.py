@@ -65,10 +65,7 @@ def list_candidates(
             f"dataset folder not found: {root}. Expected one sub-folder per class, "
             "e.g. data/flowers/daisy/*.jpg"
         )
-    class_names = sorted(
-        entry.name for entry in resolved.iterdir()
-        if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots)
-    )
+    class_names = [entry.name for entry in _class_folders(resolved, roots)]
     if len(class_names) < min_classes:
         raise FlowerError(
             f"dataset needs at least {'two class folders' if min_classes > 1 else 'one class folder'}, "
@@ -80,6 +77,50 @@ def list_candidates(
                        if p.is_file() and is_candidate_image(p) and is_allowed(p, roots))
         candidates[name] = [p.relative_to(resolved).as_posix() for p in paths]
     return class_names, candidates
+
+
+def _class_folders(folder: Path, roots: list[Path] | None) -> list[Path]:
+    """The class folders of a dataset folder, sorted: its visible, allowed sub-folders."""
+    return sorted(entry for entry in folder.iterdir()
+                  if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots))
+
+
+def _holds_photo(folder: Path, roots: list[Path] | None) -> bool:
+    """Whether a photo (by its name) lies anywhere in `folder`; stops at the first one."""
+    return any(p.is_file() and is_candidate_image(p) and is_allowed(p, roots) for p in folder.rglob("*"))
+
+
+def find_datasets(places: list[str | os.PathLike], min_classes: int = 2) -> list[Path]:
+    """The folders directly inside `places` that are datasets `list_candidates` opens: photos
+    in at least `min_classes` class folders. What the app offers as "a dataset already here".
+
+    Hidden folders, folders outside `FLOWER_ALLOWED_ROOTS` and the places themselves (a place
+    inside another, like `data/uploads`, holds datasets, it is not one) are left out; a folder
+    of code or a virtual environment, with no photos in two of its folders, is not offered.
+
+    Args:
+        places: folders to look in.
+        min_classes: class folders with photos needed. Defaults to `2` (what training needs).
+
+    Returns:
+        The dataset folders, sorted.
+    """
+    roots = allowed_roots()
+    looked_in = {Path(p).resolve() for p in places}
+    found = set()
+    for place in map(Path, places):
+        if not place.is_dir() or not is_allowed(place, roots):
+            continue
+        for folder in _class_folders(place, roots):
+            if folder.resolve() in looked_in:
+                continue
+            with_photos = 0
+            for class_folder in _class_folders(folder, roots):
+                with_photos += _holds_photo(class_folder, roots)
+                if with_photos >= min_classes:
+                    found.add(folder)
+                    break
+    return sorted(found)
 
 
 def _problem(path: Path) -> str | None:

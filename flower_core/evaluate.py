@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flower_core.calibration import reliability
+from flower_core.calibration import confidence_threshold, reliability
 from flower_core.data import labels_for, list_candidates
 from flower_core.errors import FlowerError, ImageError
 from flower_core.predict import load_run, model_image_size, predict_files
@@ -102,6 +102,18 @@ def _predict_files(model, root: Path, files: list[str], size: int, batch_size: i
             kept.append(index)
             probabilities.append(outcome[None])
     return kept, probabilities, skipped
+
+
+def confidence_on(model: keras.Model, class_names: list[str], data_root, files: list[str],
+                  image_size: int | None = None, batch_size: int = 32) -> dict:
+    """A run's confidence threshold (`calibration.confidence_threshold`) from the model's
+    predictions on labelled photos, its validation split; unreadable photos are left out."""
+    size = image_size or model_image_size(model)
+    kept, probabilities, _ = _predict_files(model, Path(data_root), files, size, batch_size, None)
+    if not kept:
+        raise FlowerError(f"none of the {len(files)} validation photos could be read in {data_root}")
+    labels = labels_for(files, class_names)
+    return confidence_threshold(np.concatenate(probabilities), [labels[i] for i in kept])
 
 
 def evaluate_model(

@@ -3,12 +3,12 @@
 Photos go through `flower_core.images.model_input`, the very function the training pipeline
 uses, so inference sees exactly the pixels training saw. The model holds its own preprocessing.
 
-Low confidence ("may not be one of these flowers") is flagged when either the top probability
-is below `MIN_TOP_PROBABILITY` or the entropy of the probabilities, divided by its maximum
-log(number of classes) so that it lies in [0, 1], is above `MAX_NORMALISED_ENTROPY`. With five
-classes, 0.6 / 0.7 flag e.g. [0.45, 0.25, 0.1, 0.1, 0.1] (top too low) and [0.55, 0.15, 0.1,
-0.1, 0.1] (entropy 0.81: spread out) but not [0.8, 0.05, 0.05, 0.05, 0.05] (entropy 0.48).
-A softmax classifier has no "none of these" class, so this flag is a hint, not a detector.
+Low confidence ("the model is unsure") is flagged when the top probability is below the run's
+own threshold, chosen on its validation photos when it trained (`metrics.json` "confidence",
+`calibration.confidence_threshold`): below it the run is right less often than the target
+accuracy. Runs trained before that field existed fall back to `MIN_TOP_PROBABILITY`. A softmax
+classifier has no "none of these" class: a low top probability says the model hesitates between
+flowers, not that the photo is no flower (docs/RESULTS.md measures both).
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ from PIL import Image
 
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import DECODE_THREADS, ImageSource, is_candidate_image, model_input
-from flower_core.runs import CONFIG, load_run_model, read_json
+from flower_core.runs import CONFIG, METRICS, load_run_model, read_json
 
-# The low-confidence thresholds, in one place. 0.6 comes from the reliability curve of the `best`
-# preset on the real test photos (docs/RESULTS.md, "Calibration"): below it the model was right
-# 59% of the time (131 of 221 photos), above it 96.7% (1669 of 1726).
+# The fallback threshold for runs without their own. 0.6 comes from the reliability curve of the
+# `best` preset on the real test photos (docs/RESULTS.md, "Calibration"): below it the model was
+# right 59% of the time (131 of 221 photos), above it 96.7% (1669 of 1726).
 MIN_TOP_PROBABILITY = 0.6
-MAX_NORMALISED_ENTROPY = 0.7
 BATCH_SIZE = 32
 # Photo formats Pillow cannot read: listed in a folder's results as errors, not skipped quietly.
 UNSUPPORTED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".svg", ".dng", ".cr2", ".nef", ".arw"})
@@ -69,26 +68,41 @@ def predict_batch(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(np.asarray(pixels, np.float32), training=False))
 
 
-def assess(probabilities: np.ndarray) -> dict:
-    """Entropy and the low-confidence flag (with its reason) of one probability vector."""
+def run_threshold(run_dir: str | os.PathLike) -> float:
+    """The run's own "sure" threshold from its validation photos, else `MIN_TOP_PROBABILITY`
+    (a run trained before thresholds were stored, or an unreadable `metrics.json`)."""
+    try:
+        metrics = read_json(Path(run_dir) / METRICS, default=None)
+    except FlowerError:
+        return MIN_TOP_PROBABILITY
+    threshold = (metrics or {}).get("confidence", {}).get("threshold") if isinstance(metrics, dict) else None
+    return float(threshold) if isinstance(threshold, int | float) else MIN_TOP_PROBABILITY
+
+
+def assess(probabilities: np.ndarray, threshold: float = MIN_TOP_PROBABILITY) -> dict:
+    """Entropy and the low-confidence flag (with its reason) of one probability vector.
+
+    Args:
+        probabilities: the model's probabilities for one photo.
+        threshold: the top probability below which the model is unsure (`run_threshold`).
+            Defaults to `MIN_TOP_PROBABILITY`.
+    """
     p = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
     entropy = float(-np.sum(p * np.log(p, where=p > 0, out=np.zeros_like(p))))
     normalised = entropy / math.log(len(p)) if len(p) > 1 else 0.0
-    reasons = []
-    if p.max() < MIN_TOP_PROBABILITY:
-        reasons.append(f"top probability {p.max():.2f} is below {MIN_TOP_PROBABILITY}")
-    if normalised > MAX_NORMALISED_ENTROPY:
-        reasons.append(f"normalised entropy {normalised:.2f} is above {MAX_NORMALISED_ENTROPY}")
-    note = "may not be one of these flowers: " + "; ".join(reasons) if reasons else ""
+    unsure = bool(p.max() < threshold)
     return {
         "entropy": entropy,
         "normalised_entropy": normalised,
-        "low_confidence": bool(reasons),
-        "reason": note,
+        "low_confidence": unsure,
+        "threshold": float(threshold),
+        "reason": f"the model is unsure: top probability {p.max():.2f} is below this run's "
+        f"threshold {threshold:.2f}" if unsure else "",
     }
 
 
-def describe(probabilities: np.ndarray, class_names: list[str], top_k: int = 3) -> dict:
+def describe(probabilities: np.ndarray, class_names: list[str], top_k: int = 3,
+             threshold: float = MIN_TOP_PROBABILITY) -> dict:
     """The prediction record of one photo: top-k, every probability, entropy and the flag."""
     if top_k < 1:
         raise FlowerError(f"top-k must be at least 1. Received: top_k={top_k}")
@@ -101,7 +115,7 @@ def describe(probabilities: np.ndarray, class_names: list[str], top_k: int = 3) 
         "probabilities": {
             name: float(p) for name, p in zip(class_names, probabilities, strict=True)
         },
-        **assess(probabilities),
+        **assess(probabilities, threshold),
     }
 
 
@@ -111,6 +125,7 @@ def predict_image(
     image_source: ImageSource,
     top_k: int = 3,
     image_size: int | None = None,
+    threshold: float = MIN_TOP_PROBABILITY,
 ) -> dict:
     """Predict one photo (a path, its bytes or an open file).
 
@@ -120,6 +135,8 @@ def predict_image(
         image_source: the photo.
         top_k: how many classes to list. Defaults to `3`.
         image_size: the model's input size. Defaults to `None` (read from the model).
+        threshold: the run's low-confidence threshold (`run_threshold`). Defaults to
+            `MIN_TOP_PROBABILITY`.
 
     Returns:
         A dict from `describe`.
@@ -128,7 +145,7 @@ def predict_image(
         ImageError: the photo cannot be read (with the reason in one line).
     """
     pixels = model_input(image_source, image_size or model_image_size(model))
-    return describe(predict_batch(model, pixels[None])[0], class_names, top_k)
+    return describe(predict_batch(model, pixels[None])[0], class_names, top_k, threshold)
 
 
 def _is_image_file(path: Path) -> bool:
@@ -205,13 +222,14 @@ def predict_paths(
         FlowerError: the run cannot be loaded, no image was found, or none could be read.
     """
     model, class_names = load_run(run_dir)
-    size = model_image_size(model)
+    size, threshold = model_image_size(model), run_threshold(run_dir)
     files = find_images(paths)
     if not files:
         raise FlowerError(f"no images found in: {', '.join(map(str, paths))}")
     results = []
     for path, outcome in predict_files(model, files, size, batch_size):
-        record = {"error": str(outcome)} if isinstance(outcome, ImageError) else describe(outcome, class_names, top_k)
+        record = ({"error": str(outcome)} if isinstance(outcome, ImageError)
+                  else describe(outcome, class_names, top_k, threshold))
         results.append({"path": str(path), **record})
     if all("error" in r for r in results):
         raise FlowerError(f"no readable image: {results[0]['path']}: {results[0]['error']}")

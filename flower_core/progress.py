@@ -175,6 +175,49 @@ class BestModelKeeper(keras.callbacks.Callback):
         self._unsaved = False
 
 
+class Throughput:
+    """Photos per second and time left of one feature-extraction pass, from its progress reports.
+
+    The first batch also traces the backbone's graph (seconds on a CPU), so once a second report
+    has come the rate is measured from the first one on; until then from the start.
+
+    Args:
+        what: what is being computed, e.g. `"train features"`, for the message.
+        clock: seconds, monotonic. Defaults to `time.monotonic`.
+
+    Example:
+
+    >>> throughput = Throughput("train features", clock=iter([0.0, 2.0, 3.0]).__next__)
+    >>> throughput.update(32, 140)["message"]
+    'computing train features 32/140 · 16.0 photos/s · 7 s left'
+    >>> throughput.update(64, 140)["message"]
+    'computing train features 64/140 · 32.0 photos/s · 2 s left'
+    """
+
+    def __init__(self, what: str, clock: Callable[[], float] = time.monotonic):
+        self.what = what
+        self.clock = clock
+        self.started = clock()
+        self.first: tuple[float, int] | None = None
+
+    def update(self, done: int, total: int) -> dict:
+        """The state after `done` of `total` photos: counts, `photos_per_s`, `eta_s` (both `None`
+        until measurable) and a one-line `message`."""
+        now = self.clock()
+        since, base = self.first or (self.started, 0)
+        if self.first is None:
+            self.first = (now, done)
+        elapsed = now - since
+        rate = (done - base) / elapsed if elapsed > 0 and done > base else None
+        eta = (total - done) / rate if rate else None
+        message = f"computing {self.what} {done}/{total}"
+        if rate:
+            message += f" · {rate:.1f} photos/s · {eta:.0f} s left"
+        return {"what": self.what, "photos_done": done, "photos_total": total,
+                "photos_per_s": None if rate is None else round(rate, 2),
+                "eta_s": None if eta is None else round(eta, 1), "message": message}
+
+
 def _float(value):
     return None if value is None else round(float(value), 6)
 
@@ -203,6 +246,12 @@ class TerminalReporter:
                 f"val_acc {event.get('val_accuracy') or float('nan'):.4f} ({event['seconds']:.1f}s)"
                 + " " * 10 + "\n"
             )
+        elif kind == "stage" and event.get("photos_total"):
+            done = event["photos_done"] / event["photos_total"]
+            bar = "#" * int(done * self.width)
+            rate = f" {event['photos_per_s']:.1f} photos/s, {event['eta_s']:.0f} s left" if event["photos_per_s"] else ""
+            self.stream.write(f"\rcomputing {event['what']} [{bar:<{self.width}}] {event['photos_done']}/"
+                              f"{event['photos_total']}{rate}" + " " * 10 + ("\n" if event.get("done") else ""))
         elif kind == "stage":
             self.stream.write(f"\r{event['message']}" + " " * 10 + ("\n" if event.get("done") else ""))
         self.stream.flush()

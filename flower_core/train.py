@@ -31,7 +31,7 @@ from flower_core.features import FeatureCache, cached_features, cached_maps, cac
 from flower_core.logs import log_to_file
 from flower_core.model import Classifier, build_classifier, set_fine_tuning
 from flower_core.pipeline import image_dataset
-from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
+from flower_core.progress import BestModelKeeper, Reporter, RunProgress, Throughput, update_status
 from flower_core.runs import (
     CONFIG,
     METRICS,
@@ -46,6 +46,7 @@ from flower_core.runs import (
     request_cancel,
     write_json,
 )
+from flower_core.stopping import run_stop_reason
 
 # A head step on cached features takes a few milliseconds, not much more than Keras's own work
 # around each step, so the head runs this many steps per call (bench/README.md); not under a
@@ -89,7 +90,8 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
                 signal.signal(signal.SIGTERM, previous)
         log.info("ended %s: %s", state, message)
         with clear_write_errors():
-            update_status(run_dir, state=state, message=message, finished=now_iso())
+            update_status(run_dir, state=state, message=message, finished=now_iso(),
+                          stop_reason=run_stop_reason(run_dir, {"state": state, "message": message}))
     return state
 
 
@@ -282,11 +284,18 @@ class TrainingRun:
                 _rows_dataset(val_maps, y_val, self.config, shuffle=False))
 
     def _extraction_reporter(self, what: str):
-        """Progress of a feature-cache build; a cancel request stops it between batches."""
+        """Progress of a feature-cache build, with photos/s and time left (in `status.json` as
+        `extraction` while it lasts); a cancel request stops it between batches."""
+        throughput = Throughput(what)
+
         def report(done, total):
             if cancel_requested(self.run_dir):
                 raise _Cancelled()
-            self.stage(f"computing {what} {done}/{total}", done == total)
+            stats = throughput.update(done, total)
+            update_status(self.run_dir, state="running", message=stats["message"],
+                          extraction=stats if done < total else None)
+            if self.reporter:
+                self.reporter({"kind": "stage", **stats, "done": done == total})
         return report
 
     def _fine_tune(self, best: float) -> None:
@@ -304,30 +313,37 @@ class TrainingRun:
         _check_cancel(progress)
 
     def _write_metrics(self) -> None:
-        """Test metrics of the best model; from cached test features when only the head trained."""
-        from flower_core.evaluate import evaluate_model, summarise
+        """Test metrics of the best model, and its low-confidence threshold from the validation
+        photos; from cached features when only the head trained."""
+        from flower_core.calibration import confidence_threshold
+        from flower_core.evaluate import confidence_on, evaluate_model, summarise
 
         split, names, config = self.split, self.class_names, self.config
         if not split.test:
             return
         if config.head_on_cache and not config.fine_tune_blocks:
-            metrics = summarise(self._cached_test_probabilities(), self._labels(split.test), names, split.test)
+            probabilities = self._cached_probabilities(split.test, "test")
+            metrics = summarise(probabilities, self._labels(split.test), names, split.test)
+            val_probabilities = self._cached_probabilities(split.val, "validation")
+            metrics["confidence"] = confidence_threshold(val_probabilities, self._labels(split.val))
         else:
             metrics = evaluate_model(self.clf.model, names, self.dataset.root, split.test,
                                      batch_size=config.batch_size, image_size=config.image_size)
+            metrics["confidence"] = confidence_on(self.clf.model, names, self.dataset.root, split.val,
+                                                  config.image_size)
         write_json(self.run_dir / METRICS, metrics)
 
-    def _cached_test_probabilities(self) -> np.ndarray:
-        """The head's probabilities on the test photos, through the same cached input it trained
-        on: a maps run reuses the backbone graph it already traced for its maps (augmentation is
-        off outside training, so this equals the full model)."""
-        clf, test = self.clf, self.split.test
+    def _cached_probabilities(self, files: list[str], what: str) -> np.ndarray:
+        """The head's probabilities on `files` (the test or validation photos), through the same
+        cached input it trained on: a maps run reuses the backbone graph it already traced for
+        its maps (augmentation is off outside training, so this equals the full model)."""
+        clf = self.clf
         if self.config.augments_maps:
-            maps = self._cached(cached_maps, clf.map_model, test, "test feature maps")
+            maps = self._cached(cached_maps, clf.map_model, files, f"{what} feature maps")
             # `predict`, not `predict_on_batch`: under MirroredStrategy the latter returned every row twice.
             return np.concatenate([clf.map_head_model.predict(np.asarray(maps[i:i + 256]), batch_size=256, verbose=0)
                                    for i in range(0, len(maps), 256)])
-        features = self._cached(cached_features, clf.feature_model, test, "test features")
+        features = self._cached(cached_features, clf.feature_model, files, f"{what} features")
         return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
 
     def _views_when_maps_are_too_small(self) -> None:

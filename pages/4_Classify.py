@@ -7,7 +7,7 @@ from ui import common, loaders
 
 common.page(
     "Classify & explain",
-    "Upload photos (or pick one from the dataset), see the "
+    "Upload photos, take one with the webcam or pick one from the dataset, see the "
     "model's top classes, and a heatmap of the evidence it used.",
     icon=":material/center_focus_strong:",
 )

@@ -106,7 +106,7 @@ async def _settle(page) -> None:
 
 
 async def _open(page, key: str) -> None:
-    await page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES[key], exact=True).click()
+    await page.get_by_test_id("stSidebar").get_by_role("link", name=PAGES[key], exact=True).click()
     await page.get_by_role("heading", name=PAGES[key]).first.wait_for()
 
 

@@ -13,8 +13,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from flower_core import jobs
+from flower_core.augment_preview import maps_note
 from flower_core.config import SUGGESTED_PRESET, make_config
-from flower_core.progress import update_status
+from flower_core.explain.faithfulness import VERDICTS
+from flower_core.progress import Throughput, update_status
 from flower_core.runs import append_jsonl
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -67,6 +69,31 @@ def test_home_offers_every_dataset_source_and_says_why_download_is_unavailable()
     assert len(at.tabs) == 4
     assert "no internet connection" in texts(at.warning)
     assert at.file_uploader(key="home_zip").allowed_type == [".zip"]
+
+
+def test_home_lists_only_folders_with_photos_in_two_class_folders(synthetic_dataset, tmp_path):
+    home = tmp_path / "data"
+    (home / "project" / "flower_core").mkdir(parents=True)
+    (home / "project" / "tests").mkdir()
+    (home / "project" / "flower_core" / "data.py").write_text("")
+    (home / "venv" / "lib").mkdir(parents=True)
+    (home / "venv" / "bin").mkdir()
+    (home / "demo").symlink_to(synthetic_dataset)
+    at = open_page()
+    assert at.selectbox(key="home_found").options == [str(home / "demo")]
+
+
+def test_dataset_page_shows_duplicates_with_thumbnails(synthetic_dataset, tmp_path, monkeypatch):
+    root = tmp_path / "with_copies"
+    for name in ("daisy", "rose"):
+        (root / name).mkdir(parents=True)
+        for photo in sorted((synthetic_dataset / name).glob("*.jpg"))[:4]:
+            (root / name / photo.name).write_bytes(photo.read_bytes())
+    (root / "rose" / "copy.jpg").write_bytes((root / "rose" / "rose_0001.jpg").read_bytes())
+    monkeypatch.setenv("FLOWER_DATA", str(root))
+    at = open_page("pages/1_Dataset.py")
+    exact = next(d.value for d in at.dataframe if "photo" in d.value.columns)
+    assert len(exact) == 2 and all(uri.startswith("data:image/jpeg;base64,") for uri in exact["photo"])
 
 
 @pytest.mark.parametrize("page", [None, *PAGES])
@@ -189,6 +216,28 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
     assert (run_dir / "cancel.request").is_file()
 
 
+def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthetic, monkeypatch):
+    monkeypatch.setattr(jobs, "start_worker", lambda root=None: None)
+    at = _submit_small_run(open_page("pages/2_Train.py"))
+    stats = Throughput("train features", clock=iter([0.0, 2.0]).__next__).update(70, 140)
+    update_status(jobs.queued_runs()[0], state="running", message=stats["message"], extraction=stats)
+    at.run()
+    assert_clean(at)
+    bar = at.get("progress")[0]
+    assert bar.value == 50 and bar.proto.text == "computing train features 70/140 · 35.0 photos/s · 2 s left"
+
+
+def test_train_form_previews_augmentation_with_its_settings(synthetic):
+    at = open_page("pages/2_Train.py")
+    assert not [e for e in at.expander if e.label == "Augmentation preview"]  # best: no augmentation
+    images_before = len(at.get("image"))
+    at.selectbox(key="train_preset").set_value("dropout20").run()
+    assert_clean(at)
+    preview = next(e for e in at.expander if e.label == "Augmentation preview")
+    assert len(at.get("image")) - images_before == 9
+    assert maps_note(make_config("dropout20").image_size) in texts(preview.info)
+
+
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_best_weights").set_value("file")
@@ -225,6 +274,8 @@ def test_a_finished_job_shows_its_results_and_a_second_session_sees_the_running_
     at.run().switch_page("pages/2_Train.py").run()
     assert_clean(at)
     assert "Test accuracy" in [m.label for m in at.metric]
+    assert texts(at.success).startswith("Stopped: stopped at epoch 2 of 30; the model of epoch 2 is kept")
+    assert "epoch   2" in texts(at.code)
     assert any("Confusion matrix" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
     at.button(key="train_explain").click().run()
     assert_clean(at)
@@ -243,10 +294,25 @@ def test_classify_predicts_and_explains_an_uploaded_photo(synthetic, app_runs):
     assert_clean(at)
     labels = [m.label for m in at.metric]
     assert "Prediction" in labels and "Faithfulness" in labels
+    assert set(VERDICTS.values()) & {c.value for c in at.caption}  # the score's meaning beside it
     assert len(at.get("imgs")) + len(at.get("image")) >= 2
     assert any("Top classes" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
     at.selectbox(key="classify_method").set_value("gradcam++").run()
     assert_clean(at)
+
+
+def test_classify_takes_a_webcam_photo(synthetic, app_runs):
+    from PIL import Image
+
+    at = open_page("pages/4_Classify.py")
+    at.segmented_control(key="classify_source").set_value("Webcam").run()
+    assert_clean(at)
+    assert not [m for m in at.metric if m.label == "Prediction"]  # nothing before the shot
+    shot = io.BytesIO()
+    Image.open(synthetic / "daisy" / "daisy_0001.jpg").resize((640, 480)).save(shot, "JPEG")
+    at.camera_input(key="classify_camera").set_value(("webcam.jpg", shot.getvalue(), "image/jpeg")).run()
+    assert_clean(at)
+    assert "Prediction" in [m.label for m in at.metric]
 
 
 def test_classify_tables_several_photos_and_explains_one_with_two_runs(synthetic, app_runs):

@@ -116,3 +116,13 @@ def test_reliability_curve_has_the_diagonal_and_one_line_per_run():
     fig = charts.reliability_curve({"run a": calibration, "run b": calibration})
     assert [trace.name for trace in fig.data] == ["perfectly calibrated", "run a (ECE 0.050)", "run b (ECE 0.050)"]
     assert list(fig.data[1].x) == [0.55, 0.95] and list(fig.data[1].y) == [0.5, 0.97]
+
+
+def test_epoch_ticks_stay_whole_level_and_few():
+    from flower_core.charts import MAX_EPOCH_TICKS, epoch_step
+
+    assert [epoch_step(n) for n in (1, 6, 12, 30, 200)] == [1, 1, 2, 5, 50]
+    assert all(-(-n // epoch_step(n)) <= MAX_EPOCH_TICKS for n in range(1, 500))
+    history = [{"epoch": e, "loss": 1.0, "accuracy": 0.5} for e in range(1, 13)]
+    axis = charts.training_curves(history).layout.xaxis
+    assert (axis.dtick, axis.tickformat, axis.tickangle, axis.tickmode) == (2, "d", 0, "linear")

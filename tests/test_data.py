@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.data import fingerprint, labels_for, scan_dataset, split_dataset
+from flower_core.data import find_datasets, fingerprint, labels_for, scan_dataset, split_dataset
 from flower_core.errors import FlowerError
 
 
@@ -143,3 +143,24 @@ def test_a_pixel_cache_serves_later_epochs_the_same_photos_without_decoding(tmp_
     for served in (first, second):
         assert sorted(served) == sorted(zip(files, labels))
     assert first != second, "the order should be reshuffled each epoch"
+
+
+def test_find_datasets_offers_only_folders_with_photos_in_two_class_folders(tmp_path):
+    home = tmp_path / "data"
+    _photo(home / "flowers" / "daisy" / "a.jpg")
+    _photo(home / "flowers" / "rose" / "nested" / "b.png")
+    _photo(home / "one_class" / "daisy" / "a.jpg")
+    (home / "one_class" / "rose").mkdir()
+    (home / "project" / "src").mkdir(parents=True)
+    (home / "project" / "src" / "app.py").write_text("print()")
+    (home / "project" / "docs").mkdir()
+    (home / "project" / "docs" / "notes.md").write_text("notes")
+    _photo(home / ".venv" / "lib" / "icon.png")
+    _photo(home / ".venv" / "share" / "logo.png")
+    _photo(home / "uploads" / "zipped" / "tulip" / "a.jpg")
+    _photo(home / "uploads" / "zipped" / "rose" / "b.jpg")
+    (home / "readme.txt").write_text("a file, not a folder")
+    assert find_datasets([home, home / "uploads", tmp_path / "missing"]) == [
+        home / "flowers", home / "uploads" / "zipped"]
+    assert find_datasets([home, home / "uploads"], min_classes=1) == [
+        home / "flowers", home / "one_class", home / "uploads" / "zipped"]

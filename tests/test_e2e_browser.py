@@ -73,7 +73,7 @@ def screenshot(page, name: str) -> Path:
 
 
 def open_page(page, key: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=PAGES[key], exact=True).click()
+    page.get_by_test_id("stSidebar").get_by_role("link", name=PAGES[key], exact=True).click()
     heading = "Flower Studio" if key == "home" else PAGES[key]
     page.get_by_role("heading", name=heading).first.wait_for()
     settle(page)

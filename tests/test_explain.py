@@ -217,3 +217,11 @@ def test_pointing_game_after_short_training(synthetic_dataset):
     assert rates["tolerant"][0] >= 0.6 and rates["tolerant"][0] >= rates["tolerant"][1] + 0.3
     assert rates["strict"][0] >= 2 * rates["strict"][1]
     assert rates["faithfulness"] > 0.05
+
+
+def test_faithfulness_verdicts_say_in_plain_words_what_the_score_means():
+    from flower_core.explain.faithfulness import CHANCE_BAND, VERDICTS, verdict
+
+    assert verdict(0.3) == VERDICTS["faithful"] and verdict(-0.3) == VERDICTS["unfaithful"]
+    assert verdict(CHANCE_BAND) == verdict(0.0) == VERDICTS["chance"]
+    assert "relies on other parts of the photo" in VERDICTS["unfaithful"]

@@ -16,7 +16,6 @@ from PIL import Image
 from flower_core import predict
 from flower_core.errors import FlowerError
 from flower_core.predict import (
-    MAX_NORMALISED_ENTROPY,
     MIN_TOP_PROBABILITY,
     assess,
     describe,
@@ -24,6 +23,7 @@ from flower_core.predict import (
     predict_image,
     predict_paths,
     predictions_table,
+    run_threshold,
     to_csv,
 )
 
@@ -51,17 +51,35 @@ def test_describe_orders_top_k_and_keeps_every_probability():
         describe(np.array([0.1, 0.7, 0.2]), CLASSES, top_k=0)
 
 
-def test_low_confidence_thresholds():
+def test_low_confidence_is_the_run_threshold_and_says_the_model_is_unsure():
     uniform = assess(np.full(5, 0.2))
     assert uniform["low_confidence"] and uniform["normalised_entropy"] == pytest.approx(1.0)
-    assert "below" in uniform["reason"] and "above" in uniform["reason"]
+    assert uniform["reason"] == (f"the model is unsure: top probability 0.20 is below this run's "
+                                 f"threshold {MIN_TOP_PROBABILITY:.2f}")
+    assert "not be one of these flowers" not in uniform["reason"]
     assert not assess(np.array([0.8, 0.05, 0.05, 0.05, 0.05]))["low_confidence"]
-    spread = assess(np.array([0.62, 0.14, 0.12, 0.12]))  # top is fine, entropy is not
-    assert spread["low_confidence"] and "entropy" in spread["reason"]
-    assert spread["normalised_entropy"] > MAX_NORMALISED_ENTROPY
-    assert assess(np.array([MIN_TOP_PROBABILITY - 0.01, 0.49, 0.02]))["low_confidence"]
+    assert assess(np.array([0.8, 0.1, 0.1]), threshold=0.85)["low_confidence"]
+    assert not assess(np.array([0.62, 0.14, 0.12, 0.12]))["low_confidence"]  # spread, yet above
     sure = assess(np.array([1.0, 0.0, 0.0]))
     assert sure["entropy"] == 0.0 and not sure["low_confidence"] and sure["reason"] == ""
+
+
+def test_run_threshold_comes_from_the_runs_metrics_else_the_old_constant(tmp_path):
+    assert run_threshold(tmp_path) == MIN_TOP_PROBABILITY
+    (tmp_path / "metrics.json").write_text(json.dumps({"confidence": {"threshold": 0.83}}))
+    assert run_threshold(tmp_path) == 0.83
+    (tmp_path / "metrics.json").write_text("{torn")
+    assert run_threshold(tmp_path) == MIN_TOP_PROBABILITY
+
+
+def test_predict_paths_uses_the_runs_threshold(tiny_run_factory, tmp_path):
+    run_dir = tiny_run_factory("strict")
+    photo = _photos(tmp_path / "in", 1)[0]
+    (run_dir / "metrics.json").write_text(json.dumps({"confidence": {"threshold": 0.0}}))
+    assert not predict_paths(run_dir, [photo])[0]["low_confidence"]
+    (run_dir / "metrics.json").write_text(json.dumps({"confidence": {"threshold": 1.0}}))
+    result = predict_paths(run_dir, [photo])[0]
+    assert result["low_confidence"] and result["threshold"] == 1.0
 
 
 def test_uniform_output_model_is_flagged(tiny_run_factory, tmp_path):

@@ -48,6 +48,8 @@ def _assert_complete_run(run_dir: Path, epochs: int, classes: list[str]):
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["class_names"] == classes
     assert sum(map(sum, metrics["confusion"])) == len(split["test"])
     assert set(metrics["per_class"]) == set(classes)
+    assert 0 <= metrics["confidence"]["threshold"] <= 1
+    assert metrics["confidence"]["val_photos"] == len(split["val"])
     model = load_run_model(run_dir)
     assert model.output_shape == (None, len(classes))
 
@@ -61,6 +63,8 @@ def test_cli_synth_then_train_gives_a_complete_run_folder(tmp_path):
     assert train.returncode == 0, train.stderr
     result = json.loads(train.stdout.strip().splitlines()[-1])
     assert result["state"] == "done" and Path(result["run_dir"]).parent == tmp_path / "runs"
+    assert result["stop_reason"].startswith("ran all 2 epochs; the model of epoch")
+    assert read_status(Path(result["run_dir"]))["stop_reason"] == result["stop_reason"]
     _assert_complete_run(Path(result["run_dir"]), 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
     listing = _cli("runs", "--runs", str(tmp_path / "runs"), "--json")
     assert json.loads(listing.stdout.splitlines()[-1])["runs"][0]["run_id"] == result["run_id"]
@@ -174,6 +178,7 @@ def test_cancelled_run_stops_and_keeps_the_best_model(synthetic_dataset, tmp_pat
     assert process.wait(timeout=120) == 0
     status = read_status(run_dir)
     assert status["state"] == "cancelled" and status["finished"]
+    assert status["stop_reason"].startswith("cancelled by request after epoch ")
     assert 1 <= len(read_history(run_dir)) < 200
     assert load_run_model(run_dir).output_shape == (None, 5)
 

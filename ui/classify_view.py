@@ -13,6 +13,7 @@ from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.explain.faithfulness import REMOVE_FRACTION
+from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.runs import CONFIG, METRICS, read_json
 from flower_core.uploads import MAX_PHOTO_MB, check_total, check_upload
 from ui import loaders
@@ -22,6 +23,7 @@ from ui.compare_view import label
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 MISTAKES_SHOWN = 6
+CAMERA_PHOTO_NAME = "webcam.jpg"
 
 
 @dataclass
@@ -70,13 +72,29 @@ def _dataset_photo() -> list[tuple[str, bytes]]:
     return [(rel, (dataset.root / rel).read_bytes())]
 
 
+def _camera_photo() -> list[tuple[str, bytes]]:
+    """A photo taken with the webcam (the browser asks for the camera first)."""
+    shot = st.camera_input("Take a photo of a flower", key="classify_camera")
+    if shot is None:
+        return []
+    try:
+        check_upload(CAMERA_PHOTO_NAME, shot.size, min(MAX_PHOTO_MB, upload_limit_mb()))
+    except FlowerError as error:
+        st.error(f"Photo refused: {error}", icon=":material/error:")
+        return []
+    return [(CAMERA_PHOTO_NAME, shot.getvalue())]
+
+
 def choose_photos() -> list[tuple[str, bytes]]:
-    """Uploaded photos, or one photo picked from the dataset, as (name, bytes)."""
+    """Uploaded photos, a webcam photo, or one photo picked from the dataset, as (name, bytes)."""
     source = st.segmented_control(
-        "Photo source", ["Upload", "From the dataset"], default="Upload", key="classify_source"
+        "Photo source", ["Upload", "Webcam", "From the dataset"], default="Upload",
+        key="classify_source",
     )
     if source == "From the dataset":
         return _dataset_photo()
+    if source == "Webcam":
+        return _camera_photo()
     per_photo, at_once = min(MAX_PHOTO_MB, upload_limit_mb()), upload_limit_mb()
     uploads = st.file_uploader(
         "Photos of flowers",
@@ -145,7 +163,7 @@ def prediction(run_dir: str, name: str, data: bytes) -> dict:
         delta_arrow="off",
     )
     if result["low_confidence"]:
-        st.warning(f"Low confidence: this {result['reason']}.", icon=":material/help:")
+        st.warning(f"{result['reason'][0].upper()}{result['reason'][1:]}.", icon=":material/help:")
     st.plotly_chart(charts.top_k_bar(result["top_k"]), key=f"classify_topk_{name}")
     return result
 
@@ -215,13 +233,7 @@ def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
         "for random blobs of the same size. Above 0: the map points at evidence.",
     )
     if score is not None:
-        right.caption(
-            "Faithful: the highlighted area matters to the model."
-            if score > 0.05
-            else "About chance: the map is no better than a random area."
-            if score > -0.05
-            else "Unfaithful: the map points away from the evidence."
-        )
+        right.caption(faithfulness_verdict(score))
     right.caption(f"Computed in {result.seconds:.2f} s.")
 
 
@@ -261,7 +273,7 @@ def photo_tab(
     """The chosen photo (a table first when there are several), explained by one run or more."""
     if not photos:
         st.info(
-            "Upload a photo or pick one from the dataset to see a prediction.",
+            "Upload a photo, take one with the webcam or pick one from the dataset to see a prediction.",
             icon=":material/upload:",
         )
         return

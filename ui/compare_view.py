@@ -10,7 +10,6 @@ import streamlit as st
 
 from flower_core import charts
 from flower_core.config import STUDY_RESULTS
-from flower_core.predict import MIN_TOP_PROBABILITY
 from flower_core.runs import CONFIG, HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui.common import guard, runs_root
 
@@ -32,17 +31,27 @@ COLUMNS = [
     "tags",
     "run_id",
 ]
+# Narrow columns for short values, so that all of them fit a 1400 px window; the run's label
+# stays pinned on the left when the table scrolls.
+_SMALL = "small"
 COLUMN_CONFIG = {
-    "label": st.column_config.TextColumn("run"),
-    "image_size": st.column_config.NumberColumn("size", format="%d px"),
-    "batch_size": st.column_config.NumberColumn("batch"),
-    "augment_cache": st.column_config.TextColumn("augmented as", help="cached feature maps or K views"),
-    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent"),
-    "test_accuracy": st.column_config.NumberColumn("test acc", format="percent"),
-    "test_loss": st.column_config.NumberColumn("test loss", format="%.4f"),
-    "seconds": st.column_config.NumberColumn("duration (s)", format="%.0f"),
-    "tags": st.column_config.ListColumn("tags"),
-    "run_id": st.column_config.TextColumn("run id"),
+    "label": st.column_config.TextColumn("run", pinned=True),
+    "preset": st.column_config.TextColumn("preset", width=_SMALL),
+    "backbone": st.column_config.TextColumn("backbone", width=_SMALL),
+    "weights": st.column_config.TextColumn("weights", width=_SMALL),
+    "image_size": st.column_config.NumberColumn("size", format="%d px", width=_SMALL),
+    "batch_size": st.column_config.NumberColumn("batch", width=_SMALL),
+    "dropout": st.column_config.NumberColumn("dropout", width=_SMALL),
+    "augment": st.column_config.Column("augment", width=_SMALL),
+    "augment_cache": st.column_config.TextColumn("augmented as", help="cached feature maps or K views",
+                                                 width=_SMALL),
+    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent", width=_SMALL),
+    "test_accuracy": st.column_config.NumberColumn("test acc", format="percent", width=_SMALL),
+    "test_loss": st.column_config.NumberColumn("test loss", format="%.4f", width=_SMALL),
+    "seconds": st.column_config.NumberColumn("duration (s)", format="%.0f", width=_SMALL),
+    "state": st.column_config.TextColumn("state", width=_SMALL),
+    "tags": st.column_config.ListColumn("tags", width=_SMALL),
+    "run_id": st.column_config.TextColumn("run id", width="medium"),
 }
 
 
@@ -179,7 +188,8 @@ def calibration(selected: list[dict]) -> None:
     st.plotly_chart(charts.reliability_curve(curves), key="compare_reliability")
     st.caption(
         "Points below the diagonal: the model is more confident than it is right (over-confident); "
-        f"above it: under-confident. The Classify page flags predictions below {MIN_TOP_PROBABILITY} confidence."
+        "above it: under-confident. The Classify page flags a prediction as unsure below its run's own "
+        "threshold, chosen on the validation photos."
     )
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
+from flower_core.thumbnails import THUMBNAIL_PX, thumbnail_uri
 from ui import loaders
 from ui.common import plural, short_name
 
@@ -104,9 +105,9 @@ def colour(eda: dict) -> None:
     st.dataframe(eda["summary"][columns], key="eda_summary")
 
 
-def _groups_table(groups: list[list[str]]) -> pd.DataFrame:
+def _groups_table(groups: list[list[str]], root) -> pd.DataFrame:
     rows = [
-        {"group": i, "class": path.split("/")[0], "path": path}
+        {"group": i, "photo": thumbnail_uri(root / path), "class": path.split("/")[0], "path": path}
         for i, group in enumerate(groups, 1)
         for path in group
     ]
@@ -131,10 +132,14 @@ def _duplicates(eda: dict) -> None:
                 icon=":material/warning:",
             )
         st.dataframe(
-            _groups_table(groups),
+            _groups_table(groups, eda["dataset"].root),
             hide_index=True,
             key=f"eda_{key}",
-            column_config={"group": st.column_config.NumberColumn(width="small")},
+            row_height=THUMBNAIL_PX + 8,
+            column_config={
+                "group": st.column_config.NumberColumn(width="small"),
+                "photo": st.column_config.ImageColumn(width="small"),
+            },
         )
 
 

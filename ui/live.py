@@ -24,6 +24,7 @@ from flower_core.runs import (
     read_json,
     read_record,
 )
+from flower_core.stopping import run_stop_reason
 from ui.common import PAGES, percent, runs_root
 
 REFRESH_SECONDS = 1.5
@@ -98,7 +99,11 @@ def _elapsed(status: dict) -> str:
 
 
 def progress(status: dict) -> None:
-    """Epoch and batch progress bars, elapsed time and ETA."""
+    """Feature extraction (photos/s, time left), epoch and batch progress bars, elapsed, ETA."""
+    extraction = status.get("extraction")
+    if extraction and extraction.get("photos_total"):
+        st.progress(min(extraction["photos_done"] / extraction["photos_total"], 1.0),
+                    text=extraction["message"])
     epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
     batches, batch = status.get("batches") or 0, status.get("batch") or 0
     st.progress(
@@ -171,13 +176,13 @@ def results(run_dir: Path) -> None:
     status, history = peek_status(run_dir), read_history(run_dir)
     _title(run_dir)
     badge(status.get("state", "unknown"))
+    reason = run_stop_reason(run_dir, status)
     if status.get("state") == "failed":
-        st.error(
-            f"Training failed: {status.get('message', 'no reason recorded')}",
-            icon=":material/error:",
-        )
+        st.error(f"Training {reason}", icon=":material/error:")
     elif status.get("state") in ("cancelled", "interrupted", "corrupt"):
-        st.warning(status.get("message", ""), icon=":material/warning:")
+        st.warning(reason, icon=":material/warning:")
+    elif status.get("state") == "done":
+        st.success(f"Stopped: {reason}", icon=":material/flag:")
     metrics = read_record(run_dir / METRICS)
     if metrics.get("confusion") and metrics.get("class_names"):
         cells = st.columns(3)
@@ -197,3 +202,5 @@ def results(run_dir: Path) -> None:
             st.switch_page(PAGES["classify"])
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
+    with st.expander("Log", icon=":material/terminal:", expanded=status.get("state") != "done"):
+        st.code(_log_lines(history, {**status, "message": reason}), language=None, height=200)

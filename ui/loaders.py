@@ -100,10 +100,10 @@ def run_model(run_dir: str | os.PathLike):
 @st.cache_data(max_entries=64, show_spinner=False)
 def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
     """The prediction record of a photo (see `flower_core.predict.describe`)."""
-    from flower_core.predict import predict_image
+    from flower_core.predict import predict_image, run_threshold
 
     model, class_names = _load_run(run_dir, stamp)
-    return predict_image(model, class_names, image, top_k=top_k)
+    return predict_image(model, class_names, image, top_k=top_k, threshold=run_threshold(run_dir))
 
 
 @st.cache_data(max_entries=8, show_spinner="Computing the heatmap…")

@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from flower_core.archive import extract_zip
+from flower_core.data import find_datasets
 from flower_core.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
 from flower_core.errors import FlowerError
 from flower_core.synthetic import generate, is_synthetic
@@ -44,25 +45,14 @@ def _new_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
-def _found_datasets() -> list[Path]:
-    """Folders under the data folder (and its uploads) that look like datasets."""
-    home = data_home()
-    folders = [p for p in [*home.glob("*"), *home.glob("uploads/*")] if p.is_dir()]
-    found = []
-    for folder in sorted(folders):
-        classes = [c for c in folder.iterdir() if c.is_dir() and not c.name.startswith(".")]
-        if len(classes) >= 2 and folder.name != "uploads":
-            found.append(folder)
-    return found
-
-
 def local_folder() -> None:
     """Point the app at a folder that holds one sub-folder per class."""
     st.caption("A folder with one sub-folder per class, e.g. `data/flowers/daisy/*.jpg`.")
     path = st.text_input("Dataset folder", value=str(data_root()), key="home_path")
     if st.button("Use this folder", icon=":material/folder_open:", key="home_use_path"):
         _use(Path(path.strip()).expanduser(), "the folder")
-    found = [p for p in _found_datasets() if p.resolve() != data_root().resolve()]
+    home = data_home()
+    found = [p for p in find_datasets([home, home / "uploads"]) if p.resolve() != data_root().resolve()]
     if found:
         choice = st.selectbox("Or a dataset already here", found, format_func=str, key="home_found")
         if st.button("Use it", key="home_use_found"):

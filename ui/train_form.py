@@ -14,6 +14,7 @@ from flower_core.config import (
     SUGGESTED_PRESET,
     make_config,
 )
+from ui import augment_preview
 from ui.home import online
 
 AUGMENT_CACHE = {
@@ -120,11 +121,10 @@ def _optimiser_settings(base, k: str) -> dict:
 
 
 def _switches(base, k: str) -> dict:
-    left, right = st.columns(2)
-    values = {name: _widget((left, right)[i % 2], name, base, k)
-              for i, name in enumerate(["batchnorm", "augment", "reduce_lr"])}
-    centre = right.toggle("Mean-centering", base.preprocessing == "imagenet", key=k + "center",
-                          help=SETTINGS["preprocessing"].help)
+    column = st.container()  # one per row: side by side, "Batch-norm in the head" was cut
+    values = {name: _widget(column, name, base, k) for name in ["batchnorm", "augment", "reduce_lr"]}
+    centre = column.toggle("Mean-centering", base.preprocessing == "imagenet", key=k + "center",
+                           help=SETTINGS["preprocessing"].help)
     return {**values, "preprocessing": "imagenet" if centre else "rescale"}
 
 
@@ -173,4 +173,5 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
             disabled=disabled,
             width="stretch",
         )
+    augment_preview.panel(base, k)
     return values if pressed else None

@@ -97,3 +97,24 @@ def faithfulness(
         "fraction": fraction,
         "draws": draws,
     }
+
+
+# How a faithfulness score reads, in one place (the Classify page and its tests quote these).
+CHANCE_BAND = 0.05
+VERDICTS = {
+    "faithful": "Faithful: removing the highlighted area lowers the model's confidence more than "
+                "removing random areas, so the map shows what the model relies on.",
+    "chance": "About chance: removing the highlighted area changes the model's confidence about "
+              "as much as removing random areas; the map tells little.",
+    "unfaithful": "Unfaithful: removing the highlighted area lowers the model's confidence less "
+                  "than removing random areas, so the model relies on other parts of the photo "
+                  "than the map shows.",
+}
+
+
+def verdict(score: float) -> str:
+    """The one-line, plain-words reading of a faithfulness `score` (`VERDICTS`): faithful above
+    `CHANCE_BAND`, unfaithful below `-CHANCE_BAND`, about chance between."""
+    if score > CHANCE_BAND:
+        return VERDICTS["faithful"]
+    return VERDICTS["chance"] if score > -CHANCE_BAND else VERDICTS["unfaithful"]
