@@ -116,7 +116,10 @@ def _cmd_runs(args) -> None:
 
     rows = RunStore(args.runs).list_runs()
     lines = [f"{r['run_id']:<48} {r.get('state') or '':<11} acc={r.get('test_accuracy')}" for r in rows]
-    _emit(args, {"runs": rows}, "\n".join(lines) or "no runs yet")
+    from flower_core.group_cli import studies_payload
+
+    _emit(args, {"runs": rows, "studies": studies_payload(args.runs) if args.json else {}},
+          "\n".join(lines) or "no runs yet")
 
 
 def _cmd_evaluate(args) -> None:
@@ -226,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs")
     p.set_defaults(handler=_cmd_worker)
 
+    from flower_core.group_cli import add_commands
+
+    add_commands(sub)
     for action in sub.choices.values():
         action.add_argument("--json", action="store_true", help="print one JSON object last")
     return parser

@@ -76,15 +76,22 @@ def queued_runs(runs_root=None) -> list[Path]:
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
-def submit(config: TrainConfig, data_root, runs_root=None) -> Path:
-    """Queue a training run and make sure a worker will train it; returns at once."""
+def submit(config: TrainConfig, data_root, runs_root=None, *, extra: dict | None = None,
+           start: bool = True) -> Path:
+    """Queue a training run and make sure a worker will train it; returns at once.
+
+    `extra` adds keys to the run's `config.json` (a group's id and shared split,
+    `flower_core.groups`); `start=False` leaves starting the worker to the caller, which queues
+    a whole group before starting one worker.
+    """
     config.validate()
     list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     store = RunStore(runs_root)
-    run_dir = store.create({**config.to_json(), "data_root": str(Path(data_root).resolve())},
+    run_dir = store.create({**config.to_json(), "data_root": str(Path(data_root).resolve()), **(extra or {})},
                            config.preset, config.backbone)
-    start_worker(store.root)
+    if start:
+        start_worker(store.root)
     return run_dir
 
 

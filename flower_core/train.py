@@ -140,7 +140,12 @@ def _prepare_data(run_dir, config, stored, reporter) -> tuple[Dataset, Split]:
             _stage(reporter, run_dir, f"checking photos {done}/{total}", done == total)
 
     dataset = scan_dataset(root, progress=scanned)
-    if stored.get("split_file"):
+    if stored.get("share_split") and not Path(stored["split_file"]).is_file():
+        # The first run of a group to train writes the split the group's other runs then read.
+        split = split_dataset(dataset, val_fraction=config.val_fraction,
+                              test_fraction=config.test_fraction, seed=config.seed)
+        write_json(Path(stored["split_file"]), split.to_json())
+    elif stored.get("split_file"):
         split = Split.from_json(read_json(Path(stored["split_file"])))
         missing = set(split.train + split.val + split.test) - set(dataset.files)
         if missing:
