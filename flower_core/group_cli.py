@@ -103,8 +103,7 @@ def _cmd_groups(args) -> None:
 
 def add_commands(sub) -> None:
     """Add `study`, `sweep` and `groups` to the CLI's subcommands."""
-    from flower_core.study import MAX_SEEDS
-    from flower_core.sweep import DEFAULT_MAX_RUNS
+    from flower_core.limits import DEFAULT_MAX_RUNS, MAX_SEEDS
 
     p = sub.add_parser("study", help="queue the study's seven presets x N seeds on one split")
     _common(p)

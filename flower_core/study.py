@@ -15,6 +15,7 @@ import statistics
 from flower_core.config import STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
 from flower_core.groups import Planned, list_groups, state_counts, submit_group
+from flower_core.limits import MAX_SEEDS
 
 KIND = "study"
 # The study's tuning steps, in order: the presets it reports figures for.
@@ -23,7 +24,6 @@ BASELINE = "baseline"
 # The no-transfer baseline (random weights, the whole network trained) as docs/RESULTS.md ran
 # it: smaller photos and fewer epochs, to fit a CPU budget; a study's own size and epochs win.
 BASELINE_SETTINGS = {"weights": "none", "image_size": 96, "epochs": 15}
-MAX_SEEDS = 10
 
 
 def plan_study(*, seeds: int = 1, backbone: str | None = None, weights: str | None = None,

@@ -17,9 +17,9 @@ import statistics
 from flower_core.config import TrainConfig, make_config
 from flower_core.errors import FlowerError
 from flower_core.groups import Planned, state_counts, submit_group
+from flower_core.limits import DEFAULT_MAX_RUNS
 
 KIND = "sweep"
-DEFAULT_MAX_RUNS = 64
 # Settings a sweep cannot vary: what it starts from, what `--seeds` repeats, and the split
 # fractions (every run of a sweep reads the group's one split).
 FIXED = {
