@@ -134,3 +134,22 @@ def format_table(table: list[dict]) -> str:
         seeds = " ".join(f"{s}:{v:.3f}" for s, v in row["per_seed"].items())
         lines.append(f"{row['preset']:<10} {row['runs']:>4} {ours:>18} {study:>7} {gain:>7}  {seeds}")
     return "\n".join(lines)
+
+
+def table_cells(table: list[dict]) -> list[dict]:
+    """The study table as the page shows it: percentages as text, and in our cells, while a step
+    has no finished run, what its runs are doing (`1 training, 1 queued`) instead of a dash."""
+    def pct(value, sign=""):
+        return "–" if value is None else f"{value:{sign}.1%}"
+
+    cells = []
+    for row in table:
+        pending = pending_text(row["states"])
+        ours = pending if row["mean"] is None else (
+            f"{row['mean']:.1%}" + (f" ± {row['sd']:.1%}" if row["sd"] is not None else ""))
+        if row["mean"] is not None and pending != "–":
+            ours += f" ({pending})"
+        cells.append({"preset": row["preset"], "study": pct(row["study_accuracy"]), "ours (mean ± sd)": ours,
+                      "runs": row["runs"], "per seed": " · ".join(f"{v:.1%}" for v in row["per_seed"].values()),
+                      "our gain": pct(row["gain"], "+"), "study's gain": pct(row["study_gain"], "+")})
+    return cells

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.config import STUDY_RESULTS
 from flower_core.runs import CONFIG, HISTORY, METRICS, MODEL, RunStore, read_history, read_json
+from ui import study_view
 from ui.common import guard, runs_root
 
 COLUMNS = [
@@ -208,38 +208,8 @@ def per_class(selected: list[dict]) -> None:
 
 
 def study(frame: pd.DataFrame) -> None:
-    """The study's results per preset beside our best finished run for that preset."""
-    done = frame.dropna(subset=["test_accuracy"])
-    best = done.sort_values("test_accuracy").groupby("preset").last()
-    rows = [
-        {
-            "preset": preset,
-            "study test acc": acc,
-            "study test loss": loss,
-            "our best test acc": best["test_accuracy"].get(preset, float("nan")),
-            "our test loss": best["test_loss"].get(preset, float("nan")),
-            "our backbone": best["backbone"].get(preset, "–"),
-            "runs": int((done["preset"] == preset).sum()),
-        }
-        for preset, (loss, acc) in STUDY_RESULTS.items()
-    ]
-    percent = st.column_config.NumberColumn(format="percent")
-    left, right = st.columns([3, 2])
-    left.dataframe(
-        pd.DataFrame(rows),
-        hide_index=True,
-        key="compare_study",
-        placeholder="–",
-        column_config={"study test acc": percent, "our best test acc": percent},
-    )
-    right.plotly_chart(
-        charts.study_vs_ours(STUDY_RESULTS, best["test_accuracy"].to_dict()),
-        key="compare_study_chart",
-    )
-    st.caption(
-        "The study used VGG16 with its test set as validation; ours keep the test "
-        "photos unseen, so small differences are expected."
-    )
+    """Each study as it fills, beside the study's figures (`ui.study_view`, `flower_core.study`)."""
+    study_view.studies(frame)
 
 
 def _history_csv(run_dir) -> bytes:
