@@ -112,7 +112,9 @@ def table(frame: pd.DataFrame) -> list[str]:
     rows = event.selection.rows if event is not None else []
     if rows:
         return frame.iloc[rows]["run_id"].tolist()
-    best = frame.dropna(subset=["test_accuracy"]).nlargest(3, "test_accuracy")
+    # `to_numeric`: while every run is still queued the column holds only None (dtype object).
+    scored = frame.assign(test_accuracy=pd.to_numeric(frame["test_accuracy"]))
+    best = scored.dropna(subset=["test_accuracy"]).nlargest(3, "test_accuracy")
     return best["run_id"].tolist()
 
 

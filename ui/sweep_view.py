@@ -30,7 +30,7 @@ from flower_core.sweep import (
     sweepable,
 )
 from ui.common import guard, percent, plural, runs_root
-from ui.train_form import BATCH_SIZES, IMAGE_SIZES, LEARNING_RATES
+from ui.train_form import BATCH_SIZES, IMAGE_SIZES, LEARNING_RATES, WEIGHTS
 
 # Values offered for a setting, from the lists the Train form offers; other settings are typed.
 OPTIONS = {"image_size": IMAGE_SIZES, "batch_size": BATCH_SIZES, "learning_rate": LEARNING_RATES,
@@ -52,8 +52,8 @@ def _values(name: str, default) -> str:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _estimate(data_root: str, runs: str, preset: str, grid_text: str, seeds: int, samples) -> dict:
-    planned = plan_sweep(preset, parse_grid(grid_text), seeds=seeds, samples=samples)
+def _estimate(data_root: str, runs: str, preset: str, grid_text: str, options: dict) -> dict:
+    planned = plan_sweep(preset, parse_grid(grid_text), **options)
     return estimate_group([p.config for p in planned], data_root, runs_root=runs)
 
 
@@ -63,24 +63,32 @@ def launcher(data_root, disabled: bool = False) -> None:
         st.caption("Every combination of the values (or a random sample of them), on one split, "
                    "queued as one group; runs that differ only in the head share one backbone pass.")
         preset = st.selectbox("Start from preset", list(PRESETS), key="sweep_preset")
-        names = st.multiselect("Settings to vary", list(sweepable()), default=["dropout"], key="sweep_settings")
         base = make_config(preset).to_json()
+        cells = st.columns(3)
+        common = {
+            "backbone": cells[0].selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(base["backbone"]),
+                                           key="sweep_backbone"),
+            "weights": cells[1].selectbox("Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="sweep_weights"),
+            "image_size": cells[2].selectbox("Image size", IMAGE_SIZES, index=IMAGE_SIZES.index(base["image_size"]),
+                                             key="sweep_size"),
+        }
+        names = st.multiselect("Settings to vary", list(sweepable()), default=["dropout"], key="sweep_settings")
         grid_text = ";".join(f"{name}={_values(name, base[name])}" for name in names)
         left, right = st.columns(2)
         seeds = int(left.number_input("Seeds per combination", 1, 10, 1, key="sweep_seeds"))
         samples = int(right.number_input("Random sample (0 = every combination)", 0, DEFAULT_MAX_RUNS, 0,
                                          key="sweep_samples")) or None
+        options = {**common, "seeds": seeds, "samples": samples}
         if disabled:
             st.button("Start the sweep", disabled=True, key="sweep_start")
             return
         with guard("Cannot plan this sweep"):
-            estimate = _estimate(str(data_root), str(runs_root()), preset, grid_text, seeds, samples)
+            estimate = _estimate(str(data_root), str(runs_root()), preset, grid_text, options)
         st.caption(f"{plural(len(estimate['runs']), 'run')}, about **{format_duration(estimate['seconds'])}** "
                    f"on this machine ({estimate['speed_source']} speed).")
         if st.button("Start the sweep", icon=":material/play_arrow:", key="sweep_start"):
             with guard("Cannot start the sweep"):
-                record = start_sweep(data_root, runs_root(), preset=preset, grid=parse_grid(grid_text),
-                                     seeds=seeds, samples=samples)
+                record = start_sweep(data_root, runs_root(), preset=preset, grid=parse_grid(grid_text), **options)
             st.toast(f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/tune:")
 
 
