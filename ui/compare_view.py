@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.runs import CONFIG, HISTORY, METRICS, MODEL, RunStore, read_history, read_json
+from flower_core.compare import run_details
+from flower_core.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui import study_view
 from ui.common import guard, runs_root
 
@@ -119,22 +120,8 @@ def table(frame: pd.DataFrame) -> list[str]:
 
 
 def details(run_ids: list[str]) -> list[dict]:
-    """Summary, settings, history and metrics of each selected run."""
-    store = RunStore(runs_root())
-    out = []
-    for run_id in run_ids:
-        run_dir = store.path(run_id)
-        row = store.summary(run_dir)
-        out.append(
-            {
-                **(read_json(run_dir / CONFIG, {}) or {}),
-                **row,
-                "label": label(row),
-                "history": read_history(run_dir),
-                "metrics": read_json(run_dir / METRICS, {}) or {},
-            }
-        )
-    return out
+    """Summary, settings, history and metrics of each selected run (`flower_core.compare`)."""
+    return [{**row, "label": label(row)} for row in run_details(runs_root(), run_ids)]
 
 
 def curves(selected: list[dict]) -> None:
