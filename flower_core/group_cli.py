@@ -26,7 +26,7 @@ def _queue(args, kind: str, planned_fn, start_fn, **options) -> None:
 
     data_root = _data_root(args)
     planned = planned_fn(**options)
-    estimate = estimate_group([p.config for p in planned], data_root, runs_root=args.runs, probe=not args.json)
+    estimate = estimate_group([p.config for p in planned], data_root, runs_root=args.runs, probe=True)
     record = start_fn(data_root, args.runs, **options)
     note = (f"{kind} {record['id']}: {len(record['runs'])} runs queued, about "
             f"{format_duration(estimate['seconds'])} here ({estimate['speed_source']} speed)")
