@@ -38,7 +38,8 @@ from flower_core.runs import (
 
 GROUPS_DIR = ".groups"
 GROUP_FILE = "group.json"
-FINISHED_STATES = ("done", "failed", "cancelled", "interrupted", "corrupt")
+# How long `wait_group` lets a queue go without a worker before it starts one.
+WORKER_RESTART_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -184,11 +185,13 @@ def wait_group(runs_root, group_id: str, *, poll_s: float = 1.0, timeout_s: floa
                on_change=None) -> list[dict]:
     """Block until no run of the group is queued or running; returns the final rows.
 
-    A queued run needs a worker: if none holds the runs folder (it died), one is started again.
+    A queued run needs a worker: if none has held the runs folder for `WORKER_RESTART_S` (it
+    died), one is started again. Not sooner: a new worker takes many seconds to import
+    TensorFlow before it holds the lock, and each extra one started meanwhile costs as much.
     """
     store = RunStore(runs_root)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    last = None
+    last, seen_worker = None, time.monotonic()
     while True:
         rows = group_rows(store.root, group_id)
         counts = state_counts(rows)
@@ -197,8 +200,11 @@ def wait_group(runs_root, group_id: str, *, poll_s: float = 1.0, timeout_s: floa
         last = counts
         if not any(counts.get(state) for state in ACTIVE_STATES):
             return rows
-        if counts.get("queued") and not counts.get("running") and not jobs.worker_active(store.root):
+        if counts.get("running") or jobs.worker_active(store.root):
+            seen_worker = time.monotonic()
+        elif time.monotonic() - seen_worker > WORKER_RESTART_S:
             jobs.start_worker(store.root)
+            seen_worker = time.monotonic()
         if deadline is not None and time.monotonic() > deadline:
             raise FlowerError(f"{group_id} did not finish within {timeout_s:.0f} s: {counts}")
         time.sleep(poll_s)
