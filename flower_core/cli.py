@@ -90,7 +90,10 @@ def _cmd_runs(args) -> None:
 
     rows = RunStore(args.runs).list_runs()
     lines = [f"{r['run_id']:<48} {r.get('state') or '':<11} acc={r.get('test_accuracy')}" for r in rows]
-    _emit(args, {"runs": rows}, "\n".join(lines) or "no runs yet")
+    from flower_core.group_cli import studies_payload
+
+    _emit(args, {"runs": rows, "studies": studies_payload(args.runs) if args.json else {}},
+          "\n".join(lines) or "no runs yet")
 
 
 def _cmd_evaluate(args) -> None:
@@ -171,8 +174,8 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
 
 
 # Commands that never need TensorFlow: their parser is built without the training settings,
-# whose choices (the backbones) come from Keras.
-LIGHT_COMMANDS = ("synth", "eda", "runs")
+# whose choices (the backbones) come from Keras. (`runs` reads the studies' tables, which do.)
+LIGHT_COMMANDS = ("synth", "eda")
 
 
 def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
@@ -230,6 +233,9 @@ def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--runs")
     p.set_defaults(handler=_cmd_worker)
 
+    from flower_core.group_cli import add_commands
+
+    add_commands(sub)
     for action in sub.choices.values():
         action.add_argument("--json", action="store_true", help="print one JSON object last")
     return parser

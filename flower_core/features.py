@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,7 +170,10 @@ class FeatureCache:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}."))
         try:
+            started = time.monotonic()
             build(staging / FEATURES_FILE)
+            # How long the build took: `flower_core.estimate` measures this machine's speed from it.
+            meta = {**meta, "seconds": round(time.monotonic() - started, 2)}
             (staging / INDEX_FILE).write_text(json.dumps(meta))
             os.rename(staging, self.entry(key))
         except OSError as error:
@@ -243,11 +247,17 @@ def pixel_scratch(run_name: str, photos: int, image_size: int, root=None):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _meta(config, root, files, kind: str, pooling: str | None) -> dict:
+    """What an entry holds, for the app's cache list and `flower_core.estimate`'s cache check."""
+    return {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
+            "kind": kind, "preprocessing": preprocessing_mode(config), "pooling": pooling,
+            "weights": _weights_identity(config), "data_root": str(Path(root).resolve())}
+
+
 def cached_features(cache, feature_model, config, root, files, fingerprint, progress=None):
     """Clean features of `files` (rows in `files` order) and whether the cache had them."""
     key = cache_key(config, fingerprint, files)
-    meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
-            "kind": "clean", "preprocessing": preprocessing_mode(config)}
+    meta = _meta(config, root, files, "clean", config.pooling)
     return cache.get_or_build(
         key, lambda path: _extract(feature_model, _clean_forward(feature_model), root, files, config, 0, path,
                                    progress), meta
@@ -258,8 +268,7 @@ def cached_views(cache, feature_model, config, root, files, fingerprint, progres
     """`config.augment_views` augmented views of each file: shape (views, len(files), dim)."""
     views = config.augment_views
     key = cache_key(config, fingerprint, files, views=views)
-    meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
-            "kind": f"{views} augmented views", "preprocessing": preprocessing_mode(config)}
+    meta = {**_meta(config, root, files, f"{views} augmented views", config.pooling), "passes": views}
 
     def build(path):
         keras.utils.set_random_seed(VIEWS_SEED)
@@ -276,8 +285,7 @@ def cached_maps(cache, map_model, config, root, files, fingerprint, progress=Non
     per photo for MobileNet at 224 px) but turns the tiny activations of a random-init backbone
     into zeros."""
     key = cache_key(config, fingerprint, files, maps=True)
-    meta = {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
-            "kind": "feature maps", "preprocessing": preprocessing_mode(config)}
+    meta = _meta(config, root, files, "feature maps", None)
     return cache.get_or_build(
         key, lambda path: _extract(map_model, _clean_forward(map_model), root, files, config, 0, path, progress),
         meta

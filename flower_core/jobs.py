@@ -85,22 +85,29 @@ def queued_runs(runs_root=None) -> list[Path]:
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
-def create_run(config: TrainConfig, data_root, runs_root=None, split_file=None) -> Path:
+def create_run(config: TrainConfig, data_root, runs_root=None, split_file=None, extra: dict | None = None) -> Path:
     """A `queued` run folder for `config`, made only once the settings, the dataset and the
-    backbone's weights have been checked, so a bad input leaves no folder behind."""
+    backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
+    keys to the run's `config.json` (a group's id and shared split, `flower_core.groups`)."""
     config.validate()
     list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     return RunStore(runs_root).create(
         {**config.to_json(), "data_root": str(Path(data_root).resolve()),
-         "split_file": str(Path(split_file).resolve()) if split_file else None},
+         "split_file": str(Path(split_file).resolve()) if split_file else None, **(extra or {})},
         config.preset, config.backbone)
 
 
-def submit(config: TrainConfig, data_root, runs_root=None, split_file=None) -> Path:
-    """Queue a training run and make sure a worker will train it; returns at once."""
-    run_dir = create_run(config, data_root, runs_root, split_file)
-    start_worker(run_dir.parent)
+def submit(config: TrainConfig, data_root, runs_root=None, split_file=None, *, extra: dict | None = None,
+           start: bool = True) -> Path:
+    """Queue a training run and make sure a worker will train it; returns at once.
+
+    `start=False` leaves starting the worker to the caller, which queues a whole group before
+    starting one worker.
+    """
+    run_dir = create_run(config, data_root, runs_root, split_file, extra)
+    if start:
+        start_worker(run_dir.parent)
     return run_dir
 
 

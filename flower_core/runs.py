@@ -298,6 +298,9 @@ class RunStore:
             "dropout": config.get("dropout"),
             "augment": config.get("augment"),
             "augment_cache": _augmented_as(config),
+            "seed": config.get("seed"),
+            "group": config.get("group"),
+            "group_label": config.get("group_label"),
             "state": status.get("state"),
             "epochs_done": len(history),
             "best_val_accuracy": max(val_accs) if val_accs else None,
@@ -305,6 +308,7 @@ class RunStore:
             "test_loss": metrics.get("test_loss"),
             "seconds": round(sum(h.get("seconds", 0) for h in history), 1),
             "started": status.get("started"),
+            "finished": status.get("finished"),
             "has_model": (run_dir / MODEL).is_file(),
         }
 

@@ -172,8 +172,14 @@ class TrainingRun:
             "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")}})
 
     def _split(self) -> Split:
-        """The split of an earlier run (`--split`), else a new stratified, seeded one."""
-        if self.stored.get("split_file"):
+        """The split of an earlier run (`--split`) or of the run's group, else a new stratified,
+        seeded one."""
+        if self.stored.get("share_split") and not Path(self.stored["split_file"]).is_file():
+            # The first run of a group to train writes the split the group's other runs then read.
+            split = split_dataset(self.dataset, val_fraction=self.config.val_fraction,
+                                  test_fraction=self.config.test_fraction, seed=self.config.seed)
+            write_json(Path(self.stored["split_file"]), split.to_json())
+        elif self.stored.get("split_file"):
             split = Split.from_json(read_json(Path(self.stored["split_file"])))
             missing = set(split.train + split.val + split.test) - set(self.dataset.files)
             if missing:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from flower_core.runs import ACTIVE_STATES, peek_status
-from ui import cache_view, common, live, loaders, train_form
+from ui import cache_view, common, live, loaders, study_view, sweep_view, train_form
 
 common.page(
     "Train",
@@ -36,6 +36,8 @@ with settings:
             run_dir = live.start(values, preset, root)
         st.toast(f"Queued {run_dir.name}", icon=":material/play_arrow:")
     cache_view.cache_panel()
+    study_view.launcher(root, disabled=dataset is None)
+    sweep_view.launcher(root, disabled=dataset is None)
 
 with panel:
     st.subheader("Job")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import common, compare_view, loaders
+from ui import common, compare_view, loaders, sweep_view
 
 common.page(
     "Compare",
@@ -51,6 +51,9 @@ else:
 
 st.subheader("The study against our runs")
 compare_view.study(frame)
+
+st.subheader("Sweeps")
+sweep_view.results()
 
 st.subheader("Manage a run")
 compare_view.manage(frame)

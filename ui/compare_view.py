@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.config import STUDY_RESULTS
-from flower_core.runs import CONFIG, HISTORY, METRICS, MODEL, RunStore, read_history, read_json
+from flower_core.compare import run_details
+from flower_core.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
+from ui import study_view
 from ui.common import guard, runs_root
 
 COLUMNS = [
@@ -122,27 +123,15 @@ def table(frame: pd.DataFrame) -> list[str]:
     rows = event.selection.rows if event is not None else []
     if rows:
         return frame.iloc[rows]["run_id"].tolist()
-    best = frame.dropna(subset=["test_accuracy"]).nlargest(3, "test_accuracy")
+    # `to_numeric`: while every run is still queued the column holds only None (dtype object).
+    scored = frame.assign(test_accuracy=pd.to_numeric(frame["test_accuracy"]))
+    best = scored.dropna(subset=["test_accuracy"]).nlargest(3, "test_accuracy")
     return best["run_id"].tolist()
 
 
 def details(run_ids: list[str]) -> list[dict]:
-    """Summary, settings, history and metrics of each selected run."""
-    store = RunStore(runs_root())
-    out = []
-    for run_id in run_ids:
-        run_dir = store.path(run_id)
-        row = store.summary(run_dir)
-        out.append(
-            {
-                **(read_json(run_dir / CONFIG, {}) or {}),
-                **row,
-                "label": label(row),
-                "history": read_history(run_dir),
-                "metrics": read_json(run_dir / METRICS, {}) or {},
-            }
-        )
-    return out
+    """Summary, settings, history and metrics of each selected run (`flower_core.compare`)."""
+    return [{**row, "label": label(row)} for row in run_details(runs_root(), run_ids)]
 
 
 def curves(selected: list[dict]) -> None:
@@ -219,38 +208,8 @@ def per_class(selected: list[dict]) -> None:
 
 
 def study(frame: pd.DataFrame) -> None:
-    """The study's results per preset beside our best finished run for that preset."""
-    done = frame.dropna(subset=["test_accuracy"])
-    best = done.sort_values("test_accuracy").groupby("preset").last()
-    rows = [
-        {
-            "preset": preset,
-            "study test acc": acc,
-            "study test loss": loss,
-            "our best test acc": best["test_accuracy"].get(preset, float("nan")),
-            "our test loss": best["test_loss"].get(preset, float("nan")),
-            "our backbone": best["backbone"].get(preset, "–"),
-            "runs": int((done["preset"] == preset).sum()),
-        }
-        for preset, (loss, acc) in STUDY_RESULTS.items()
-    ]
-    percent = st.column_config.NumberColumn(format="percent")
-    left, right = st.columns([3, 2])
-    left.dataframe(
-        pd.DataFrame(rows),
-        hide_index=True,
-        key="compare_study",
-        placeholder="–",
-        column_config={"study test acc": percent, "our best test acc": percent},
-    )
-    right.plotly_chart(
-        charts.study_vs_ours(STUDY_RESULTS, best["test_accuracy"].to_dict()),
-        key="compare_study_chart",
-    )
-    st.caption(
-        "The study used VGG16 with its test set as validation; ours keep the test "
-        "photos unseen, so small differences are expected."
-    )
+    """Each study as it fills, beside the study's figures (`ui.study_view`, `flower_core.study`)."""
+    study_view.studies(frame)
 
 
 def _history_csv(run_dir) -> bytes:
