@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flower_core.config import TrainConfig
+from flower_core.config import MIN_MAP_POSITIONS, TrainConfig
 from flower_core.data import list_candidates
 from flower_core.features import FeatureCache, _weights_identity
-from flower_core.model import preprocessing_mode, trains_from_scratch
+from flower_core.model import preprocessing_mode
 from flower_core.runs import RunStore, read_history, read_record
 
 # bench/README.md, "backbone | px | photos/s": frozen forward passes at 224 px, 2 CPU cores.
@@ -90,9 +90,9 @@ def _probe(backbone: str, image_size: int, batch: int = 8, repeats: int = 2) -> 
 def feature_needs(config: TrainConfig) -> list[dict]:
     """The cache entries a run reads, as (kind, pooling, passes, part of the photos); none for a
     network trained end to end."""
-    if not config.cache_features or trains_from_scratch(config):
+    if not config.head_on_cache:
         return []
-    if config.augment and config.augment_cache == "maps" and (config.image_size // BACKBONE_STRIDE) ** 2 >= 16:
+    if config.augments_maps and (config.image_size // BACKBONE_STRIDE) ** 2 >= MIN_MAP_POSITIONS:
         return [{"kind": "feature maps", "pooling": None, "passes": 1, "part": "all"}]
     clean = {"kind": "clean", "pooling": config.pooling, "passes": 1}
     if config.augment:
