@@ -84,7 +84,8 @@ def preset_picker() -> str:
     else:
         mean, sd = BEST_RESULT
         result = (
-            f"Suggested: {mean:.1%} ± {sd * 100:.1f} test accuracy over 3 seeds with MobileNet on the "
+            f"Suggested: {mean:.1%} ± {sd * 100:.1f} test accuracy over 3 seeds with "
+            f"{PRESETS[SUGGESTED_PRESET]['backbone']} on the "
             "real photos (docs/RESULTS.md)."
         )
     st.caption(f"{PRESET_DESCRIPTIONS[preset]}. {result}")
