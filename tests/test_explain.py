@@ -56,6 +56,7 @@ _FLAT_AT_RANDOM_INIT = {("mobilenet", m) for m in METHODS} | {
     ("mobilenet_v2", "scorecam"), ("efficientnet_b0", "scorecam")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_every_method_on_every_backbone(backbone, method):
