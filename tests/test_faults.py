@@ -195,6 +195,7 @@ def _assert_readable(run_dir: Path) -> None:
     assert row["state"] == state
 
 
+@pytest.mark.slow
 def test_kills_at_random_points_leave_every_run_readable(tiny_data, frozen_weights, tmp_path):
     config, cache = _config(frozen_weights), tmp_path / "cache"
     rng = random.Random(KILL_SEED)

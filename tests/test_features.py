@@ -228,6 +228,7 @@ for preset, size, cache in (("base", 32, False), ("base", 32, True), ("dropout20
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT, str(synthetic_dataset), str(tmp_path / "runs"),

@@ -168,6 +168,7 @@ def _wait_for_epochs(runs: Path, count: int, timeout: float = 240) -> Path:
     raise AssertionError("training did not reach the expected epoch in time")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "sigterm"])
 def test_cancelled_run_stops_and_keeps_the_best_model(synthetic_dataset, tmp_path, how):
     process = _start_long_run(synthetic_dataset, tmp_path / "runs")
@@ -183,6 +184,7 @@ def test_cancelled_run_stops_and_keeps_the_best_model(synthetic_dataset, tmp_pat
     assert load_run_model(run_dir).output_shape == (None, 5)
 
 
+@pytest.mark.slow
 def test_killed_run_is_readable_and_reported_interrupted(synthetic_dataset, tmp_path):
     process = _start_long_run(synthetic_dataset, tmp_path / "runs")
     run_dir = _wait_for_epochs(tmp_path / "runs", 2)
