@@ -146,3 +146,53 @@ def app_runs(app_runs_template, tmp_path, monkeypatch) -> Path:
     shutil.copytree(app_runs_template, root)
     monkeypatch.setenv("FLOWER_RUNS", str(root))
     return root
+
+
+CAM_IMAGE_SIZE = 48
+
+
+def _small_cnn(size: int):
+    """Four 3x3 convolutions (batch-norm, ReLU), two poolings, a global average and a softmax,
+    named as `explain` expects (`head_pool`, `predictions`); fully convolutional, so the same
+    weights also read a canvas of any size."""
+    import keras
+
+    from flower_core.model import HEAD_POOL, PREDICTIONS
+    from flower_core.synthetic import CLASSES
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 127.5, -1)(inputs)
+    for i, filters in enumerate((16, 32, 32, 32), 1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"conv{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"conv{i}_relu")(x)
+        if i < 3:
+            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name=HEAD_POOL)(x)
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name=PREDICTIONS)(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+@pytest.fixture(scope="session")
+def trained_cam_models():
+    """A small CNN trained from scratch on 60 synthetic photos per class at `CAM_IMAGE_SIZE` px
+    (the photos `generate(seed=1)` draws; `synthetic_dataset` uses seed 0, so it is held out),
+    and the same weights at twice the size, for 2 x 2 canvases of four photos (read-only)."""
+    import keras
+    import numpy as np
+
+    from flower_core.synthetic import CLASSES, draw_flower
+
+    photos, labels = [], []
+    for label, name in enumerate(CLASSES):
+        for index in range(60):
+            image, _ = draw_flower(name, size=CAM_IMAGE_SIZE, seed=[1, label, index])
+            photos.append(np.asarray(image, np.float32))
+            labels.append(label)
+    model = _small_cnn(CAM_IMAGE_SIZE)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(np.stack(photos), np.array(labels), epochs=20, batch_size=32, verbose=0)
+    canvas_model = _small_cnn(2 * CAM_IMAGE_SIZE)
+    canvas_model.set_weights(model.get_weights())
+    return model, canvas_model

@@ -419,6 +419,7 @@ def _rss_mb() -> float:
     return 0.0
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_50_predictions(synthetic, app_runs):
     at = open_page("pages/4_Classify.py")
     photos = sorted(synthetic.glob("*/*.jpg"))

@@ -1,8 +1,10 @@
 """Safe unpacking of uploaded archives, and the offline behaviour of the flower_photos download."""
 
 import io
+import socket
 import stat
 import tarfile
+import time
 import zipfile
 
 import pytest
@@ -105,8 +107,32 @@ def test_offline_download_says_why(tmp_path, monkeypatch):
     assert not (tmp_path / "fp").exists()
 
 
-def test_is_online_is_quick_for_an_unreachable_host():
-    assert download.is_online("http://127.0.0.1:9/", timeout=0.5) is False
+@pytest.fixture
+def silent_port():
+    """A local port that never answers: its listen queue is full, so new connections hang."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    waiting = [socket.socket() for _ in range(3)]
+    for client in waiting:
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+    time.sleep(0.05)
+    yield port
+    for sock in (*waiting, server):
+        sock.close()
+
+
+def test_is_online_is_quick_for_an_unreachable_host(silent_port):
+    """A host that never answers costs `timeout` seconds, not the OS's minutes of retries."""
+    started = time.monotonic()
+    assert download.is_online(f"http://127.0.0.1:{silent_port}/", timeout=0.5) is False
+    elapsed = time.monotonic() - started
+    assert 0.4 <= elapsed < 1.0, f"{elapsed:.2f} s"
+    started = time.monotonic()
+    assert download.is_online("http://127.0.0.1:9/", timeout=0.5) is False  # refused at once
+    assert time.monotonic() - started < 0.5
 
 
 def test_download_streams_with_progress_and_extracts(tmp_path, monkeypatch):

@@ -157,6 +157,7 @@ def test_split_table_counts_each_class_in_each_part(flawed_dataset):
     assert imbalance_ratio({"a": 10, "b": 4}) == 2.5
 
 
+@pytest.mark.real_data
 @needs_real_data
 def test_real_photos_report_counts_every_photo_its_duplicates_and_the_imbalance():
     # How long it takes is measured by bench/, not asserted here: a loaded machine is slower.

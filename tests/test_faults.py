@@ -196,6 +196,7 @@ def _assert_readable(run_dir: Path) -> None:
     assert row["state"] == state
 
 
+@pytest.mark.slow
 def test_kills_at_random_points_leave_every_run_readable(tiny_data, frozen_weights, tmp_path):
     config, cache = _config(frozen_weights), tmp_path / "cache"
     rng = random.Random(KILL_SEED)
@@ -319,6 +320,7 @@ def test_failed_model_save_keeps_the_previous_best_model(tmp_path, code):
     assert load_run_model(tmp_path).output_shape == (None, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code, name", [(errno.ENOSPC, MODEL), (errno.EACCES, SPLIT),
                                         (errno.EROFS, HISTORY)])
 def test_training_that_cannot_write_ends_failed_with_a_clear_message(
@@ -385,6 +387,7 @@ def test_a_run_that_cannot_be_created_leaves_no_half_made_folder(tiny_data, tmp_
 
 
 
+@pytest.mark.slow
 def test_two_sessions_pressing_train_at_once_queue_one_behind_the_other_while_readers_poll(
         tiny_data, frozen_weights, tmp_path):
     runs, config = tmp_path / "runs", _config(frozen_weights, epochs=3)

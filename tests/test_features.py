@@ -191,6 +191,7 @@ def test_a_full_disk_while_building_is_an_error_naming_the_entry(tiny_features, 
     ("base", {"image_size": 96}),
     ("dropout20", {"augment_cache": "maps", "image_size": 128}),  # 4 x 4 maps, the smallest augmented
 ])
+@pytest.mark.real_data
 @needs_mobilenet_weights
 def test_cached_head_matches_end_to_end_accuracy(preset, changes, synthetic_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(WEIGHTS_DIR))
@@ -227,6 +228,7 @@ for preset, size, cache in (("base", 32, False), ("base", 32, True), ("dropout20
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT, str(synthetic_dataset), str(tmp_path / "runs"),

@@ -16,6 +16,7 @@ def quick_config():
     return make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1)
 
 
+@pytest.mark.slow
 def test_jobs_queue_behind_one_worker_and_run_in_order(synthetic_dataset, tmp_path, quick_config):
     runs = tmp_path / "runs"
     long = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=100, patience=200)
@@ -30,6 +31,7 @@ def test_jobs_queue_behind_one_worker_and_run_in_order(synthetic_dataset, tmp_pa
     wait_until(lambda: not worker_active(runs), timeout=30)
 
 
+@pytest.mark.slow
 def test_cancel_a_queued_job_and_a_running_job(synthetic_dataset, tmp_path):
     runs = tmp_path / "runs"
     long = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=100, patience=200)

@@ -187,6 +187,7 @@ def test_every_backbone_has_a_real_target_layer():
         assert clf.model.get_layer(backbone.target_layer) is not None, name
 
 
+@pytest.mark.real_data
 @needs_mobilenet_weights
 def test_flower_weights_dir_provides_real_mobilenet_weights(monkeypatch):
     monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(WEIGHTS_DIR))

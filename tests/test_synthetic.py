@@ -135,6 +135,7 @@ def _nearest_centroid_accuracy(features, labels, train, val) -> float:
     return float((distances.argmin(1) == labels[val]).mean())
 
 
+@pytest.mark.slow
 def test_a_small_cnn_learns_it_and_mean_colour_does_not(tmp_path):
     import keras
 

@@ -54,6 +54,7 @@ def _assert_complete_run(run_dir: Path, epochs: int, classes: list[str]):
     assert model.output_shape == (None, len(classes))
 
 
+@pytest.mark.slow
 def test_cli_synth_then_train_gives_a_complete_run_folder(tmp_path):
     data = tmp_path / "synthetic"
     synth = _cli("synth", "--out", str(data), "--per-class", "12", "--size", "64", "--json")
@@ -70,6 +71,7 @@ def test_cli_synth_then_train_gives_a_complete_run_folder(tmp_path):
     assert json.loads(listing.stdout.splitlines()[-1])["runs"][0]["run_id"] == result["run_id"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_trains_on_cached_features(preset, synthetic_dataset, random_mobilenet_weights, tmp_path):
     config = make_config(preset, backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
@@ -80,6 +82,7 @@ def test_every_preset_trains_on_cached_features(preset, synthetic_dataset, rando
     assert (stored["preset"], stored["dropout"], stored["batch_size"]) == (preset, config.dropout, config.batch_size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("way, size, kinds, ran", [
     ("maps", 128, ("feature maps", "feature maps", "feature maps"), "maps"),  # one backbone pass per photo
     ("views", 64, ("2 augmented views", "clean", "clean"), "views"),
@@ -102,6 +105,7 @@ def test_both_ways_of_caching_augmentation_train_and_score_like_the_saved_model(
     assert evaluate_run(run_dir)["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_fine_tuning_and_end_to_end_training(synthetic_dataset, random_mobilenet_weights, tmp_path):
     config = make_config("dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
                          epochs=1, fine_tune_blocks=1, fine_tune_epochs=1, cache_features=False)
@@ -111,6 +115,7 @@ def test_fine_tuning_and_end_to_end_training(synthetic_dataset, random_mobilenet
     assert read_history(run_dir)[1]["lr"] == pytest.approx(1e-5)
 
 
+@pytest.mark.slow
 def test_reusing_a_split_file_keeps_the_same_split(synthetic_dataset, tmp_path):
     config = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1, seed=5)
     first = train_new_run(config, synthetic_dataset, tmp_path / "runs")
@@ -167,6 +172,7 @@ def _wait_for_epochs(runs: Path, count: int, timeout: float = 240) -> Path:
     raise AssertionError("training did not reach the expected epoch in time")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "sigterm"])
 def test_cancelled_run_stops_and_keeps_the_best_model(synthetic_dataset, tmp_path, how):
     process = _start_long_run(synthetic_dataset, tmp_path / "runs")
@@ -183,6 +189,7 @@ def test_cancelled_run_stops_and_keeps_the_best_model(synthetic_dataset, tmp_pat
     assert load_run_model(run_dir).output_shape == (None, 5)
 
 
+@pytest.mark.slow
 def test_killed_run_is_readable_and_reported_interrupted(synthetic_dataset, tmp_path):
     process = _start_long_run(synthetic_dataset, tmp_path / "runs")
     run_dir = _wait_for_epochs(tmp_path / "runs", 2)
