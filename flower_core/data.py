@@ -48,6 +48,34 @@ def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or os.environ.get("FLOWER_DATA") or DEFAULT_DATA_DIR)
 
 
+def folder_stamp(root: str | os.PathLike) -> str:
+    """A cheap fingerprint of a dataset folder: its class folders' names, times and photo counts.
+
+    The app keys its cached scan of a dataset by this, so it is computed on every page view; the
+    folder is checked against `FLOWER_ALLOWED_ROOTS` before anything in it is looked at, and a
+    class folder that links outside them is left out, as `list_candidates` leaves it out.
+
+    Returns:
+        16 hex digits, or `"missing"` when `root` is not a readable folder.
+
+    Raises:
+        FlowerError: `root` is outside the allowed folders (the same message whatever is there).
+    """
+    roots = allowed_roots()
+    resolved = check_allowed_path(root)
+    parts = []
+    try:
+        if not resolved.is_dir():
+            return "missing"
+        for entry in sorted(resolved.iterdir()):
+            if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots):
+                stat = entry.stat()
+                parts.append(f"{entry.name}:{stat.st_mtime_ns}:{sum(1 for _ in entry.iterdir())}")
+    except OSError:
+        return "missing"
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
 def list_candidates(
     root: str | os.PathLike, min_classes: Literal[1, 2] = 2
 ) -> tuple[list[str], dict[str, list[str]]]:

@@ -42,8 +42,6 @@ def start(values: dict, preset: str, data_root: Path) -> Path:
     weights = values["weights"]
     if not weights:
         raise FlowerError("enter the path of the weights file, or choose ImageNet or none")
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
-        raise FlowerError(f"weights file not found. Received: {weights}")
     run_dir = jobs.submit(make_config(preset, **values), data_root, runs_root())
     st.session_state["train_run"] = run_dir.name
     return run_dir

@@ -10,6 +10,7 @@ import streamlit as st
 from flower_core.archive import extract_zip
 from flower_core.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
 from flower_core.errors import FlowerError
+from flower_core.paths import check_allowed_path
 from flower_core.synthetic import generate, is_synthetic
 from flower_core.uploads import check_upload
 from ui import loaders
@@ -24,11 +25,11 @@ from ui.common import (
 from ui.home import online
 
 
-def _use(root: Path, what: str) -> None:
+def _use(root: str | Path, what: str) -> None:
     """Check a folder is a dataset, make it the one in use, and reload the page."""
     with guard(f"Cannot use {root}"):
         dataset = loaders.current_dataset(root)
-    set_data_root(root)
+        set_data_root(check_allowed_path(root))
     st.session_state["home_notice"] = (
         f"Now using {what}: {len(dataset.files):,} photos in {len(dataset.class_names)} classes."
     )
@@ -61,7 +62,7 @@ def local_folder() -> None:
     st.caption("A folder with one sub-folder per class, e.g. `data/flowers/daisy/*.jpg`.")
     path = st.text_input("Dataset folder", value=str(data_root()), key="home_path")
     if st.button("Use this folder", icon=":material/folder_open:", key="home_use_path"):
-        _use(Path(path.strip()).expanduser(), "the folder")
+        _use(path.strip(), "the folder")
     found = [p for p in _found_datasets() if p.resolve() != data_root().resolve()]
     if found:
         choice = st.selectbox("Or a dataset already here", found, format_func=str, key="home_found")
