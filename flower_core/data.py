@@ -7,6 +7,7 @@ with their reason, instead of crashing a training run halfway through an epoch.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from collections import defaultdict
@@ -183,6 +184,30 @@ class Split:
     @classmethod
     def from_json(cls, data: dict) -> Split:
         return cls(list(data["train"]), list(data["val"]), list(data["test"]), int(data["seed"]))
+
+
+def load_split(path: str | os.PathLike) -> Split:
+    """The `split.json` of an earlier run (`train --split`), read and checked before a new run
+    is created, so a wrong path or file is one line and leaves nothing behind.
+
+    Raises:
+        FlowerError: the file is missing, a folder, not JSON, or not an object with the file lists
+            `train`, `val`, `test` and an integer `seed`.
+    """
+    fix = "pass the split.json of an earlier run"
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise FlowerError(f"cannot read the split file ({error.strerror}); {fix}. Received: {path}") from None
+    except ValueError as error:
+        raise FlowerError(f"the split file is not JSON ({error}); {fix}. Received: {path}") from None
+    lists = isinstance(data, dict) and all(
+        isinstance(data.get(part), list) and all(isinstance(f, str) for f in data[part])
+        for part in ("train", "val", "test"))
+    if not lists or isinstance(data.get("seed"), bool) or not isinstance(data.get("seed"), int):
+        raise FlowerError(f"the split file must be an object with the file lists train, val, test "
+                          f"and an integer seed; {fix}. Received: {path}")
+    return Split.from_json(data)
 
 
 def split_dataset(

@@ -121,6 +121,34 @@ class RunProgress(keras.callbacks.Callback):
             self.reporter({**self._event("epoch", logs), **record})
 
 
+class StopOnNaN(keras.callbacks.Callback):
+    """Fail the run as soon as the loss stops being a number (`TerminateOnNaN` would only stop
+    it, and a stopped run reads as finished): the learning rate is too high for this model.
+
+    Raises:
+        FlowerError: naming the epoch and batch, so the run ends `failed` with that reason.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check((logs or {}).get("loss"), f"batch {batch + 1} of epoch {self._epoch + 1}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name in ("loss", "val_loss"):
+            self._check((logs or {}).get(name), f"epoch {epoch + 1}", name)
+
+    def on_train_begin(self, logs=None):
+        self._epoch = 0
+
+    @staticmethod
+    def _check(value, where: str, name: str = "loss") -> None:
+        if value is not None and not np.isfinite(float(value)):
+            raise FlowerError(f"the {name} became {float(value)} at {where}, so training stopped; "
+                              "lower the learning rate and train again")
+
+
 class BestModelKeeper(keras.callbacks.Callback):
     """Keep the weights with the lowest `val_loss`, save the full model atomically, and restore
     those weights when training ends (also after a cancel). A save that fails (disk full) leaves

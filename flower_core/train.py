@@ -25,6 +25,7 @@ from flower_core.data import (
     fingerprint,
     labels_for,
     list_candidates,
+    load_split,
     scan_dataset,
     split_dataset,
 )
@@ -32,7 +33,7 @@ from flower_core.errors import FlowerError
 from flower_core.features import FeatureCache, cached_features, cached_maps, cached_views, pixel_scratch
 from flower_core.model import Classifier, build_classifier, set_fine_tuning, trains_from_scratch
 from flower_core.pipeline import image_dataset
-from flower_core.progress import BestModelKeeper, Reporter, RunProgress, update_status
+from flower_core.progress import BestModelKeeper, Reporter, RunProgress, StopOnNaN, update_status
 from flower_core.runs import (
     CONFIG,
     METRICS,
@@ -66,6 +67,8 @@ def train_new_run(config: TrainConfig, data_root, runs_root=None, *, reporter: R
     config.validate()
     list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
+    if split_file:
+        load_split(split_file)
     run_dir = RunStore(runs_root).create(
         {**config.to_json(), "data_root": str(Path(data_root).resolve()),
          "split_file": str(Path(split_file).resolve()) if split_file else None},
@@ -141,7 +144,7 @@ def _prepare_data(run_dir, config, stored, reporter) -> tuple[Dataset, Split]:
 
     dataset = scan_dataset(root, progress=scanned)
     if stored.get("split_file"):
-        split = Split.from_json(read_json(Path(stored["split_file"])))
+        split = load_split(stored["split_file"])
         missing = set(split.train + split.val + split.test) - set(dataset.files)
         if missing:
             raise FlowerError(f"{len(missing)} files of the split are not in the dataset, e.g. {sorted(missing)[0]}")
@@ -170,7 +173,7 @@ def _compile(model, config, learning_rate, steps_per_execution=1):
 def _callbacks(run_dir, config, reporter, save_model, total_epochs, offset, phase, best=np.inf):
     progress = RunProgress(run_dir, reporter, total_epochs, offset, phase)
     keeper = BestModelKeeper(save_model, run_dir / MODEL, best)
-    callbacks = [progress, keeper, keras.callbacks.EarlyStopping("val_loss", patience=config.patience)]
+    callbacks = [progress, StopOnNaN(), keeper, keras.callbacks.EarlyStopping("val_loss", patience=config.patience)]
     if config.reduce_lr:
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.2, patience=max(config.patience // 2, 1), min_lr=1e-6))
     return callbacks, progress, keeper
