@@ -287,8 +287,17 @@ def read_status(run_dir: Path) -> dict:
     status = read_record(Path(run_dir) / STATUS) or {"state": "unknown"}
     if status.get("state") == "running" and not _trainer_alive(status):
         status = {**status, "state": "interrupted", "message": "the training process stopped "
-                  "without finishing (killed or crashed); the best model so far is kept"}
+                  f"without finishing (killed or crashed); {kept_model_note(run_dir, status)}"}
     return status
+
+
+def kept_model_note(run_dir: Path, status: dict | None = None) -> str:
+    """What a stopped run kept, exactly: which epoch's model `model.keras` holds, or none."""
+    status = read_record(Path(run_dir) / STATUS) if status is None else status
+    if not (Path(run_dir) / MODEL).is_file():
+        return "no model was kept: no epoch had finished with a validation loss"
+    epoch = status.get("kept_epoch")
+    return f"the model of epoch {epoch} (the best until then) is kept" if epoch else "the last saved model is kept"
 
 
 def peek_status(run_dir: Path) -> dict:

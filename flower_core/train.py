@@ -42,6 +42,7 @@ from flower_core.runs import (
     RunStore,
     cancel_requested,
     clear_write_errors,
+    kept_model_note,
     now_iso,
     read_history,
     read_json,
@@ -105,7 +106,7 @@ def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
             stored = read_json(run_dir / CONFIG)
             _train(run_dir, TrainConfig.from_json(stored), stored, reporter)
     except _Cancelled:
-        return "cancelled", "cancelled by request; the best model so far is kept"
+        return "cancelled", f"cancelled by request; {kept_model_note(run_dir)}"
     except FlowerError as error:
         return "failed", str(error)
     except Exception as error:  # a bug or a resource problem: keep the run readable and say why
@@ -172,7 +173,7 @@ def _compile(model, config, learning_rate, steps_per_execution=1):
 
 def _callbacks(run_dir, config, reporter, save_model, total_epochs, offset, phase, best=np.inf):
     progress = RunProgress(run_dir, reporter, total_epochs, offset, phase)
-    keeper = BestModelKeeper(save_model, run_dir / MODEL, best)
+    keeper = BestModelKeeper(save_model, run_dir / MODEL, best, epoch_offset=offset)
     callbacks = [progress, StopOnNaN(), keeper, keras.callbacks.EarlyStopping("val_loss", patience=config.patience)]
     if config.reduce_lr:
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.2, patience=max(config.patience // 2, 1), min_lr=1e-6))
