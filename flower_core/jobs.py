@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,10 +20,12 @@ from pathlib import Path
 from flower_core.backbones import ensure_weights
 from flower_core.config import TrainConfig
 from flower_core.data import list_candidates
+from flower_core.errors import FlowerError
 from flower_core.runs import (
     CONFIG,
     STATUS,
     RunStore,
+    atomic_write_bytes,
     cancel_requested,
     now_iso,
     peek_status,
@@ -32,6 +35,9 @@ from flower_core.runs import (
 )
 
 LOCK_FILE = ".worker.lock"
+# One empty-then-named file per form submission (`submit(token=...)`), so a double-click queues one run.
+SUBMISSIONS = ".submissions"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 LOG_FILE = ".worker.log"
 WORKER_LOCK_WAIT_S = 2.0
 
@@ -76,16 +82,55 @@ def queued_runs(runs_root=None) -> list[Path]:
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
-def submit(config: TrainConfig, data_root, runs_root=None) -> Path:
-    """Queue a training run and make sure a worker will train it; returns at once."""
+def submit(config: TrainConfig, data_root, runs_root=None, token: str | None = None) -> Path:
+    """Queue a training run and make sure a worker will train it; returns at once.
+
+    Args:
+        token: names one submission of a form (a double-click sends it twice): the first call
+            with a token queues a run, any later one returns that run and queues nothing.
+            Defaults to `None` (every call queues a run).
+    """
     config.validate()
     list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     store = RunStore(runs_root)
-    run_dir = store.create({**config.to_json(), "data_root": str(Path(data_root).resolve())},
-                           config.preset, config.backbone)
+    with _claimed(store.root, token) as earlier:
+        if earlier is not None:
+            return earlier
+        run_dir = store.create({**config.to_json(), "data_root": str(Path(data_root).resolve())},
+                               config.preset, config.backbone)
+        if token:
+            atomic_write_bytes(store.root / SUBMISSIONS / token, run_dir.name.encode())
     start_worker(store.root)
     return run_dir
+
+
+@contextmanager
+def _claimed(root: Path, token: str | None):
+    """Claim `token` atomically (a file created with O_EXCL); yields the run an earlier claim
+    queued, or `None` for the first. A claim whose run could not be made is released."""
+    if token is None:
+        yield None
+        return
+    if not _TOKEN.match(token):
+        raise FlowerError(f"invalid submission token. Received: {token!r}")
+    folder = root / SUBMISSIONS
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(folder / token, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        deadline = time.monotonic() + WORKER_LOCK_WAIT_S
+        while not (run_id := (folder / token).read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the first claim is still creating its run
+        if not run_id:
+            raise FlowerError("this form was already submitted; press Train again") from None
+        yield root / run_id
+        return
+    try:
+        yield None
+    except BaseException:
+        (folder / token).unlink(missing_ok=True)
+        raise
 
 
 def start_worker(runs_root=None) -> None:
