@@ -7,15 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core.archive import extract_zip
 from flower_core.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
 from flower_core.errors import FlowerError
-from flower_core.paths import check_allowed_path
+from flower_core.settings import data_home
 from flower_core.synthetic import generate, is_synthetic
-from flower_core.uploads import check_upload
+from flower_core.uploads import check_upload, unpack_upload
 from ui import loaders
 from ui.common import (
-    data_home,
     data_root,
     guard,
     progress_reporter,
@@ -29,7 +27,7 @@ def _use(root: str | Path, what: str) -> None:
     """Check a folder is a dataset, make it the one in use, and reload the page."""
     with guard(f"Cannot use {root}"):
         dataset = loaders.current_dataset(root)
-        set_data_root(check_allowed_path(root))
+        set_data_root(root)
     st.session_state["home_notice"] = (
         f"Now using {what}: {len(dataset.files):,} photos in {len(dataset.class_names)} classes."
     )
@@ -90,11 +88,7 @@ def zip_upload() -> None:
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
         bar = st.progress(0.0, text="Unpacking…")
         with guard("The zip was refused"):
-            root = extract_zip(
-                upload,
-                _new_folder(data_home() / "uploads", name),
-                progress=progress_reporter(bar, "Unpacking"),
-            )
+            root = unpack_upload(upload, name, data_home(), progress_reporter(bar, "Unpacking"))
         _use(root, f"the upload '{upload.name}'")
 
 
