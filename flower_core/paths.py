@@ -99,13 +99,13 @@ def _walk(path: Path, touchable: list[Path]) -> Path | None:
     return current
 
 
-def _contained(path: str | os.PathLike, what: str) -> Path | None:
+def _contained(path: str | os.PathLike, what: str, roots: list[Path] | None = None) -> Path | None:
     """The resolved `path` if it lies inside the allowed roots (all of it when unset), else `None`,
-    without touching anything outside them."""
+    without touching anything outside them. `roots`: `allowed_roots()`, when already known."""
     entries = _root_entries()
     if not entries:
         return _resolve(path, what)
-    roots = [_resolve(entry) for entry in entries]
+    roots = roots or [_resolve(entry) for entry in entries]
     resolved = _walk(_expand(path, what), entries + roots)
     return resolved if resolved is not None and _inside(resolved, roots) else None
 
@@ -117,7 +117,7 @@ def is_allowed(path: str | os.PathLike, roots: list[Path] | None) -> bool:
     `roots` is `allowed_roots()`, fetched once by a caller that checks many paths."""
     if roots is None:
         return True
-    return _contained(path, "dataset folder") is not None
+    return _contained(path, "dataset folder", roots) is not None
 
 
 def outside_message(path: str | os.PathLike, what: str = "dataset folder") -> str:
