@@ -149,3 +149,27 @@ def test_train_form_weights_field_gives_the_same_refusal_for_existing_and_missin
         values = {"backbone": "mobilenet", "weights": path, "image_size": 64}
         message = _refusal(lambda _, v=values: start(v, "base", data), path)
         assert message == outside_message(path, "weights file")
+
+
+@pytest.mark.slow
+def test_the_dataset_chooser_shows_one_line_for_outside_and_unknown_user_paths(roots, tmp_path,
+                                                                               monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    allowed, _ = roots
+    monkeypatch.setenv("FLOWER_DATA", str(allowed / "flowers"))
+    monkeypatch.setenv("FLOWER_DATA_HOME", str(allowed))
+    monkeypatch.setattr("ui.home.is_online", lambda: False)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120).run()
+    shown = {}
+    for path in ("/proc/self/cwd", "/proc/1/cwd", "/proc/999999/cwd", "~nosuchuser/flowers"):
+        at.text_input(key="home_path").set_value(path)
+        at.button(key="home_use_path").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        [error] = [e.value for e in at.error]
+        assert "\n" not in error and "resolves to" not in error
+        shown[path] = error.replace(path, "PATH")
+    assert len({shown[p] for p in shown if p.startswith("/proc")}) == 1
+    assert "cannot read the dataset folder path" in shown["~nosuchuser/flowers"]
