@@ -7,6 +7,7 @@ with their reason, instead of crashing a training run halfway through an epoch.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from collections import defaultdict
@@ -46,6 +47,34 @@ class Dataset:
 def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
     """The dataset folder: `explicit`, else `FLOWER_DATA`, else `data/flowers`."""
     return Path(explicit or os.environ.get("FLOWER_DATA") or DEFAULT_DATA_DIR)
+
+
+def folder_stamp(root: str | os.PathLike) -> str:
+    """A cheap fingerprint of a dataset folder: its class folders' names, times and photo counts.
+
+    The app keys its cached scan of a dataset by this, so it is computed on every page view; the
+    folder is checked against `FLOWER_ALLOWED_ROOTS` before anything in it is looked at, and a
+    class folder that links outside them is left out, as `list_candidates` leaves it out.
+
+    Returns:
+        16 hex digits, or `"missing"` when `root` is not a readable folder.
+
+    Raises:
+        FlowerError: `root` is outside the allowed folders (the same message whatever is there).
+    """
+    roots = allowed_roots()
+    resolved = check_allowed_path(root)
+    parts = []
+    try:
+        if not resolved.is_dir():
+            return "missing"
+        for entry in sorted(resolved.iterdir()):
+            if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots):
+                stat = entry.stat()
+                parts.append(f"{entry.name}:{stat.st_mtime_ns}:{sum(1 for _ in entry.iterdir())}")
+    except OSError:
+        return "missing"
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
 def list_candidates(
@@ -196,6 +225,30 @@ class Split:
     @classmethod
     def from_json(cls, data: dict) -> Split:
         return cls(list(data["train"]), list(data["val"]), list(data["test"]), int(data["seed"]))
+
+
+def load_split(path: str | os.PathLike) -> Split:
+    """The `split.json` of an earlier run (`train --split`), read and checked before a new run
+    is created, so a wrong path or file is one line and leaves nothing behind.
+
+    Raises:
+        FlowerError: the file is missing, a folder, not JSON, or not an object with the file lists
+            `train`, `val`, `test` and an integer `seed`.
+    """
+    fix = "pass the split.json of an earlier run"
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise FlowerError(f"cannot read the split file ({error.strerror}); {fix}. Received: {path}") from None
+    except ValueError as error:
+        raise FlowerError(f"the split file is not JSON ({error}); {fix}. Received: {path}") from None
+    lists = isinstance(data, dict) and all(
+        isinstance(data.get(part), list) and all(isinstance(f, str) for f in data[part])
+        for part in ("train", "val", "test"))
+    if not lists or isinstance(data.get("seed"), bool) or not isinstance(data.get("seed"), int):
+        raise FlowerError(f"the split file must be an object with the file lists train, val, test "
+                          f"and an integer seed; {fix}. Received: {path}")
+    return Split.from_json(data)
 
 
 # The split every run makes unless told otherwise (TrainConfig's defaults come from here).

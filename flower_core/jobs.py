@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,11 +21,13 @@ from pathlib import Path
 
 from flower_core.backbones import ensure_weights
 from flower_core.config import TrainConfig
-from flower_core.data import list_candidates
+from flower_core.data import list_candidates, load_split
+from flower_core.errors import FlowerError
 from flower_core.runs import (
     CONFIG,
     STATUS,
     RunStore,
+    atomic_write_bytes,
     cancel_requested,
     now_iso,
     peek_status,
@@ -34,6 +37,9 @@ from flower_core.runs import (
 )
 
 LOCK_FILE = ".worker.lock"
+# One empty-then-named file per form submission (`submit(token=...)`), so a double-click queues one run.
+SUBMISSIONS = ".submissions"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 LOG_FILE = ".worker.log"
 WORKER_LOCK_WAIT_S = 2.0
 # A worker picks a queued run up within a second or two; one queued longer with no worker alive
@@ -92,6 +98,8 @@ def create_run(config: TrainConfig, data_root, runs_root=None, split_file=None, 
     config.validate()
     list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
+    if split_file:
+        load_split(split_file)
     return RunStore(runs_root).create(
         {**config.to_json(), "data_root": str(Path(data_root).resolve()),
          "split_file": str(Path(split_file).resolve()) if split_file else None, **(extra or {})},
@@ -99,16 +107,56 @@ def create_run(config: TrainConfig, data_root, runs_root=None, split_file=None, 
 
 
 def submit(config: TrainConfig, data_root, runs_root=None, split_file=None, *, extra: dict | None = None,
-           start: bool = True) -> Path:
+           start: bool = True, token: str | None = None) -> Path:
     """Queue a training run and make sure a worker will train it; returns at once.
 
-    `start=False` leaves starting the worker to the caller, which queues a whole group before
-    starting one worker.
+    Args:
+        extra: keys added to the run's `config.json` (a group's id and shared split,
+            `flower_core.groups`). Defaults to `None`.
+        start: `False` leaves starting the worker to the caller, which queues a whole group
+            before starting one worker. Defaults to `True`.
+        token: names one submission of a form (a double-click sends it twice): the first call
+            with a token queues a run, any later one returns that run and queues nothing.
+            Defaults to `None` (every call queues a run).
     """
-    run_dir = create_run(config, data_root, runs_root, split_file, extra)
+    root = RunStore(runs_root).root
+    with _claimed(root, token) as earlier:
+        if earlier is not None:
+            return earlier
+        run_dir = create_run(config, data_root, runs_root, split_file, extra)
+        if token:
+            atomic_write_bytes(root / SUBMISSIONS / token, run_dir.name.encode())
     if start:
-        start_worker(run_dir.parent)
+        start_worker(root)
     return run_dir
+
+
+@contextmanager
+def _claimed(root: Path, token: str | None):
+    """Claim `token` atomically (a file created with O_EXCL); yields the run an earlier claim
+    queued, or `None` for the first. A claim whose run could not be made is released."""
+    if token is None:
+        yield None
+        return
+    if not _TOKEN.match(token):
+        raise FlowerError(f"invalid submission token. Received: {token!r}")
+    folder = root / SUBMISSIONS
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(folder / token, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        deadline = time.monotonic() + WORKER_LOCK_WAIT_S
+        while not (run_id := (folder / token).read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the first claim is still creating its run
+        if not run_id:
+            raise FlowerError("this form was already submitted; press Train again") from None
+        yield root / run_id
+        return
+    try:
+        yield None
+    except BaseException:
+        (folder / token).unlink(missing_ok=True)
+        raise
 
 
 def stalled(status: dict, runs_root=None) -> bool:

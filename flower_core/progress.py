@@ -121,16 +121,45 @@ class RunProgress(keras.callbacks.Callback):
             self.reporter({**self._event("epoch", logs), **record})
 
 
+class StopOnNaN(keras.callbacks.Callback):
+    """Fail the run as soon as the loss stops being a number (`TerminateOnNaN` would only stop
+    it, and a stopped run reads as finished): the learning rate is too high for this model.
+
+    Raises:
+        FlowerError: naming the epoch and batch, so the run ends `failed` with that reason.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check((logs or {}).get("loss"), f"batch {batch + 1} of epoch {self._epoch + 1}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name in ("loss", "val_loss"):
+            self._check((logs or {}).get(name), f"epoch {epoch + 1}", name)
+
+    def on_train_begin(self, logs=None):
+        self._epoch = 0
+
+    @staticmethod
+    def _check(value, where: str, name: str = "loss") -> None:
+        if value is not None and not np.isfinite(float(value)):
+            raise FlowerError(f"the {name} became {float(value)} at {where}, so training stopped; "
+                              "lower the learning rate and train again")
+
+
 class BestModelKeeper(keras.callbacks.Callback):
     """Keep the weights with the lowest `val_loss`, save the full model atomically, and restore
     those weights when training ends (also after a cancel). A save that fails (disk full) leaves
     the previous best `model.keras` as it was and no temp file behind.
 
     Saving the whole model, backbone included, takes about 0.7 s for MobileNet, longer than an
-    epoch of a head on cached features; so an improvement is written only when `min_interval`
-    seconds have passed since training began or since the last write, and the best is always
-    written when training ends: a short run saves once. A run killed (or failing) mid-training
-    keeps a best model at most that old.
+    epoch of a head on cached features; so the first best model is written as soon as the first
+    epoch ends, later improvements only when `min_interval` seconds have passed since the last
+    write, and the best is always written when training ends. A run killed (or failing)
+    mid-training keeps a best model at most that old, and `status.json`'s `kept_epoch` says
+    which epoch's model the file holds (`runs.kept_model_note`).
 
     Args:
         save_model: the model to save; may differ from the one being fitted (the full model while
@@ -138,19 +167,24 @@ class BestModelKeeper(keras.callbacks.Callback):
         path: where to write the `.keras` file.
         best: the `val_loss` to beat. Defaults to `inf`.
         min_interval: seconds between two saves while training. Defaults to `30`.
+        epoch_offset: epochs done in earlier phases, so `kept_epoch` counts over the whole run.
+            Defaults to `0`.
     """
 
-    def __init__(self, save_model: keras.Model, path: Path, best: float = np.inf, min_interval: float = 30.0):
+    def __init__(self, save_model: keras.Model, path: Path, best: float = np.inf, min_interval: float = 30.0,
+                 epoch_offset: int = 0):
         super().__init__()
         self.save_model = save_model
         self.path = Path(path)
         self.initial_best = best
         self.min_interval = min_interval
+        self.epoch_offset = epoch_offset
 
     def on_train_begin(self, logs=None):
         self.best = self.initial_best
         self.best_weights = None
-        self._saved_at = time.monotonic()
+        self.best_epoch = None
+        self._saved_at = -np.inf  # the first best model is written at once
         self._unsaved = False
 
     def on_epoch_end(self, epoch, logs=None):
@@ -159,6 +193,7 @@ class BestModelKeeper(keras.callbacks.Callback):
             return
         self.best = float(val_loss)
         self.best_weights = self.model.get_weights()
+        self.best_epoch = self.epoch_offset + epoch + 1
         self._unsaved = True
         if time.monotonic() - self._saved_at >= self.min_interval:
             self._save()
@@ -171,6 +206,7 @@ class BestModelKeeper(keras.callbacks.Callback):
 
     def _save(self):
         atomic_write(self.path, self.save_model.save)
+        update_status(self.path.parent, kept_epoch=self.best_epoch)
         self._saved_at = time.monotonic()
         self._unsaved = False
 

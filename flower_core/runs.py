@@ -90,17 +90,96 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
+# What each run file holds, checked whenever one is read (`read_json`): a field may be absent
+# (older runs lack newer fields), but when present it has this kind; `?` allows null. Kinds:
+# str, int, number, bool, dict, list, list[str], list[int], list[dict], matrix (rows of
+# numbers), per_class (class -> {name: number}). config.json's settings mirror `TrainConfig`
+# (a test keeps them in step).
+_CONFIG_SCHEMA = {
+    "preset": "str", "backbone": "str", "weights": "str", "image_size": "int",
+    "preprocessing": "str", "pooling": "str", "dense_units": "list[int]", "dropout": "number",
+    "batchnorm": "bool", "augment": "bool", "epochs": "int", "batch_size": "int",
+    "learning_rate": "number", "patience": "int", "reduce_lr": "bool", "class_weights": "bool",
+    "label_smoothing": "number", "seed": "int", "val_fraction": "number", "test_fraction": "number",
+    "fine_tune_blocks": "int", "fine_tune_epochs": "int", "fine_tune_learning_rate": "number",
+    "cache_features": "bool", "augment_views": "int", "augment_cache": "str", "strategy": "str",
+    "data_root": "str", "split_file": "str?", "class_names": "list[str]",
+    "dataset_fingerprint": "str", "skipped_files": "list", "split_sizes": "dict",
+}
+_STATUS_SCHEMA = {
+    "state": "str", "epoch": "int", "epochs": "int", "message": "str", "queued": "str",
+    "queued_ns": "int", "started": "str", "finished": "str", "heartbeat": "number", "pid": "int",
+    "pid_start": "str?", "host": "str", "replicas": "int", "phase": "str?", "batch": "int?",
+    "batches": "int?", "loss": "number?", "accuracy": "number?", "lr": "number?",
+    "elapsed": "number?", "eta": "number?", "kept_epoch": "int?",
+}
+_METRICS_SCHEMA = {
+    "test_loss": "number?", "test_accuracy": "number?", "num_files": "int",
+    "per_class": "per_class", "confusion": "matrix", "class_names": "list[str]",
+    "most_confused": "list[dict]", "misclassified": "list[dict]", "calibration": "dict",
+    "skipped": "list",
+}
+RUN_FILE_SCHEMAS = {
+    CONFIG: _CONFIG_SCHEMA,
+    STATUS: _STATUS_SCHEMA,
+    METRICS: _METRICS_SCHEMA,
+    META: {"name": "str", "tags": "list[str]"},
+}
+_NUMBER = (int, float)
+_KIND_CHECKS: dict[str, Callable[[object], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "dict": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list[int]": lambda v: isinstance(v, list) and all(_KIND_CHECKS["int"](x) for x in v),
+    "list[dict]": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+    "matrix": lambda v: isinstance(v, list) and all(
+        isinstance(row, list) and all(_KIND_CHECKS["number"](x) for x in row) for row in v),
+    "per_class": lambda v: isinstance(v, dict) and all(
+        isinstance(row, dict) and all(_KIND_CHECKS["number"](x) for x in row.values())
+        for row in v.values()),
+}
+
+
+def _schema_problem(data, schema: dict[str, str]) -> str | None:
+    """What is wrong with a run file's content, in a few words, or `None`."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    for name, kind in schema.items():
+        if name not in data or (kind.endswith("?") and data[name] is None):
+            continue
+        if not _KIND_CHECKS[kind.rstrip("?")](data[name]):
+            shown = json.dumps(data[name])
+            shown = shown if len(shown) <= 40 else f"{shown[:39]}…"
+            return f"'{name}' should be {kind.rstrip('?')}, found {type(data[name]).__name__} {shown}"
+    names, confusion = data.get("class_names"), data.get("confusion")
+    if schema is _METRICS_SCHEMA and names is not None and confusion is not None and (
+            len(confusion) != len(names) or any(len(row) != len(names) for row in confusion)):
+        return f"'confusion' should be {len(names)} x {len(names)}, one row and column per class"
+    return None
+
+
 def write_json(path: Path, data) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def read_json(path: Path, default=None):
+    """A JSON file; a run file with a schema (`RUN_FILE_SCHEMAS`) is checked against it, so a
+    reader never meets a value of the wrong type. Raises one-line `FlowerError`s."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         return default
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise FlowerError(f"corrupt run file {path}: {error}") from None
+    schema = RUN_FILE_SCHEMAS.get(Path(path).name)
+    problem = schema and _schema_problem(data, schema)
+    if problem:
+        raise FlowerError(f"corrupt run file {path}: {problem}")
+    return data
 
 
 def read_record(path: Path) -> dict:
@@ -133,6 +212,8 @@ _WRITE_PROBLEMS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied",
     errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a file stands where a folder is needed",
+    errno.EEXIST: "a file stands where a folder is needed",
 }
 
 
@@ -208,8 +289,17 @@ def read_status(run_dir: Path) -> dict:
     status = read_record(Path(run_dir) / STATUS) or {"state": "unknown"}
     if status.get("state") == "running" and not _trainer_alive(status):
         status = {**status, "state": "interrupted", "message": "the training process stopped "
-                  "without finishing (killed or crashed); the best model so far is kept"}
+                  f"without finishing (killed or crashed); {kept_model_note(run_dir, status)}"}
     return status
+
+
+def kept_model_note(run_dir: Path, status: dict | None = None) -> str:
+    """What a stopped run kept, exactly: which epoch's model `model.keras` holds, or none."""
+    status = read_record(Path(run_dir) / STATUS) if status is None else status
+    if not (Path(run_dir) / MODEL).is_file():
+        return "no model was kept: no epoch had finished with a validation loss"
+    epoch = status.get("kept_epoch")
+    return f"the model of epoch {epoch} (the best until then) is kept" if epoch else "the last saved model is kept"
 
 
 def peek_status(run_dir: Path) -> dict:

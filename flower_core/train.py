@@ -23,6 +23,7 @@ from flower_core.data import (
     Split,
     fingerprint,
     labels_for,
+    load_split,
     scan_dataset,
     split_dataset,
 )
@@ -31,7 +32,7 @@ from flower_core.features import FeatureCache, cached_features, cached_maps, cac
 from flower_core.logs import log_to_file
 from flower_core.model import Classifier, build_classifier, set_fine_tuning
 from flower_core.pipeline import image_dataset
-from flower_core.progress import BestModelKeeper, Reporter, RunProgress, Throughput, update_status
+from flower_core.progress import BestModelKeeper, Reporter, RunProgress, StopOnNaN, Throughput, update_status
 from flower_core.runs import (
     CONFIG,
     METRICS,
@@ -40,6 +41,7 @@ from flower_core.runs import (
     SPLIT,
     cancel_requested,
     clear_write_errors,
+    kept_model_note,
     now_iso,
     read_history,
     read_json,
@@ -101,7 +103,7 @@ def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
         with clear_write_errors():
             TrainingRun(run_dir, read_json(run_dir / CONFIG), reporter).run()
     except _Cancelled:
-        return "cancelled", "cancelled by request; the best model so far is kept"
+        return "cancelled", f"cancelled by request; {kept_model_note(run_dir)}"
     except FlowerError as error:
         log.info("failed: %s", error, exc_info=True)
         return "failed", str(error)
@@ -180,7 +182,7 @@ class TrainingRun:
                                   test_fraction=self.config.test_fraction, seed=self.config.seed)
             write_json(Path(self.stored["split_file"]), split.to_json())
         elif self.stored.get("split_file"):
-            split = Split.from_json(read_json(Path(self.stored["split_file"])))
+            split = load_split(self.stored["split_file"])
             missing = set(split.train + split.val + split.test) - set(self.dataset.files)
             if missing:
                 raise FlowerError(f"{len(missing)} files of the split are not in the dataset, "
@@ -203,8 +205,9 @@ class TrainingRun:
 
     def _callbacks(self, total_epochs, offset, phase, best=np.inf):
         progress = RunProgress(self.run_dir, self.reporter, total_epochs, offset, phase)
-        keeper = BestModelKeeper(self.clf.model, self.run_dir / MODEL, best)
-        callbacks = [progress, keeper, keras.callbacks.EarlyStopping("val_loss", patience=self.config.patience)]
+        keeper = BestModelKeeper(self.clf.model, self.run_dir / MODEL, best, epoch_offset=offset)
+        callbacks = [progress, StopOnNaN(), keeper,
+                     keras.callbacks.EarlyStopping("val_loss", patience=self.config.patience)]
         if self.config.reduce_lr:
             callbacks.append(keras.callbacks.ReduceLROnPlateau(
                 "val_loss", factor=REDUCE_LR_FACTOR, patience=max(self.config.patience // 2, 1), min_lr=1e-6))

@@ -35,6 +35,8 @@ with settings:
         with common.guard("Cannot start training"):
             run_dir = live.start(values, preset, root)
         st.toast(f"Queued {run_dir.name}", icon=":material/play_arrow:")
+    else:
+        live.new_submission()
     cache_view.cache_panel()
     study_view.launcher(root, disabled=dataset is None)
     sweep_view.launcher(root, disabled=dataset is None)

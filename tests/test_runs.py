@@ -16,7 +16,9 @@ from flower_core.runs import (
     HISTORY,
     RunStore,
     append_jsonl,
+    kept_model_note,
     read_history,
+    read_record,
     read_status,
     request_cancel,
     write_json,
@@ -80,6 +82,17 @@ def test_running_run_of_a_dead_process_reads_as_interrupted(store):
     assert read_status(run_dir)["state"] == "running"
 
 
+def test_an_interrupted_run_says_exactly_which_model_was_kept(store):
+    run_dir = store.create({}, "x")
+    write_json(run_dir / "status.json", {"state": "running", "pid": -1, "host": os.uname().nodename})
+    assert read_status(run_dir)["message"].endswith(
+        "no model was kept: no epoch had finished with a validation loss")
+    (run_dir / "model.keras").write_bytes(b"zip")
+    write_json(run_dir / "status.json", {"state": "running", "pid": -1, "host": os.uname().nodename,
+                                         "kept_epoch": 2})
+    assert read_status(run_dir)["message"].endswith("the model of epoch 2 (the best until then) is kept")
+
+
 def test_stale_heartbeat_reads_as_interrupted(store):
     run_dir = store.create({}, "x")
     write_json(run_dir / "status.json", {"state": "running", "pid": os.getpid(), "host": "elsewhere",
@@ -128,22 +141,30 @@ def test_progress_callback_reports_logs_and_cancels(store):
     assert callback.cancelled and callback.model.stop_training
 
 
-def test_best_model_keeper_waits_between_saves_and_writes_the_best_when_training_ends(tmp_path):
+def test_best_model_keeper_writes_the_first_epoch_at_once_then_waits_between_saves(tmp_path):
     model = _tiny_model()
-    keeper = BestModelKeeper(model, tmp_path / "model.keras", min_interval=3600)
+    keeper = BestModelKeeper(model, tmp_path / "model.keras", min_interval=3600, epoch_offset=2)
     keeper.set_model(model)
     keeper.on_train_begin()
+    assert kept_model_note(tmp_path, {}).startswith("no model was kept")
+    first = [w.copy() for w in model.get_weights()]
     keeper.on_epoch_end(0, {"val_loss": 0.9})
+    assert read_record(tmp_path / "status.json")["kept_epoch"] == 3
+    assert kept_model_note(tmp_path) == "the model of epoch 3 (the best until then) is kept"
     model.set_weights([w + 1 for w in model.get_weights()])
     best = [w.copy() for w in model.get_weights()]
     keeper.on_epoch_end(1, {"val_loss": 0.5})
-    assert not (tmp_path / "model.keras").exists()  # within the interval since training began
+    on_disk = keras.saving.load_model(tmp_path / "model.keras")  # within the interval: still epoch 3's
+    for written, expected in zip(on_disk.get_weights(), first):
+        np.testing.assert_array_equal(written, expected)
+    assert read_record(tmp_path / "status.json")["kept_epoch"] == 3
     model.set_weights([w + 1 for w in best])
     keeper.on_epoch_end(2, {"val_loss": 0.7})
     keeper.on_train_end()
     saved = keras.saving.load_model(tmp_path / "model.keras")
     for written, expected in zip(saved.get_weights(), best):
         np.testing.assert_array_equal(written, expected)
+    assert read_record(tmp_path / "status.json")["kept_epoch"] == 4
 
 
 def test_best_model_keeper_saves_only_improvements_and_restores_best(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from contextlib import contextmanager
@@ -14,10 +13,10 @@ from flower_core.data import resolve_data_root
 from flower_core.errors import FlowerError
 from flower_core.logs import ROOT_LOGGER, log_to_stderr
 from flower_core.runs import resolve_runs_root
+from flower_core.settings import save_data_root, saved_data_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 APP_NAME = "Flower Studio"
-SETTINGS_FILE = ".app_settings.json"
 log = logging.getLogger(f"{ROOT_LOGGER}.ui")
 # The server's log (its console): what pages refused, and the traceback behind each one-line error.
 log_to_stderr()
@@ -46,47 +45,25 @@ def runs_root() -> Path:
     return resolve_runs_root()
 
 
-def data_home() -> Path:
-    """Where new datasets (uploads, downloads, the synthetic set) are written."""
-    explicit = os.environ.get("FLOWER_DATA_HOME")
-    if explicit:
-        return Path(explicit)
-    parent = resolve_data_root().parent
-    writable = os.access(parent, os.W_OK) if parent.exists() else True
-    return parent if writable else Path("data")
-
-
 def upload_limit_mb() -> int:
     """The largest upload in MB (`server.maxUploadSize` of `.streamlit/config.toml`); photos
     sent together are held to it too."""
     return int(st.get_option("server.maxUploadSize"))
 
 
-def _settings_path() -> Path:
-    return runs_root() / SETTINGS_FILE
-
-
 def data_root() -> Path:
     """The dataset in use: this session's choice, else `FLOWER_DATA`, else the last one chosen
     in the app, else `data/flowers`."""
     if "data_root" not in st.session_state:
-        saved = None
-        if not os.environ.get("FLOWER_DATA"):
-            try:
-                saved = json.loads(_settings_path().read_text()).get("data_root")
-            except (OSError, ValueError):
-                saved = None
-        chosen = Path(saved) if saved and Path(saved).is_dir() else resolve_data_root()
-        st.session_state["data_root"] = str(chosen)
+        saved = None if os.environ.get("FLOWER_DATA") else saved_data_root()
+        st.session_state["data_root"] = str(saved or resolve_data_root())
     return Path(st.session_state["data_root"])
 
 
 def set_data_root(path: str | os.PathLike) -> None:
-    """Use another dataset in this session and remember it for the next visit."""
-    st.session_state["data_root"] = str(Path(path))
-    root = runs_root()
-    root.mkdir(parents=True, exist_ok=True)
-    _settings_path().write_text(json.dumps({"data_root": str(Path(path).resolve())}) + "\n")
+    """Use another dataset in this session and remember it for the next visit (a one-line
+    `FlowerError` when it cannot be saved; the session then keeps its dataset)."""
+    st.session_state["data_root"] = str(save_data_root(path))
 
 
 def page(title: str, caption: str, icon: str = "") -> None:

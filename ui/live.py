@@ -8,6 +8,7 @@ the browser or opening a second tab shows the same job: the run followed is the 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from pathlib import Path
 
 import streamlit as st
@@ -43,11 +44,16 @@ def start(values: dict, preset: str, data_root: Path) -> Path:
     weights = values["weights"]
     if not weights:
         raise FlowerError("enter the path of the weights file, or choose ImageNet or none")
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
-        raise FlowerError(f"weights file not found. Received: {weights}")
-    run_dir = jobs.submit(make_config(preset, **values), data_root, runs_root())
+    token = st.session_state.setdefault("train_token", secrets.token_hex(8))
+    run_dir = jobs.submit(make_config(preset, **values), data_root, runs_root(), token=token)
     st.session_state["train_run"] = run_dir.name
     return run_dir
+
+
+def new_submission() -> None:
+    """After a script run without a press of Train, the next press is a new submission; presses
+    with no run between them (a double-click) share one token and queue one run."""
+    st.session_state.pop("train_token", None)
 
 
 def followed_run() -> Path | None:

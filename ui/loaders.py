@@ -6,31 +6,17 @@ memory stays flat however many photos are explained.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import streamlit as st
 from PIL import ImageOps
 
-from flower_core.data import Dataset, scan_dataset, split_dataset
+from flower_core.data import Dataset, folder_stamp, scan_dataset, split_dataset
 from flower_core.errors import FlowerError
 from flower_core.images import load_image
 from flower_core.runs import MODEL, RunStore
 from ui.common import runs_root
-
-
-def folder_stamp(root: str | os.PathLike) -> str:
-    """A cheap fingerprint of a dataset folder: its class folders' names, times and sizes."""
-    root = Path(root)
-    if not root.is_dir():
-        return "missing"
-    parts = []
-    for entry in sorted(root.iterdir()):
-        if entry.is_dir() and not entry.name.startswith("."):
-            stat = entry.stat()
-            parts.append(f"{entry.name}:{stat.st_mtime_ns}:{sum(1 for _ in entry.iterdir())}")
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
 @st.cache_data(show_spinner="Checking the photos…", max_entries=8)

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core.archive import extract_zip
 from flower_core.data import find_datasets
 from flower_core.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
 from flower_core.errors import FlowerError
+from flower_core.settings import data_home
 from flower_core.synthetic import generate, is_synthetic
-from flower_core.uploads import check_upload
+from flower_core.uploads import check_upload, unpack_upload
 from ui import loaders
 from ui.common import (
-    data_home,
     data_root,
     guard,
     progress_reporter,
@@ -25,11 +24,11 @@ from ui.common import (
 from ui.home import online
 
 
-def _use(root: Path, what: str) -> None:
+def _use(root: str | Path, what: str) -> None:
     """Check a folder is a dataset, make it the one in use, and reload the page."""
     with guard(f"Cannot use {root}"):
         dataset = loaders.current_dataset(root)
-    set_data_root(root)
+        set_data_root(root)
     st.session_state["home_notice"] = (
         f"Now using {what}: {len(dataset.files):,} photos in {len(dataset.class_names)} classes."
     )
@@ -50,7 +49,7 @@ def local_folder() -> None:
     st.caption("A folder with one sub-folder per class, e.g. `data/flowers/daisy/*.jpg`.")
     path = st.text_input("Dataset folder", value=str(data_root()), key="home_path")
     if st.button("Use this folder", icon=":material/folder_open:", key="home_use_path"):
-        _use(Path(path.strip()).expanduser(), "the folder")
+        _use(path.strip(), "the folder")
     home = data_home()
     found = [p for p in find_datasets([home, home / "uploads"]) if p.resolve() != data_root().resolve()]
     if found:
@@ -79,11 +78,7 @@ def zip_upload() -> None:
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
         bar = st.progress(0.0, text="Unpacking…")
         with guard("The zip was refused"):
-            root = extract_zip(
-                upload,
-                _new_folder(data_home() / "uploads", name),
-                progress=progress_reporter(bar, "Unpacking"),
-            )
+            root = unpack_upload(upload, name, data_home(), progress_reporter(bar, "Unpacking"))
         _use(root, f"the upload '{upload.name}'")
 
 
