@@ -61,13 +61,14 @@ def test_the_followed_run_is_the_one_training_then_the_next_queued_then_the_chos
     runs = tmp_path / "runs"
     assert followed_run(runs) is None
     done = _run_with(runs, "done")
-    older_done = _run_with(runs, "done")
-    assert followed_run(runs) == older_done, "no choice: the newest readable run"
-    assert followed_run(runs, chosen=done.name) == done
-    assert followed_run(runs, chosen="no-such-run") == older_done
+    assert followed_run(runs) == done, "no choice: the newest readable run"
+    other = _run_with(runs, "done")
+    assert followed_run(runs, chosen=done.name) == done and followed_run(runs, chosen=other.name) == other
+    (other / STATUS).write_text("{not json")
+    assert followed_run(runs) == done, "a corrupt run is never the one shown by default"
+    assert followed_run(runs, chosen="no-such-run") == done
     queued = _run_with(runs, "queued")
     assert followed_run(runs, chosen=done.name) == queued
-    (older_done / STATUS).write_text("{not json")
     running = _run_with(runs, "running", pid=os.getpid(), host=os.uname().nodename)
     assert followed_run(runs, chosen=done.name) == running
 
