@@ -142,6 +142,13 @@ def _cmd_explain(args) -> None:
           f"faithfulness {result['faithfulness']:.3f}")
 
 
+def _cmd_export(args) -> None:
+    from flower_core.export import export_run, format_report
+
+    report = export_run(args.run, args.out, args.formats)
+    _emit(args, report, format_report(report))
+
+
 def _cmd_worker(args) -> None:
     from flower_core.jobs import run_worker
 
@@ -149,6 +156,8 @@ def _cmd_worker(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flower_core.export_formats import FORMATS
+
     parser = _Parser(prog="python -m flower_core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -217,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-class")
     p.add_argument("--out")
     p.set_defaults(handler=_cmd_explain)
+
+    p = sub.add_parser("export", help="export a run's model to SavedModel, TFLite and ONNX, verified")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True, help="a new folder to write")
+    p.add_argument("--formats", help=f"comma-separated: {','.join(FORMATS)} (default all)")
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--runs")
