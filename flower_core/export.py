@@ -54,6 +54,15 @@ def _check_run(run_dir: Path) -> tuple[dict, dict]:
     return config, split
 
 
+def export_problem(run_dir: str | os.PathLike) -> str | None:
+    """Why a run cannot be exported (still training, no model, no test photos), or `None`."""
+    try:
+        _check_run(Path(run_dir))
+    except FlowerError as error:
+        return str(error)
+    return None
+
+
 def _check_out(out: Path) -> None:
     if out.exists():
         raise FlowerError(f"--out already exists; choose a new folder. Received: out={out}")

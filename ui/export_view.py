@@ -7,9 +7,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from flower_core.export import export_zip
+from flower_core.export import export_problem, export_zip
 from flower_core.export_formats import FORMATS
-from flower_core.runs import ACTIVE_STATES, MODEL, peek_status
 from ui.common import guard
 
 
@@ -19,11 +18,11 @@ def export_panel(run_dir: Path, key: str) -> None:
     widget keys (the page's name)."""
     run_dir = Path(run_dir)
     stored = f"{key}_export_{run_dir.name}"
-    ready = (run_dir / MODEL).is_file() and peek_status(run_dir).get("state") not in ACTIVE_STATES
+    problem = export_problem(run_dir)
     if st.button(f"Export ({', '.join(FORMATS)})", icon=":material/ios_share:",
-                 disabled=not ready, key=f"{key}_export_button",
-                 help="Models that load without this app: each file is checked against the "
-                      "Keras model on the run's test photos."):
+                 disabled=problem is not None, key=f"{key}_export_button",
+                 help=problem or "Models that load without this app: each file is checked "
+                                 "against the Keras model on the run's test photos."):
         bar = st.progress(0.0, text="Exporting")
         with guard("Cannot export the run"):
             st.session_state[stored] = export_zip(
