@@ -118,14 +118,19 @@ def _bytes_function(model, size: int):
 
 
 def write_saved_model(model, size: int, out: Path) -> None:
-    """A SavedModel with the pixels and the encoded-bytes signatures (Keras' `ExportArchive`)."""
-    import keras
+    """A SavedModel with the pixels and the encoded-bytes signatures.
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(SERVING_SIGNATURE, _serving_function(model, size))
-    archive.add_endpoint(BYTES_SIGNATURE, _bytes_function(model, size))
-    archive.write_out(str(out), verbose=False)
+    A plain `tf.Module` tracking the model's variables: Keras' `ExportArchive` stored every
+    variable twice (27 MB against 13 MB for a 64 px MobileNet), this module stores each once.
+    """
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.weights = [variable.value for variable in model.variables]
+    module.serve = _serving_function(model, size)
+    module.serve_bytes = _bytes_function(model, size)
+    tf.saved_model.save(module, str(out), signatures={SERVING_SIGNATURE: module.serve,
+                                                      BYTES_SIGNATURE: module.serve_bytes})
 
 
 def _tflite_converter(saved_model: Path):
