@@ -35,15 +35,12 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """One format: its file (or folder) in the export, and whether it keeps float arithmetic.
-
-    Float formats must match the Keras model within `FLOAT_TOLERANCE` on every test photo;
-    integer ones agree on the top class of at least `INT8_MIN_AGREEMENT` of them.
-    """
+    """One format: its file (or folder) in the export and the precision of its weights, which
+    sets how closely it must match the Keras model (`TOLERANCES`, `INT8_MIN_AGREEMENT`)."""
 
     name: str
     path: str
-    integer: bool
+    precision: str
     runtime: str
     description: str
 
@@ -51,20 +48,26 @@ class ExportFormat:
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
-        ExportFormat("saved_model", "saved_model", False, "TensorFlow (tf.saved_model.load), "
+        ExportFormat("saved_model", "saved_model", "float32", "TensorFlow (tf.saved_model.load), "
                      "TensorFlow Serving", "TensorFlow SavedModel, float32; signatures "
                      f"`{SERVING_SIGNATURE}` (pixels) and `{BYTES_SIGNATURE}` (encoded photos)"),
-        ExportFormat("tflite", "model.tflite", False, "LiteRT (ai_edge_litert)",
+        ExportFormat("tflite", "model.tflite", "float16", "LiteRT (ai_edge_litert)",
                      "TensorFlow Lite, float16 weights, float32 arithmetic"),
-        ExportFormat("tflite_int8", "model_int8.tflite", True, "LiteRT (ai_edge_litert)",
+        ExportFormat("tflite_int8", "model_int8.tflite", "int8", "LiteRT (ai_edge_litert)",
                      "TensorFlow Lite, full-integer int8 weights and activations "
                      "(float32 input and output)"),
-        ExportFormat("onnx", "model.onnx", False, "ONNX Runtime (onnxruntime)",
+        ExportFormat("onnx", "model.onnx", "float32", "ONNX Runtime (onnxruntime)",
                      f"ONNX, opset {ONNX_OPSET}, float32"),
     )
 }
 DEFAULT_FORMATS = tuple(FORMATS)
-FLOAT_TOLERANCE = 1e-3
+# The largest probability difference from the Keras model allowed on any test photo. Float32
+# formats compute what Keras computes. Float16 weights alone move probabilities by more than
+# 1e-3: on a 96 px ImageNet MobileNet, Keras itself with its weights rounded to float16 differed
+# by up to 0.013 and the float16 TFLite file by 0.022, which flipped one near-tie (0.443 against
+# 0.431). Within 0.05, the top class can change only where the best two are within 0.1.
+TOLERANCES = {"float32": 1e-3, "float16": 0.05}
+# Full-integer models must pick the Keras model's class on at least this share of test photos.
 INT8_MIN_AGREEMENT = 0.97
 
 

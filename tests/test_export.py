@@ -20,7 +20,7 @@ from flower_core.cli import main
 from flower_core.errors import FlowerError
 from flower_core.export import export_run, zip_folder
 from flower_core.export_card import CARD_JSON, CARD_MD
-from flower_core.export_formats import FLOAT_TOLERANCE, FORMATS, INT8_MIN_AGREEMENT, parse_formats
+from flower_core.export_formats import FORMATS, INT8_MIN_AGREEMENT, TOLERANCES, parse_formats
 from flower_core.export_snippets import LABELS_FILE, TF_SERVING_SNIPPET, snippet_file
 from flower_core.predict import load_run, predict_image
 
@@ -121,7 +121,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(trained_run, tmp_path, capsys)
 def test_a_format_that_disagrees_is_an_error_and_nothing_is_left(trained_run, tmp_path, monkeypatch):
     import flower_core.export as export
 
-    monkeypatch.setattr(export, "FLOAT_TOLERANCE", -1.0)
+    monkeypatch.setitem(export.TOLERANCES, "float16", -1.0)
     with pytest.raises(FlowerError, match="tflite export differs from the Keras model"):
         export_run(trained_run, tmp_path / "out", "tflite")
     assert list(tmp_path.iterdir()) == []
@@ -134,10 +134,13 @@ def test_every_format_is_written_and_agrees_with_keras(exported):
     for name, row in report["formats"].items():
         assert (out / FORMATS[name].path).exists() and row["size_bytes"] > 0
         assert row["photos"] == report["formats"]["saved_model"]["photos"] > 0
-        if FORMATS[name].integer:
+        precision = FORMATS[name].precision
+        if precision == "int8":
             assert row["agreement"] >= INT8_MIN_AGREEMENT
         else:
-            assert row["agreement"] == 1.0 and row["max_abs_diff"] <= FLOAT_TOLERANCE
+            assert row["max_abs_diff"] <= TOLERANCES[precision]
+        if precision == "float32":
+            assert row["agreement"] == 1.0
     assert report["formats"]["saved_model"]["bytes_signature"]["undecoded"] == 0
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     labels = (out / LABELS_FILE).read_text().splitlines()
@@ -166,7 +169,7 @@ def test_each_snippet_runs_as_written_without_flower_core_and_matches_predict(
         got = _parse(stdout)
         assert list(got) == sorted(got, key=lambda label: -got[label])
         assert set(got) == set(class_names)
-        tolerance = 0.02 if FORMATS[name].integer else FLOAT_TOLERANCE
+        tolerance = TOLERANCES.get(FORMATS[name].precision, 0.02)
         assert max(abs(got[c] - expected[c]) for c in class_names) <= tolerance, name
 
 
