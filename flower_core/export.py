@@ -3,9 +3,9 @@ ONNX, with `labels.txt`, a model card and "use it" snippets, each format verifie
 
 Verified, not assumed: every exported file is loaded by its own runtime and run on the run's test
 photos, with the very pixels the Keras model gets (`flower_core.images.model_input`). Float32
-formats must give the same top class on every photo and probabilities within 1e-3, float16
-weights probabilities within 0.05, and int8 the same top class on at least 97% of the photos
-(`export_formats.TOLERANCES`, `INT8_MIN_AGREEMENT`). Worse is an error.
+formats must give the same top class on every photo and probabilities within `FLOAT_TOLERANCE`;
+the quantised ones (float16 weights, int8) the same top class on at least
+`QUANTISED_MIN_AGREEMENT` of the photos. Worse is an error.
 
 Everything is written into a private folder beside `out` and renamed into place only when all
 went well, so a failed export leaves nothing behind.
@@ -28,7 +28,7 @@ import numpy as np
 from flower_core import export_card, export_formats
 from flower_core.config import TrainConfig
 from flower_core.errors import FlowerError, ImageError
-from flower_core.export_formats import FORMATS, INT8_MIN_AGREEMENT, TOLERANCES, parse_formats
+from flower_core.export_formats import FLOAT_TOLERANCE, FORMATS, QUANTISED_MIN_AGREEMENT, parse_formats
 from flower_core.export_snippets import LABELS_FILE, snippets
 from flower_core.model import preprocessing_mode
 from flower_core.predict import load_run, predict_batch, read_pixels
@@ -109,21 +109,16 @@ def compare(probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray
 
 def check_agreement(name: str, row: dict) -> None:
     """Raise when a format disagrees with the Keras model more than its precision allows:
-    float32 the same class on every photo and probabilities within `TOLERANCES["float32"]`,
-    float16 probabilities within `TOLERANCES["float16"]`, int8 the same class on at least
-    `INT8_MIN_AGREEMENT` of the photos."""
-    precision = FORMATS[name].precision
-    if precision == "int8":
-        if row["agreement"] < INT8_MIN_AGREEMENT:
+    float32 the same class on every photo and probabilities within `FLOAT_TOLERANCE`; quantised
+    formats (float16, int8) the same class on at least `QUANTISED_MIN_AGREEMENT` of the photos."""
+    if FORMATS[name].precision != "float32":
+        if row["agreement"] < QUANTISED_MIN_AGREEMENT:
             raise FlowerError(f"{name} export agrees with the Keras model on {row['agreement']:.1%} of "
-                              f"the test photos, below {INT8_MIN_AGREEMENT:.0%}; not exported")
-        return
-    tolerance = TOLERANCES[precision]
-    exact = precision == "float32"
-    if row["max_abs_diff"] > tolerance or (exact and row["agreement"] < 1.0):
+                              f"the test photos, below {QUANTISED_MIN_AGREEMENT:.0%}; not exported")
+    elif row["agreement"] < 1.0 or row["max_abs_diff"] > FLOAT_TOLERANCE:
         raise FlowerError(f"{name} export differs from the Keras model (top-1 agreement "
                           f"{row['agreement']:.1%}, largest probability difference "
-                          f"{row['max_abs_diff']:.2e}, allowed {tolerance}); not exported")
+                          f"{row['max_abs_diff']:.2e} > {FLOAT_TOLERANCE}); not exported")
 
 
 def _bytes_check(folder: Path, root: Path, files: list[str], reference: np.ndarray,
