@@ -8,8 +8,8 @@ with `tf.saved_model.load`, the TFLite files with LiteRT's interpreter and the O
 ONNX Runtime.
 
 The SavedModel has a second signature, `BYTES_SIGNATURE`, that takes encoded JPEG/PNG/GIF/BMP
-bytes and decodes and resizes them in the graph (bilinear with antialiasing, rounded to whole
-pixel values as Pillow's resize gives), so a client can post a photo to TensorFlow Serving.
+bytes and decodes and resizes them in the graph as `flower_core.images.model_input` does with
+Pillow (`decode_photo`), so a client can post a photo to TensorFlow Serving.
 """
 
 from __future__ import annotations
@@ -99,14 +99,47 @@ def _serving_function(model, size: int):
     return serve
 
 
-def decode_photo(encoded, size: int):
-    """One encoded photo to float32 pixels (size, size, 3), in the graph: first frame, RGB,
-    bilinear resize with antialiasing, rounded and clipped to [0, 255]."""
+# Pillow's JPEG draft decoding (`flower_core.images.load_image`) shrinks by one of these
+# libjpeg scales, the largest that keeps both sides at least the model's size.
+JPEG_DRAFT_RATIOS = (1, 2, 4, 8)
+
+
+def _decode_jpeg_like_pillow(encoded, size: int):
+    """A JPEG decoded as Pillow's draft mode decodes it: the same libjpeg scale (1/1, 1/2, 1/4
+    or 1/8, picked from the undecoded shape) and libjpeg's default accurate integer DCT."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    resized = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
-    return tf.clip_by_value(tf.round(resized), 0.0, 255.0)
+    shape = tf.io.extract_jpeg_shape(encoded)
+    scale = tf.minimum(shape[0] // size, shape[1] // size)
+    index = tf.reduce_sum(tf.cast(scale >= tf.constant(JPEG_DRAFT_RATIOS[1:]), tf.int32))
+    return tf.switch_case(index, [
+        lambda ratio=ratio: tf.io.decode_jpeg(encoded, channels=3, ratio=ratio,
+                                              dct_method="INTEGER_ACCURATE")
+        for ratio in JPEG_DRAFT_RATIOS])
+
+
+def _to_uint8(pixels):
+    """Round half up and clip to [0, 255], as Pillow's fixed-point resampling stores a pass."""
+    import tensorflow as tf
+
+    return tf.clip_by_value(tf.floor(pixels + 0.5), 0.0, 255.0)
+
+
+def decode_photo(encoded, size: int):
+    """One encoded photo to float32 pixels (size, size, 3), in the graph, built as
+    `flower_core.images.model_input` builds them: JPEGs decoded at Pillow's draft scale with
+    the accurate integer DCT, other formats' first frame as RGB; then Pillow's bilinear resize,
+    which filters the width first and stores whole pixel values, then the height.
+
+    Not reproduced: EXIF orientation and compositing transparency onto white.
+    """
+    import tensorflow as tf
+
+    image = tf.cond(tf.io.is_jpeg(encoded), lambda: _decode_jpeg_like_pillow(encoded, size),
+                    lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+    image = tf.cast(image, tf.float32)
+    wide = _to_uint8(tf.image.resize(image, (tf.shape(image)[0], size), antialias=True))
+    return _to_uint8(tf.image.resize(wide, (size, size), antialias=True))
 
 
 def _bytes_function(model, size: int):
