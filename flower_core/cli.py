@@ -156,7 +156,7 @@ def _cmd_worker(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flower_core.export_formats import FORMATS
+    from flower_core.export_formats import DEFAULT_FORMATS, FORMATS
 
     parser = _Parser(prog="python -m flower_core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a run's model to SavedModel, TFLite and ONNX, verified")
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True, help="a new folder to write")
-    p.add_argument("--formats", help=f"comma-separated: {','.join(FORMATS)} (default all)")
+    p.add_argument("--formats", help=f"comma-separated: {','.join(FORMATS)} "
+                                    f"(default {','.join(DEFAULT_FORMATS)})")
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("runs", help="list runs")

@@ -210,7 +210,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, formats=None,
         run_dir: a finished run folder (with `model.keras` and `split.json`).
         out: the folder to create; it must not exist yet.
         formats: names from `FORMATS` as a list or a comma-separated string.
-            Defaults to `None` (every format).
+            Defaults to `None` (`DEFAULT_FORMATS`: all but int8 TFLite).
         progress: called as `progress(step, fraction)`. Defaults to `None`.
 
     Returns:
