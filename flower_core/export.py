@@ -124,7 +124,7 @@ def check_agreement(name: str, row: dict) -> None:
 def _bytes_check(folder: Path, root: Path, files: list[str], reference: np.ndarray,
                  labels: np.ndarray) -> dict:
     """The SavedModel's encoded-bytes signature on the test photos' files, against Keras on the
-    studio's pixels (decoding may differ slightly: JPEG draft decoding, EXIF, alpha)."""
+    studio's pixels (they may differ by a rounding step, and for EXIF-rotated or transparent photos)."""
     run = export_formats.saved_model_runner(folder / FORMATS["saved_model"].path,
                                             export_formats.BYTES_SIGNATURE)
     rows, kept = [], []
