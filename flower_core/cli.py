@@ -119,6 +119,13 @@ def _cmd_explain(args) -> None:
           f"faithfulness {result['faithfulness']:.3f}")
 
 
+def _cmd_export(args) -> None:
+    from flower_core.export import export_run, format_report
+
+    report = export_run(args.run, args.out, args.formats)
+    _emit(args, report, format_report(report))
+
+
 def _cmd_worker(args) -> None:
     from flower_core.jobs import run_worker
     from flower_core.logs import log_to_stderr
@@ -179,6 +186,8 @@ LIGHT_COMMANDS = ("synth", "eda")
 
 
 def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
+    from flower_core.export_formats import DEFAULT_FORMATS, FORMATS
+
     parser = _Parser(prog="python -m flower_core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -224,6 +233,13 @@ def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--target-class")
     p.add_argument("--out")
     p.set_defaults(handler=_cmd_explain)
+
+    p = sub.add_parser("export", help="export a run's model to SavedModel, TFLite and ONNX, verified")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True, help="a new folder to write")
+    p.add_argument("--formats", help=f"comma-separated: {','.join(FORMATS)} "
+                                    f"(default {','.join(DEFAULT_FORMATS)})")
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--runs")

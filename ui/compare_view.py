@@ -11,7 +11,7 @@ import streamlit as st
 from flower_core import charts
 from flower_core.compare import run_details
 from flower_core.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
-from ui import study_view
+from ui import export_view, study_view
 from ui.common import guard, runs_root
 
 COLUMNS = [
@@ -282,6 +282,7 @@ def manage(frame: pd.DataFrame) -> None:
         store.set_meta(run_id, name=name, tags=tags.split(","))
         st.rerun()
     downloads(run_dir, run_id)
+    export_view.export_panel(run_dir, "compare")
     confirm = st.checkbox("Yes, delete this run and its model", key=f"compare_confirm_{run_id}")
     if st.button(
         "Delete run", icon=":material/delete:", disabled=not confirm, key="compare_delete"

@@ -26,6 +26,7 @@ from flower_core.runs import (
     read_record,
 )
 from flower_core.stopping import run_stop_reason
+from ui import export_view
 from ui.common import PAGES, percent, runs_root
 
 REFRESH_SECONDS = 1.5
@@ -206,6 +207,7 @@ def results(run_dir: Path) -> None:
         ):
             st.session_state["classify_run"] = run_dir.name
             st.switch_page(PAGES["classify"])
+        export_view.export_panel(run_dir, "train")
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
     with st.expander("Log", icon=":material/terminal:", expanded=status.get("state") != "done"):
