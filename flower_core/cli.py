@@ -128,9 +128,7 @@ def _cmd_export(args) -> None:
 
 def _cmd_worker(args) -> None:
     from flower_core.jobs import run_worker
-    from flower_core.logs import log_to_stderr
 
-    log_to_stderr()
     run_worker(args.runs)
 
 

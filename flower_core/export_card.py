@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flower_core.export_formats import BYTES_SIGNATURE, FORMATS, INPUT_NAME, OUTPUT_NAME, SERVING_SIGNATURE
 from flower_core.export_snippets import LABELS_FILE
-from flower_core.predict import MAX_NORMALISED_ENTROPY, MIN_TOP_PROBABILITY
+from flower_core.predict import metrics_threshold
 
 CARD_JSON, CARD_MD = "model_card.json", "model_card.md"
 
@@ -80,8 +80,7 @@ def card(config: dict, metrics: dict, run_id: str, preprocessing: str, formats: 
         "test_loss": metrics.get("test_loss"),
         "per_class": metrics.get("per_class"),
         "calibration_ece": (metrics.get("calibration") or {}).get("ece"),
-        "low_confidence_rule": {"min_top_probability": MIN_TOP_PROBABILITY,
-                                "max_normalised_entropy": MAX_NORMALISED_ENTROPY},
+        "low_confidence_rule": {"min_top_probability": metrics_threshold(metrics)},
         "signatures": {SERVING_SIGNATURE: INPUT_NAME, BYTES_SIGNATURE: "encoded JPEG/PNG/GIF/BMP bytes"},
         "formats": formats,
     }
@@ -124,8 +123,8 @@ def markdown(data: dict, snippets: dict[str, str]) -> str:
         f"{data['dataset']['val']} validation, {data['dataset']['test']} test photos.",
         f"- Test accuracy {_percent(data['test_accuracy'])}; expected calibration error "
         f"{'n/a' if data['calibration_ece'] is None else format(data['calibration_ece'], '.3f')}.",
-        f"- Low confidence (\"may not be one of these flowers\"): top probability below "
-        f"{rule['min_top_probability']} or normalised entropy above {rule['max_normalised_entropy']}.",
+        f"- The model is unsure when its top probability is below {rule['min_top_probability']:.3f} "
+        "(this run's threshold, chosen on its validation photos).",
         "",
     ]
     if data["per_class"]:

@@ -1,5 +1,6 @@
-"""Python logging for maintainers: each run's `run.log`, and the worker's and the server's log on
-stderr. Users see one-line errors; the log keeps what happened and the traceback behind each."""
+"""Python logging for maintainers: each run's `run.log` (what the worker logged for it), and the
+server's log on its console. Users see one-line errors; the log keeps what happened and the
+traceback behind each."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def log_to_stderr(level: int = logging.INFO) -> None:
-    """Send `flower_core`'s log to stderr (the worker's `.worker.log`, the server's console),
-    once per process however often it is called."""
+    """Send `flower_core`'s log to stderr (the Streamlit server's console), once per process
+    however often it is called."""
     logger = logging.getLogger(ROOT_LOGGER)
     if not any(getattr(handler, "flower_stderr", False) for handler in logger.handlers):
         handler = logging.StreamHandler()

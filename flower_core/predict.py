@@ -72,10 +72,15 @@ def run_threshold(run_dir: str | os.PathLike) -> float:
     """The run's own "sure" threshold from its validation photos, else `MIN_TOP_PROBABILITY`
     (a run trained before thresholds were stored, or an unreadable `metrics.json`)."""
     try:
-        metrics = read_json(Path(run_dir) / METRICS, default=None)
+        return metrics_threshold(read_json(Path(run_dir) / METRICS, default=None))
     except FlowerError:
         return MIN_TOP_PROBABILITY
-    threshold = (metrics or {}).get("confidence", {}).get("threshold") if isinstance(metrics, dict) else None
+
+
+def metrics_threshold(metrics: dict | None) -> float:
+    """The threshold stored in a run's metrics (`confidence`), else `MIN_TOP_PROBABILITY`."""
+    confidence = (metrics or {}).get("confidence") if isinstance(metrics, dict) else None
+    threshold = confidence.get("threshold") if isinstance(confidence, dict) else None
     return float(threshold) if isinstance(threshold, int | float) else MIN_TOP_PROBABILITY
 
 

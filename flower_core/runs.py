@@ -9,8 +9,10 @@ becomes a one-line `FlowerError` that names the file (`clear_write_errors`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
+import functools
 import json
 import os
 import re
@@ -93,19 +95,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 # What each run file holds, checked whenever one is read (`read_json`): a field may be absent
 # (older runs lack newer fields), but when present it has this kind; `?` allows null. Kinds:
 # str, int, number, bool, dict, list, list[str], list[int], list[dict], matrix (rows of
-# numbers), per_class (class -> {name: number}). config.json's settings mirror `TrainConfig`
-# (a test keeps them in step).
-_CONFIG_SCHEMA = {
-    "preset": "str", "backbone": "str", "weights": "str", "image_size": "int",
-    "preprocessing": "str", "pooling": "str", "dense_units": "list[int]", "dropout": "number",
-    "batchnorm": "bool", "augment": "bool", "epochs": "int", "batch_size": "int",
-    "learning_rate": "number", "patience": "int", "reduce_lr": "bool", "class_weights": "bool",
-    "label_smoothing": "number", "seed": "int", "val_fraction": "number", "test_fraction": "number",
-    "fine_tune_blocks": "int", "fine_tune_epochs": "int", "fine_tune_learning_rate": "number",
-    "cache_features": "bool", "augment_views": "int", "augment_cache": "str", "strategy": "str",
-    "data_root": "str", "split_file": "str?", "class_names": "list[str]",
+# numbers), per_class (class -> {name: number}). config.json's settings take their kinds from
+# `TrainConfig`'s fields (`_config_schema`); these are what a run adds to them.
+_RUN_CONFIG_SCHEMA = {
+    "data_root": "str?", "split_file": "str?", "class_names": "list[str]",
     "dataset_fingerprint": "str", "skipped_files": "list", "split_sizes": "dict",
 }
+_FIELD_KINDS = {"int": "int", "float": "number", "str": "str", "bool": "bool", "list[int]": "list[int]"}
 _STATUS_SCHEMA = {
     "state": "str", "epoch": "int", "epochs": "int", "message": "str", "queued": "str",
     "queued_ns": "int", "started": "str", "finished": "str", "heartbeat": "number", "pid": "int",
@@ -120,7 +116,6 @@ _METRICS_SCHEMA = {
     "skipped": "list",
 }
 RUN_FILE_SCHEMAS = {
-    CONFIG: _CONFIG_SCHEMA,
     STATUS: _STATUS_SCHEMA,
     METRICS: _METRICS_SCHEMA,
     META: {"name": "str", "tags": "list[str]"},
@@ -142,6 +137,21 @@ _KIND_CHECKS: dict[str, Callable[[object], bool]] = {
         isinstance(row, dict) and all(_KIND_CHECKS["number"](x) for x in row.values())
         for row in v.values()),
 }
+
+
+@functools.cache
+def _config_schema() -> dict[str, str]:
+    """config.json's kinds: every `TrainConfig` field's (imported here, when a config is first
+    read, so that this module stays free of TensorFlow), then what a run adds."""
+    from flower_core.config import TrainConfig
+
+    settings = {f.name: _FIELD_KINDS[f.type] for f in dataclasses.fields(TrainConfig)}
+    return {**settings, **_RUN_CONFIG_SCHEMA}
+
+
+def run_file_schema(name: str) -> dict[str, str] | None:
+    """The schema of the run file called `name`, or `None` for a file without one."""
+    return _config_schema() if name == CONFIG else RUN_FILE_SCHEMAS.get(name)
 
 
 def _schema_problem(data, schema: dict[str, str]) -> str | None:
@@ -175,7 +185,7 @@ def read_json(path: Path, default=None):
         return default
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise FlowerError(f"corrupt run file {path}: {error}") from None
-    schema = RUN_FILE_SCHEMAS.get(Path(path).name)
+    schema = run_file_schema(Path(path).name)
     problem = schema and _schema_problem(data, schema)
     if problem:
         raise FlowerError(f"corrupt run file {path}: {problem}")

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from flower_core.config import TrainConfig
 from flower_core.errors import FlowerError
-from flower_core.runs import RUN_FILE_SCHEMAS, RunStore, peek_status, read_json, read_record
+from flower_core.runs import RunStore, peek_status, read_json, read_record, run_file_schema
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FINISHED = "20260101-000100-dropout20-mobilenet-bbbb"
@@ -67,7 +67,7 @@ def test_the_config_schema_follows_every_train_config_setting():
     kinds = {str: "str", int: "int", float: "number", bool: "bool", list[int]: "list[int]"}
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
-        assert RUN_FILE_SCHEMAS["config.json"][field.name] == kinds[hints[field.name]], field.name
+        assert run_file_schema("config.json")[field.name] == kinds[hints[field.name]], field.name
 
 
 def _open(page: str | None, train_run: str | None = None) -> AppTest:
