@@ -29,10 +29,11 @@ _SIZE = SETTINGS["image_size"]
 
 
 def _values(name: str, default) -> str:
-    """One setting's values as text, `a,b`: picked from its choices or the form's options
-    (`config.SETTINGS`), or typed."""
+    """One setting's values as text, `a,b`: picked from its choices or, for whole numbers, the
+    form's options (`config.SETTINGS`); typed for any other setting (any float may be swept)."""
     spec, kind = SETTINGS[name], sweepable()[name]
-    options = list(spec.choices or spec.options) or ([True, False] if kind == "bool" else None)
+    listed = spec.choices or (spec.options if kind == "int" else ())
+    options = list(listed) or ([True, False] if kind == "bool" else None)
     if options:
         picked = st.multiselect(spec.label, options, default=[default] if default in options else None,
                                 key=f"sweep_values_{name}", help=spec.help)
