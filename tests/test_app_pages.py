@@ -168,6 +168,8 @@ def test_train_page_opens_on_the_suggested_preset_and_its_image_size(synthetic):
     at = open_page("pages/2_Train.py")
     assert_clean(at)
     assert at.select_slider(key="train_best_image_size").value == make_config(SUGGESTED_PRESET).image_size == 384
+    estimate = [c.value for c in at.caption if "With the preset's settings, about" in c.value]
+    assert estimate and "features computed first" in estimate[0], "the time before the click, cold cache"
 
 
 def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, monkeypatch):

@@ -205,3 +205,12 @@ def test_cli_study_waits_and_prints_seven_rows_on_one_split(synthetic_dataset, t
     assert main(["runs", "--runs", str(runs), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert listed["studies"][out["group"]] == out["table"]
+
+
+def test_every_backbone_has_a_fallback_speed_for_estimates():
+    from flower_core.backbones import BACKBONES
+    from flower_core.estimate import FALLBACK_PHOTOS_PER_S, backbone_speed
+
+    assert set(FALLBACK_PHOTOS_PER_S) == set(BACKBONES)
+    for name in BACKBONES:
+        assert backbone_speed(name, 384).photos_per_s > 0

@@ -14,7 +14,10 @@ from flower_core.config import (
     SUGGESTED_PRESET,
     make_config,
 )
+from flower_core.errors import FlowerError
+from flower_core.estimate import estimate_run, format_duration
 from ui import augment_preview
+from ui.common import runs_root
 from ui.home import online
 
 AUGMENT_CACHE = {
@@ -90,6 +93,25 @@ def preset_picker() -> str:
         )
     st.caption(f"{PRESET_DESCRIPTIONS[preset]}. {result}")
     return preset
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _estimate(preset: str, backbone: str, data_root: str, runs: str) -> dict:
+    return estimate_run(make_config(preset, backbone=backbone), data_root, runs_root=runs)
+
+
+def estimate_note(preset: str, data_root) -> None:
+    """Before the click: how long the preset's run should take on this machine, and whether its
+    backbone features are already cached (`flower_core.estimate`)."""
+    base = make_config(preset)
+    try:
+        estimate = _estimate(preset, _default_backbone(base), str(data_root), str(runs_root()))
+    except FlowerError:
+        return
+    cache = ("features cached: training starts at once" if estimate["cached"] else
+             f"features computed first, about {format_duration(estimate['extraction_s'])}")
+    st.caption(f":material/timer: With the preset's settings, about **{format_duration(estimate['seconds'])}** "
+               f"on this machine ({cache}; {estimate['speed_source']} speed; early stopping often ends sooner).")
 
 
 def _default_backbone(base) -> str:
