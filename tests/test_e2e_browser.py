@@ -110,7 +110,7 @@ def test_train_one_epoch_then_classify_and_explain_an_upload(browser_page, serve
     epochs.fill("1")
     epochs.press("Tab")
     page.locator(".st-key-train_submit button").click()
-    page.get_by_text("Epoch 0 of 1 done").wait_for(timeout=60_000)
+    page.get_by_text("Epoch 0 of 1 done").wait_for(timeout=180_000)  # a new worker imports TensorFlow first
     page.wait_for_function(
         "() => /checking photos|Batch \\d+ of|Test accuracy/.test(document.body.innerText)",
         timeout=120_000,
