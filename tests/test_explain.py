@@ -48,12 +48,11 @@ def _model(backbone: str) -> keras.Model:
     return _MODELS[backbone]
 
 
-# These untrained models give these methods nothing to show: their maps come out flat (measured;
-# e.g. MobileNet's three classes score exactly alike on the photo). Every other map must have a
-# peak, so a method that returns a flat or all-zero map fails here; `test_cam_known_answer.py`
-# checks where the peak is, on a trained model.
-_FLAT_AT_RANDOM_INIT = {("mobilenet", m) for m in METHODS} | {
-    ("mobilenet_v2", "scorecam"), ("efficientnet_b0", "scorecam")}
+# An untrained model whose classes all score alike on the photo (MobileNet's and the
+# EfficientNet-Lites' here) gives no method anything to show, and these two give Score-CAM a flat
+# map too (measured). Every other map must have a peak, so a method that returns a flat or
+# all-zero map fails here; `test_cam_known_answer.py` checks where the peak is, on a trained model.
+_FLAT_AT_RANDOM_INIT = {("mobilenet_v2", "scorecam"), ("efficientnet_b0", "scorecam")}
 
 
 @pytest.mark.slow
@@ -66,7 +65,8 @@ def test_every_method_on_every_backbone(backbone, method):
     assert first.layer == BACKBONES[backbone].target_layer
     assert first.heatmap.dtype == np.float32 and first.heatmap.shape == (50, 70)
     assert 0.0 <= first.heatmap.min() and first.heatmap.max() <= 1.0
-    if (backbone, method) not in _FLAT_AT_RANDOM_INIT:
+    classes_alike = np.ptp(first.probabilities) < 1e-6
+    if not classes_alike and (backbone, method) not in _FLAT_AT_RANDOM_INIT:
         assert first.heatmap.max() == 1.0 and first.heatmap.min() == 0.0  # a peak, not flat
     assert first.model_heatmap.shape == (64, 64) and first.model_view.shape == (64, 64, 3)
     np.testing.assert_array_equal(first.heatmap, again.heatmap)
