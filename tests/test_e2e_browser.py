@@ -6,6 +6,7 @@ uploads a photo and sees a prediction and a heatmap. A screenshot of each page i
 `artifacts/screenshots/` (git-ignored) to be looked at by a person.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -80,8 +81,10 @@ def open_page(page, key: str) -> None:
 
 
 def choose(page, key: str, option: str) -> None:
+    """Pick `option` in a selectbox; its label may carry a note after the name, e.g. a backbone's
+    "mobilenet (no download)" when its weights are here."""
     page.locator(f".st-key-{key} [role=combobox]").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    page.get_by_role("option", name=re.compile(f"^{re.escape(option)}( \\(.*\\))?$")).click()
 
 
 def test_every_page_opens_on_the_synthetic_set(browser_page):
