@@ -14,29 +14,16 @@ from flower_core.runs import HISTORY, METRICS, MODEL, RunStore, read_history, re
 from ui import export_view, study_view
 from ui.common import guard, runs_root
 
-COLUMNS = [
-    "label",
-    "preset",
-    "backbone",
-    "weights",
-    "image_size",
-    "batch_size",
-    "dropout",
-    "augment",
-    "augment_cache",
-    "best_val_accuracy",
-    "test_accuracy",
-    "test_loss",
-    "seconds",
-    "state",
-    "tags",
-    "run_id",
-]
-# Narrow columns for short values, so that all of them fit a 1400 px window; the run's label
-# stays pinned on the left when the table scrolls.
 _SMALL = "small"
+# The runs table's columns, in order, and how each is shown: narrow columns for short values,
+# the run's label pinned on the left, the results first after it (on a laptop-wide window the
+# table scrolls sideways, and what needs scrolling to is then settings and ids, never scores).
 COLUMN_CONFIG = {
     "label": st.column_config.TextColumn("run", pinned=True),
+    "state": st.column_config.TextColumn("state", width=_SMALL),
+    "test_accuracy": st.column_config.NumberColumn("test acc", format="percent", width=_SMALL),
+    "test_loss": st.column_config.NumberColumn("test loss", format="%.4f", width=_SMALL),
+    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent", width=_SMALL),
     "preset": st.column_config.TextColumn("preset", width=_SMALL),
     "backbone": st.column_config.TextColumn("backbone", width=_SMALL),
     "weights": st.column_config.TextColumn("weights", width=_SMALL),
@@ -46,11 +33,7 @@ COLUMN_CONFIG = {
     "augment": st.column_config.Column("augment", width=_SMALL),
     "augment_cache": st.column_config.TextColumn("augmented as", help="cached feature maps or K views",
                                                  width=_SMALL),
-    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent", width=_SMALL),
-    "test_accuracy": st.column_config.NumberColumn("test acc", format="percent", width=_SMALL),
-    "test_loss": st.column_config.NumberColumn("test loss", format="%.4f", width=_SMALL),
     "seconds": st.column_config.NumberColumn("duration (s)", format="%.0f", width=_SMALL),
-    "state": st.column_config.TextColumn("state", width=_SMALL),
     "tags": st.column_config.ListColumn("tags", width=_SMALL),
     "run_id": st.column_config.TextColumn("run id", width="medium"),
 }
@@ -66,7 +49,7 @@ def label(row: dict) -> str:
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """The runs table, one row per run, newest first."""
     frame = pd.DataFrame([{**row, "label": label(row)} for row in rows if "preset" in row])
-    return frame.reindex(columns=COLUMNS)
+    return frame.reindex(columns=list(COLUMN_CONFIG))
 
 
 def corrupt_runs(rows: list[dict]) -> None:
