@@ -157,30 +157,58 @@ def _defaults_text(name: str) -> str:
 
 def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     """One option per training setting, from `config.SETTINGS`: help, choices and type."""
-    import functools
-
-    from flower_core.config import DEFAULT_PRESET, SETTINGS, TrainConfig, parse_setting
+    from flower_core.config import DEFAULT_PRESET, SETTINGS
 
     parser.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME",
                         help=f"the recipe every setting starts from (default {DEFAULT_PRESET}; listed below)")
-    kinds = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    for name, spec in SETTINGS.items():
-        flag = "--" + name.replace("_", "-")
-        text = f"{spec.help} {_defaults_text(name)}".replace("%", "%%")
-        if kinds[name] == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-            for alias in spec.cli_aliases:
-                parser.add_argument(alias, dest=name, action="store_false", help=f"same as --no-{flag[2:]}")
-            continue
-        parse = {"int": int, "float": float, "str": str}.get(kinds[name]) or functools.partial(parse_setting, name)
-        # Choices are checked by `TrainConfig.validate`, whose message names the setting.
-        metavar = "{" + ",".join(spec.choices) + "}" if spec.choices else name.upper()
-        parser.add_argument(flag, type=parse, default=None, help=text, metavar=metavar)
+    for name in SETTINGS:
+        add_setting_option(parser, name)
+
+
+def add_setting_option(parser: argparse.ArgumentParser, name: str) -> None:
+    """The option of one training setting, from its `config.SETTINGS` entry: help, choices, type;
+    its default is None, so an option left out keeps the preset's value."""
+    import functools
+
+    from flower_core.config import SETTINGS, TrainConfig, parse_setting
+
+    spec = SETTINGS[name]
+    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}[name]
+    flag = "--" + name.replace("_", "-")
+    text = f"{spec.help} {_defaults_text(name)}".replace("%", "%%")
+    if kind == "bool":
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        for alias in spec.cli_aliases:
+            parser.add_argument(alias, dest=name, action="store_false", help=f"same as --no-{flag[2:]}")
+        return
+    parse = {"int": int, "float": float, "str": str}.get(kind) or functools.partial(parse_setting, name)
+    # Choices are checked by `TrainConfig.validate`, whose message names the setting.
+    metavar = "{" + ",".join(spec.choices) + "}" if spec.choices else name.upper()
+    parser.add_argument(flag, type=parse, default=None, help=text, metavar=metavar)
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="the dataset folder, <root>/<class>/<photo> (default: FLOWER_DATA, "
+                        "else data/flowers)")
+
+
+def add_runs_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", help="where run folders go (default: FLOWER_RUNS, else runs/)")
+
+
+def add_run_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="a run folder (runs/<id>)")
 
 
 # Commands that never need TensorFlow: their parser is built without the training settings,
 # whose choices (the backbones) come from Keras. (`runs` reads the studies' tables, which do.)
 LIGHT_COMMANDS = ("synth", "eda")
+
+
+def _explain_methods():
+    from flower_core.explain import METHODS
+
+    return METHODS
 
 
 def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
@@ -190,66 +218,68 @@ def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("synth", help="generate the labelled synthetic demo dataset")
-    p.add_argument("--out", required=True)
-    p.add_argument("--per-class", type=int, default=60)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="the dataset folder to write")
+    p.add_argument("--per-class", type=int, default=60, help="photos per class (default 60)")
+    p.add_argument("--size", type=int, default=128, help="photo width and height in pixels (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the drawing (default 0)")
     p.add_argument("--masks", action="store_true", help="also write flower-region masks")
     p.set_defaults(handler=_cmd_synth)
 
     p = sub.add_parser("eda", help="dataset statistics")
-    p.add_argument("--data")
+    add_data_option(p)
     p.set_defaults(handler=_cmd_eda)
 
     p = sub.add_parser("train", help="train a model and store it as a run",
                        epilog=_presets_text() if with_settings else None,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="the dataset folder, <root>/<class>/<photo> (default: FLOWER_DATA, "
-                   "else data/flowers)")
-    p.add_argument("--runs", help="where run folders go (default: FLOWER_RUNS, else runs/)")
+    add_data_option(p)
+    add_runs_option(p)
     p.add_argument("--split", help="reuse the split.json of an earlier run")
     if with_settings:
         _add_setting_options(p)
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a run on its test split or a folder")
-    p.add_argument("--run", required=True)
-    p.add_argument("--data")
+    add_run_option(p)
+    p.add_argument("--data", help="a labelled folder, <root>/<class>/<photo> (default: the run's test split)")
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k classes of photos")
-    p.add_argument("--run", required=True)
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top-k", type=int, default=3)
+    add_run_option(p)
+    p.add_argument("images", nargs="+", help="photo files")
+    p.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default 3)")
     p.set_defaults(handler=_cmd_predict)
 
     p = sub.add_parser("explain", help="Grad-CAM heatmap of a photo")
-    p.add_argument("--run", required=True)
-    p.add_argument("image")
-    p.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"])
-    p.add_argument("--layer")
-    p.add_argument("--target-class")
-    p.add_argument("--out")
+    add_run_option(p)
+    p.add_argument("image", help="a photo file")
+    # The methods come from the explain package, which imports TensorFlow: light commands skip it.
+    methods = list(_explain_methods()) if with_settings else None
+    p.add_argument("--method", default="gradcam", choices=methods,
+                   help="the class-activation method (default gradcam)")
+    p.add_argument("--layer", help="the convolution layer to explain (default: the backbone's last)")
+    p.add_argument("--target-class", help="the class to explain (default: the predicted one)")
+    p.add_argument("--out", help="the overlay PNG to write (default: <run>/explanations/<photo>_<method>.png)")
     p.set_defaults(handler=_cmd_explain)
 
     p = sub.add_parser("export", help="export a run's model to SavedModel, TFLite and ONNX, verified")
-    p.add_argument("--run", required=True)
+    add_run_option(p)
     p.add_argument("--out", required=True, help="a new folder to write")
     p.add_argument("--formats", help=f"comma-separated: {','.join(FORMATS)} "
                                     f"(default {','.join(DEFAULT_FORMATS)})")
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("runs", help="list runs")
-    p.add_argument("--runs")
+    add_runs_option(p)
     p.set_defaults(handler=_cmd_runs)
 
     p = sub.add_parser("worker", help="train queued runs one at a time (used by the app)")
-    p.add_argument("--runs")
+    add_runs_option(p)
     p.set_defaults(handler=_cmd_worker)
 
     from flower_core.group_cli import add_commands
 
-    add_commands(sub)
+    add_commands(sub, with_settings)
     for action in sub.choices.values():
         action.add_argument("--json", action="store_true", help="print one JSON object last")
     return parser

@@ -101,42 +101,50 @@ def _cmd_groups(args) -> None:
                or "no studies or sweeps yet")
 
 
-def add_commands(sub) -> None:
-    """Add `study`, `sweep` and `groups` to the CLI's subcommands."""
+def add_commands(sub, with_settings: bool = True) -> None:
+    """Add `study`, `sweep` and `groups` to the CLI's subcommands (their setting options only
+    `with_settings`, as `cli.build_parser` does for `train`)."""
+    from flower_core.cli import add_runs_option
     from flower_core.limits import DEFAULT_MAX_RUNS, MAX_SEEDS
 
     p = sub.add_parser("study", help="queue the study's seven presets x N seeds on one split")
-    _common(p)
-    p.add_argument("--seeds", type=int, default=1, help=f"seeds per preset, 1 to {MAX_SEEDS}")
+    _common(p, with_settings)
+    p.add_argument("--seeds", type=int, default=1, help=f"seeds per preset, 1 to {MAX_SEEDS} (default 1)")
     p.add_argument("--baseline", action="store_true", help="add the no-transfer baseline")
     p.set_defaults(handler=_cmd_study)
 
     p = sub.add_parser("sweep", help="queue a grid (or random sample) of training settings")
-    _common(p)
-    p.add_argument("--preset", default="base")
-    p.add_argument("--grid", required=True, help='e.g. "dropout=0.2,0.5;learning_rate=1e-3,1e-4"')
-    p.add_argument("--samples", type=int, help="a random sample of this many combinations")
-    p.add_argument("--seeds", type=int, default=1)
+    _common(p, with_settings)
+    if with_settings:  # the presets live in `config`, which imports Keras
+        from flower_core.config import DEFAULT_PRESET
+
+        p.add_argument("--preset", default=DEFAULT_PRESET,
+                       help=f"the recipe every run starts from (default {DEFAULT_PRESET})")
+    p.add_argument("--grid", required=True, help='training settings and their values, e.g. '
+                   '"dropout=0.2,0.5;learning_rate=1e-3,1e-4"')
+    p.add_argument("--samples", type=int, help="a random sample of this many combinations (default: all)")
+    p.add_argument("--seeds", type=int, default=1, help=f"seeds per combination, 1 to {MAX_SEEDS} (default 1)")
     p.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS,
                    help=f"refuse a sweep of more runs (default {DEFAULT_MAX_RUNS})")
     p.set_defaults(handler=_cmd_sweep)
 
     p = sub.add_parser("groups", help="list studies and sweeps; show, cancel or delete one")
-    p.add_argument("--runs")
+    add_runs_option(p)
     action = p.add_mutually_exclusive_group()
-    action.add_argument("--show", metavar="ID")
+    action.add_argument("--show", metavar="ID", help="its table")
     action.add_argument("--cancel", metavar="ID", help="cancel its queued and running runs")
     action.add_argument("--delete", metavar="ID", help="delete all its runs")
     p.set_defaults(handler=_cmd_groups)
 
 
-def _common(p) -> None:
-    p.add_argument("--data")
-    p.add_argument("--runs")
-    p.add_argument("--backbone")
-    p.add_argument("--weights", help="imagenet, none or a weights file path")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--epochs", type=int)
+def _common(p, with_settings: bool) -> None:
+    """The options a study and a sweep share: where, and the settings they may set for every run."""
+    from flower_core.cli import add_data_option, add_runs_option, add_setting_option
+
+    add_data_option(p)
+    add_runs_option(p)
+    for name in ("backbone", "weights", "image_size", "epochs") if with_settings else ():
+        add_setting_option(p, name)
     p.add_argument("--wait", action="store_true", help="block until every run ends, then print the table")
 
 

@@ -34,6 +34,24 @@ def test_every_setting_has_an_option_with_its_help_and_default():
         assert " ".join(spec.help.split()) in text and f"(default {shown}" in text, name
 
 
+def test_every_option_of_every_command_says_what_it_does():
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    silent = [f"{command} {action.option_strings or action.dest}"
+              for command, sub in commands.items() for action in sub._actions if not action.help]
+    assert not silent
+    assert {"study", "sweep", "groups", "export"} <= set(commands)
+
+
+def test_light_commands_build_their_parser_without_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys; from flower_core import cli; cli.build_parser(with_settings=False); "
+            "assert 'keras' not in sys.modules, 'keras imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_train_help_lists_every_preset_with_its_line():
     text = _train_help()
     for name, description in PRESET_DESCRIPTIONS.items():
