@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from flower_core import jobs
 from flower_core.augment_preview import maps_note
+from flower_core.compare import COMPACT_COLUMNS, TABLE_COLUMNS
 from flower_core.config import SUGGESTED_PRESET, make_config
 from flower_core.explain.faithfulness import VERDICTS
 from flower_core.progress import Throughput, update_status
@@ -412,6 +413,18 @@ def test_compare_filters_tags_and_deletes_runs(synthetic, app_runs):
     at.button(key="compare_delete").click().run()
     assert_clean(at)
     assert not (app_runs / run_id).exists()
+
+
+def test_compare_shows_the_compact_columns_and_more_on_request(synthetic, app_runs):
+    from ui.compare_view import COLUMN_CONFIG
+
+    assert list(COLUMN_CONFIG) == list(TABLE_COLUMNS)  # every column has its label and width
+    at = open_page("pages/3_Compare.py")
+    assert list(at.dataframe[0].proto.column_order) == list(COMPACT_COLUMNS)
+    assert at.dataframe[0].value["started"].notna().sum() == 2  # the two finished runs' dates
+    at.multiselect(key="compare_more_columns").set_value(["run_id", "seconds"]).run()
+    assert_clean(at)
+    assert list(at.dataframe[0].proto.column_order) == [*COMPACT_COLUMNS, "seconds", "run_id"]
 
 
 def _rss_mb() -> float:
