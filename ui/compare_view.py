@@ -16,24 +16,25 @@ from ui.common import guard, runs_root
 
 _SMALL = "small"
 # How each column of the runs table (`flower_core.compare.TABLE_COLUMNS`) is shown: short labels
-# and widths in pixels, so that the compact set fits a 1400 px window with no sideways scroll;
-# abbreviations are spelled out in their help.
+# and widths in pixels, so that the compact set (926 px with the selection column) fits a 1400 px
+# window with no sideways scroll (about 940 px beside the sidebar); abbreviations are spelled out
+# in their help.
 COLUMN_CONFIG = {
-    "label": st.column_config.TextColumn("run", pinned=True, width=200),
-    "state": st.column_config.TextColumn("state", width=85),
+    "label": st.column_config.TextColumn("run", pinned=True, width=230),
+    "state": st.column_config.TextColumn("state", width=80),
     "test_accuracy": st.column_config.NumberColumn(
-        "test acc", format="percent", width=75, help="Accuracy on the run's test photos"),
+        "test acc", format="percent", width=70, help="Accuracy on the run's test photos"),
     "test_loss": st.column_config.NumberColumn(
-        "test loss", format="%.4f", width=80, help="Cross-entropy loss on the run's test photos"),
+        "test loss", format="%.4f", width=75, help="Cross-entropy loss on the run's test photos"),
     "best_val_accuracy": st.column_config.NumberColumn(
-        "val acc", format="percent", width=75,
+        "val acc", format="percent", width=70,
         help="The best validation accuracy over the run's epochs"),
-    "preset": st.column_config.TextColumn("preset", width=90),
+    "preset": st.column_config.TextColumn("preset", width=80),
     "backbone": st.column_config.TextColumn("backbone", width=125),
     "image_size": st.column_config.NumberColumn(
-        "size", format="%d px", width=65, help="Input image size: photos are resized to size x size"),
+        "size", format="%d px", width=60, help="Input image size: photos are resized to size x size"),
     "started": st.column_config.DatetimeColumn(
-        "started", format="D MMM, HH:mm", width=105, help="When training started (UTC)"),
+        "started", format="D MMM, HH:mm", width=100, help="When training started (UTC)"),
     "weights": st.column_config.TextColumn("weights", width=_SMALL),
     "batch_size": st.column_config.NumberColumn("batch", width=_SMALL, help="Batch size"),
     "dropout": st.column_config.NumberColumn("dropout", width=_SMALL),
