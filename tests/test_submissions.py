@@ -79,11 +79,11 @@ def test_a_double_click_on_train_queues_one_run_and_a_later_click_another(
     at.selectbox(key=key + "weights").set_value("none")
     at.select_slider(key=key + "image_size").set_value(64)
     for _ in range(2):  # two presses with no script run between them
-        at.get("form_submit_button")[0].click()
+        at.button(key="train_submit").click()
         at.run()
         assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(jobs.queued_runs()) == 1
     at.run()  # the page reruns (a refresh, another widget) before the next press
-    at.get("form_submit_button")[0].click()
+    at.button(key="train_submit").click()
     at.run()
     assert len(jobs.queued_runs()) == 2

@@ -180,10 +180,15 @@ def _advanced(base, k: str) -> dict:
 
 
 def settings_form(preset: str, disabled: bool = False) -> dict | None:
-    """Every setting, starting from `preset`; returns the overrides when Train is pressed."""
+    """Every setting, starting from `preset`; returns the overrides when Train is pressed.
+
+    The settings are plain widgets, not an `st.form`: each change reruns the page, so the
+    augmentation preview draws with the settings as they are now. A double-click on Train still
+    queues one run (`ui.live.start`'s submission token).
+    """
     base = make_config(preset)
     k = f"train_{preset}_"
-    with st.form("train_form", border=True):
+    with st.container(border=True, key="train_form"):
         values = {
             **_model_settings(base, k),
             **_optimiser_settings(base, k),
@@ -192,7 +197,7 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
         }
         path = values.pop("weights_file")
         values["weights"] = path if values["weights"] == "file" else values["weights"]
-        pressed = st.form_submit_button(
+        pressed = st.button(
             "Train",
             type="primary",
             icon=":material/play_arrow:",
@@ -200,5 +205,5 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
             disabled=disabled,
             width="stretch",
         )
-    augment_preview.panel(base, k)
+    augment_preview.panel(values)
     return values if pressed else None
