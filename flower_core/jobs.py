@@ -39,6 +39,8 @@ from flower_core.runs import (
 LOCK_FILE = ".worker.lock"
 # One empty-then-named file per form submission (`submit(token=...)`), so a double-click queues one run.
 SUBMISSIONS = ".submissions"
+# A marker only has to outlive a double-click; one a day old is removed when the next is written.
+SUBMISSION_MAX_AGE_S = 24 * 3600
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 LOG_FILE = ".worker.log"
 WORKER_LOCK_WAIT_S = 2.0
@@ -153,10 +155,41 @@ def _claimed(root: Path, token: str | None):
         yield root / run_id
         return
     try:
+        forget_old_submissions(root)
         yield None
     except BaseException:
         (folder / token).unlink(missing_ok=True)
         raise
+
+
+def forget_old_submissions(runs_root=None, max_age_s: float = SUBMISSION_MAX_AGE_S) -> int:
+    """Remove submission markers (`submit(token=...)`) at least `max_age_s` old; their runs stay.
+
+    A marker only stops a double-click from queueing a second run, so an old one protects
+    nothing; `submit` calls this whenever it writes a new one, so the folder stays small.
+
+    Args:
+        runs_root: the runs folder. `None` means `FLOWER_RUNS` or `runs/`.
+        max_age_s: the age, in seconds, from which a marker is removed. Defaults to
+            `SUBMISSION_MAX_AGE_S` (a day).
+
+    Returns:
+        How many markers were removed.
+    """
+    if max_age_s < 0:
+        raise FlowerError(f"max_age_s must be 0 or more seconds. Received: max_age_s={max_age_s}")
+    folder = RunStore(runs_root).root / SUBMISSIONS
+    if not folder.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for marker in folder.iterdir():
+        try:
+            if now - marker.stat().st_mtime >= max_age_s:
+                marker.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process removed it first
+            continue
+    return removed
 
 
 def stalled(status: dict, runs_root=None) -> bool:

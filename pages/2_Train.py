@@ -31,7 +31,7 @@ with settings:
     preset = train_form.preset_picker()
     train_form.weights_note()
     if dataset is not None:
-        train_form.estimate_note(preset, root)
+        train_form.estimate_note(preset, dataset)
     values = train_form.settings_form(preset, disabled=dataset is None)
     if values is not None:
         with common.guard("Cannot start training"):

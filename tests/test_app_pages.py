@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from flower_core import jobs
 from flower_core.augment_preview import maps_note
-from flower_core.config import SUGGESTED_PRESET, make_config
+from flower_core.compare import COMPACT_COLUMNS, TABLE_COLUMNS
+from flower_core.config import SETTINGS, SUGGESTED_PRESET, make_config
 from flower_core.explain.faithfulness import VERDICTS
 from flower_core.progress import Throughput, update_status
 from flower_core.runs import append_jsonl
@@ -160,7 +161,7 @@ def _submit_small_run(at: AppTest) -> AppTest:
     at.selectbox(key=key + "weights").set_value("none")
     at.select_slider(key=key + "image_size").set_value(64)
     at.number_input(key=key + "epochs").set_value(3)
-    at.get("form_submit_button")[0].click()
+    at.button(key="train_submit").click()
     return at.run()
 
 
@@ -170,6 +171,18 @@ def test_train_page_opens_on_the_suggested_preset_and_its_image_size(synthetic):
     assert at.select_slider(key="train_best_image_size").value == make_config(SUGGESTED_PRESET).image_size == 384
     estimate = [c.value for c in at.caption if "With the preset's settings, about" in c.value]
     assert estimate and "features computed first" in estimate[0], "the time before the click, cold cache"
+
+
+def test_the_time_estimate_counts_the_photos_of_the_loaded_dataset_not_its_folders(synthetic, monkeypatch):
+    from flower_core import estimate
+
+    at = open_page("pages/2_Train.py")
+    listed = []
+    monkeypatch.setattr(estimate, "list_candidates", lambda root: listed.append(root))
+    at.selectbox(key="train_preset").set_value("dropout20").run()  # an estimate not cached yet
+    assert_clean(at)
+    assert [c.value for c in at.caption if "With the preset's settings, about" in c.value]
+    assert not listed, "the estimate listed the dataset's folders again"
 
 
 def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, monkeypatch):
@@ -240,11 +253,39 @@ def test_train_form_previews_augmentation_with_its_settings(synthetic):
     assert maps_note(make_config("dropout20").image_size) in texts(preview.info)
 
 
+def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(synthetic, monkeypatch):
+    monkeypatch.setattr(jobs, "start_worker", lambda root=None: None)
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="train_preset").set_value("dropout20").run()
+    base = make_config("dropout20")
+
+    def preview_caption() -> str:
+        preview = next(e for e in at.expander if e.label == "Augmentation preview")
+        return texts(preview.caption)
+
+    assert f"at {base.image_size} px, seed {base.seed}:" in preview_caption()
+    size = next(option for option in SETTINGS["image_size"].options if option != base.image_size)
+    at.select_slider(key="train_dropout20_image_size").set_value(size).run()
+    at.number_input(key="train_dropout20_seed").set_value(base.seed + 7).run()
+    assert_clean(at)
+    assert f"at {size} px, seed {base.seed + 7}:" in preview_caption()
+    assert maps_note(size) in texts(at.info)
+    at.selectbox(key="train_dropout20_augment_cache").set_value("views").run()
+    assert maps_note(size) not in texts(at.info)
+    at.toggle(key="train_dropout20_augment").set_value(False).run()
+    assert not [e for e in at.expander if e.label == "Augmentation preview"]
+    assert not jobs.queued_runs(), "no setting change queues a run"
+    at.button(key="train_submit").click().run()
+    [run_dir] = jobs.queued_runs()
+    stored = json.loads((run_dir / "config.json").read_text())
+    assert (stored["image_size"], stored["seed"], stored["augment"]) == (size, base.seed + 7, False)
+
+
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_best_weights").set_value("file")
     at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5"))
-    at.get("form_submit_button")[0].click()
+    at.button(key="train_submit").click()
     at.run()
     assert texts(at.error).startswith("Cannot start training: weights file not found")
     assert not jobs.queued_runs()
@@ -412,6 +453,18 @@ def test_compare_filters_tags_and_deletes_runs(synthetic, app_runs):
     at.button(key="compare_delete").click().run()
     assert_clean(at)
     assert not (app_runs / run_id).exists()
+
+
+def test_compare_shows_the_compact_columns_and_more_on_request(synthetic, app_runs):
+    from ui.compare_view import COLUMN_CONFIG
+
+    assert list(COLUMN_CONFIG) == list(TABLE_COLUMNS)  # every column has its label and width
+    at = open_page("pages/3_Compare.py")
+    assert list(at.dataframe[0].proto.column_order) == list(COMPACT_COLUMNS)
+    assert at.dataframe[0].value["started"].notna().sum() == 2  # the two finished runs' dates
+    at.multiselect(key="compare_more_columns").set_value(["run_id", "seconds"]).run()
+    assert_clean(at)
+    assert list(at.dataframe[0].proto.column_order) == [*COMPACT_COLUMNS, "seconds", "run_id"]
 
 
 def _rss_mb() -> float:

@@ -1,7 +1,9 @@
 """One press of Train queues at most one run: a double-click sends the same submission twice,
 and the core, not the page, refuses to queue it again."""
 
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -79,11 +81,31 @@ def test_a_double_click_on_train_queues_one_run_and_a_later_click_another(
     at.selectbox(key=key + "weights").set_value("none")
     at.select_slider(key=key + "image_size").set_value(64)
     for _ in range(2):  # two presses with no script run between them
-        at.get("form_submit_button")[0].click()
+        at.button(key="train_submit").click()
         at.run()
         assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(jobs.queued_runs()) == 1
     at.run()  # the page reruns (a refresh, another widget) before the next press
-    at.get("form_submit_button")[0].click()
+    at.button(key="train_submit").click()
     at.run()
     assert len(jobs.queued_runs()) == 2
+
+
+def test_forgetting_submissions_refuses_a_negative_age(tmp_path):
+    with pytest.raises(FlowerError, match="Received: max_age_s=-1"):
+        jobs.forget_old_submissions(tmp_path, max_age_s=-1)
+
+
+def test_a_new_submission_removes_markers_older_than_a_day(synthetic_dataset, tmp_path, no_worker):
+    runs = tmp_path / "runs"
+    jobs.submit(_config(), synthetic_dataset, runs, token="oldoldold1")
+    jobs.submit(_config(), synthetic_dataset, runs, token="recentrecent")
+    folder = runs / jobs.SUBMISSIONS
+    a_day_ago = time.time() - jobs.SUBMISSION_MAX_AGE_S
+    os.utime(folder / "oldoldold1", (a_day_ago - 60, a_day_ago - 60))
+    os.utime(folder / "recentrecent", (a_day_ago + 60, a_day_ago + 60))
+    jobs.submit(_config(), synthetic_dataset, runs, token="newnewnew1")
+    assert sorted(p.name for p in folder.iterdir()) == ["newnewnew1", "recentrecent"]
+    assert len(jobs.queued_runs(runs)) == 3, "forgetting a marker deletes no run"
+    assert jobs.forget_old_submissions(runs, max_age_s=0) == 2
+    assert jobs.forget_old_submissions(tmp_path / "never_used") == 0

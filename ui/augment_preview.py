@@ -1,12 +1,11 @@
 """The Train form's augmentation preview: one training photo and 8 augmented versions drawn with
-the form's settings, and what the cached-maps mode does instead (`flower_core.augment_preview`)."""
+the form's current settings, and what the cached-maps mode does instead (`flower_core.augment_preview`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from flower_core.augment_preview import PREVIEW_VERSIONS, augmented_versions, maps_note
-from flower_core.config import TrainConfig
 from ui import loaders
 from ui.common import data_root
 
@@ -18,21 +17,19 @@ def _versions(photo: str, image_size: int, seed: int):
     return augmented_versions(photo, image_size, seed)
 
 
-def panel(base: TrainConfig, k: str) -> None:
-    """With augmentation on (as the form last applied it, else the preset), the preview.
+def panel(values: dict) -> None:
+    """With augmentation on, the preview, drawn with the form's settings as they are now.
 
     Args:
-        base: the preset's config, for settings the form has not applied yet.
-        k: the form's widget-key prefix.
+        values: the Train form's current settings (`augment`, `image_size`, `seed`,
+            `augment_cache`), read on every rerun, before Train is pressed.
     """
-    state = st.session_state
-    if not state.get(k + "augment", base.augment):
+    if not values["augment"]:
         return
     dataset, _ = loaders.dataset_or_none(data_root())
     if dataset is None or not dataset.files:
         return
-    size = int(state.get(k + "image_size", base.image_size))
-    seed = int(state.get(k + "seed", base.seed))
+    size, seed = int(values["image_size"]), int(values["seed"])
     photo = dataset.root / dataset.files[seed % len(dataset.files)]
     with st.expander("Augmentation preview", icon=":material/auto_awesome_motion:"):
         original, versions = _versions(str(photo), size, seed)
@@ -44,5 +41,5 @@ def panel(base: TrainConfig, k: str) -> None:
                 cell.image(image, caption=caption, width="stretch")
         st.caption(f"`{dataset.files[seed % len(dataset.files)]}` at {size} px, seed {seed}: "
                    "random flip, rotation, zoom and shear, through the layers training uses.")
-        if state.get(k + "augment_cache", base.augment_cache) == "maps":
+        if values["augment_cache"] == "maps":
             st.info(maps_note(size), icon=":material/grid_on:")

@@ -9,31 +9,40 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.compare import run_details
+from flower_core.compare import MORE_COLUMNS, TABLE_COLUMNS, run_details, table_columns
 from flower_core.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui import export_view, study_view
 from ui.common import guard, runs_root
 
 _SMALL = "small"
-# The runs table's columns, in order, and how each is shown: narrow columns for short values,
-# the run's label pinned on the left, the results first after it (on a laptop-wide window the
-# table scrolls sideways, and what needs scrolling to is then settings and ids, never scores).
+# How each column of the runs table (`flower_core.compare.TABLE_COLUMNS`) is shown: short labels
+# and widths in pixels, so that the compact set (926 px with the selection column) fits a 1400 px
+# window with no sideways scroll (about 940 px beside the sidebar); abbreviations are spelled out
+# in their help.
 COLUMN_CONFIG = {
-    "label": st.column_config.TextColumn("run", pinned=True),
-    "state": st.column_config.TextColumn("state", width=_SMALL),
-    "test_accuracy": st.column_config.NumberColumn("test acc", format="percent", width=_SMALL),
-    "test_loss": st.column_config.NumberColumn("test loss", format="%.4f", width=_SMALL),
-    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent", width=_SMALL),
-    "preset": st.column_config.TextColumn("preset", width=_SMALL),
-    "backbone": st.column_config.TextColumn("backbone", width=_SMALL),
+    "label": st.column_config.TextColumn("run", pinned=True, width=230),
+    "state": st.column_config.TextColumn("state", width=80),
+    "test_accuracy": st.column_config.NumberColumn(
+        "test acc", format="percent", width=70, help="Accuracy on the run's test photos"),
+    "test_loss": st.column_config.NumberColumn(
+        "test loss", format="%.4f", width=75, help="Cross-entropy loss on the run's test photos"),
+    "best_val_accuracy": st.column_config.NumberColumn(
+        "val acc", format="percent", width=70,
+        help="The best validation accuracy over the run's epochs"),
+    "preset": st.column_config.TextColumn("preset", width=80),
+    "backbone": st.column_config.TextColumn("backbone", width=125),
+    "image_size": st.column_config.NumberColumn(
+        "size", format="%d px", width=60, help="Input image size: photos are resized to size x size"),
+    "started": st.column_config.DatetimeColumn(
+        "started", format="D MMM, HH:mm", width=100, help="When training started (UTC)"),
     "weights": st.column_config.TextColumn("weights", width=_SMALL),
-    "image_size": st.column_config.NumberColumn("size", format="%d px", width=_SMALL),
-    "batch_size": st.column_config.NumberColumn("batch", width=_SMALL),
+    "batch_size": st.column_config.NumberColumn("batch", width=_SMALL, help="Batch size"),
     "dropout": st.column_config.NumberColumn("dropout", width=_SMALL),
     "augment": st.column_config.Column("augment", width=_SMALL),
     "augment_cache": st.column_config.TextColumn("augmented as", help="cached feature maps or K views",
                                                  width=_SMALL),
-    "seconds": st.column_config.NumberColumn("duration (s)", format="%.0f", width=_SMALL),
+    "seconds": st.column_config.NumberColumn("duration (s)", format="%.0f", width=_SMALL,
+                                             help="Training time, summed over the epochs"),
     "tags": st.column_config.ListColumn("tags", width=_SMALL),
     "run_id": st.column_config.TextColumn("run id", width="medium"),
 }
@@ -49,7 +58,8 @@ def label(row: dict) -> str:
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """The runs table, one row per run, newest first."""
     frame = pd.DataFrame([{**row, "label": label(row)} for row in rows if "preset" in row])
-    return frame.reindex(columns=list(COLUMN_CONFIG))
+    frame = frame.reindex(columns=list(TABLE_COLUMNS))
+    return frame.assign(started=pd.to_datetime(frame["started"], utc=True, errors="coerce"))
 
 
 def corrupt_runs(rows: list[dict]) -> None:
@@ -92,11 +102,22 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
+def _column_label(column: str) -> str:
+    return COLUMN_CONFIG[column]["label"]
+
+
 def table(frame: pd.DataFrame) -> list[str]:
-    """The sortable table; returns the selected run ids (default: the three best)."""
+    """The sortable table, its compact columns and those a user adds (`flower_core.compare`);
+    returns the selected run ids (default: the three best)."""
+    more = st.multiselect(
+        "More columns", MORE_COLUMNS, key="compare_more_columns", format_func=_column_label,
+        placeholder=", ".join(map(_column_label, MORE_COLUMNS[:4])) + "…",
+        help="The table shows a run's results and main settings; add the others here.",
+    )
     event = st.dataframe(
         frame,
         column_config=COLUMN_CONFIG,
+        column_order=table_columns(more),
         hide_index=True,
         key="compare_table",
         placeholder="–",

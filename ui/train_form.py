@@ -14,6 +14,7 @@ from flower_core.config import (
     SUGGESTED_PRESET,
     make_config,
 )
+from flower_core.data import Dataset
 from flower_core.errors import FlowerError
 from flower_core.estimate import estimate_run, format_duration
 from ui import augment_preview
@@ -95,17 +96,27 @@ def preset_picker() -> str:
     return preset
 
 
+# Keyed by the photo count of the dataset the page loaded (`ui.loaders`, cached by the folder's
+# stamp), so no rerun lists the dataset's folders again; the cache and past runs, which say how
+# fast this machine is and what is cached, are read again after `ttl` seconds.
 @st.cache_data(ttl=30, show_spinner=False)
-def _estimate(preset: str, backbone: str, data_root: str, runs: str) -> dict:
-    return estimate_run(make_config(preset, backbone=backbone), data_root, runs_root=runs)
+def _estimate(preset: str, backbone: str, data_root: str, photos: int, runs: str) -> dict:
+    return estimate_run(make_config(preset, backbone=backbone), data_root, runs_root=runs,
+                        photos=photos)
 
 
-def estimate_note(preset: str, data_root) -> None:
+def estimate_note(preset: str, dataset: Dataset) -> None:
     """Before the click: how long the preset's run should take on this machine, and whether its
-    backbone features are already cached (`flower_core.estimate`)."""
+    backbone features are already cached (`flower_core.estimate`).
+
+    Args:
+        preset: the preset the form starts from.
+        dataset: the dataset in use, as the page loaded it (`ui.loaders.dataset_or_none`).
+    """
     base = make_config(preset)
     try:
-        estimate = _estimate(preset, _default_backbone(base), str(data_root), str(runs_root()))
+        estimate = _estimate(preset, _default_backbone(base), str(dataset.root), len(dataset.files),
+                             str(runs_root()))
     except FlowerError:
         return
     cache = ("features cached: training starts at once" if estimate["cached"] else
@@ -180,10 +191,15 @@ def _advanced(base, k: str) -> dict:
 
 
 def settings_form(preset: str, disabled: bool = False) -> dict | None:
-    """Every setting, starting from `preset`; returns the overrides when Train is pressed."""
+    """Every setting, starting from `preset`; returns the overrides when Train is pressed.
+
+    The settings are plain widgets, not an `st.form`: each change reruns the page, so the
+    augmentation preview draws with the settings as they are now. A double-click on Train still
+    queues one run (`ui.live.start`'s submission token).
+    """
     base = make_config(preset)
     k = f"train_{preset}_"
-    with st.form("train_form", border=True):
+    with st.container(border=True, key="train_form"):
         values = {
             **_model_settings(base, k),
             **_optimiser_settings(base, k),
@@ -192,7 +208,7 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
         }
         path = values.pop("weights_file")
         values["weights"] = path if values["weights"] == "file" else values["weights"]
-        pressed = st.form_submit_button(
+        pressed = st.button(
             "Train",
             type="primary",
             icon=":material/play_arrow:",
@@ -200,5 +216,5 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
             disabled=disabled,
             width="stretch",
         )
-    augment_preview.panel(base, k)
+    augment_preview.panel(values)
     return values if pressed else None

@@ -1,0 +1,74 @@
+"""The Compare page's runs table in a real browser (Debian's chromium, driven by Playwright) at a
+1400 x 900 laptop window: its default columns fit with no sideways scroll (and the same check
+sees the scroll in a narrower window)."""
+
+import pytest
+
+from flower_core.runs import HISTORY, METRICS, STATUS, RunStore, append_jsonl, write_json
+from tests.browser import CHROMIUM, LAUNCH_ARGS, needs_chromium, streamlit_server
+
+from .test_e2e_browser import SHOTS, open_page, settle
+
+pytestmark = needs_chromium
+VIEWPORT = {"width": 1400, "height": 900}
+# The grid's scrolling element and how far its content reaches past its visible width.
+OVERFLOW = """() => {
+    const grid = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');
+    const box = document.querySelector('[data-testid=stDataFrame]').getBoundingClientRect();
+    return {overflow: grid.scrollWidth - grid.clientWidth, right: box.right,
+            viewport: window.innerWidth};
+}"""
+
+
+def _runs(root) -> None:
+    """Three runs with the widest values their columns hold: a long name, the longest backbone
+    and preset names, every state a finished run can have."""
+    store = RunStore(root)
+    for i, (preset, backbone, state) in enumerate((("dropout20", "efficientnet_lite2", "done"),
+                                                   ("finetune", "mobilenet", "cancelled"),
+                                                   ("base", "vgg16", "interrupted"))):
+        run_dir = store.create({"preset": preset, "backbone": backbone, "weights": "imagenet",
+                                "image_size": 384, "batch_size": 32, "dropout": 0.2,
+                                "augment": True, "augment_cache": "maps"}, preset, backbone)
+        write_json(run_dir / STATUS, {"state": state, "started": f"2026-01-0{i + 1}T10:00:00+00:00",
+                                      "finished": f"2026-01-0{i + 1}T11:00:00+00:00"})
+        append_jsonl(run_dir / HISTORY, {"epoch": 0, "loss": 0.5, "accuracy": 0.8,
+                                         "val_loss": 0.6, "val_accuracy": 0.8123, "seconds": 61.5})
+        write_json(run_dir / METRICS, {"test_accuracy": 0.8765, "test_loss": 0.412345})
+    store.set_meta(run_dir.name, name="a long run name given on the Compare page", tags=["x"])
+
+
+@pytest.fixture
+def compare_page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from flower_core.synthetic import generate
+
+    generate(tmp_path / "flowers", per_class=4, size=32, seed=0)
+    _runs(tmp_path / "runs")
+    with streamlit_server(tmp_path) as (url, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_role("heading", name="Flower Studio").wait_for()
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_the_runs_table_fits_a_1400_px_window_with_no_sideways_scroll(compare_page):
+    page = compare_page
+    open_page(page, "compare")
+    page.get_by_test_id("stDataFrame").first.wait_for()
+    settle(page, 1.5)
+    fitted = page.evaluate(OVERFLOW)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "compare-table-1400px.png"))
+    print(f"runs table at 1400 px: {fitted}")
+    assert fitted["overflow"] <= 0 and fitted["right"] <= fitted["viewport"], fitted
+    page.set_viewport_size({"width": 900, "height": 900})  # a window too narrow: the check sees it
+    settle(page, 1.5)
+    narrow = page.evaluate(OVERFLOW)
+    assert narrow["overflow"] > 0, (fitted, narrow)
