@@ -189,14 +189,19 @@ def estimate_run(config: TrainConfig, data_root, *, runs_root=None, cache_root=N
 
 
 def estimate_group(configs: list[TrainConfig], data_root, *, runs_root=None, cache_root=None,
-                   probe: bool = False) -> dict:
+                   probe: bool = False, photos: int | None = None) -> dict:
     """Seconds a group of runs should take, in order: features one run builds, the next ones
     reuse (a group shares one split, so its runs share cache entries).
+
+    Args:
+        photos: the number of photos, when already known. Defaults to counting them once.
+        Others: as `estimate_run`.
 
     Returns:
         `{"seconds", "runs": [per-run estimates], "photos", "speed_source"}`.
     """
-    photos = sum(len(files) for files in list_candidates(data_root)[1].values())
+    if photos is None:
+        photos = sum(len(files) for files in list_candidates(data_root)[1].values())
     computed: set = set()
     runs = [estimate_run(c, data_root, runs_root=runs_root, cache_root=cache_root, probe=probe,
                          photos=photos, computed=computed) for c in configs]

@@ -40,8 +40,8 @@ with settings:
     else:
         live.new_submission()
     cache_view.cache_panel()
-    study_view.launcher(root, disabled=dataset is None)
-    sweep_view.launcher(root, disabled=dataset is None)
+    study_view.launcher(root, dataset)
+    sweep_view.launcher(root, dataset)
 
 with panel:
     st.subheader("Job")

@@ -173,16 +173,19 @@ def test_train_page_opens_on_the_suggested_preset_and_its_image_size(synthetic):
     assert estimate and "features computed first" in estimate[0], "the time before the click, cold cache"
 
 
-def test_the_time_estimate_counts_the_photos_of_the_loaded_dataset_not_its_folders(synthetic, monkeypatch):
+def test_the_time_estimates_count_the_photos_of_the_loaded_dataset_not_its_folders(synthetic, monkeypatch):
     from flower_core import estimate
 
     at = open_page("pages/2_Train.py")
     listed = []
     monkeypatch.setattr(estimate, "list_candidates", lambda root: listed.append(root))
-    at.selectbox(key="train_preset").set_value("dropout20").run()  # an estimate not cached yet
+    at.selectbox(key="train_preset").set_value("dropout20")  # estimates not cached yet
+    at.number_input(key="study_seeds").set_value(2)
+    at.selectbox(key="sweep_preset").set_value("dropout20").run()
     assert_clean(at)
     assert [c.value for c in at.caption if "With the preset's settings, about" in c.value]
-    assert not listed, "the estimate listed the dataset's folders again"
+    assert [c.value for c in at.caption if c.value.startswith("14 runs, about")], "the study's estimate"
+    assert not listed, "an estimate listed the dataset's folders again"
 
 
 def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, monkeypatch):

@@ -8,6 +8,7 @@ import streamlit as st
 from flower_core import groups
 from flower_core.backbones import BACKBONES, DEFAULT_BACKBONE
 from flower_core.config import DEFAULTS, SETTINGS
+from flower_core.data import Dataset
 from flower_core.estimate import estimate_group, format_duration
 from flower_core.group_charts import study_bars
 from flower_core.limits import MAX_SEEDS
@@ -17,13 +18,14 @@ from ui.train_form import WEIGHTS
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _estimate(data_root: str, runs: str, options: dict) -> dict:
+def _estimate(data_root: str, photos: int, runs: str, options: dict) -> dict:
     planned = plan_study(**options)
-    return estimate_group([p.config for p in planned], data_root, runs_root=runs)
+    return estimate_group([p.config for p in planned], data_root, runs_root=runs, photos=photos)
 
 
-def launcher(data_root, disabled: bool = False) -> None:
-    """Backbone, seeds and image size, the time it should take here, and the button."""
+def launcher(data_root, dataset: Dataset | None) -> None:
+    """Backbone, seeds and image size, the time it should take here, and the button (disabled
+    without a `dataset`, as the page loaded it; its photo count feeds the estimate)."""
     with st.expander("Run the whole study", icon=":material/science:"):
         st.caption("The study's seven tuning steps (base … batchnorm), each with N seeds, all on one "
                    "split, queued as one group. The Compare page shows them as they finish.")
@@ -38,11 +40,11 @@ def launcher(data_root, disabled: bool = False) -> None:
         baseline = st.checkbox("Add the no-transfer baseline (random weights, slow)", key="study_baseline")
         options = {"seeds": int(seeds), "backbone": backbone, "weights": weights, "image_size": int(size),
                    "baseline": baseline}
-        if disabled:
+        if dataset is None:
             st.button("Run the study", disabled=True, key="study_start")
             return
         with guard("Cannot estimate the study"):
-            estimate = _estimate(str(data_root), str(runs_root()), options)
+            estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
         runs = len(estimate["runs"])
         st.caption(f"{plural(runs, 'run')}, about **{format_duration(estimate['seconds'])}** on this machine "
                    f"({estimate['speed_source']} speed; early stopping usually ends runs sooner).")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from flower_core import groups, jobs
 from flower_core.config import PRESETS, SETTINGS, make_config
+from flower_core.data import Dataset
 from flower_core.estimate import estimate_group, format_duration
 from flower_core.group_charts import sweep_parallel
 from flower_core.groups import list_groups
@@ -44,13 +45,14 @@ def _values(name: str, default) -> str:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _estimate(data_root: str, runs: str, preset: str, grid_text: str, options: dict) -> dict:
+def _estimate(data_root: str, photos: int, runs: str, preset: str, grid_text: str, options: dict) -> dict:
     planned = plan_sweep(preset, parse_grid(grid_text), **options)
-    return estimate_group([p.config for p in planned], data_root, runs_root=runs)
+    return estimate_group([p.config for p in planned], data_root, runs_root=runs, photos=photos)
 
 
-def launcher(data_root, disabled: bool = False) -> None:
-    """Pick a preset, settings and values; the number of runs and the time before the click."""
+def launcher(data_root, dataset: Dataset | None) -> None:
+    """Pick a preset, settings and values; the number of runs and the time before the click
+    (disabled without a `dataset`, as the page loaded it; its photo count feeds the estimate)."""
     with st.expander("Sweep settings", icon=":material/tune:"):
         st.caption("Every combination of the values (or a random sample of them), on one split, "
                    "queued as one group; runs that differ only in the head share one backbone pass.")
@@ -72,11 +74,11 @@ def launcher(data_root, disabled: bool = False) -> None:
         samples = int(right.number_input("Random sample (0 = every combination)", 0, DEFAULT_MAX_RUNS, 0,
                                          key="sweep_samples")) or None
         options = {**common, "seeds": seeds, "samples": samples}
-        if disabled:
+        if dataset is None:
             st.button("Start the sweep", disabled=True, key="sweep_start")
             return
         with guard("Cannot plan this sweep"):
-            estimate = _estimate(str(data_root), str(runs_root()), preset, grid_text, options)
+            estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options)
         st.caption(f"{plural(len(estimate['runs']), 'run')}, about **{format_duration(estimate['seconds'])}** "
                    f"on this machine ({estimate['speed_source']} speed).")
         if st.button("Start the sweep", icon=":material/play_arrow:", key="sweep_start"):
