@@ -81,8 +81,8 @@ def test_a_wrong_typed_facts_file_is_a_one_line_reason(tmp_path):
     (run_dir / FACTS).write_text(json.dumps({"class_names": "abc"}))
     with pytest.raises(FlowerError, match=f"corrupt run file .*{FACTS}: 'class_names' should be list"):
         run_facts(run_dir)
+    (run_dir / FACTS).write_text("{}")
     with pytest.raises(FlowerError, match=f"no class names in {FACTS}"):
-        (run_dir / FACTS).write_text("{}")
         load_run(run_dir)
 
 
