@@ -29,7 +29,7 @@ import keras
 
 from flower_core.backbones import get_backbone
 from flower_core.config import make_config
-from flower_core.runs import read_history, read_json
+from flower_core.runs import read_history, read_json, run_facts
 from flower_core.train import train_new_run
 
 
@@ -57,7 +57,7 @@ def timed_run(config, data: Path, runs: Path) -> dict:
             "first_epoch_seconds": history[0]["seconds"],
             "median_epoch_seconds": round(statistics.median(h["seconds"] for h in history), 3),
             "test_accuracy": read_json(run_dir / "metrics.json")["test_accuracy"],
-            "photos": read_json(run_dir / "config.json")["split_sizes"]}
+            "photos": run_facts(run_dir)["split_sizes"]}
 
 
 def parse_args() -> argparse.Namespace:

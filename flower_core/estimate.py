@@ -28,7 +28,7 @@ from flower_core.config import MIN_MAP_POSITIONS, TrainConfig
 from flower_core.data import list_candidates
 from flower_core.features import FeatureCache, _weights_identity
 from flower_core.model import preprocessing_mode
-from flower_core.runs import RunStore, read_history, read_record
+from flower_core.runs import CONFIG, RunStore, read_history, read_record, run_facts
 
 # bench/README.md, "backbone | px | photos/s": frozen forward passes at 224 px, 2 CPU cores. The
 # EfficientNet-Lites: Lite2's 23 photos/s at 384 px (issue 18's probe) scaled to 224 px; Lite0
@@ -133,13 +133,14 @@ def _head_s_per_photo(runs_root) -> dict[str, float]:
     store = RunStore(runs_root)
     for run_dir in store.run_dirs():
         try:
-            config = read_record(run_dir / "config.json")
+            config, facts = read_record(run_dir / CONFIG), run_facts(run_dir)
         except Exception:  # an unreadable run says nothing about speed
             continue
-        train = (config.get("split_sizes") or {}).get("train")
+        train = (facts.get("split_sizes") or {}).get("train")
         if not train or config.get("weights") == "none" or config.get("fine_tune_blocks"):
             continue
-        kind = "maps" if config.get("augment") and config.get("augment_cache") == "maps" else "features"
+        ran = facts.get("augment_cache", config.get("augment_cache"))
+        kind = "maps" if config.get("augment") and ran == "maps" else "features"
         samples[kind] += [h["seconds"] / train for h in read_history(run_dir) if h.get("seconds")]
     return {k: statistics.median(v) if v else FALLBACK_HEAD_S_PER_PHOTO[k] for k, v in samples.items()}
 

@@ -32,7 +32,7 @@ from flower_core.export_formats import FLOAT_TOLERANCE, FORMATS, QUANTISED_MIN_A
 from flower_core.export_snippets import LABELS_FILE, snippets
 from flower_core.model import preprocessing_mode
 from flower_core.predict import load_run, predict_batch, read_pixels
-from flower_core.runs import ACTIVE_STATES, CONFIG, METRICS, MODEL, SPLIT, peek_status, read_record
+from flower_core.runs import ACTIVE_STATES, CONFIG, METRICS, MODEL, SPLIT, peek_status, read_record, run_facts
 
 # A few hundred training photos calibrate the int8 model's activation ranges.
 REPRESENTATIVE_PHOTOS = 300
@@ -195,7 +195,7 @@ def _write_card(run_dir, staging, config, split, class_names, report, size) -> N
         (staging / file_name).write_text(text)
     card_rows = {name: {k: v for k, v in row.items() if k != "photos_per_second"}
                  for name, row in report.items()}
-    data = export_card.card(config, read_record(run_dir / METRICS), run_dir.name,
+    data = export_card.card(config, run_facts(run_dir), read_record(run_dir / METRICS), run_dir.name,
                             preprocessing_mode(TrainConfig.from_json(config)), card_rows,
                             {part: len(split.get(part, [])) for part in ("train", "val", "test")})
     (staging / export_card.CARD_JSON).write_text(json.dumps(data, indent=2) + "\n")

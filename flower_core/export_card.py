@@ -47,12 +47,13 @@ def _weights(config: dict) -> dict:
     return {"weights": "imagenet", "origin": origin, "licence": licence}
 
 
-def card(config: dict, metrics: dict, run_id: str, preprocessing: str, formats: dict,
+def card(config: dict, facts: dict, metrics: dict, run_id: str, preprocessing: str, formats: dict,
          split_sizes: dict) -> dict:
     """The model card as one JSON-ready dict.
 
     Args:
         config: the run's `config.json`.
+        facts: what the run learned when it started (`runs.run_facts`).
         metrics: the run's `metrics.json` (may be empty).
         run_id: the run's folder name.
         preprocessing: the `Preprocess` mode inside the model.
@@ -62,7 +63,7 @@ def card(config: dict, metrics: dict, run_id: str, preprocessing: str, formats: 
     size = config["image_size"]
     return {
         "run_id": run_id,
-        "classes": list(config["class_names"]),
+        "classes": list(facts["class_names"]),
         "labels_file": LABELS_FILE,
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, size, size, 3],
                   "layout": "NHWC", "channels": "RGB", "range": [0, 255],
@@ -75,7 +76,7 @@ def card(config: dict, metrics: dict, run_id: str, preprocessing: str, formats: 
         "backbone": config.get("backbone"),
         **_weights(config),
         "training": {key: config.get(key) for key in _SETTINGS},
-        "dataset": {"fingerprint": config.get("dataset_fingerprint"), **split_sizes},
+        "dataset": {"fingerprint": facts.get("dataset_fingerprint"), **split_sizes},
         "test_accuracy": metrics.get("test_accuracy"),
         "test_loss": metrics.get("test_loss"),
         "per_class": metrics.get("per_class"),

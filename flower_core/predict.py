@@ -26,7 +26,7 @@ from PIL import Image
 
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import DECODE_THREADS, ImageSource, is_candidate_image, model_input
-from flower_core.runs import CONFIG, METRICS, load_run_model, read_json
+from flower_core.runs import FACTS, METRICS, load_run_model, read_json, run_facts
 
 # The fallback threshold for runs without their own. 0.6 comes from the reliability curve of the
 # `best` preset on the real test photos (docs/RESULTS.md, "Calibration"): below it the model was
@@ -38,11 +38,11 @@ UNSUPPORTED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".svg", ".dng", ".cr
 
 
 def run_class_names(run_dir: str | os.PathLike) -> list[str]:
-    """The class names of a run, in label order, from its `config.json`."""
-    config = read_json(Path(run_dir) / CONFIG, default=None)
-    if not config or not config.get("class_names"):
-        raise FlowerError(f"not a run folder (no class names in {CONFIG}): {run_dir}")
-    return list(config["class_names"])
+    """The class names of a run, in label order, from what it learned when it started."""
+    names = run_facts(Path(run_dir)).get("class_names")
+    if not names:
+        raise FlowerError(f"not a run folder with a trained model (no class names in {FACTS}): {run_dir}")
+    return list(names)
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, list[str]]:
@@ -52,7 +52,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, list[str]]:
     outputs = model.output_shape[-1]
     if outputs != len(class_names):
         raise FlowerError(
-            f"run {run_dir}: the model has {outputs} outputs but config.json "
+            f"run {run_dir}: the model has {outputs} outputs but the run "
             f"names {len(class_names)} classes"
         )
     return model, class_names

@@ -37,6 +37,9 @@ CONFIG, SPLIT, STATUS, HISTORY, METRICS, MODEL, META = (
     "model.keras",
     "meta.json",
 )
+# What a run learned when it started (`run_facts`); `config.json` holds only the settings it was
+# queued with and is never rewritten.
+FACTS = "facts.json"
 CANCEL_FLAG = "cancel.request"
 # What a training logged, with the traceback behind a failure (`flower_core/logs.py`).
 RUN_LOG = "run.log"
@@ -97,10 +100,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 # str, int, number, bool, dict, list, list[str], list[int], list[dict], matrix (rows of
 # numbers), per_class (class -> {name: number}). config.json's settings take their kinds from
 # `TrainConfig`'s fields (`_config_schema`); these are what a run adds to them.
-_RUN_CONFIG_SCHEMA = {
-    "data_root": "str?", "split_file": "str?", "class_names": "list[str]",
-    "dataset_fingerprint": "str", "skipped_files": "list", "split_sizes": "dict",
+_FACTS_SCHEMA = {
+    "class_names": "list[str]", "dataset_fingerprint": "str", "skipped_files": "list",
+    "split_sizes": "dict", "augment_cache": "str",
 }
+# Runs written before `FACTS` existed added its facts to config.json when they started.
+_RUN_CONFIG_SCHEMA = {"data_root": "str?", "split_file": "str?", **_FACTS_SCHEMA}
 _FIELD_KINDS = {"int": "int", "float": "number", "str": "str", "bool": "bool", "list[int]": "list[int]"}
 _STATUS_SCHEMA = {
     "state": "str", "epoch": "int", "epochs": "int", "message": "str", "queued": "str",
@@ -119,6 +124,7 @@ RUN_FILE_SCHEMAS = {
     STATUS: _STATUS_SCHEMA,
     METRICS: _METRICS_SCHEMA,
     META: {"name": "str", "tags": "list[str]"},
+    FACTS: _FACTS_SCHEMA,
 }
 _NUMBER = (int, float)
 _KIND_CHECKS: dict[str, Callable[[object], bool]] = {
@@ -262,6 +268,27 @@ def read_history(run_dir: Path) -> list[dict]:
     return records
 
 
+def run_facts(run_dir: Path) -> dict:
+    """What a run learned when it started; every reader takes these facts from here.
+
+    `class_names` (in label order), `dataset_fingerprint`, `skipped_files` (unreadable photos,
+    each with its reason), `split_sizes` (photos in train / val / test) and `augment_cache`
+    (how augmentation was cached as it ran: `views` where the maps were too small for `maps`).
+    Training writes them once, to `facts.json`, when its model is built; `{}` before that. A run
+    written before that file existed added them to its `config.json`, and they are read there.
+
+    Raises:
+        FlowerError: the file is not valid JSON or holds a value of the wrong kind (one line).
+    """
+    facts = read_json(Path(run_dir) / FACTS)
+    if facts is not None:
+        return facts
+    config = read_record(Path(run_dir) / CONFIG)
+    if "class_names" not in config:  # queued, or stopped before it learned anything
+        return {}
+    return {name: config[name] for name in _FACTS_SCHEMA if name in config}
+
+
 def process_start(pid: int) -> str | None:
     """When `pid` started, in clock ticks since boot (Linux), or `None` if it is gone or a zombie.
 
@@ -385,6 +412,7 @@ class RunStore:
         history = read_history(run_dir)
         metrics = read_record(run_dir / METRICS)
         meta = read_record(run_dir / META)
+        facts = run_facts(run_dir)
         val_accs = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
         return {
             "run_id": run_dir.name,
@@ -397,7 +425,7 @@ class RunStore:
             "batch_size": config.get("batch_size"),
             "dropout": config.get("dropout"),
             "augment": config.get("augment"),
-            "augment_cache": _augmented_as(config),
+            "augment_cache": _augmented_as(config, facts),
             "seed": config.get("seed"),
             "group": config.get("group"),
             "group_label": config.get("group_label"),
@@ -444,14 +472,16 @@ class RunStore:
         return meta
 
 
-def _augmented_as(config: dict) -> str | None:
-    """How a run's augmentation reached the head: cached `maps` or `views`, `on the fly` when
-    the whole network saw the photos, `None` without augmentation."""
+def _augmented_as(config: dict, facts: dict) -> str | None:
+    """How a run's augmentation reached the head: cached `maps` or `views` (as it ran, once the
+    run has started), `on the fly` when the whole network saw the photos, `None` without
+    augmentation."""
     if not config.get("augment"):
         return None
     if not config.get("cache_features", True) or config.get("weights") == "none":
         return "on the fly"
-    return config.get("augment_cache", "views")  # runs from before the option cached views
+    # Runs from before the option cached views.
+    return facts.get("augment_cache", config.get("augment_cache", "views"))
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:

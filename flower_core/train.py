@@ -35,6 +35,7 @@ from flower_core.pipeline import image_dataset
 from flower_core.progress import BestModelKeeper, Reporter, RunProgress, StopOnNaN, Throughput, update_status
 from flower_core.runs import (
     CONFIG,
+    FACTS,
     METRICS,
     MODEL,
     RUN_LOG,
@@ -168,10 +169,15 @@ class TrainingRun:
         self.fingerprint = fingerprint(self.dataset)
         self.split = self._split()
         write_json(self.run_dir / SPLIT, self.split.to_json())
-        write_json(self.run_dir / CONFIG, {
-            **self.stored, "class_names": self.class_names, "dataset_fingerprint": self.fingerprint,
+
+    def _write_facts(self) -> None:
+        """What the run learned about its data and how it will train, once (`runs.run_facts`):
+        `config.json` stays the settings it was queued with."""
+        write_json(self.run_dir / FACTS, {
+            "class_names": self.class_names, "dataset_fingerprint": self.fingerprint,
             "skipped_files": [list(s) for s in self.dataset.skipped],
-            "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")}})
+            "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")},
+            "augment_cache": self.config.augment_cache})
 
     def _split(self) -> Split:
         """The split of an earlier run (`--split`) or of the run's group, else a new stratified,
@@ -197,6 +203,7 @@ class TrainingRun:
     def _train(self) -> None:
         self.clf = build_classifier(self.config, len(self.class_names))
         self._views_when_maps_are_too_small()
+        self._write_facts()
         best = self._fit_head_on_features() if self.config.head_on_cache else self._fit_end_to_end()
         if self.config.fine_tune_blocks:
             self._fine_tune(best)
@@ -357,13 +364,12 @@ class TrainingRun:
 
     def _views_when_maps_are_too_small(self) -> None:
         """Augmented views instead of maps when the backbone's maps are too small to rotate or
-        zoom (MobileNet gives 2 x 2 at 64 px); the run's `config.json` says what ran."""
+        zoom (MobileNet gives 2 x 2 at 64 px); the run's facts say what ran."""
         h, w = self.clf.map_model.output_shape[1:3]
         if not self.config.augments_maps or h * w >= MIN_MAP_POSITIONS:
             return
         self.stage(f"feature maps of {h} x {w} are too small to augment: caching "
                    f"{self.config.augment_views} augmented views instead")
-        write_json(self.run_dir / CONFIG, {**read_json(self.run_dir / CONFIG), "augment_cache": "views"})
         self.config = dataclasses.replace(self.config, augment_cache="views")
 
 

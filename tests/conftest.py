@@ -56,20 +56,26 @@ def synthetic_dataset(tmp_path_factory) -> Path:
 
 
 def _save_tiny_run(run_dir: Path, class_names, backbone="mobilenet", image_size=64, preset="base",
-                   data_root=None, split=None) -> Path:
-    """Write a run folder holding an untrained tiny classifier (random init, Dense 8 head)."""
+                   data_root=None, split=None, layout="facts") -> Path:
+    """Write a run folder holding an untrained tiny classifier (random init, Dense 8 head); its
+    class names in `facts.json`, or with `layout="old"` in `config.json` (runs written before
+    `facts.json` existed)."""
     import json
 
     from flower_core.config import make_config
     from flower_core.model import build_classifier
+    from flower_core.runs import FACTS
 
     config = make_config(preset, backbone=backbone, weights="none", image_size=image_size,
                          dense_units=[8])
     run_dir.mkdir(parents=True, exist_ok=True)
     build_classifier(config, len(class_names)).model.save(run_dir / "model.keras")
-    record = {**config.to_json(), "class_names": list(class_names),
-              "data_root": str(data_root) if data_root else None}
+    facts = {"class_names": list(class_names)}
+    record = {**config.to_json(), "data_root": str(data_root) if data_root else None,
+              **(facts if layout == "old" else {})}
     (run_dir / "config.json").write_text(json.dumps(record))
+    if layout != "old":
+        (run_dir / FACTS).write_text(json.dumps(facts))
     if split is not None:
         (run_dir / "split.json").write_text(json.dumps(split))
     return run_dir
@@ -96,7 +102,7 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
 
     from flower_core.data import scan_dataset, split_dataset
     from flower_core.evaluate import evaluate_model
-    from flower_core.runs import load_run_model
+    from flower_core.runs import load_run_model, run_facts
 
     config = json.loads((run_dir / "config.json").read_text())
     split = split_dataset(scan_dataset(data_root))
@@ -105,7 +111,7 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
                 "val_loss": 1.7 - 0.2 * i, "val_accuracy": acc - 0.05, "lr": 1e-3, "seconds": 2.0}
                for i, acc in enumerate(accuracies, 1)]
     (run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    metrics = evaluate_model(load_run_model(run_dir), config["class_names"], data_root, split.test,
+    metrics = evaluate_model(load_run_model(run_dir), run_facts(run_dir)["class_names"], data_root, split.test,
                              image_size=config["image_size"])
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "status.json").write_text(json.dumps({

@@ -21,6 +21,7 @@ WRONG = {
                                "class_names": "abc", "data_root": 7}),
     "status": ("status.json", {"state": "queued", "epoch": 0, "epochs": "y", "message": "waiting"}),
     "meta": ("meta.json", {"name": 3, "tags": "a,b"}),
+    "facts": ("facts.json", {"class_names": "abc", "split_sizes": [1, 2]}),
 }
 
 
@@ -58,9 +59,14 @@ def test_files_written_by_training_pass_their_schema(tmp_path):
     config = {**make_config("best").to_json(), "data_root": "/d", "split_file": None,
               "class_names": ["a", "b"], "dataset_fingerprint": "f", "skipped_files": [],
               "split_sizes": {"train": 1}}
-    path = tmp_path / "config.json"
+    path = tmp_path / "config.json"  # before facts.json, training added its facts here
     path.write_text(json.dumps(config))
     assert read_json(path) == config
+    facts = {"class_names": ["a", "b"], "dataset_fingerprint": "f", "skipped_files": [["a/x.jpg", "why"]],
+             "split_sizes": {"train": 1, "val": 1, "test": 0}, "augment_cache": "views"}
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(facts))
+    assert read_json(path) == facts
 
 
 def test_the_config_schema_follows_every_train_config_setting():
@@ -98,7 +104,7 @@ def app_env(synthetic_dataset, app_runs, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["metrics", "config", "meta"])
+@pytest.mark.parametrize("case", ["metrics", "config", "meta", "facts"])
 @pytest.mark.parametrize("page", [None, "pages/2_Train.py", "pages/3_Compare.py",
                                   "pages/4_Classify.py"])
 def test_pages_show_a_run_with_wrong_typed_files_as_corrupt(app_env, case, page):

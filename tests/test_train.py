@@ -14,7 +14,7 @@ import pytest
 from flower_core.config import PRESETS, make_config
 from flower_core.evaluate import evaluate_run
 from flower_core.features import FeatureCache
-from flower_core.runs import load_run_model, read_history, read_json, read_status
+from flower_core.runs import load_run_model, read_history, read_json, read_status, run_facts
 from flower_core.train import train_new_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,8 @@ def random_mobilenet_weights(tmp_path_factory) -> str:
 
 
 def _assert_complete_run(run_dir: Path, epochs: int, classes: list[str]):
-    config = read_json(run_dir / "config.json")
-    assert config["class_names"] == classes and len(config["dataset_fingerprint"]) == 16
+    config, facts = read_json(run_dir / "config.json"), run_facts(run_dir)
+    assert facts["class_names"] == classes and len(facts["dataset_fingerprint"]) == 16
     split = read_json(run_dir / "split.json")
     assert split["seed"] == config["seed"] and split["train"] and split["val"] and split["test"]
     assert not set(split["train"]) & set(split["test"])
@@ -95,9 +95,9 @@ def test_both_ways_of_caching_augmentation_train_and_score_like_the_saved_model(
                          epochs=2, augment_cache=way, augment_views=2)
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
-    stored = read_json(run_dir / "config.json")
-    assert stored["augment_cache"] == ran
-    sizes = stored["split_sizes"]
+    facts = run_facts(run_dir)
+    assert facts["augment_cache"] == ran and read_json(run_dir / "config.json")["augment_cache"] == way
+    sizes = facts["split_sizes"]
     entries = sorted((e["kind"], e["photos"]) for e in FeatureCache().entries())
     assert entries == sorted(zip(kinds, (sizes["train"], sizes["val"], sizes["test"])))
     # The saved model (the best epoch, written when training ended) scores what the cache scored.
