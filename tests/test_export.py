@@ -18,7 +18,7 @@ import pytest
 from flower_core import export_formats
 from flower_core.cli import main
 from flower_core.errors import FlowerError
-from flower_core.export import export_run, zip_folder
+from flower_core.export import batch_size, export_run, zip_folder
 from flower_core.export_card import CARD_JSON, CARD_MD
 from flower_core.export_formats import (
     DEFAULT_FORMATS,
@@ -89,6 +89,10 @@ def test_every_format_is_in_the_default_export():
     default export and the app's button write it too."""
     assert parse_formats(None) == list(DEFAULT_FORMATS) == ["saved_model", "tflite", "tflite_int8", "onnx"]
     assert INT8_FLOAT_LAYERS["mobilenet"] == ("conv_dw_1", "conv_pw_1")
+
+
+def test_verification_batches_shrink_with_the_image_size():
+    assert [batch_size(size) for size in (32, 96, 224, 384, 512, 4000)] == [32, 32, 23, 8, 4, 1]
 
 
 def _cli_error(argv, capsys) -> str:
