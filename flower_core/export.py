@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,13 @@ import numpy as np
 from flower_core import export_card, export_formats
 from flower_core.config import TrainConfig
 from flower_core.errors import FlowerError, ImageError
-from flower_core.export_formats import FLOAT_TOLERANCE, FORMATS, QUANTISED_MIN_AGREEMENT, parse_formats
+from flower_core.export_formats import (
+    FLOAT_TOLERANCE,
+    FORMATS,
+    INT8_FLOAT_LAYERS,
+    QUANTISED_MIN_AGREEMENT,
+    parse_formats,
+)
 from flower_core.export_snippets import LABELS_FILE, snippets
 from flower_core.model import preprocessing_mode
 from flower_core.predict import load_run, predict_batch, read_pixels
@@ -37,6 +43,10 @@ from flower_core.runs import ACTIVE_STATES, CONFIG, METRICS, MODEL, SPLIT, peek_
 # A few hundred training photos calibrate the int8 model's activation ranges.
 REPRESENTATIVE_PHOTOS = 300
 BATCH_SIZE = 32
+# Photos per verification batch shrink with the image size: one eager Keras call on 32 photos at
+# 384 px raised the process' peak memory from 0.7 GB to 7.2 GB (ONNX Runtime then to 9.3 GB), on
+# 8 photos to 2.3 GB (3.6 GB); the 32 photos themselves are only 57 MB of float32.
+BATCH_PIXELS = 8 * 384 * 384
 Progress = Callable[[str, float], None]
 
 
@@ -74,15 +84,26 @@ def _check_out(out: Path) -> None:
         raise FlowerError(f"cannot write to {parent}: choose another --out")
 
 
-def _read_photos(root: Path, files: list[str], size: int) -> tuple[np.ndarray, list[int]]:
-    """Float32 pixels of the readable photos and their indices in `files`."""
-    pixels, kept = [], []
-    for index, rel in enumerate(files):
-        item = read_pixels(root / rel, size)
-        if not isinstance(item, ImageError):
-            pixels.append(item)
-            kept.append(index)
-    return np.asarray(pixels, np.float32).reshape(-1, size, size, 3), kept
+def batch_size(size: int) -> int:
+    """Photos per verification batch at `size` px: `BATCH_SIZE`, fewer when that many photos
+    would exceed `BATCH_PIXELS` (8 at 384 px)."""
+    return max(1, min(BATCH_SIZE, BATCH_PIXELS // (size * size)))
+
+
+def _photo_batches(root: Path, files: list[str], size: int) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """The readable photos of `files` as float32 batches of `batch_size(size)`, with their indices
+    in `files`. One batch is decoded at a time: a 384 px photo is 1.8 MB of float32, so holding
+    all test and calibration photos of a run took over a gigabyte."""
+    step = batch_size(size)
+    for start in range(0, len(files), step):
+        pixels, kept = [], []
+        for index in range(start, min(start + step, len(files))):
+            item = read_pixels(root / files[index], size)
+            if not isinstance(item, ImageError):
+                pixels.append(item)
+                kept.append(index)
+        if pixels:
+            yield np.asarray(pixels, np.float32), kept
 
 
 def representative_files(train: list[str], count: int = REPRESENTATIVE_PHOTOS) -> list[str]:
@@ -91,11 +112,21 @@ def representative_files(train: list[str], count: int = REPRESENTATIVE_PHOTOS) -
     return list(train[::step][:count])
 
 
-def _batched(run, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Probabilities of every photo, and photos per second."""
-    start = time.perf_counter()
-    out = np.concatenate([run(pixels[i : i + BATCH_SIZE]) for i in range(0, len(pixels), BATCH_SIZE)])
-    return out, len(pixels) / max(time.perf_counter() - start, 1e-9)
+def _representative(root: Path, train: list[str], size: int) -> Callable[[], Iterator[np.ndarray]]:
+    """The calibration photos, streamed from disk each time the converter asks for them."""
+    files = representative_files(train)
+    return lambda: (photo for pixels, _ in _photo_batches(root, files, size) for photo in pixels)
+
+
+def _batched(run, root: Path, files: list[str], size: int) -> tuple[np.ndarray, float]:
+    """Probabilities of every photo in `files` (all readable), streamed in batches, and photos
+    per second of the model alone (decoding not counted)."""
+    outputs, seconds = [], 0.0
+    for pixels, _ in _photo_batches(root, files, size):
+        start = time.perf_counter()
+        outputs.append(run(pixels))
+        seconds += time.perf_counter() - start
+    return np.concatenate(outputs), len(files) / max(seconds, 1e-9)
 
 
 def compare(probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
@@ -139,16 +170,35 @@ def _bytes_check(folder: Path, root: Path, files: list[str], reference: np.ndarr
     return {**compare(np.array(rows), reference[kept], labels[kept]), "undecoded": len(files) - len(kept)}
 
 
-def _write_format(name: str, model, size: int, staging: Path, scratch: Path, representative) -> None:
+def _write_format(name: str, model, size: int, staging: Path, scratch: Path, representative,
+                  backbone: str) -> dict:
+    """Write one format; returns what the report must say about how it was written."""
     target = staging / FORMATS[name].path
     if name == "saved_model":
         shutil.copytree(scratch, target)
     elif name == "tflite":
         export_formats.write_tflite_float16(scratch, target)
     elif name == "tflite_int8":
-        export_formats.write_tflite_int8(scratch, target, representative())
+        float_layers = INT8_FLOAT_LAYERS.get(backbone, ())
+        export_formats.write_tflite_int8(scratch, target, representative, float_layers)
+        return {"float_layers": list(float_layers)}
     else:
         export_formats.write_onnx(model, size, target)
+    return {}
+
+
+def _reference(model, root: Path, files: list[str]) -> tuple[list[str], np.ndarray, float]:
+    """The readable test photos, the Keras model's probabilities on them and its photos/s."""
+    size = int(model.input_shape[1])
+    kept, outputs, seconds = [], [], 0.0
+    for pixels, indices in _photo_batches(root, files, size):
+        start = time.perf_counter()
+        outputs.append(predict_batch(model, pixels))
+        seconds += time.perf_counter() - start
+        kept += [files[i] for i in indices]
+    if not kept:
+        raise FlowerError(f"none of the run's test photos could be read in {root}")
+    return kept, np.concatenate(outputs), len(kept) / max(seconds, 1e-9)
 
 
 def _build(run_dir: Path, staging: Path, names: list[str], config: dict, split: dict,
@@ -157,24 +207,18 @@ def _build(run_dir: Path, staging: Path, names: list[str], config: dict, split: 
     size = int(model.input_shape[1])
     root = Path(config["data_root"])
     progress("reading the test photos", 0.02)
-    pixels, kept = _read_photos(root, split["test"], size)
-    if not kept:
-        raise FlowerError(f"none of the run's test photos could be read in {root}")
-    test_files = [split["test"][i] for i in kept]
+    test_files, reference, keras_speed = _reference(model, root, split["test"])
     labels = np.array([class_names.index(rel.split("/", 1)[0]) for rel in test_files])
-    reference, keras_speed = _batched(lambda batch: predict_batch(model, batch), pixels)
     scratch = staging / ".saved_model_for_conversion"
     export_formats.write_saved_model(model, size, scratch)
-    def representative():
-        return _read_photos(root, representative_files(split["train"]), size)[0]
-
+    representative = _representative(root, split["train"], size)
     report = {}
     for step, name in enumerate(names):
         progress(f"writing and checking {name}", 0.1 + 0.8 * step / len(names))
-        _write_format(name, model, size, staging, scratch, representative)
-        probabilities, speed = _batched(export_formats.runner(name, staging), pixels)
+        written = _write_format(name, model, size, staging, scratch, representative, config["backbone"])
+        probabilities, speed = _batched(export_formats.runner(name, staging), root, test_files, size)
         row = {"file": FORMATS[name].path, "size_bytes": export_formats.size_bytes(staging / FORMATS[name].path),
-               **compare(probabilities, reference, labels), "photos_per_second": round(speed, 1)}
+               **compare(probabilities, reference, labels), "photos_per_second": round(speed, 1), **written}
         check_agreement(name, row)
         if name == "saved_model":
             progress("checking the encoded-bytes signature", 0.1 + 0.8 * (step + 0.5) / len(names))
@@ -210,12 +254,13 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, formats=None,
         run_dir: a finished run folder (with `model.keras` and `split.json`).
         out: the folder to create; it must not exist yet.
         formats: names from `FORMATS` as a list or a comma-separated string.
-            Defaults to `None` (`DEFAULT_FORMATS`: all but int8 TFLite).
+            Defaults to `None` (`DEFAULT_FORMATS`: all of them).
         progress: called as `progress(step, fraction)`. Defaults to `None`.
 
     Returns:
         `{"out", "run", "keras": {...}, "formats": {name: {"file", "size_bytes", "photos",
-        "agreement", "max_abs_diff", "test_accuracy", "photos_per_second", ...}}}`.
+        "agreement", "max_abs_diff", "test_accuracy", "photos_per_second", ...}}}`; int8 also
+        has "float_layers", the Keras layers it keeps in float32.
 
     Raises:
         FlowerError: the run cannot be exported, `out` exists or cannot be written, an unknown

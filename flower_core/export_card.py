@@ -135,6 +135,11 @@ def markdown(data: dict, snippets: dict[str, str]) -> str:
         lines.append("")
     lines += ["## Files, checked against the Keras model on the test photos", ""]
     lines += _format_rows(data["formats"]) + [""]
+    for name, row in data["formats"].items():
+        if row.get("float_layers"):
+            lines += [f"`{FORMATS[name].path}` is not fully integer: the layers "
+                      f"{', '.join(f'`{layer}`' for layer in row['float_layers'])} stay float32 "
+                      "(selective quantisation), so it needs float kernels; every other layer is int8.", ""]
     lines += ["## Use it", ""]
     for name, text in snippets.items():
         language = "bash" if name.endswith(".sh") else "python"

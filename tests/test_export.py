@@ -18,12 +18,13 @@ import pytest
 from flower_core import export_formats
 from flower_core.cli import main
 from flower_core.errors import FlowerError
-from flower_core.export import export_run, zip_folder
+from flower_core.export import batch_size, export_run, zip_folder
 from flower_core.export_card import CARD_JSON, CARD_MD
 from flower_core.export_formats import (
     DEFAULT_FORMATS,
     FLOAT_TOLERANCE,
     FORMATS,
+    INT8_FLOAT_LAYERS,
     QUANTISED_MIN_AGREEMENT,
     parse_formats,
 )
@@ -83,11 +84,15 @@ def test_unknown_and_empty_formats_are_refused():
             parse_formats(bad)
 
 
-def test_int8_is_written_only_when_asked_for():
-    """int8 fell below the agreement threshold on an ImageNet MobileNet run, so the default
-    export (and the app's button) leaves it out; it stays available by name."""
-    assert parse_formats(None) == list(DEFAULT_FORMATS) == ["saved_model", "tflite", "onnx"]
-    assert parse_formats("tflite_int8") == ["tflite_int8"]
+def test_every_format_is_in_the_default_export():
+    """int8 reaches the agreement threshold (MobileNet with `INT8_FLOAT_LAYERS` kept float), so the
+    default export and the app's button write it too."""
+    assert parse_formats(None) == list(DEFAULT_FORMATS) == ["saved_model", "tflite", "tflite_int8", "onnx"]
+    assert INT8_FLOAT_LAYERS["mobilenet"] == ("conv_dw_1", "conv_pw_1")
+
+
+def test_verification_batches_shrink_with_the_image_size():
+    assert [batch_size(size) for size in (32, 96, 224, 384, 512, 4000)] == [32, 32, 23, 8, 4, 1]
 
 
 def _cli_error(argv, capsys) -> str:
@@ -204,6 +209,7 @@ def test_every_format_is_written_and_agrees_with_keras(exported):
         else:
             assert row["agreement"] >= QUANTISED_MIN_AGREEMENT
     assert report["formats"]["saved_model"]["bytes_signature"]["undecoded"] == 0
+    assert report["formats"]["tflite_int8"]["float_layers"] == ["conv_dw_1", "conv_pw_1"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     labels = (out / LABELS_FILE).read_text().splitlines()
     card = json.loads((out / CARD_JSON).read_text())
@@ -211,6 +217,40 @@ def test_every_format_is_written_and_agrees_with_keras(exported):
     assert card["preprocessing"]["mode"] == "rescale" and card["weights"] == "none"
     for file_name in (*map(snippet_file, report["formats"]), TF_SERVING_SNIPPET):
         assert (out / file_name).read_text().rstrip("\n") in (out / CARD_MD).read_text()
+    assert card["formats"]["tflite_int8"]["float_layers"] == ["conv_dw_1", "conv_pw_1"]
+    assert "`model_int8.tflite` is not fully integer" in (out / CARD_MD).read_text()
+
+
+def _int8_ops(path: Path) -> dict[str, int]:
+    """How many ops of the TFLite file compute in each output dtype."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    counts: dict[str, int] = {}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            counts[dtypes[op["outputs"][0]]] = counts.get(dtypes[op["outputs"][0]], 0) + 1
+    return counts
+
+
+@pytest.mark.slow
+def test_int8_keeps_only_the_listed_layers_float(exported):
+    """The MobileNet int8 file computes exactly its two `INT8_FLOAT_LAYERS` convolutions in float32."""
+    out, _ = exported
+    assert _int8_ops(out / FORMATS["tflite_int8"].path) == {"float32": 2, "int8": 25}
+
+
+@pytest.mark.slow
+def test_int8_refuses_an_unknown_float_layer_and_no_photos(exported, tmp_path):
+    out, _ = exported
+    photos = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+    with pytest.raises(FlowerError, match="no layer 'conv_dw_99' in the model"):
+        export_formats.write_tflite_int8(out / "saved_model", tmp_path / "m.tflite", lambda: iter(photos),
+                                         ["conv_dw_1", "conv_dw_99"])
+    with pytest.raises(FlowerError, match="needs training photos"):
+        export_formats.write_tflite_int8(out / "saved_model", tmp_path / "m.tflite", lambda: iter(()))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
