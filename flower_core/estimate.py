@@ -40,9 +40,10 @@ FALLBACK_PHOTOS_PER_S = {"vgg16": 6.4, "mobilenet": 114.3, "mobilenet_v2": 52.3,
 REFERENCE_SIZE = 224
 # A training step (forward and backward pass) costs about three forward passes.
 TRAIN_COST = 3.0
-# The head's seconds per training photo and epoch when no past run says: on pooled features a
-# head epoch is a few milliseconds per batch; on feature maps it also augments and pools them.
-FALLBACK_HEAD_S_PER_PHOTO = {"features": 0.0005, "maps": 0.004}
+# The head's seconds per training photo and epoch when no past run says: the medians of the
+# study's 21 MobileNet runs on the real photos (2026-12-02, 2 cores, docs/RESULTS.md); on feature
+# maps the head also augments and pools them.
+FALLBACK_HEAD_S_PER_PHOTO = {"features": 0.0003, "maps": 0.0006}
 # Building the model, tracing it and scanning the photos, per run.
 RUN_OVERHEAD_S = 10.0
 # Feature maps smaller than this many positions cannot be augmented (train.MIN_MAP_POSITIONS);
