@@ -8,11 +8,14 @@ memory (idle before, peak during, after, and after a settle) and the wall time.
 pip package, trained 2 epochs on the synthetic set: the same size as a real one); `mobilenet384`
 the same recipe on MobileNet (its weights from `FLOWER_WEIGHTS_DIR`); `tiny` the tests' VGG16 at
 32 px. Every group of sessions runs on the same server, one after another, each with its own peak.
+The server inherits this process's environment: run it with `MALLOC_ARENA_MAX=2`, as
+`scripts/app.sh` starts the app, to measure what a real server does.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +48,8 @@ def main() -> None:
                 time.sleep(args.settle)
                 settled = round(memory_mb(server.pid)["VmRSS"])
                 emit("browser_sessions", model=args.model, run=finished.name, **figures,
-                     settle_s=args.settle, server_rss_mb_settled=settled)
+                     settle_s=args.settle, server_rss_mb_settled=settled,
+                     malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"))
 
 
 if __name__ == "__main__":
