@@ -118,7 +118,10 @@ async def _open(page, key: str) -> None:
 
 async def _one_session(browser, url: str, photo: Path, running_run: str | None) -> dict:
     """One person: Home, Dataset, Train (the job in progress), Compare, then classify `photo`.
-    Returns what they saw: the prediction, its certainty, and any error shown on a page."""
+    Returns what they saw: the prediction, its certainty, and any error shown on a page (or
+    the step that timed out)."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(240_000)
@@ -142,6 +145,8 @@ async def _one_session(browser, url: str, photo: Path, running_run: str | None) 
         seen["sure"] = await metric.get_by_test_id("stMetricDelta").inner_text()
         problems += await page.get_by_test_id("stException").all_inner_texts()
         problems += await page.locator("[data-testid=stAlertContentError]").all_inner_texts()
+    except PlaywrightTimeoutError as error:  # one slow session must not lose the others' figures
+        problems.append(f"timed out: {str(error).splitlines()[0]}")
     finally:
         await context.close()
     return {"photo": photo.name, **seen, "problems": problems}
