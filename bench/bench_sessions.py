@@ -44,12 +44,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sessions_") as work:
         with classroom(Path(work), MODELS[args.model]) as (url, server, finished):
             for count in args.sessions:
-                _, figures, _ = sessions_during_a_job(Path(work), url, server, count, finished)
+                seen, figures, _ = sessions_during_a_job(Path(work), url, server, count, finished)
                 time.sleep(args.settle)
                 settled = round(memory_mb(server.pid)["VmRSS"])
                 emit("browser_sessions", model=args.model, run=finished.name, **figures,
                      settle_s=args.settle, server_rss_mb_settled=settled,
-                     malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"))
+                     malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"),
+                     problems=[s["problems"][0][:200] for s in seen if s["problems"]])
 
 
 if __name__ == "__main__":
