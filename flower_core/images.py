@@ -28,6 +28,12 @@ DECODE_THREADS = min(8, (os.cpu_count() or 1) * 2)
 # 50 megapixels: bigger than any phone photo, far smaller than a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 
+# Photos a server holds and caches (an upload, a webcam shot) are at most this many pixels on
+# the long side: twice the largest model input and display size (1024 px), so every model input
+# and heatmap is still a downscale, while a 7000 x 7000 PNG (147 MB once decoded, decoded again
+# for each prediction and heatmap) becomes 12 MB of pixels.
+HELD_PHOTO_SIDE = 2048
+
 # File name endings Pillow can open; used to pick candidate files when scanning a dataset folder.
 IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in Image.registered_extensions())
 
@@ -157,3 +163,33 @@ def to_model_array(image: Image.Image, image_size: int) -> np.ndarray:
 def model_input(source: ImageSource, image_size: int) -> np.ndarray:
     """The exact pixels the model gets for one photo, in training and at inference."""
     return to_model_array(load_image(source, draft_size=image_size), image_size)
+
+
+def bounded_photo(data: bytes, max_side: int = HELD_PHOTO_SIDE) -> bytes:
+    """A photo's bytes, downscaled to at most `max_side` pixels on its long side when larger.
+
+    Why: the app predicts, explains and shows a photo from its bytes, and each of those decodes
+    it; a huge photo decoded at full size in every session that holds it is what fills a
+    server's memory. Bounding it once, when it arrives, bounds every later decode and cache.
+
+    Args:
+        data: the photo file's bytes.
+        max_side: the longest side kept, in pixels. Defaults to `HELD_PHOTO_SIDE`.
+
+    Returns:
+        `data` itself when the photo is within the bound (so its prediction is exactly the
+        command line's) or cannot be read (`load_image` says why where it is used); else the
+        upright photo, downscaled with an antialiasing filter, as a PNG (lossless).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+        if max(width, height) <= max_side:
+            return data
+        image = load_image(data, draft_size=max_side)
+    except (ImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return data
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

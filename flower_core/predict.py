@@ -26,6 +26,7 @@ from PIL import Image
 
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import DECODE_THREADS, ImageSource, is_candidate_image, model_input
+from flower_core.inference import predict_probabilities
 from flower_core.runs import FACTS, METRICS, load_run_model, read_json, run_facts
 
 # The fallback threshold for runs without their own. 0.6 comes from the reliability curve of the
@@ -64,8 +65,9 @@ def model_image_size(model: keras.Model) -> int:
 
 
 def predict_batch(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
-    """Probabilities for a batch of model inputs, (batch, classes), in inference mode."""
-    return keras.ops.convert_to_numpy(model(np.asarray(pixels, np.float32), training=False))
+    """Probabilities for a batch of model inputs, (batch, classes), in inference mode, through
+    the model's one compiled graph (`inference`: an eager call holds every layer's output)."""
+    return predict_probabilities(model, pixels)
 
 
 def run_threshold(run_dir: str | os.PathLike) -> float:

@@ -5,4 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUIREMENTS=requirements.txt
 source scripts/venv.sh
+# glibc gives threads that allocate at once their own malloc arenas (up to 8 per core) and keeps
+# what each arena freed; the sessions' threads and TensorFlow's then hold memory nobody uses.
+# Two arenas cut the server's memory after many sessions (docs/OPERATIONS.md, "Memory and CPU").
+# A value already set is kept.
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 exec "$PY" -m streamlit run app.py "$@"

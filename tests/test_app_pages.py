@@ -347,6 +347,50 @@ def test_classify_predicts_and_explains_an_uploaded_photo(synthetic, app_runs):
     assert_clean(at)
 
 
+def test_two_sessions_classifying_share_one_loaded_model(synthetic, app_runs, monkeypatch):
+    """A class at once must not load the model once per person: one copy for every session."""
+    import flower_core.predict
+
+    loaded, real_load = [], flower_core.predict.load_run
+    monkeypatch.setattr(flower_core.predict, "load_run",
+                        lambda run_dir: loaded.append(real_load(run_dir)) or loaded[-1])
+    for photo in ("rose/rose_0003.jpg", "tulip/tulip_0002.jpg"):  # two AppTests: two sessions
+        at = open_page("pages/4_Classify.py")
+        upload = (Path(photo).name, (synthetic / photo).read_bytes(), "image/jpeg")
+        at.file_uploader(key="classify_upload").set_value(upload).run()
+        assert_clean(at)
+        assert "Prediction" in [m.label for m in at.metric]
+    assert len(loaded) == 1
+
+
+def test_a_huge_photo_is_downscaled_before_it_is_predicted_explained_or_cached(
+    synthetic, app_runs, monkeypatch
+):
+    from PIL import Image
+
+    from flower_core.images import HELD_PHOTO_SIDE
+    from ui import loaders
+
+    sizes = []
+    for name in ("predict", "explain"):
+        cached = getattr(loaders, name)
+
+        def seen(run_dir, stamp, image, *args, _cached=cached, **kwargs):
+            sizes.append(Image.open(io.BytesIO(image)).size)
+            return _cached(run_dir, stamp, image, *args, **kwargs)
+
+        monkeypatch.setattr(loaders, name, seen)
+    huge = Image.new("RGB", (2 * HELD_PHOTO_SIDE + 100, HELD_PHOTO_SIDE + 100), (200, 40, 40))
+    buffer = io.BytesIO()
+    huge.save(buffer, "PNG")
+    at = open_page("pages/4_Classify.py")
+    at.file_uploader(key="classify_upload").set_value(("huge.png", buffer.getvalue(), "image/png"))
+    at.run()
+    assert_clean(at)
+    assert "Prediction" in [m.label for m in at.metric] and len(sizes) >= 2
+    assert all(max(size) <= HELD_PHOTO_SIDE for size in sizes), sizes
+
+
 def test_classify_takes_a_webcam_photo(synthetic, app_runs):
     from PIL import Image
 

@@ -86,15 +86,23 @@ def _camera_photo() -> list[tuple[str, bytes]]:
 
 
 def choose_photos() -> list[tuple[str, bytes]]:
-    """Uploaded photos, a webcam photo, or one photo picked from the dataset, as (name, bytes)."""
+    """Uploaded photos, a webcam photo, or one photo picked from the dataset, as (name, bytes),
+    each bounded in size (`loaders.held_photo`) before anything decodes or caches it."""
     source = st.segmented_control(
         "Photo source", ["Upload", "Webcam", "From the dataset"], default="Upload",
         key="classify_source",
     )
     if source == "From the dataset":
-        return _dataset_photo()
-    if source == "Webcam":
-        return _camera_photo()
+        photos = _dataset_photo()
+    elif source == "Webcam":
+        photos = _camera_photo()
+    else:
+        photos = _uploaded_photos()
+    return [(name, loaders.held_photo(data)) for name, data in photos]
+
+
+def _uploaded_photos() -> list[tuple[str, bytes]]:
+    """The uploader's photos that pass the size limits (each refusal shown)."""
     per_photo, at_once = min(MAX_PHOTO_MB, upload_limit_mb()), upload_limit_mb()
     uploads = st.file_uploader(
         "Photos of flowers",
@@ -337,7 +345,7 @@ def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) ->
             columns[i % 3].caption(f"{row['path']}: no longer in {root}")
             continue
         plain = Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
-        result = _explain(run_dir, path.read_bytes(), plain)
+        result = _explain(run_dir, loaders.held_photo(path.read_bytes()), plain)
         overlay = Image.fromarray(result.overlay(ctl.alpha, ctl.colormap))
         columns[i % 3].image(
             ImageOps.pad(overlay, (320, 320), color="white"),

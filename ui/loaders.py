@@ -1,7 +1,8 @@
 """Everything slow is loaded here, once: datasets and reports (`st.cache_data`, keyed by a cheap
 stamp of the folder), models (`st.cache_resource`, keyed by run id and model file time, few
-kept), and predictions and explanations (small, bounded caches), so pages switch quickly and
-memory stays flat however many photos are explained.
+kept, one copy shared by every session), photos (a huge one downscaled once) and predictions and
+explanations (small, bounded caches), so pages switch quickly and memory stays flat however many
+photos are explained.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from PIL import ImageOps
 
 from flower_core.data import Dataset, folder_stamp, scan_dataset, split_dataset
 from flower_core.errors import FlowerError
-from flower_core.images import load_image
+from flower_core.images import bounded_photo, load_image
 from flower_core.runs import MODEL, RunStore
 from ui.common import runs_root
 
@@ -63,6 +64,13 @@ def eda_tables(root: str, stamp: str) -> dict:
 def thumbnail(path: str, size: int = 256):
     """A photo, upright and centre-cropped to a `size` pixels square (for grids)."""
     return ImageOps.fit(load_image(path, draft_size=size), (size, size))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def held_photo(data: bytes) -> bytes:
+    """A photo as the app holds it: a huge one downscaled once (`images.bounded_photo`), so no
+    later prediction, heatmap or cache decodes it at full size again."""
+    return bounded_photo(data)
 
 
 def model_stamp(run_dir: str | os.PathLike) -> float:

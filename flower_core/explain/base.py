@@ -8,7 +8,9 @@ activations) and a *head* model (target activations -> logits). The feature mode
 a gradient tape; only the head, a few small layers, is recorded and differentiated. Grad-CAM
 therefore costs about one forward pass. When the head cannot be cut out on its own (a layer
 inside a residual block, whose skip connection bypasses it), one gradient model over the whole
-network is used instead. Both are cached per (model, layer).
+network is used instead. Both, and the forward pass with its gradient as one compiled graph,
+are built once per (model, layer) and reused by every later call and thread: run eagerly, the
+feature model would hold every layer's output until it returned (`flower_core.inference`).
 
 Gradients are taken of the logits (the `predictions` layer without its softmax), as in the
 Keras Grad-CAM example, because the softmax saturates and mixes the classes.
@@ -24,9 +26,8 @@ import tensorflow as tf
 
 from flower_core.backbones import BACKBONES
 from flower_core.errors import FlowerError
+from flower_core.inference import cached_for_model, pixel_spec
 from flower_core.model import HEAD_POOL, PREDICTIONS, class_scores, is_backbone_layer
-
-_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def spatial_layers(model: keras.Model) -> list[str]:
@@ -60,18 +61,51 @@ def resolve_layer(model: keras.Model, layer: str | None = None) -> str:
 
 
 def _split(model: keras.Model, layer: str) -> tuple:
-    """(feature model, head model or None, whole gradient model or None), cached per model."""
-    per_model = _SPLITS.setdefault(model, {})
-    if layer not in per_model:
+    """(feature model, head model or None, whole gradient model or None), built once per model
+    and layer (`inference.cached_for_model`)."""
+
+    def build() -> tuple:
         target = model.get_layer(layer).output
         before_softmax = model.get_layer(PREDICTIONS).input
         features = keras.Model(model.inputs[0], target)
         try:
-            per_model[layer] = (features, keras.Model(target, before_softmax), None)
+            return features, keras.Model(target, before_softmax), None
         except ValueError:
-            whole = keras.Model(model.inputs[0], [target, before_softmax])
-            per_model[layer] = (features, None, whole)
-    return per_model[layer]
+            return features, None, keras.Model(model.inputs[0], [target, before_softmax])
+
+    return cached_for_model(model, ("cam split", layer), build)
+
+
+def _compiled_forward(model: keras.Model, layer: str, with_gradients: bool):
+    """`forward(pixels, target)` -> (activations, logits, target, gradients or None) as one
+    graph, traced once per model, layer and kind: run eagerly, the feature model holds every
+    layer's output until it returns (see `flower_core.inference`). A `target` below 0 means
+    the predicted class."""
+
+    def build():
+        features, head, whole = _split(model, layer)
+        owner = weakref.ref(model)  # a strong one would keep the model alive forever
+
+        @tf.function(input_signature=[pixel_spec(model), tf.TensorSpec([], tf.int32)])
+        def forward(pixels, target):
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                if head is not None:
+                    activations = features(pixels, training=False)
+                    tape.watch(activations)
+                    outputs = head(activations, training=False)
+                else:
+                    tape.watch(pixels)
+                    activations, outputs = whole(pixels, training=False)
+                logits = class_scores(owner(), outputs)
+                predicted = tf.argmax(logits[0], output_type=tf.int32)
+                target = tf.where(target < 0, predicted, target)
+                score = tf.gather(logits, target, axis=1)
+            gradients = tape.gradient(score, activations)[0] if with_gradients else None
+            return activations[0], logits[0], target, gradients
+
+        return forward
+
+    return cached_for_model(model, ("cam forward", layer, with_gradients), build)
 
 
 class BaseCAM:
@@ -91,7 +125,6 @@ class BaseCAM:
     def __init__(self, model: keras.Model, layer: str | None = None):
         self.model = model
         self.layer = resolve_layer(model, layer)
-        self._features, self._head, self._whole = _split(model, self.layer)
 
     def get_cam_weights(self, pixels, activations, gradients, target: int) -> tf.Tensor:
         """One weight per channel of the target layer, shape (channels,)."""
@@ -99,20 +132,9 @@ class BaseCAM:
 
     def _forward(self, pixels, target: int | None):
         """Activations, logits, the target and (for gradient methods) d logit / d activations."""
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            if self._head is not None:
-                activations = self._features(pixels, training=False)
-                tape.watch(activations)
-                features = self._head(activations, training=False)
-            else:
-                tape.watch(pixels)
-                activations, features = self._whole(pixels, training=False)
-            logits = class_scores(self.model, features)
-            if target is None:
-                target = int(tf.argmax(logits[0]))
-            score = logits[:, target]
-        gradients = tape.gradient(score, activations)[0] if self.uses_gradients else None
-        return activations[0], logits[0], target, gradients
+        forward = _compiled_forward(self.model, self.layer, self.uses_gradients)
+        activations, logits, target, gradients = forward(pixels, tf.constant(-1 if target is None else target))
+        return activations, logits, int(target), gradients
 
     def __call__(
         self, pixels: np.ndarray, target: int | None = None

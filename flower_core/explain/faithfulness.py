@@ -23,6 +23,8 @@ import cv2
 import keras
 import numpy as np
 
+from flower_core.inference import predict_probabilities
+
 REMOVE_FRACTION = 0.2
 RANDOM_DRAWS = 4
 SEED = 0
@@ -87,7 +89,7 @@ def faithfulness(
     masks += random_masks(heatmap.shape, grid or (7, 7), fraction, draws)
     fill = pixels.mean(axis=(0, 1))
     batch = np.stack([pixels] + [np.where(m[..., None], fill, pixels) for m in masks])
-    scores = keras.ops.convert_to_numpy(model(batch, training=False))[:, target]
+    scores = predict_probabilities(model, batch)[:, target]
     confidence, cam_score, random_score = scores[0], scores[1], scores[2:].mean()
     return {
         "score": float(random_score - cam_score),

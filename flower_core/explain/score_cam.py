@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from flower_core.explain.base import BaseCAM
+from flower_core.inference import predict_probabilities
 
 MAX_CHANNELS = 32
 BATCH_SIZE = 16
@@ -57,7 +58,7 @@ class ScoreCAM(BaseCAM):
         masked = tf.concat([tf.zeros_like(pixels), pixels * masks], axis=0)
         scores = np.concatenate(
             [
-                self.model(masked[i : i + BATCH_SIZE], training=False).numpy()[:, target]
+                predict_probabilities(self.model, masked[i : i + BATCH_SIZE])[:, target]
                 for i in range(0, masked.shape[0], BATCH_SIZE)
             ]
         )
