@@ -8,9 +8,7 @@ import streamlit as st
 
 from ui import common, home, sources
 
-st.set_page_config(
-    page_title=common.APP_NAME, page_icon=str(common.ASSETS / "icon.png"), layout="wide"
-)
+st.set_page_config(page_title=common.APP_NAME, page_icon=str(common.ASSETS / "icon.png"), layout="wide")
 st.logo(str(common.ASSETS / "logo.svg"), icon_image=str(common.ASSETS / "icon.svg"), size="large")
 
 

@@ -59,9 +59,15 @@ def main() -> None:
             page.get_by_role("option", name="mobilenet", exact=True).click()
             for cache in ("cold", "warm"):
                 seconds = click_to_first_epoch(page)
-                emit("app_click_to_first_epoch", cache=cache, seconds=round(seconds, 1),
-                     data=kind, photos_per_class=args.subset, backbone="mobilenet",
-                     preset="best (the form's default)")
+                emit(
+                    "app_click_to_first_epoch",
+                    cache=cache,
+                    seconds=round(seconds, 1),
+                    data=kind,
+                    photos_per_class=args.subset,
+                    backbone="mobilenet",
+                    preset="best (the form's default)",
+                )
             browser.close()
 
 

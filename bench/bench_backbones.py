@@ -83,9 +83,13 @@ def measure(name: str, size: int, args) -> dict:
     """One backbone at one size: photos/s, arithmetic per photo, and eager photos/s if asked."""
     config = make_config("base", backbone=name, weights="none", image_size=size)
     model = build_classifier(config, 5).feature_model
-    row = {"backbone": name, "image_size": size, "batch": args.batch,
-           "photos_per_s": photos_per_second(model, size, args.batch, args.repeats),
-           "gflops_per_photo": 2 * count_macs(model) / 1e9}
+    row = {
+        "backbone": name,
+        "image_size": size,
+        "batch": args.batch,
+        "photos_per_s": photos_per_second(model, size, args.batch, args.repeats),
+        "gflops_per_photo": 2 * count_macs(model) / 1e9,
+    }
     if args.eager:
         row["eager_photos_per_s"] = photos_per_second(model, size, args.batch, args.repeats, False)
     return row
@@ -104,14 +108,21 @@ def main() -> None:
         peaks.append(peak_gflops())  # before each backbone: the load of the machine changes
         rows += [measure(name, size, args) for size in args.sizes]
     peak = max(peaks)
-    emit("peak_fp32", matmul="4096x4096 float32", gflops_per_s=round(peak, 1),
-         samples=[round(p, 1) for p in peaks])
+    emit(
+        "peak_fp32",
+        matmul="4096x4096 float32",
+        gflops_per_s=round(peak, 1),
+        samples=[round(p, 1) for p in peaks],
+    )
     for row in rows:
         achieved = row["photos_per_s"] * row["gflops_per_photo"]
         figure = {**row, "repeats": args.repeats, "gflops_per_s": achieved, "share_of_peak": achieved / peak}
         if "eager_photos_per_s" in row:
             figure["compiled_over_eager"] = row["photos_per_s"] / row["eager_photos_per_s"]
-        emit("backbone_inference", **{k: round(v, 3) if isinstance(v, float) else v for k, v in figure.items()})
+        emit(
+            "backbone_inference", **{k: round(v, 3) if isinstance(v, float) else v for k, v in figure.items()}
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -38,8 +38,9 @@ def _weights(choice: str, backbone: str, size: int, workdir: Path) -> str:
     if choice != "random":
         return choice
     path = workdir / f"{backbone}_random.weights.h5"
-    get_backbone(backbone).constructor(include_top=False, weights=None,
-                                       input_shape=(size, size, 3)).save_weights(path)
+    get_backbone(backbone).constructor(
+        include_top=False, weights=None, input_shape=(size, size, 3)
+    ).save_weights(path)
     return str(path)
 
 
@@ -52,12 +53,16 @@ def timed_run(config, data: Path, runs: Path) -> dict:
     if status["state"] != "done":
         raise SystemExit(f"run {run_dir} ended {status['state']}: {status.get('message')}")
     history = read_history(run_dir)
-    return {"seconds": round(t.seconds, 1), "cpu_seconds": round(t.cpu_seconds, 1),
-            "loadavg_after": load_average(), "epochs_run": len(history),
-            "first_epoch_seconds": history[0]["seconds"],
-            "median_epoch_seconds": round(statistics.median(h["seconds"] for h in history), 3),
-            "test_accuracy": read_json(run_dir / "metrics.json")["test_accuracy"],
-            "photos": run_facts(run_dir)["split_sizes"]}
+    return {
+        "seconds": round(t.seconds, 1),
+        "cpu_seconds": round(t.cpu_seconds, 1),
+        "loadavg_after": load_average(),
+        "epochs_run": len(history),
+        "first_epoch_seconds": history[0]["seconds"],
+        "median_epoch_seconds": round(statistics.median(h["seconds"] for h in history), 3),
+        "test_accuracy": read_json(run_dir / "metrics.json")["test_accuracy"],
+        "photos": run_facts(run_dir)["split_sizes"],
+    }
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,8 +75,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--augment-views", type=int, default=5)
     parser.add_argument("--weights", default="imagenet", help="imagenet, random or a file")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ways", nargs="+", choices=["views", "maps"], default=["views", "maps"],
-                        help="ways of caching augmentation to time (default both)")
+    parser.add_argument(
+        "--ways",
+        nargs="+",
+        choices=["views", "maps"],
+        default=["views", "maps"],
+        help="ways of caching augmentation to time (default both)",
+    )
     return parser.parse_args()
 
 
@@ -83,29 +93,55 @@ def compare(args: argparse.Namespace, work: Path) -> None:
     os.environ["FLOWER_CACHE"] = str(work / "cache")
     root, kind = dataset_root(args.subset or 60, 128, work)
     data = subset_folder(root, args.subset, work)
-    settings = dict(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs,
-                    patience=args.epochs, augment_views=args.augment_views, seed=args.seed,
-                    weights=_weights(args.weights, args.backbone, args.image_size, work))
+    settings = dict(
+        backbone=args.backbone,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        patience=args.epochs,
+        augment_views=args.augment_views,
+        seed=args.seed,
+        weights=_weights(args.weights, args.backbone, args.image_size, work),
+    )
     keras.utils.set_random_seed(args.seed)
     end_to_end = timed_run(make_config(args.preset, cache_features=False, **settings), data, work / "runs")
     ways = args.ways if make_config(args.preset).augment else [None]  # nothing to augment
-    what = {"data": kind, "subset_per_class": args.subset, "backbone": args.backbone,
-            "image_size": args.image_size, "preset": args.preset, "epochs": args.epochs,
-            "augment_views": args.augment_views, "weights": args.weights, "photos": end_to_end["photos"]}
+    what = {
+        "data": kind,
+        "subset_per_class": args.subset,
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "preset": args.preset,
+        "epochs": args.epochs,
+        "augment_views": args.augment_views,
+        "weights": args.weights,
+        "photos": end_to_end["photos"],
+    }
     emit("train_run", run="end_to_end", **what, **{k: v for k, v in end_to_end.items() if k != "photos"})
     for way in ways:
         config = make_config(args.preset, augment_cache=way, **settings)
         cold, warm = (timed_run(config, data, work / "runs") for _ in range(2))
         for name, run in (("cache_cold", cold), ("cache_warm", warm)):
-            emit("train_run", run=name, augment_cache=way, **what, **{k: v for k, v in run.items() if k != "photos"})
-        emit("cache_speedup", augment_cache=way, **what, end_to_end_seconds=end_to_end["seconds"],
-             cache_cold_seconds=cold["seconds"], cache_warm_seconds=warm["seconds"],
-             speedup_cold=round(end_to_end["seconds"] / cold["seconds"], 2),
-             speedup_warm=round(end_to_end["seconds"] / warm["seconds"], 2),
-             cpu_speedup_cold=round(end_to_end["cpu_seconds"] / cold["cpu_seconds"], 2),
-             cpu_speedup_warm=round(end_to_end["cpu_seconds"] / warm["cpu_seconds"], 2),
-             head_epoch_seconds=warm["median_epoch_seconds"],
-             end_to_end_epoch_seconds=end_to_end["median_epoch_seconds"])
+            emit(
+                "train_run",
+                run=name,
+                augment_cache=way,
+                **what,
+                **{k: v for k, v in run.items() if k != "photos"},
+            )
+        emit(
+            "cache_speedup",
+            augment_cache=way,
+            **what,
+            end_to_end_seconds=end_to_end["seconds"],
+            cache_cold_seconds=cold["seconds"],
+            cache_warm_seconds=warm["seconds"],
+            speedup_cold=round(end_to_end["seconds"] / cold["seconds"], 2),
+            speedup_warm=round(end_to_end["seconds"] / warm["seconds"], 2),
+            cpu_speedup_cold=round(end_to_end["cpu_seconds"] / cold["cpu_seconds"], 2),
+            cpu_speedup_warm=round(end_to_end["cpu_seconds"] / warm["cpu_seconds"], 2),
+            head_epoch_seconds=warm["median_epoch_seconds"],
+            end_to_end_epoch_seconds=end_to_end["median_epoch_seconds"],
+        )
 
 
 def main() -> None:

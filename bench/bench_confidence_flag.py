@@ -67,7 +67,9 @@ def generated_non_flowers(per_kind: int = 15, size: int = 256, seed: int = 0) ->
         kinds["pattern"].append(_png(np.where(cells > 0, a, b)))
         scene = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(90, 230, 3)))
         draw = ImageDraw.Draw(scene)
-        draw.rectangle([0, size * rng.uniform(0.5, 0.8), size, size], fill=tuple(int(v) for v in rng.integers(0, 160, 3)))
+        draw.rectangle(
+            [0, size * rng.uniform(0.5, 0.8), size, size], fill=tuple(int(v) for v in rng.integers(0, 160, 3))
+        )
         for _ in range(rng.integers(2, 6)):
             x0, y0 = rng.integers(0, size - 40, 2)
             box = [int(x0), int(y0), int(x0 + rng.integers(20, 120)), int(y0 + rng.integers(20, 120))]
@@ -83,7 +85,7 @@ def _probabilities_and_features(model, pooled, sources) -> tuple[np.ndarray, np.
     size = model_image_size(model)
     probabilities, features = [], []
     for start in range(0, len(sources), 32):
-        pixels = np.stack([model_input(s, size) for s in sources[start:start + 32]])
+        pixels = np.stack([model_input(s, size) for s in sources[start : start + 32]])
         probabilities.append(predict_batch(model, pixels))
         features.append(keras.ops.convert_to_numpy(pooled(pixels, training=False)))
     return np.concatenate(probabilities), np.concatenate(features)
@@ -122,23 +124,31 @@ def main() -> None:
     stored, split = read_json(run_dir / "config.json"), read_json(run_dir / "split.json")
     root, config = Path(stored["data_root"]), TrainConfig.from_json(stored)
     dataset = scan_dataset(root)
-    train_features, _ = cached_features(FeatureCache(), pooled, config, root, split["train"], fingerprint(dataset))
-    val_features, _ = cached_features(FeatureCache(), pooled, config, root, split["val"], fingerprint(dataset))
+    train_features, _ = cached_features(
+        FeatureCache(), pooled, config, root, split["train"], fingerprint(dataset)
+    )
+    val_features, _ = cached_features(
+        FeatureCache(), pooled, config, root, split["val"], fingerprint(dataset)
+    )
     distance = Mahalanobis(np.asarray(train_features), np.asarray(labels_for(split["train"], names)))
     cut = float(np.percentile(distance(np.asarray(val_features)), 95))
     threshold = run_threshold(run_dir)
 
     groups = {"flowers (test split)": [root / f for f in split["test"]], **generated_non_flowers()}
     if args.photos:
-        groups["photos (--photos)"] = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        groups["photos (--photos)"] = sorted(
+            p for p in Path(args.photos).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES
+        )
     rates = {}
     for group, sources in groups.items():
         probabilities, features = _probabilities_and_features(model, pooled, sources)
-        rates[group] = {"n": len(sources),
-                        "unsure": float((probabilities.max(1) < threshold).mean()),
-                        "old_rule": float(_old_rule(probabilities).mean()),
-                        "feature_distance": float((distance(features) > cut).mean()),
-                        "median_top_probability": float(np.median(probabilities.max(1)))}
+        rates[group] = {
+            "n": len(sources),
+            "unsure": float((probabilities.max(1) < threshold).mean()),
+            "old_rule": float(_old_rule(probabilities).mean()),
+            "feature_distance": float((distance(features) > cut).mean()),
+            "median_top_probability": float(np.median(probabilities.max(1))),
+        }
     emit("confidence_flag", run=run_dir.name, threshold=threshold, distance_cut=cut, rates=rates)
 
 

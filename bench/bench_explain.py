@@ -53,8 +53,15 @@ def main() -> None:
     for method, function in runs.items():
         ms = timed(function, args.repeats)
         forward = forward or ms
-        emit("explain_latency", method=method, backbone=args.backbone, image_size=args.size,
-             repeats=args.repeats, ms_per_photo=round(ms, 1), x_forward=round(ms / forward, 2))
+        emit(
+            "explain_latency",
+            method=method,
+            backbone=args.backbone,
+            image_size=args.size,
+            repeats=args.repeats,
+            ms_per_photo=round(ms, 1),
+            x_forward=round(ms / forward, 2),
+        )
 
 
 if __name__ == "__main__":

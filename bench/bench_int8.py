@@ -41,22 +41,33 @@ def layer_errors(saved_model: Path, representative) -> list[dict]:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     photos = [photo for _, photo in zip(range(DEBUG_PHOTOS), representative(), strict=False)]
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([photo[None]] for photo in photos))
+        converter=converter, debug_dataset=lambda: ([photo[None]] for photo in photos)
+    )
     debugger.run()
     dump = io.StringIO()
     debugger.layer_statistics_dump(dump)
     dump.seek(0)
     table = pd.read_csv(dump)
-    return [{"op": row.op_name, "tensor": row.tensor_name.split(";")[0], "range": round(255 * row.scale, 3),
-             "rmse_steps": round(float(np.sqrt(row.mean_squared_error) / row.scale), 3)}
-            for row in table.itertuples()]
+    return [
+        {
+            "op": row.op_name,
+            "tensor": row.tensor_name.split(";")[0],
+            "range": round(255 * row.scale, 3),
+            "rmse_steps": round(float(np.sqrt(row.mean_squared_error) / row.scale), 3),
+        }
+        for row in table.itertuples()
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("--float", action="append", default=[],
-                        help="comma-separated Keras layers to keep float32 (repeat for more variants)")
+    parser.add_argument(
+        "--float",
+        action="append",
+        default=[],
+        help="comma-separated Keras layers to keep float32 (repeat for more variants)",
+    )
     args = parser.parse_args()
     config = json.loads((args.run / "config.json").read_text())
     split = json.loads((args.run / "split.json").read_text())
@@ -73,9 +84,14 @@ def main() -> None:
             target = Path(scratch) / "model_int8.tflite"
             export_formats.write_tflite_int8(saved_model, target, representative, layers)
             got, _ = export._batched(export_formats.tflite_runner(target), root, test, size)
-            emit("int8_agreement", run=args.run.name, float_layers=layers, photos=len(test),
-                 agreement=float((got.argmax(1) == reference.argmax(1)).mean()),
-                 size_bytes=target.stat().st_size)
+            emit(
+                "int8_agreement",
+                run=args.run.name,
+                float_layers=layers,
+                photos=len(test),
+                agreement=float((got.argmax(1) == reference.argmax(1)).mean()),
+                size_bytes=target.stat().st_size,
+            )
 
 
 if __name__ == "__main__":

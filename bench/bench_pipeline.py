@@ -69,24 +69,33 @@ def measure(args: argparse.Namespace, work: Path) -> None:
     in_memory = list(streamed())
     decode = epoch_seconds(tf.identity, streamed())
     epoch_seconds(forward, in_memory)  # traces the full and the last partial batch
-    cached = image_dataset(root, files, None, image_size=args.image_size, batch_size=args.batch,
-                           pixel_cache=work / "pixels")
+    cached = image_dataset(
+        root, files, None, image_size=args.image_size, batch_size=args.batch, pixel_cache=work / "pixels"
+    )
     first_cached = epoch_seconds(forward, cached)  # decodes and writes the cache file
     compute, piped, from_cache = [], [], []
     for _ in range(args.repeats):
         compute.append(epoch_seconds(forward, in_memory))
         piped.append(epoch_seconds(forward, streamed()))
         from_cache.append(epoch_seconds(forward, cached))
-    emit("input_pipeline", data=kind, photos=len(files), backbone=args.backbone,
-         image_size=args.image_size, batch=args.batch, repeats=args.repeats,
-         decode_only_photos_per_s=round(len(files) / decode, 1),
-         compute_seconds=round(min(compute), 2), pipeline_seconds=round(min(piped), 2),
-         compute_photos_per_s=round(len(files) / min(compute), 1),
-         pipeline_photos_per_s=round(len(files) / min(piped), 1),
-         overhead_percent=round(100 * (min(piped) / min(compute) - 1), 1),
-         cached_first_epoch_seconds=round(first_cached, 2),
-         cached_later_epoch_seconds=round(min(from_cache), 2),
-         cached_overhead_percent=round(100 * (min(from_cache) / min(compute) - 1), 1))
+    emit(
+        "input_pipeline",
+        data=kind,
+        photos=len(files),
+        backbone=args.backbone,
+        image_size=args.image_size,
+        batch=args.batch,
+        repeats=args.repeats,
+        decode_only_photos_per_s=round(len(files) / decode, 1),
+        compute_seconds=round(min(compute), 2),
+        pipeline_seconds=round(min(piped), 2),
+        compute_photos_per_s=round(len(files) / min(compute), 1),
+        pipeline_photos_per_s=round(len(files) / min(piped), 1),
+        overhead_percent=round(100 * (min(piped) / min(compute) - 1), 1),
+        cached_first_epoch_seconds=round(first_cached, 2),
+        cached_later_epoch_seconds=round(min(from_cache), 2),
+        cached_overhead_percent=round(100 * (min(from_cache) / min(compute) - 1), 1),
+    )
 
 
 def main() -> None:

@@ -74,21 +74,48 @@ def generate(out: Path, count: int, size: int) -> float | None:
 def train_at_scale(out: Path, args: argparse.Namespace) -> None:
     """`python -m flower_core train` on the folder; its wall time, peak memory and result."""
     with tempfile.TemporaryDirectory(prefix="bench_scale_runs_") as work, Stopwatch() as t:
-        command = [sys.executable, "-m", "flower_core", "train", "--data", str(out),
-                   "--runs", f"{work}/runs", "--preset", "base", "--backbone", args.backbone,
-                   "--weights", args.weights, "--image-size", str(args.image_size),
-                   "--epochs", str(args.train_epochs), "--json"]
+        command = [
+            sys.executable,
+            "-m",
+            "flower_core",
+            "train",
+            "--data",
+            str(out),
+            "--runs",
+            f"{work}/runs",
+            "--preset",
+            "base",
+            "--backbone",
+            args.backbone,
+            "--weights",
+            args.weights,
+            "--image-size",
+            str(args.image_size),
+            "--epochs",
+            str(args.train_epochs),
+            "--json",
+        ]
         env = {**os.environ, "FLOWER_CACHE": f"{work}/cache"}
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"train failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    emit("train_at_scale", photos=args.count, photo_size=args.photo_size, backbone=args.backbone,
-         weights=args.weights, image_size=args.image_size, epochs=args.train_epochs, command=" ".join(command[1:]),
-         wall_seconds=round(t.seconds, 1), photos_per_s=round(args.count / t.seconds, 1),
-         train_peak_rss_mb=round(child_peak, 1), state=result.get("state"),
-         test_accuracy=result.get("test_accuracy"))
+    emit(
+        "train_at_scale",
+        photos=args.count,
+        photo_size=args.photo_size,
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        epochs=args.train_epochs,
+        command=" ".join(command[1:]),
+        wall_seconds=round(t.seconds, 1),
+        photos_per_s=round(args.count / t.seconds, 1),
+        train_peak_rss_mb=round(child_peak, 1),
+        state=result.get("state"),
+        test_accuracy=result.get("test_accuracy"),
+    )
 
 
 def extract_at_scale(out: Path, args: argparse.Namespace, generated: float | None) -> None:
@@ -103,15 +130,24 @@ def extract_at_scale(out: Path, args: argparse.Namespace, generated: float | Non
         features, hit = cached_features(cache, model, config, out, dataset.files, fingerprint(dataset))
         cache_mb = round(cache.size_bytes() / 2**20, 1)
     assert not hit and features.shape[0] == args.count
-    emit("feature_extraction_scale", photos=args.count, photo_size=args.photo_size,
-         backbone=args.backbone, image_size=args.image_size, folder=str(out),
-         generate_seconds=None if generated is None else round(generated, 2),
-         folder_reused=generated is None, scan_seconds=round(scan.seconds, 1),
-         scan_photos_per_s=round(args.count / scan.seconds, 1),
-         extract_seconds=round(extract.seconds, 1),
-         extract_photos_per_s=round(args.count / extract.seconds, 1),
-         features_mb=round(features.nbytes / 2**20, 1), peak_rss_mb_before_extract=before,
-         peak_rss_mb=peak_rss_mb(), cache_mb=cache_mb)
+    emit(
+        "feature_extraction_scale",
+        photos=args.count,
+        photo_size=args.photo_size,
+        backbone=args.backbone,
+        image_size=args.image_size,
+        folder=str(out),
+        generate_seconds=None if generated is None else round(generated, 2),
+        folder_reused=generated is None,
+        scan_seconds=round(scan.seconds, 1),
+        scan_photos_per_s=round(args.count / scan.seconds, 1),
+        extract_seconds=round(extract.seconds, 1),
+        extract_photos_per_s=round(args.count / extract.seconds, 1),
+        features_mb=round(features.nbytes / 2**20, 1),
+        peak_rss_mb_before_extract=before,
+        peak_rss_mb=peak_rss_mb(),
+        cache_mb=cache_mb,
+    )
 
 
 def main() -> None:
@@ -121,11 +157,18 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--photo-size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--train-epochs", type=int, default=0,
-                        help="run the product's train command with this many epochs instead")
-    parser.add_argument("--weights", default="imagenet",
-                        help="for --train-epochs: imagenet (frozen backbone, feature cache; needs "
-                        "FLOWER_WEIGHTS_DIR offline) or none (the whole network trains)")
+    parser.add_argument(
+        "--train-epochs",
+        type=int,
+        default=0,
+        help="run the product's train command with this many epochs instead",
+    )
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="for --train-epochs: imagenet (frozen backbone, feature cache; needs "
+        "FLOWER_WEIGHTS_DIR offline) or none (the whole network trains)",
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.gettempdir()) / f"flower_scale_{args.count}"
     generated = generate(out, args.count, args.photo_size)

@@ -38,8 +38,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--model", choices=list(MODELS), default="best")
-    parser.add_argument("--settle", type=float, default=30.0,
-                        help="seconds to wait after the sessions before the last reading")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="seconds to wait after the sessions before the last reading",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_sessions_") as work:
         with classroom(Path(work), MODELS[args.model]) as (url, server, finished):
@@ -47,10 +51,16 @@ def main() -> None:
                 seen, figures, _ = sessions_during_a_job(Path(work), url, server, count, finished)
                 time.sleep(args.settle)
                 settled = round(memory_mb(server.pid)["VmRSS"])
-                emit("browser_sessions", model=args.model, run=finished.name, **figures,
-                     settle_s=args.settle, server_rss_mb_settled=settled,
-                     malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"),
-                     problems=[s["problems"][0][:200] for s in seen if s["problems"]])
+                emit(
+                    "browser_sessions",
+                    model=args.model,
+                    run=finished.name,
+                    **figures,
+                    settle_s=args.settle,
+                    server_rss_mb_settled=settled,
+                    malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"),
+                    problems=[s["problems"][0][:200] for s in seen if s["problems"]],
+                )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ _SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
 def _cpuinfo() -> tuple[str, list[str]]:
     """The first CPU's model name and which of `_SIMD_FLAGS` it has."""
     try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0]
-                      .splitlines() if ":" in line)
+        fields = dict(
+            line.split(":", 1)
+            for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+            if ":" in line
+        )
     except OSError:
         return platform.processor() or "unknown", []
     fields = {k.strip(): v.strip() for k, v in fields.items()}
@@ -51,14 +54,25 @@ def machine() -> dict:
     """CPU model and SIMD flags, usable cores, TensorFlow, Keras and Python versions."""
     model, flags = _cpuinfo()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model, "simd": flags, "cores": cores, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "python": platform.python_version()}
+    return {
+        "cpu": model,
+        "simd": flags,
+        "cores": cores,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def emit(bench: str, **figure) -> dict:
     """Print one figure as one JSON line, with the machine, the time and the load average now."""
-    line = {"bench": bench, **figure, "loadavg": load_average(),
-            "utc": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+    line = {
+        "bench": bench,
+        **figure,
+        "loadavg": load_average(),
+        "utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
     print(json.dumps(line), flush=True)
     return line
 

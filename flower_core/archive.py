@@ -45,18 +45,14 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, bool, int, Ope
     for info in archive.infolist():
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise FlowerError(
-                f"archive refused: link or special file inside it. Received: {info.filename!r}"
-            )
+            raise FlowerError(f"archive refused: link or special file inside it. Received: {info.filename!r}")
         yield info.filename, info.is_dir(), info.file_size, lambda i=info: archive.open(i)
 
 
 def _tar_members(archive: tarfile.TarFile) -> Iterator[tuple[str, bool, int, Opener]]:
     for info in archive.getmembers():
         if not (info.isfile() or info.isdir()):
-            raise FlowerError(
-                f"archive refused: link or special file inside it. Received: {info.name!r}"
-            )
+            raise FlowerError(f"archive refused: link or special file inside it. Received: {info.name!r}")
         yield info.name, info.isdir(), info.size, lambda i=info: archive.extractfile(i)
 
 
@@ -90,9 +86,7 @@ def _write(plan, target: Path, max_bytes: int, progress) -> None:
             while chunk := source.read(_CHUNK):
                 written += len(chunk)
                 if written > max_bytes:
-                    raise FlowerError(
-                        f"archive refused: it unpacks to more than {max_bytes / 1e6:,.0f} MB"
-                    )
+                    raise FlowerError(f"archive refused: it unpacks to more than {max_bytes / 1e6:,.0f} MB")
                 sink.write(chunk)
         if progress:
             progress(done, len(plan))

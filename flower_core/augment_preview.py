@@ -19,8 +19,9 @@ PREVIEW_VERSIONS = 8
 BACKBONE_STRIDE = 32
 
 
-def augmented_versions(source: ImageSource, image_size: int, seed: int,
-                       count: int = PREVIEW_VERSIONS) -> tuple[np.ndarray, np.ndarray]:
+def augmented_versions(
+    source: ImageSource, image_size: int, seed: int, count: int = PREVIEW_VERSIONS
+) -> tuple[np.ndarray, np.ndarray]:
     """The photo as the model gets it, and `count` augmented versions of it.
 
     Args:
@@ -54,8 +55,10 @@ def _uint8(pixels: np.ndarray) -> np.ndarray:
 def maps_note(image_size: int) -> str:
     """What the cached-maps mode does instead of transforming photos, for `image_size`."""
     cells = max(image_size // BACKBONE_STRIDE, 1)
-    return (f"With cached feature maps (the default for a frozen backbone), training does not "
-            f"transform the photos: it computes each photo's last feature maps once (about "
-            f"{cells} x {cells} cells at {image_size} px) and rotates, zooms and shears those maps "
-            f"anew every epoch before pooling, with no flip (pooling makes a mirrored map the "
-            f"same). The pictures show the same transformations on the photo itself.")
+    return (
+        f"With cached feature maps (the default for a frozen backbone), training does not "
+        f"transform the photos: it computes each photo's last feature maps once (about "
+        f"{cells} x {cells} cells at {image_size} px) and rotates, zooms and shears those maps "
+        f"anew every epoch before pooling, with no flip (pooling makes a mirrored map the "
+        f"same). The pictures show the same transformations on the photo itself."
+    )

@@ -95,8 +95,9 @@ BACKBONES: dict[str, Backbone] = {
         *(
             Backbone(
                 variant.name,
-                functools.partial(efficientnet_lite.efficientnet_lite, variant.name,
-                                  cache_dir=lambda: keras_cache_dir()),
+                functools.partial(
+                    efficientnet_lite.efficientnet_lite, variant.name, cache_dir=lambda: keras_cache_dir()
+                ),
                 variant.distribution,
                 "lite",
                 efficientnet_lite.TARGET_LAYER,
@@ -116,9 +117,7 @@ def get_backbone(name: str) -> Backbone:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise FlowerError(
-            f"unknown backbone '{name}'. Choose one of: {', '.join(BACKBONES)}"
-        ) from None
+        raise FlowerError(f"unknown backbone '{name}'. Choose one of: {', '.join(BACKBONES)}") from None
 
 
 def keras_cache_dir() -> Path:
@@ -230,6 +229,4 @@ def build_backbone(name: str, weights: str, input_tensor, image_size: int) -> ke
     except Exception as error:
         if resolved == "imagenet":
             raise FlowerError(missing_weights_message(backbone)) from None
-        raise FlowerError(
-            f"could not load weights {resolved} into backbone '{name}': {error}"
-        ) from None
+        raise FlowerError(f"could not load weights {resolved} into backbone '{name}': {error}") from None

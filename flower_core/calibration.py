@@ -41,8 +41,15 @@ def reliability(probabilities, labels, bins: int = 10) -> dict:
             continue
         mean_conf, accuracy = float(confidence[members].mean()), float(correct[members].mean())
         ece += members.sum() / len(labels) * abs(accuracy - mean_conf)
-        rows.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "confidence": mean_conf,
-                     "accuracy": accuracy, "count": int(members.sum())})
+        rows.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "confidence": mean_conf,
+                "accuracy": accuracy,
+                "count": int(members.sum()),
+            }
+        )
     return {"ece": float(ece), "bins": rows}
 
 
@@ -90,9 +97,18 @@ def confidence_threshold(probabilities, labels, target: float = TARGET_ACCURACY)
     cuts = np.r_[confidence[order][1:] < confidence[order][:-1], True]
     kept = np.flatnonzero((accuracy >= target - 1e-12) & cuts)
     if not len(kept):
-        return {"threshold": 1.0, "target_accuracy": target, "val_photos": int(len(labels)),
-                "coverage": 0.0, "accuracy_above": None}
+        return {
+            "threshold": 1.0,
+            "target_accuracy": target,
+            "val_photos": int(len(labels)),
+            "coverage": 0.0,
+            "accuracy_above": None,
+        }
     k = kept[-1]
-    return {"threshold": float(confidence[order][k]), "target_accuracy": target,
-            "val_photos": int(len(labels)), "coverage": float((k + 1) / len(labels)),
-            "accuracy_above": float(accuracy[k])}
+    return {
+        "threshold": float(confidence[order][k]),
+        "target_accuracy": target,
+        "val_photos": int(len(labels)),
+        "coverage": float((k + 1) / len(labels)),
+        "accuracy_above": float(accuracy[k]),
+    }

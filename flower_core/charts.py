@@ -171,8 +171,14 @@ def epoch_step(last_epoch: int, max_ticks: int = MAX_EPOCH_TICKS) -> int:
 def _epoch_ticks(history: list[dict]) -> dict:
     """Whole-number epoch ticks at `epoch_step` (multiples of it), never rotated."""
     last = max([h["epoch"] for h in history] or [1])
-    return {"tickmode": "linear", "tick0": 0, "dtick": epoch_step(last), "tickformat": "d",
-            "tickangle": 0, "range": [0.5, last + 0.5]}
+    return {
+        "tickmode": "linear",
+        "tick0": 0,
+        "dtick": epoch_step(last),
+        "tickformat": "d",
+        "tickangle": 0,
+        "range": [0.5, last + 0.5],
+    }
 
 
 def training_curves(history: list[dict], title: str = "Training curves") -> go.Figure:
@@ -284,11 +290,7 @@ def confusion_matrix(
     """Rows are the true class, columns the predicted one; each cell shows its count."""
     counts = np.asarray(confusion, dtype=float)
     totals = counts.sum(axis=1, keepdims=True)
-    shown = (
-        np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-        if normalise
-        else counts
-    )
+    shown = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0) if normalise else counts
     text = [
         [f"{int(c)}" + (f"<br>{s:.0%}" if normalise else "") for c, s in zip(row, srow)]
         for row, srow in zip(counts, shown)
@@ -315,8 +317,14 @@ def reliability_curve(calibrations: dict[str, dict]) -> go.Figure:
     """Accuracy against confidence per confidence bin, one line per run, and the diagonal that a
     perfectly calibrated model would follow; the legend carries each run's ECE."""
     fig = go.Figure(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
-                   line={"dash": "dot", "color": "#94a3b8"}, hoverinfo="skip")
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfectly calibrated",
+            line={"dash": "dot", "color": "#94a3b8"},
+            hoverinfo="skip",
+        )
     )
     for label, calibration in calibrations.items():
         bins = calibration.get("bins", [])
@@ -375,7 +383,5 @@ def study_vs_ours(study: dict[str, tuple[float, float]], ours: dict[str, float])
             ),
         ]
     )
-    fig.update_layout(
-        barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="test accuracy")
-    )
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="test accuracy"))
     return _style(fig, "The study against our runs", 380)

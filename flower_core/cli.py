@@ -66,8 +66,9 @@ def _cmd_train(args) -> None:
     overrides = {name: getattr(args, name) for name in SETTINGS}
     config = make_config(args.preset, **overrides)
     reporter = None if args.json else TerminalReporter()
-    run_dir = train_new_run(config, resolve_data_root(args.data), args.runs, reporter=reporter,
-                            split_file=args.split)
+    run_dir = train_new_run(
+        config, resolve_data_root(args.data), args.runs, reporter=reporter, split_file=args.split
+    )
     from flower_core.runs import METRICS, read_json, read_status
 
     status = read_status(run_dir)
@@ -77,12 +78,19 @@ def _cmd_train(args) -> None:
     from flower_core.stopping import run_stop_reason
 
     stopped = run_stop_reason(run_dir, status)
-    payload = {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status.get("state"),
-               "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss"),
-               "stop_reason": stopped}
+    payload = {
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "state": status.get("state"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_loss": metrics.get("test_loss"),
+        "stop_reason": stopped,
+    }
     accuracy = metrics.get("test_accuracy")
     summary = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test metrics"
-    _emit(args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.get('state')}, {summary} ({run_dir})")
+    _emit(
+        args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.get('state')}, {summary} ({run_dir})"
+    )
 
 
 def _cmd_runs(args) -> None:
@@ -92,8 +100,11 @@ def _cmd_runs(args) -> None:
     lines = [f"{r['run_id']:<48} {r.get('state') or '':<11} acc={r.get('test_accuracy')}" for r in rows]
     from flower_core.group_cli import studies_payload
 
-    _emit(args, {"runs": rows, "studies": studies_payload(args.runs) if args.json else {}},
-          "\n".join(lines) or "no runs yet")
+    _emit(
+        args,
+        {"runs": rows, "studies": studies_payload(args.runs) if args.json else {}},
+        "\n".join(lines) or "no runs yet",
+    )
 
 
 def _cmd_evaluate(args) -> None:
@@ -113,10 +124,20 @@ def _cmd_predict(args) -> None:
 def _cmd_explain(args) -> None:
     from flower_core.explain import explain_path
 
-    result = explain_path(args.run, args.image, method=args.method, out=args.out,
-                          layer=args.layer, target_class=args.target_class)
-    _emit(args, result, f"{result['predicted_class']}: heatmap {result['heatmap_path']}, "
-          f"faithfulness {result['faithfulness']:.3f}")
+    result = explain_path(
+        args.run,
+        args.image,
+        method=args.method,
+        out=args.out,
+        layer=args.layer,
+        target_class=args.target_class,
+    )
+    _emit(
+        args,
+        result,
+        f"{result['predicted_class']}: heatmap {result['heatmap_path']}, "
+        f"faithfulness {result['faithfulness']:.3f}",
+    )
 
 
 def _cmd_export(args) -> None:
@@ -141,7 +162,7 @@ def _presets_text() -> str:
 
 
 def _defaults_text(name: str) -> str:
-    """"(default X; Y in presets a, b)": the base value and the presets that change it."""
+    """ "(default X; Y in presets a, b)": the base value and the presets that change it."""
     from flower_core.config import DEFAULTS, PRESETS
 
     def shown(value):
@@ -159,8 +180,12 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     """One option per training setting, from `config.SETTINGS`: help, choices and type."""
     from flower_core.config import DEFAULT_PRESET, SETTINGS
 
-    parser.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME",
-                        help=f"the recipe every setting starts from (default {DEFAULT_PRESET}; listed below)")
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        metavar="NAME",
+        help=f"the recipe every setting starts from (default {DEFAULT_PRESET}; listed below)",
+    )
     for name in SETTINGS:
         add_setting_option(parser, name)
 
@@ -188,8 +213,9 @@ def add_setting_option(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="the dataset folder, <root>/<class>/<photo> (default: FLOWER_DATA, "
-                        "else data/flowers)")
+    parser.add_argument(
+        "--data", help="the dataset folder, <root>/<class>/<photo> (default: FLOWER_DATA, else data/flowers)"
+    )
 
 
 def add_runs_option(parser: argparse.ArgumentParser) -> None:
@@ -229,9 +255,12 @@ def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
     add_data_option(p)
     p.set_defaults(handler=_cmd_eda)
 
-    p = sub.add_parser("train", help="train a model and store it as a run",
-                       epilog=_presets_text() if with_settings else None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train a model and store it as a run",
+        epilog=_presets_text() if with_settings else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_data_option(p)
     add_runs_option(p)
     p.add_argument("--split", help="reuse the split.json of an earlier run")
@@ -255,18 +284,22 @@ def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
     p.add_argument("image", help="a photo file")
     # The methods come from the explain package, which imports TensorFlow: light commands skip it.
     methods = list(_explain_methods()) if with_settings else None
-    p.add_argument("--method", default="gradcam", choices=methods,
-                   help="the class-activation method (default gradcam)")
+    p.add_argument(
+        "--method", default="gradcam", choices=methods, help="the class-activation method (default gradcam)"
+    )
     p.add_argument("--layer", help="the convolution layer to explain (default: the backbone's last)")
     p.add_argument("--target-class", help="the class to explain (default: the predicted one)")
-    p.add_argument("--out", help="the overlay PNG to write (default: <run>/explanations/<photo>_<method>.png)")
+    p.add_argument(
+        "--out", help="the overlay PNG to write (default: <run>/explanations/<photo>_<method>.png)"
+    )
     p.set_defaults(handler=_cmd_explain)
 
     p = sub.add_parser("export", help="export a run's model to SavedModel, TFLite and ONNX, verified")
     add_run_option(p)
     p.add_argument("--out", required=True, help="a new folder to write")
-    p.add_argument("--formats", help=f"comma-separated: {','.join(FORMATS)} "
-                                    f"(default {','.join(DEFAULT_FORMATS)})")
+    p.add_argument(
+        "--formats", help=f"comma-separated: {','.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)})"
+    )
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("runs", help="list runs")

@@ -11,13 +11,27 @@ from flower_core.runs import CONFIG, METRICS, RunStore, read_history, read_json,
 # The runs table's columns, in order: the run's name, its state and results first, then the
 # settings that tell runs apart, then the rest (keys of `RunStore.summary`, plus `label`).
 TABLE_COLUMNS = (
-    "label", "state", "test_accuracy", "test_loss", "best_val_accuracy", "preset", "backbone",
-    "image_size", "started", "weights", "batch_size", "dropout", "augment", "augment_cache",
-    "seconds", "tags", "run_id",
+    "label",
+    "state",
+    "test_accuracy",
+    "test_loss",
+    "best_val_accuracy",
+    "preset",
+    "backbone",
+    "image_size",
+    "started",
+    "weights",
+    "batch_size",
+    "dropout",
+    "augment",
+    "augment_cache",
+    "seconds",
+    "tags",
+    "run_id",
 )
 # The columns shown until a user asks for more: few and narrow enough that the table fits a
 # laptop window (1400 px) without scrolling sideways.
-COMPACT_COLUMNS = TABLE_COLUMNS[:TABLE_COLUMNS.index("started") + 1]
+COMPACT_COLUMNS = TABLE_COLUMNS[: TABLE_COLUMNS.index("started") + 1]
 MORE_COLUMNS = tuple(column for column in TABLE_COLUMNS if column not in COMPACT_COLUMNS)
 
 
@@ -38,8 +52,10 @@ def table_columns(more: Iterable[str] = ()) -> list[str]:
     more = set(more)
     unknown = sorted(more - set(MORE_COLUMNS))
     if unknown:
-        raise FlowerError(f"unknown runs-table column {unknown[0]!r}; choose from "
-                          f"{', '.join(MORE_COLUMNS)}. Received: {sorted(more)}")
+        raise FlowerError(
+            f"unknown runs-table column {unknown[0]!r}; choose from "
+            f"{', '.join(MORE_COLUMNS)}. Received: {sorted(more)}"
+        )
     return [column for column in TABLE_COLUMNS if column in COMPACT_COLUMNS or column in more]
 
 
@@ -59,6 +75,13 @@ def run_details(runs_root, run_ids: list[str]) -> list[dict]:
     out = []
     for run_id in run_ids:
         run_dir = store.path(run_id)
-        out.append({**(read_json(run_dir / CONFIG, {}) or {}), **run_facts(run_dir), **store.summary(run_dir),
-                    "history": read_history(run_dir), "metrics": read_json(run_dir / METRICS, {}) or {}})
+        out.append(
+            {
+                **(read_json(run_dir / CONFIG, {}) or {}),
+                **run_facts(run_dir),
+                **store.summary(run_dir),
+                "history": read_history(run_dir),
+                "metrics": read_json(run_dir / METRICS, {}) or {},
+            }
+        )
     return out

@@ -97,7 +97,9 @@ def _number(value: float) -> str:
 
 def setting(default, help: str, label: str, **spec):
     """A `TrainConfig` field whose `Setting` is its one description (dataclass field metadata)."""
-    factory = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    factory = (
+        {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    )
     return field(metadata={"setting": Setting(help, label, **spec)}, **factory)
 
 
@@ -116,80 +118,149 @@ class TrainConfig:
 
     preset: str = "base"
     backbone: str = setting(
-        DEFAULT_BACKBONE, "The pretrained network whose features the new head learns from.",
-        "Backbone", choices=tuple(BACKBONES))
+        DEFAULT_BACKBONE,
+        "The pretrained network whose features the new head learns from.",
+        "Backbone",
+        choices=tuple(BACKBONES),
+    )
     weights: str = setting(
-        "imagenet", "imagenet (transfer learning from a frozen backbone), none (the whole network "
+        "imagenet",
+        "imagenet (transfer learning from a frozen backbone), none (the whole network "
         "trains from random weights: the no-transfer baseline) or the path of a weights file.",
-        "Weights")
+        "Weights",
+    )
     image_size: int = setting(
-        224, "Photos are resized to this square size, in pixels. Smaller trains much faster.",
-        "Image size", minimum=32, maximum=1024, unit="px",
-        options=(32, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512))
+        224,
+        "Photos are resized to this square size, in pixels. Smaller trains much faster.",
+        "Image size",
+        minimum=32,
+        maximum=1024,
+        unit="px",
+        options=(32, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512),
+    )
     preprocessing: str = setting(
-        "rescale", "rescale: pixels / 255; imagenet: the backbone's own ImageNet preprocessing "
-        "(mean-centering for VGG16).", "Preprocessing", choices=PREPROCESSING_CHOICES)
+        "rescale",
+        "rescale: pixels / 255; imagenet: the backbone's own ImageNet preprocessing "
+        "(mean-centering for VGG16).",
+        "Preprocessing",
+        choices=PREPROCESSING_CHOICES,
+    )
     pooling: str = setting(
-        "max", "Global pooling of the backbone's feature maps.", "Pooling", choices=POOLING_CHOICES)
+        "max", "Global pooling of the backbone's feature maps.", "Pooling", choices=POOLING_CHOICES
+    )
     dense_units: list[int] = setting(
-        [512, 128], "The head's dense layers, comma-separated sizes, e.g. 512,128.", "Dense units")
+        [512, 128], "The head's dense layers, comma-separated sizes, e.g. 512,128.", "Dense units"
+    )
     dropout: float = setting(
-        0.0, "Share of the head's units dropped at random while training (0 = off).", "Dropout",
-        minimum=0, below=1, options=tuple(round(0.05 * i, 2) for i in range(17)))
-    batchnorm: bool = setting(False, "Batch normalisation after each dense layer of the head.",
-                              "Batch-norm in the head")
+        0.0,
+        "Share of the head's units dropped at random while training (0 = off).",
+        "Dropout",
+        minimum=0,
+        below=1,
+        options=tuple(round(0.05 * i, 2) for i in range(17)),
+    )
+    batchnorm: bool = setting(
+        False, "Batch normalisation after each dense layer of the head.", "Batch-norm in the head"
+    )
     augment: bool = setting(
-        False, "Random shear, zoom, 10° rotation and horizontal flips of the training photos.",
-        "Augmentation")
+        False, "Random shear, zoom, 10° rotation and horizontal flips of the training photos.", "Augmentation"
+    )
     epochs: int = setting(
-        30, "The most passes over the training photos; early stopping may end sooner.", "Epochs",
-        minimum=1)
-    batch_size: int = setting(32, "Photos per gradient step.", "Batch size", minimum=1,
-                              options=(8, 16, 32, 64, 128))
+        30, "The most passes over the training photos; early stopping may end sooner.", "Epochs", minimum=1
+    )
+    batch_size: int = setting(
+        32, "Photos per gradient step.", "Batch size", minimum=1, options=(8, 16, 32, 64, 128)
+    )
     learning_rate: float = setting(
-        1e-3, "Adam's step size for the head (1e-3 in the study).", "Learning rate", above=0,
-        options=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
+        1e-3,
+        "Adam's step size for the head (1e-3 in the study).",
+        "Learning rate",
+        above=0,
+        options=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    )
     patience: int = setting(
-        5, "Early stopping: epochs without a lower validation loss before training stops.",
-        "Early-stopping patience", minimum=0)
+        5,
+        "Early stopping: epochs without a lower validation loss before training stops.",
+        "Early-stopping patience",
+        minimum=0,
+    )
     reduce_lr: bool = setting(
-        False, f"ReduceLROnPlateau: multiply the learning rate by {REDUCE_LR_FACTOR:g} when the "
-        "validation loss stops improving.", "ReduceLROnPlateau")
+        False,
+        f"ReduceLROnPlateau: multiply the learning rate by {REDUCE_LR_FACTOR:g} when the "
+        "validation loss stops improving.",
+        "ReduceLROnPlateau",
+    )
     class_weights: bool = setting(False, "Weigh rare classes up in the loss.", "Class weights")
     label_smoothing: float = setting(
-        0.0, "Soften the one-hot targets by this much (0 = off).", "Label smoothing",
-        minimum=0, below=1)
-    seed: int = setting(DEFAULT_SPLIT["seed"], "Fixes the split, the initial weights and the augmentation.", "Seed",
-                        minimum=0, maximum=MAX_SEED)
-    val_fraction: float = setting(DEFAULT_SPLIT["val_fraction"], "Share of each class held out for validation.",
-                                  "Validation fraction", minimum=0, below=1)
-    test_fraction: float = setting(DEFAULT_SPLIT["test_fraction"], "Share of each class held out for the final test.",
-                                   "Test fraction", minimum=0, below=1)
+        0.0, "Soften the one-hot targets by this much (0 = off).", "Label smoothing", minimum=0, below=1
+    )
+    seed: int = setting(
+        DEFAULT_SPLIT["seed"],
+        "Fixes the split, the initial weights and the augmentation.",
+        "Seed",
+        minimum=0,
+        maximum=MAX_SEED,
+    )
+    val_fraction: float = setting(
+        DEFAULT_SPLIT["val_fraction"],
+        "Share of each class held out for validation.",
+        "Validation fraction",
+        minimum=0,
+        below=1,
+    )
+    test_fraction: float = setting(
+        DEFAULT_SPLIT["test_fraction"],
+        "Share of each class held out for the final test.",
+        "Test fraction",
+        minimum=0,
+        below=1,
+    )
     fine_tune_blocks: int = setting(
-        0, "Unfreeze the backbone's last N blocks after the head converges (0 = keep it frozen).",
-        "Fine-tune blocks", minimum=0, maximum=20)
-    fine_tune_epochs: int = setting(10, "Epochs of fine-tuning, when fine-tune blocks > 0.",
-                                    "Fine-tune epochs", minimum=1)
+        0,
+        "Unfreeze the backbone's last N blocks after the head converges (0 = keep it frozen).",
+        "Fine-tune blocks",
+        minimum=0,
+        maximum=20,
+    )
+    fine_tune_epochs: int = setting(
+        10, "Epochs of fine-tuning, when fine-tune blocks > 0.", "Fine-tune epochs", minimum=1
+    )
     fine_tune_learning_rate: float = setting(
-        1e-5, "Adam's step size while fine-tuning.", "Fine-tune learning rate", above=0)
+        1e-5, "Adam's step size while fine-tuning.", "Fine-tune learning rate", above=0
+    )
     cache_features: bool = setting(
-        True, "Compute a frozen backbone's features once and train the head on them; off: "
-        "train end to end on the photos every epoch.", "Cache features", cli_aliases=("--no-cache",))
+        True,
+        "Compute a frozen backbone's features once and train the head on them; off: "
+        "train end to end on the photos every epoch.",
+        "Cache features",
+        cli_aliases=("--no-cache",),
+    )
     augment_views: int = setting(
-        5, "With augment cache 'views': how many augmented views of each photo are computed and "
-        "cached.", "Augmented views (K)", minimum=1, maximum=50)
+        5,
+        "With augment cache 'views': how many augmented views of each photo are computed and cached.",
+        "Augmented views (K)",
+        minimum=1,
+        maximum=50,
+    )
     # Augmented feature maps: one backbone pass per photo, as accurate as K = 5 views or more
     # (docs/RESULTS.md); "views" caches K augmented photos' features instead.
     augment_cache: str = setting(
-        "maps", "With augmentation and a frozen backbone: cache each photo's feature maps once and "
+        "maps",
+        "With augmentation and a frozen backbone: cache each photo's feature maps once and "
         "rotate, zoom and shear them anew each epoch (maps: one backbone pass, much faster to "
         "start; no flip, which pooling cancels), or cache K augmented views of each photo (views: "
         f"K passes). Maps smaller than {math.isqrt(MIN_MAP_POSITIONS)} x "
         f"{math.isqrt(MIN_MAP_POSITIONS)} (below 128 px for most backbones) are too coarse to "
-        "augment: such runs cache views instead.", "Augment cache", choices=AUGMENT_CACHE_CHOICES)
+        "augment: such runs cache views instead.",
+        "Augment cache",
+        choices=AUGMENT_CACHE_CHOICES,
+    )
     strategy: str = setting(
-        "default", "mirrored: data-parallel over all GPUs (or logical CPUs).", "Strategy",
-        choices=STRATEGY_CHOICES)
+        "default",
+        "mirrored: data-parallel over all GPUs (or logical CPUs).",
+        "Strategy",
+        choices=STRATEGY_CHOICES,
+    )
 
     def validate(self) -> TrainConfig:
         """Check every value up front, with the received value and the fix in the message."""
@@ -203,10 +274,16 @@ class TrainConfig:
             if message:
                 raise FlowerError(f"{message}. Received: {name}={value!r}")
         extra = [
-            (all(isinstance(u, int) and u >= 1 for u in self.dense_units), "dense units must be positive",
-             "dense_units"),
-            (self.val_fraction + self.test_fraction < 1, "validation and test fractions must add up to less "
-             "than 1", "test_fraction"),
+            (
+                all(isinstance(u, int) and u >= 1 for u in self.dense_units),
+                "dense units must be positive",
+                "dense_units",
+            ),
+            (
+                self.val_fraction + self.test_fraction < 1,
+                "validation and test fractions must add up to less than 1",
+                "test_fraction",
+            ),
         ]
         for ok, message, name in extra:
             if not ok:
@@ -258,16 +335,26 @@ def parse_setting(name: str, text: str):
     kind, text = _FIELDS[name].type, text.strip()
     try:
         if kind == "bool":
-            words = {"true": True, "yes": True, "on": True, "1": True,
-                     "false": False, "no": False, "off": False, "0": False}
+            words = {
+                "true": True,
+                "yes": True,
+                "on": True,
+                "1": True,
+                "false": False,
+                "no": False,
+                "off": False,
+                "0": False,
+            }
             return words[text.lower()]
         if kind == "list[int]":
             return [int(part) for part in text.split(",")]
         return {"int": int, "float": float, "str": str}[kind](text)
     except (KeyError, ValueError):
         example = {"bool": "true or false", "list[int]": "comma-separated integers, e.g. 512,128"}
-        raise FlowerError(f"{SETTINGS[name].noun} takes {example.get(kind, 'a value of type ' + kind)}. "
-                          f"Received: {name}={text!r}") from None
+        raise FlowerError(
+            f"{SETTINGS[name].noun} takes {example.get(kind, 'a value of type ' + kind)}. "
+            f"Received: {name}={text!r}"
+        ) from None
 
 
 _AUGMENTED = {"dropout": 0.5, "augment": True}

@@ -102,16 +102,22 @@ def list_candidates(
         )
     candidates = {}
     for name in class_names:
-        paths = sorted(p for p in (resolved / name).rglob("*")
-                       if p.is_file() and is_candidate_image(p) and is_allowed(p, roots))
+        paths = sorted(
+            p
+            for p in (resolved / name).rglob("*")
+            if p.is_file() and is_candidate_image(p) and is_allowed(p, roots)
+        )
         candidates[name] = [p.relative_to(resolved).as_posix() for p in paths]
     return class_names, candidates
 
 
 def _class_folders(folder: Path, roots: list[Path] | None) -> list[Path]:
     """The class folders of a dataset folder, sorted: its visible, allowed sub-folders."""
-    return sorted(entry for entry in folder.iterdir()
-                  if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots))
+    return sorted(
+        entry
+        for entry in folder.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".") and is_allowed(entry, roots)
+    )
 
 
 def _holds_photo(folder: Path, roots: list[Path] | None) -> bool:
@@ -244,10 +250,13 @@ def load_split(path: str | os.PathLike) -> Split:
         raise FlowerError(f"the split file is not JSON ({error}); {fix}. Received: {path}") from None
     lists = isinstance(data, dict) and all(
         isinstance(data.get(part), list) and all(isinstance(f, str) for f in data[part])
-        for part in ("train", "val", "test"))
+        for part in ("train", "val", "test")
+    )
     if not lists or isinstance(data.get("seed"), bool) or not isinstance(data.get("seed"), int):
-        raise FlowerError(f"the split file must be an object with the file lists train, val, test "
-                          f"and an integer seed; {fix}. Received: {path}")
+        raise FlowerError(
+            f"the split file must be an object with the file lists train, val, test "
+            f"and an integer seed; {fix}. Received: {path}"
+        )
     return Split.from_json(data)
 
 

@@ -20,9 +20,7 @@ from urllib.parse import urlparse
 from flower_core.archive import extract_tar
 from flower_core.errors import FlowerError
 
-FLOWER_PHOTOS_URL = (
-    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
-)
+FLOWER_PHOTOS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 FLOWER_PHOTOS_BYTES = 228_813_984
 _CHUNK = 256 * 1024
 Progress = Callable[[int, int | None], None]

@@ -64,12 +64,20 @@ def _measure(root: Path, relpath: str) -> dict:
     red, green, blue = np.asarray(small, dtype=np.float32).reshape(-1, 3).mean(axis=0)
     dhash, ahash = perceptual_hashes(small)
     return {
-        "path": relpath, "class": relpath.split("/", 1)[0], "format": image_format,
-        "width": width, "height": height, "aspect": round(width / height, 4),
-        "file_bytes": len(data), "brightness": round(0.299 * red + 0.587 * green + 0.114 * blue, 2),
-        "mean_r": round(float(red), 2), "mean_g": round(float(green), 2),
-        "mean_b": round(float(blue), 2), "sha256": hashlib.sha256(data).hexdigest(),
-        "dhash": dhash, "ahash": ahash,
+        "path": relpath,
+        "class": relpath.split("/", 1)[0],
+        "format": image_format,
+        "width": width,
+        "height": height,
+        "aspect": round(width / height, 4),
+        "file_bytes": len(data),
+        "brightness": round(0.299 * red + 0.587 * green + 0.114 * blue, 2),
+        "mean_r": round(float(red), 2),
+        "mean_g": round(float(green), 2),
+        "mean_b": round(float(blue), 2),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "dhash": dhash,
+        "ahash": ahash,
     }
 
 
@@ -101,14 +109,19 @@ def imbalance_ratio(counts: dict[str, int]) -> float:
 def class_summary(table: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     """Per class: number of photos, median width, height, aspect and size, mean colour."""
     grouped = table.groupby("class")
-    summary = pd.DataFrame({
-        "images": grouped.size(),
-        "median_width": grouped["width"].median(), "median_height": grouped["height"].median(),
-        "median_aspect": grouped["aspect"].median(),
-        "median_kb": grouped["file_bytes"].median() / 1024,
-        "brightness": grouped["brightness"].mean(), "mean_r": grouped["mean_r"].mean(),
-        "mean_g": grouped["mean_g"].mean(), "mean_b": grouped["mean_b"].mean(),
-    })
+    summary = pd.DataFrame(
+        {
+            "images": grouped.size(),
+            "median_width": grouped["width"].median(),
+            "median_height": grouped["height"].median(),
+            "median_aspect": grouped["aspect"].median(),
+            "median_kb": grouped["file_bytes"].median() / 1024,
+            "brightness": grouped["brightness"].mean(),
+            "mean_r": grouped["mean_r"].mean(),
+            "mean_g": grouped["mean_g"].mean(),
+            "mean_b": grouped["mean_b"].mean(),
+        }
+    )
     return summary.reindex(pd.Index(class_names, name="class")).round(2)
 
 
@@ -221,18 +234,26 @@ def dataset_report(root: str | os.PathLike, progress: Callable[[int, int], None]
     split = split_dataset(dataset, **DEFAULT_SPLIT)
     per_class = class_summary(table, dataset.class_names)
     return {
-        "root": str(dataset.root), "synthetic": is_synthetic(root),
-        "classes": dataset.class_names, "images": len(dataset.files), "counts": counts,
+        "root": str(dataset.root),
+        "synthetic": is_synthetic(root),
+        "classes": dataset.class_names,
+        "images": len(dataset.files),
+        "counts": counts,
         "imbalance_ratio": round(imbalance_ratio(counts), 3),
         "unreadable": [{"path": path, "reason": reason} for path, reason in dataset.skipped],
         "per_class": per_class.reset_index().to_dict(orient="records"),
-        "sizes": _ranges(table), "formats": table["format"].value_counts().to_dict(),
+        "sizes": _ranges(table),
+        "formats": table["format"].value_counts().to_dict(),
         "duplicates": {
-            "exact": exact, "near": near,
+            "exact": exact,
+            "near": near,
             "cross_class": [g for g in exact + near if len({p.split("/")[0] for p in g}) > 1],
         },
-        "split": {**DEFAULT_SPLIT, "counts": split_table(split, dataset.class_names)
-                  .to_dict(orient="index"), "leaks": split_leaks(exact + near, split)},
+        "split": {
+            **DEFAULT_SPLIT,
+            "counts": split_table(split, dataset.class_names).to_dict(orient="index"),
+            "leaks": split_leaks(exact + near, split),
+        },
         "seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -257,8 +278,10 @@ def format_report(report: dict) -> str:
         "",
         per_class.to_string(float_format="{:.2f}".format),
         "",
-        *(f"{name:<7} min {r['min']:g}  median {r['median']:g}  max {r['max']:g}"
-          for name, r in sizes.items()),
+        *(
+            f"{name:<7} min {r['min']:g}  median {r['median']:g}  max {r['max']:g}"
+            for name, r in sizes.items()
+        ),
         "formats: " + ", ".join(f"{name} {count}" for name, count in report["formats"].items()),
     ]
     lines += [f"unreadable: {item['path']}: {item['reason']}" for item in report["unreadable"]]

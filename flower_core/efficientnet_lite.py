@@ -103,13 +103,20 @@ def stages(variant: LiteVariant) -> list[tuple]:
     for i, (kernel, stride, expand, f_in, f_out, repeats) in enumerate(BASE_STAGES):
         fixed = i in (0, len(BASE_STAGES) - 1)
         f_in = STEM_FILTERS if i == 0 else round_filters(f_in, variant.width)
-        scaled.append((kernel, stride, expand, f_in, round_filters(f_out, variant.width),
-                       repeats if fixed else math.ceil(variant.depth * repeats)))
+        scaled.append(
+            (
+                kernel,
+                stride,
+                expand,
+                f_in,
+                round_filters(f_out, variant.width),
+                repeats if fixed else math.ceil(variant.depth * repeats),
+            )
+        )
     return scaled
 
 
-def _conv_bn(x, filters, kernel, stride, name, torch_conv, torch_bn, sources, relu=True,
-             depthwise=False):
+def _conv_bn(x, filters, kernel, stride, name, torch_conv, torch_bn, sources, relu=True, depthwise=False):
     """Conv (or depthwise conv) without bias, batch norm, optional ReLU6; records each layer's
     checkpoint prefix in `sources`."""
     conv_name, bn_name, act_name = name
@@ -130,8 +137,7 @@ def _block(x, prefix, torch_prefix, kernel, stride, expand, f_in, f_out, sources
         names = (f"{prefix}expand_conv", f"{prefix}expand_bn", f"{prefix}expand_activation")
         x = _conv_bn(x, f_in * expand, 1, 1, names, f"{t}_expand_conv", f"{t}_bn0", sources)
     names = (f"{prefix}dwconv", f"{prefix}bn", f"{prefix}activation")
-    x = _conv_bn(x, None, kernel, stride, names, f"{t}_depthwise_conv", f"{t}_bn1", sources,
-                 depthwise=True)
+    x = _conv_bn(x, None, kernel, stride, names, f"{t}_depthwise_conv", f"{t}_bn1", sources, depthwise=True)
     names = (f"{prefix}project_conv", f"{prefix}project_bn", None)
     x = _conv_bn(x, f_out, 1, 1, names, f"{t}_project_conv", f"{t}_bn2", sources, relu=False)
     if stride == 1 and f_in == f_out:
@@ -140,16 +146,27 @@ def _block(x, prefix, torch_prefix, kernel, stride, expand, f_in, f_out, sources
 
 
 def _features(variant: LiteVariant, x, sources: dict):
-    x = _conv_bn(x, STEM_FILTERS, 3, 2, ("stem_conv", "stem_bn", "stem_activation"),
-                 "_conv_stem", "_bn0", sources)
+    x = _conv_bn(
+        x, STEM_FILTERS, 3, 2, ("stem_conv", "stem_bn", "stem_activation"), "_conv_stem", "_bn0", sources
+    )
     index = 0
     for stage, (kernel, stride, expand, f_in, f_out, repeats) in enumerate(stages(variant), 1):
         for r in range(repeats):
-            x = _block(x, f"block{stage}{chr(ord('a') + r)}_", f"_blocks.{index}.", kernel,
-                       stride if r == 0 else 1, expand, f_in if r == 0 else f_out, f_out, sources)
+            x = _block(
+                x,
+                f"block{stage}{chr(ord('a') + r)}_",
+                f"_blocks.{index}.",
+                kernel,
+                stride if r == 0 else 1,
+                expand,
+                f_in if r == 0 else f_out,
+                f_out,
+                sources,
+            )
             index += 1
-    return _conv_bn(x, HEAD_FILTERS, 1, 1, ("top_conv", "top_bn", TARGET_LAYER), "_conv_head",
-                    "_bn1", sources)
+    return _conv_bn(
+        x, HEAD_FILTERS, 1, 1, ("top_conv", "top_bn", TARGET_LAYER), "_conv_head", "_bn1", sources
+    )
 
 
 def _classifier(variant: LiteVariant, x, sources: dict):
@@ -159,8 +176,14 @@ def _classifier(variant: LiteVariant, x, sources: dict):
     return layers.Dense(IMAGENET_CLASSES, activation="softmax", name="predictions")(x)
 
 
-def efficientnet_lite(name: str, include_top: bool = True, weights: str | None = "imagenet",
-                      input_tensor=None, input_shape=None, cache_dir: Callable[[], Path] = None):
+def efficientnet_lite(
+    name: str,
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_tensor=None,
+    input_shape=None,
+    cache_dir: Callable[[], Path] = None,
+):
     """Build an EfficientNet-Lite flat on `input_tensor`, like `keras.applications` models.
 
     The input must already be preprocessed to `(x - 127) / 128` (`model.Preprocess`, mode `lite`).
@@ -197,8 +220,9 @@ def efficientnet_lite(name: str, include_top: bool = True, weights: str | None =
         converted = converted_weights(variant, Path(weights), cache_dir())
         # The converted file holds the classifier too: without the top, load it into a
         # throwaway one (weights are matched by layer type and order).
-        with_top = outputs if include_top else layers.Dense(IMAGENET_CLASSES)(
-            layers.GlobalAveragePooling2D()(x))
+        with_top = (
+            outputs if include_top else layers.Dense(IMAGENET_CLASSES)(layers.GlobalAveragePooling2D()(x))
+        )
         keras.Model(input_tensor, with_top).load_weights(converted)
     elif weights is not None:
         keras.Model(input_tensor, outputs).load_weights(str(weights))
@@ -206,8 +230,9 @@ def efficientnet_lite(name: str, include_top: bool = True, weights: str | None =
     return keras.Model(source_inputs, outputs, name=name)
 
 
-def keras_arrays(model: keras.Model, sources: dict[str, str], state: dict[str, np.ndarray],
-                 source: str) -> dict[str, list[np.ndarray]]:
+def keras_arrays(
+    model: keras.Model, sources: dict[str, str], state: dict[str, np.ndarray], source: str
+) -> dict[str, list[np.ndarray]]:
     """Each Keras layer's weights from the checkpoint `state`, in Keras' layout.
 
     Every tensor of `state` must be used (the `num_batches_tracked` counters aside) and fit its

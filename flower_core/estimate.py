@@ -34,9 +34,16 @@ from flower_core.runs import CONFIG, RunStore, read_history, read_record, run_fa
 # EfficientNet-Lites: Lite2's 23 photos/s at 384 px (issue 18's probe) scaled to 224 px; Lite0
 # and Lite1 are smaller, so for them this errs towards a longer estimate.
 _LITE_PHOTOS_PER_S = round(23 * (384 / 224) ** 2, 1)
-FALLBACK_PHOTOS_PER_S = {"vgg16": 6.4, "mobilenet": 114.3, "mobilenet_v2": 52.3, "resnet50": 17.1,
-                         "efficientnet_b0": 47.7, "efficientnet_lite0": _LITE_PHOTOS_PER_S,
-                         "efficientnet_lite1": _LITE_PHOTOS_PER_S, "efficientnet_lite2": _LITE_PHOTOS_PER_S}
+FALLBACK_PHOTOS_PER_S = {
+    "vgg16": 6.4,
+    "mobilenet": 114.3,
+    "mobilenet_v2": 52.3,
+    "resnet50": 17.1,
+    "efficientnet_b0": 47.7,
+    "efficientnet_lite0": _LITE_PHOTOS_PER_S,
+    "efficientnet_lite1": _LITE_PHOTOS_PER_S,
+    "efficientnet_lite2": _LITE_PHOTOS_PER_S,
+}
 REFERENCE_SIZE = 224
 # A training step (forward and backward pass) costs about three forward passes.
 TRAIN_COST = 3.0
@@ -102,8 +109,10 @@ def feature_needs(config: TrainConfig) -> list[dict]:
     clean = {"kind": "clean", "pooling": config.pooling, "passes": 1}
     if config.augment:
         views = config.augment_views
-        return [{"kind": f"{views} augmented views", "pooling": config.pooling, "passes": views, "part": "train"},
-                {**clean, "part": "val+test"}]
+        return [
+            {"kind": f"{views} augmented views", "pooling": config.pooling, "passes": views, "part": "train"},
+            {**clean, "part": "val+test"},
+        ]
     return [{**clean, "part": "all"}]
 
 
@@ -113,18 +122,30 @@ def _parts(config: TrainConfig, photos: int) -> dict[str, float]:
 
 
 def _signature(config: TrainConfig, need: dict, data_root) -> tuple:
-    return (config.backbone, config.image_size, preprocessing_mode(config), need["kind"], need["pooling"],
-            _weights_identity(config), str(Path(data_root).resolve()))
+    return (
+        config.backbone,
+        config.image_size,
+        preprocessing_mode(config),
+        need["kind"],
+        need["pooling"],
+        _weights_identity(config),
+        str(Path(data_root).resolve()),
+    )
 
 
 def _covered(signature: tuple, entries: list[dict], photos: float) -> bool:
     """Whether cache entries of this signature hold about `photos` photos (entries made before
     the cache recorded pooling, weights or dataset match any)."""
     backbone, size, prep, kind, pooling, weights, root = signature
-    held = sum(e.get("photos", 0) for e in entries
-               if (e.get("backbone"), e.get("image_size"), e.get("preprocessing"), e.get("kind")) == (backbone, size, prep, kind)
-               and e.get("pooling", pooling) == pooling and e.get("weights", weights) == weights
-               and e.get("data_root", root) == root)
+    held = sum(
+        e.get("photos", 0)
+        for e in entries
+        if (e.get("backbone"), e.get("image_size"), e.get("preprocessing"), e.get("kind"))
+        == (backbone, size, prep, kind)
+        and e.get("pooling", pooling) == pooling
+        and e.get("weights", weights) == weights
+        and e.get("data_root", root) == root
+    )
     return held >= 0.99 * photos
 
 
@@ -146,8 +167,16 @@ def _head_s_per_photo(runs_root) -> dict[str, float]:
     return {k: statistics.median(v) if v else FALLBACK_HEAD_S_PER_PHOTO[k] for k, v in samples.items()}
 
 
-def estimate_run(config: TrainConfig, data_root, *, runs_root=None, cache_root=None, probe: bool = False,
-                 photos: int | None = None, computed: set | None = None) -> dict:
+def estimate_run(
+    config: TrainConfig,
+    data_root,
+    *,
+    runs_root=None,
+    cache_root=None,
+    probe: bool = False,
+    photos: int | None = None,
+    computed: set | None = None,
+) -> dict:
     """Seconds one run should take here: backbone passes not yet cached, epochs, overhead.
 
     Args:
@@ -184,14 +213,30 @@ def estimate_run(config: TrainConfig, data_root, *, runs_root=None, cache_root=N
         epoch = (parts["train"] * TRAIN_COST + parts["val"]) / speed.photos_per_s
         training = config.epochs * epoch + parts["test"] / speed.photos_per_s
     if config.fine_tune_blocks:
-        training += config.fine_tune_epochs * (parts["train"] * TRAIN_COST + parts["val"]) / speed.photos_per_s
-    return {"seconds": extraction + training + RUN_OVERHEAD_S, "extraction_s": extraction,
-            "training_s": training, "overhead_s": RUN_OVERHEAD_S, "photos": photos,
-            "photos_per_s": speed.photos_per_s, "speed_source": speed.source, "cached": extraction == 0}
+        training += (
+            config.fine_tune_epochs * (parts["train"] * TRAIN_COST + parts["val"]) / speed.photos_per_s
+        )
+    return {
+        "seconds": extraction + training + RUN_OVERHEAD_S,
+        "extraction_s": extraction,
+        "training_s": training,
+        "overhead_s": RUN_OVERHEAD_S,
+        "photos": photos,
+        "photos_per_s": speed.photos_per_s,
+        "speed_source": speed.source,
+        "cached": extraction == 0,
+    }
 
 
-def estimate_group(configs: list[TrainConfig], data_root, *, runs_root=None, cache_root=None,
-                   probe: bool = False, photos: int | None = None) -> dict:
+def estimate_group(
+    configs: list[TrainConfig],
+    data_root,
+    *,
+    runs_root=None,
+    cache_root=None,
+    probe: bool = False,
+    photos: int | None = None,
+) -> dict:
     """Seconds a group of runs should take, in order: features one run builds, the next ones
     reuse (a group shares one split, so its runs share cache entries).
 
@@ -205,11 +250,25 @@ def estimate_group(configs: list[TrainConfig], data_root, *, runs_root=None, cac
     if photos is None:
         photos = sum(len(files) for files in list_candidates(data_root)[1].values())
     computed: set = set()
-    runs = [estimate_run(c, data_root, runs_root=runs_root, cache_root=cache_root, probe=probe,
-                         photos=photos, computed=computed) for c in configs]
+    runs = [
+        estimate_run(
+            c,
+            data_root,
+            runs_root=runs_root,
+            cache_root=cache_root,
+            probe=probe,
+            photos=photos,
+            computed=computed,
+        )
+        for c in configs
+    ]
     sources = sorted({r["speed_source"] for r in runs})
-    return {"seconds": sum(r["seconds"] for r in runs), "runs": runs, "photos": photos,
-            "speed_source": ", ".join(sources)}
+    return {
+        "seconds": sum(r["seconds"] for r in runs),
+        "runs": runs,
+        "photos": photos,
+        "speed_source": ", ".join(sources),
+    }
 
 
 def format_duration(seconds: float) -> str:

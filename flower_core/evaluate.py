@@ -104,8 +104,14 @@ def _predict_files(model, root: Path, files: list[str], size: int, batch_size: i
     return kept, probabilities, skipped
 
 
-def confidence_on(model: keras.Model, class_names: list[str], data_root, files: list[str],
-                  image_size: int | None = None, batch_size: int = 32) -> dict:
+def confidence_on(
+    model: keras.Model,
+    class_names: list[str],
+    data_root,
+    files: list[str],
+    image_size: int | None = None,
+    batch_size: int = 32,
+) -> dict:
     """A run's confidence threshold (`calibration.confidence_threshold`) from the model's
     predictions on labelled photos, its validation split; unreadable photos are left out."""
     size = image_size or model_image_size(model)
@@ -153,9 +159,7 @@ def evaluate_model(
         raise FlowerError(f"no photos to evaluate in {data_root}")
     labels = labels_for(files, class_names)
     size = image_size or model_image_size(model)
-    kept, probabilities, skipped = _predict_files(
-        model, Path(data_root), files, size, batch_size, progress
-    )
+    kept, probabilities, skipped = _predict_files(model, Path(data_root), files, size, batch_size, progress)
     if not kept:
         raise FlowerError(f"none of the {len(files)} photos could be read in {data_root}")
     metrics = summarise(
@@ -167,9 +171,7 @@ def evaluate_model(
     return {**metrics, "skipped": skipped}
 
 
-def folder_files(
-    data_root: str | os.PathLike, class_names: list[str]
-) -> tuple[list[str], list[str]]:
+def folder_files(data_root: str | os.PathLike, class_names: list[str]) -> tuple[list[str], list[str]]:
     """Photos of a `<root>/<class>/<image>` folder whose class is one of `class_names`.
 
     Returns:
@@ -211,9 +213,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_root: str | os.PathLike | None
         files, ignored = folder_files(data_root, class_names)
         source = "folder"
     metrics = evaluate_model(model, class_names, data_root, files)
-    metrics.update(
-        run=str(run_dir), data_root=str(data_root), source=source, ignored_classes=ignored
-    )
+    metrics.update(run=str(run_dir), data_root=str(data_root), source=source, ignored_classes=ignored)
     return metrics
 
 
@@ -226,8 +226,7 @@ def format_metrics(metrics: dict) -> str:
     ]
     for name, row in metrics["per_class"].items():
         lines.append(
-            f"{name:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}"
-            f"{row['f1']:>10.3f}{row['support']:>9d}"
+            f"{name:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>9d}"
         )
     lines.append(
         "confusion (rows = true): "

@@ -132,10 +132,12 @@ def _batched(run, root: Path, files: list[str], size: int) -> tuple[np.ndarray, 
 def compare(probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
     """Top-1 agreement, largest absolute probability difference and accuracy against labels."""
     top = probabilities.argmax(axis=1)
-    return {"photos": len(reference),
-            "agreement": float((top == reference.argmax(axis=1)).mean()),
-            "max_abs_diff": float(np.abs(probabilities - reference).max()),
-            "test_accuracy": float((top == labels).mean())}
+    return {
+        "photos": len(reference),
+        "agreement": float((top == reference.argmax(axis=1)).mean()),
+        "max_abs_diff": float(np.abs(probabilities - reference).max()),
+        "test_accuracy": float((top == labels).mean()),
+    }
 
 
 def check_agreement(name: str, row: dict) -> None:
@@ -144,20 +146,26 @@ def check_agreement(name: str, row: dict) -> None:
     formats (float16, int8) the same class on at least `QUANTISED_MIN_AGREEMENT` of the photos."""
     if FORMATS[name].precision != "float32":
         if row["agreement"] < QUANTISED_MIN_AGREEMENT:
-            raise FlowerError(f"{name} export agrees with the Keras model on {row['agreement']:.1%} of "
-                              f"the test photos, below {QUANTISED_MIN_AGREEMENT:.0%}; not exported")
+            raise FlowerError(
+                f"{name} export agrees with the Keras model on {row['agreement']:.1%} of "
+                f"the test photos, below {QUANTISED_MIN_AGREEMENT:.0%}; not exported"
+            )
     elif row["agreement"] < 1.0 or row["max_abs_diff"] > FLOAT_TOLERANCE:
-        raise FlowerError(f"{name} export differs from the Keras model (top-1 agreement "
-                          f"{row['agreement']:.1%}, largest probability difference "
-                          f"{row['max_abs_diff']:.2e} > {FLOAT_TOLERANCE}); not exported")
+        raise FlowerError(
+            f"{name} export differs from the Keras model (top-1 agreement "
+            f"{row['agreement']:.1%}, largest probability difference "
+            f"{row['max_abs_diff']:.2e} > {FLOAT_TOLERANCE}); not exported"
+        )
 
 
-def _bytes_check(folder: Path, root: Path, files: list[str], reference: np.ndarray,
-                 labels: np.ndarray) -> dict:
+def _bytes_check(
+    folder: Path, root: Path, files: list[str], reference: np.ndarray, labels: np.ndarray
+) -> dict:
     """The SavedModel's encoded-bytes signature on the test photos' files, against Keras on the
     studio's pixels (they may differ by a rounding step, and for EXIF-rotated or transparent photos)."""
-    run = export_formats.saved_model_runner(folder / FORMATS["saved_model"].path,
-                                            export_formats.BYTES_SIGNATURE)
+    run = export_formats.saved_model_runner(
+        folder / FORMATS["saved_model"].path, export_formats.BYTES_SIGNATURE
+    )
     rows, kept = [], []
     for index, rel in enumerate(files):
         try:
@@ -170,8 +178,9 @@ def _bytes_check(folder: Path, root: Path, files: list[str], reference: np.ndarr
     return {**compare(np.array(rows), reference[kept], labels[kept]), "undecoded": len(files) - len(kept)}
 
 
-def _write_format(name: str, model, size: int, staging: Path, scratch: Path, representative,
-                  backbone: str) -> dict:
+def _write_format(
+    name: str, model, size: int, staging: Path, scratch: Path, representative, backbone: str
+) -> dict:
     """Write one format; returns what the report must say about how it was written."""
     target = staging / FORMATS[name].path
     if name == "saved_model":
@@ -201,8 +210,9 @@ def _reference(model, root: Path, files: list[str]) -> tuple[list[str], np.ndarr
     return kept, np.concatenate(outputs), len(kept) / max(seconds, 1e-9)
 
 
-def _build(run_dir: Path, staging: Path, names: list[str], config: dict, split: dict,
-           progress: Progress) -> dict:
+def _build(
+    run_dir: Path, staging: Path, names: list[str], config: dict, split: dict, progress: Progress
+) -> dict:
     model, class_names = load_run(run_dir)
     size = int(model.input_shape[1])
     root = Path(config["data_root"])
@@ -217,8 +227,13 @@ def _build(run_dir: Path, staging: Path, names: list[str], config: dict, split: 
         progress(f"writing and checking {name}", 0.1 + 0.8 * step / len(names))
         written = _write_format(name, model, size, staging, scratch, representative, config["backbone"])
         probabilities, speed = _batched(export_formats.runner(name, staging), root, test_files, size)
-        row = {"file": FORMATS[name].path, "size_bytes": export_formats.size_bytes(staging / FORMATS[name].path),
-               **compare(probabilities, reference, labels), "photos_per_second": round(speed, 1), **written}
+        row = {
+            "file": FORMATS[name].path,
+            "size_bytes": export_formats.size_bytes(staging / FORMATS[name].path),
+            **compare(probabilities, reference, labels),
+            "photos_per_second": round(speed, 1),
+            **written,
+        }
         check_agreement(name, row)
         if name == "saved_model":
             progress("checking the encoded-bytes signature", 0.1 + 0.8 * (step + 0.5) / len(names))
@@ -227,8 +242,11 @@ def _build(run_dir: Path, staging: Path, names: list[str], config: dict, split: 
     shutil.rmtree(scratch)
     progress("writing the model card", 0.95)
     _write_card(run_dir, staging, config, split, class_names, report, size)
-    keras_row = {"test_accuracy": float((reference.argmax(1) == labels).mean()),
-                 "photos_per_second": round(keras_speed, 1), "size_bytes": (run_dir / MODEL).stat().st_size}
+    keras_row = {
+        "test_accuracy": float((reference.argmax(1) == labels).mean()),
+        "photos_per_second": round(keras_speed, 1),
+        "size_bytes": (run_dir / MODEL).stat().st_size,
+    }
     return {"keras": keras_row, "formats": report}
 
 
@@ -237,17 +255,25 @@ def _write_card(run_dir, staging, config, split, class_names, report, size) -> N
     texts = snippets(list(report), size)
     for file_name, text in texts.items():
         (staging / file_name).write_text(text)
-    card_rows = {name: {k: v for k, v in row.items() if k != "photos_per_second"}
-                 for name, row in report.items()}
-    data = export_card.card(config, run_facts(run_dir), read_record(run_dir / METRICS), run_dir.name,
-                            preprocessing_mode(TrainConfig.from_json(config)), card_rows,
-                            {part: len(split.get(part, [])) for part in ("train", "val", "test")})
+    card_rows = {
+        name: {k: v for k, v in row.items() if k != "photos_per_second"} for name, row in report.items()
+    }
+    data = export_card.card(
+        config,
+        run_facts(run_dir),
+        read_record(run_dir / METRICS),
+        run_dir.name,
+        preprocessing_mode(TrainConfig.from_json(config)),
+        card_rows,
+        {part: len(split.get(part, [])) for part in ("train", "val", "test")},
+    )
     (staging / export_card.CARD_JSON).write_text(json.dumps(data, indent=2) + "\n")
     (staging / export_card.CARD_MD).write_text(export_card.markdown(data, texts))
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, formats=None,
-               progress: Progress | None = None) -> dict:
+def export_run(
+    run_dir: str | os.PathLike, out: str | os.PathLike, formats=None, progress: Progress | None = None
+) -> dict:
     """Export a run's model into the new folder `out`, every format checked by its runtime.
 
     Args:
@@ -298,8 +324,9 @@ def zip_folder(folder: str | os.PathLike) -> bytes:
     return buffer.getvalue()
 
 
-def export_zip(run_dir: str | os.PathLike, formats=None, progress: Progress | None = None
-               ) -> tuple[bytes, dict]:
+def export_zip(
+    run_dir: str | os.PathLike, formats=None, progress: Progress | None = None
+) -> tuple[bytes, dict]:
     """`export_run` into a temporary folder, returned as zip bytes with the report (the app's
     download); the folder is removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="flower_export_") as scratch:
@@ -312,7 +339,9 @@ def format_report(report: dict) -> str:
     """Terminal lines: one per format with size, agreement, difference, accuracy and speed."""
     lines = [f"exported to {report['out']}"]
     for name, row in report["formats"].items():
-        lines.append(f"  {name:<12} {row['size_bytes'] / 1e6:8.2f} MB  agreement {row['agreement']:.2%}  "
-                     f"max diff {row['max_abs_diff']:.2e}  accuracy {row['test_accuracy']:.2%}  "
-                     f"{row['photos_per_second']:.1f} photos/s")
+        lines.append(
+            f"  {name:<12} {row['size_bytes'] / 1e6:8.2f} MB  agreement {row['agreement']:.2%}  "
+            f"max diff {row['max_abs_diff']:.2e}  accuracy {row['test_accuracy']:.2%}  "
+            f"{row['photos_per_second']:.1f} photos/s"
+        )
     return "\n".join(lines)

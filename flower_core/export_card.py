@@ -25,16 +25,25 @@ PREPROCESSING_TEXT = {
 # states them; check the upstream terms before redistributing.
 WEIGHTS_ORIGIN = {
     "vgg16": ("Keras Applications, ported from Oxford VGG's release", "CC BY 4.0"),
-    "mobilenet": ("Keras Applications, from TensorFlow Models' MobileNet v1 checkpoints",
-                  "Apache-2.0"),
-    "mobilenet_v2": ("Keras Applications, from TensorFlow Models' MobileNet v2 checkpoints",
-                     "Apache-2.0"),
+    "mobilenet": ("Keras Applications, from TensorFlow Models' MobileNet v1 checkpoints", "Apache-2.0"),
+    "mobilenet_v2": ("Keras Applications, from TensorFlow Models' MobileNet v2 checkpoints", "Apache-2.0"),
     "resnet50": ("Keras Applications, ported from Kaiming He's release", "MIT"),
-    "efficientnet_b0": ("Keras Applications, from TensorFlow's EfficientNet checkpoints",
-                        "Apache-2.0"),
+    "efficientnet_b0": ("Keras Applications, from TensorFlow's EfficientNet checkpoints", "Apache-2.0"),
 }
-_SETTINGS = ("preset", "epochs", "batch_size", "learning_rate", "pooling", "dense_units", "dropout",
-             "batchnorm", "augment", "label_smoothing", "fine_tune_blocks", "seed")
+_SETTINGS = (
+    "preset",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "pooling",
+    "dense_units",
+    "dropout",
+    "batchnorm",
+    "augment",
+    "label_smoothing",
+    "fine_tune_blocks",
+    "seed",
+)
 
 
 def _weights(config: dict) -> dict:
@@ -47,8 +56,15 @@ def _weights(config: dict) -> dict:
     return {"weights": "imagenet", "origin": origin, "licence": licence}
 
 
-def card(config: dict, facts: dict, metrics: dict, run_id: str, preprocessing: str, formats: dict,
-         split_sizes: dict) -> dict:
+def card(
+    config: dict,
+    facts: dict,
+    metrics: dict,
+    run_id: str,
+    preprocessing: str,
+    formats: dict,
+    split_sizes: dict,
+) -> dict:
     """The model card as one JSON-ready dict.
 
     Args:
@@ -65,14 +81,26 @@ def card(config: dict, facts: dict, metrics: dict, run_id: str, preprocessing: s
         "run_id": run_id,
         "classes": list(facts["class_names"]),
         "labels_file": LABELS_FILE,
-        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, size, size, 3],
-                  "layout": "NHWC", "channels": "RGB", "range": [0, 255],
-                  "resize": "to the square input with bilinear filtering (no crop)"},
-        "output": {"name": OUTPUT_NAME, "dtype": "float32",
-                   "meaning": f"class probabilities in the order of {LABELS_FILE}"},
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "shape": [None, size, size, 3],
+            "layout": "NHWC",
+            "channels": "RGB",
+            "range": [0, 255],
+            "resize": "to the square input with bilinear filtering (no crop)",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "dtype": "float32",
+            "meaning": f"class probabilities in the order of {LABELS_FILE}",
+        },
         "image_size": size,
-        "preprocessing": {"mode": preprocessing, "inside_model": True,
-                          "what": PREPROCESSING_TEXT[preprocessing]},
+        "preprocessing": {
+            "mode": preprocessing,
+            "inside_model": True,
+            "what": PREPROCESSING_TEXT[preprocessing],
+        },
         "backbone": config.get("backbone"),
         **_weights(config),
         "training": {key: config.get(key) for key in _SETTINGS},
@@ -92,12 +120,16 @@ def _percent(value) -> str:
 
 
 def _format_rows(formats: dict) -> list[str]:
-    rows = ["| format | file | size | top-1 agreement | largest prob. difference | test accuracy |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| format | file | size | top-1 agreement | largest prob. difference | test accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in formats.items():
-        rows.append(f"| {name} | `{FORMATS[name].path}` | {row['size_bytes'] / 1e6:.2f} MB | "
-                    f"{_percent(row['agreement'])} | {row['max_abs_diff']:.2e} | "
-                    f"{_percent(row['test_accuracy'])} |")
+        rows.append(
+            f"| {name} | `{FORMATS[name].path}` | {row['size_bytes'] / 1e6:.2f} MB | "
+            f"{_percent(row['agreement'])} | {row['max_abs_diff']:.2e} | "
+            f"{_percent(row['test_accuracy'])} |"
+        )
     return rows
 
 
@@ -106,9 +138,12 @@ def markdown(data: dict, snippets: dict[str, str]) -> str:
     size = data["image_size"]
     rule = data["low_confidence_rule"]
     lines = [
-        f"# Model card: {data['run_id']}", "",
-        f"Classes, in output order (`{LABELS_FILE}`): {', '.join(data['classes'])}.", "",
-        "## Input and output", "",
+        f"# Model card: {data['run_id']}",
+        "",
+        f"Classes, in output order (`{LABELS_FILE}`): {', '.join(data['classes'])}.",
+        "",
+        "## Input and output",
+        "",
         f"- Input `{INPUT_NAME}`: float32, shape (batch, {size}, {size}, 3), NHWC, RGB pixels in "
         f"[0, 255]; resize each photo to {size} x {size} with bilinear filtering (no crop).",
         f"- Preprocessing is inside the model: {data['preprocessing']['what']}. Do not apply it again.",
@@ -116,7 +151,8 @@ def markdown(data: dict, snippets: dict[str, str]) -> str:
         f"- SavedModel signature `{BYTES_SIGNATURE}` takes encoded photo bytes instead and "
         "decodes and resizes them in the graph (EXIF orientation is not applied: send upright photos).",
         "",
-        "## Model and training", "",
+        "## Model and training",
+        "",
         f"- Backbone: {data['backbone']}; weights: {data['weights']} ({data['origin']}; "
         f"licence {data['licence']}).",
         "- Settings: " + ", ".join(f"{k} {v}" for k, v in data["training"].items()) + ".",
@@ -130,16 +166,21 @@ def markdown(data: dict, snippets: dict[str, str]) -> str:
     ]
     if data["per_class"]:
         lines += ["| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
-                  for name, r in data["per_class"].items()]
+        lines += [
+            f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+            for name, r in data["per_class"].items()
+        ]
         lines.append("")
     lines += ["## Files, checked against the Keras model on the test photos", ""]
     lines += _format_rows(data["formats"]) + [""]
     for name, row in data["formats"].items():
         if row.get("float_layers"):
-            lines += [f"`{FORMATS[name].path}` is not fully integer: the layers "
-                      f"{', '.join(f'`{layer}`' for layer in row['float_layers'])} stay float32 "
-                      "(selective quantisation), so it needs float kernels; every other layer is int8.", ""]
+            lines += [
+                f"`{FORMATS[name].path}` is not fully integer: the layers "
+                f"{', '.join(f'`{layer}`' for layer in row['float_layers'])} stay float32 "
+                "(selective quantisation), so it needs float kernels; every other layer is int8.",
+                "",
+            ]
     lines += ["## Use it", ""]
     for name, text in snippets.items():
         language = "bash" if name.endswith(".sh") else "python"

@@ -50,16 +50,36 @@ class ExportFormat:
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
-        ExportFormat("saved_model", "saved_model", "float32", "TensorFlow (tf.saved_model.load), "
-                     "TensorFlow Serving", "TensorFlow SavedModel, float32; signatures "
-                     f"`{SERVING_SIGNATURE}` (pixels) and `{BYTES_SIGNATURE}` (encoded photos)"),
-        ExportFormat("tflite", "model.tflite", "float16", "LiteRT (ai_edge_litert)",
-                     "TensorFlow Lite, float16 weights, float32 arithmetic"),
-        ExportFormat("tflite_int8", "model_int8.tflite", "int8", "LiteRT (ai_edge_litert)",
-                     "TensorFlow Lite, int8 weights and activations (float32 input and output); "
-                     "the backbone's `INT8_FLOAT_LAYERS` stay float32"),
-        ExportFormat("onnx", "model.onnx", "float32", "ONNX Runtime (onnxruntime)",
-                     f"ONNX, opset {ONNX_OPSET}, float32"),
+        ExportFormat(
+            "saved_model",
+            "saved_model",
+            "float32",
+            "TensorFlow (tf.saved_model.load), TensorFlow Serving",
+            "TensorFlow SavedModel, float32; signatures "
+            f"`{SERVING_SIGNATURE}` (pixels) and `{BYTES_SIGNATURE}` (encoded photos)",
+        ),
+        ExportFormat(
+            "tflite",
+            "model.tflite",
+            "float16",
+            "LiteRT (ai_edge_litert)",
+            "TensorFlow Lite, float16 weights, float32 arithmetic",
+        ),
+        ExportFormat(
+            "tflite_int8",
+            "model_int8.tflite",
+            "int8",
+            "LiteRT (ai_edge_litert)",
+            "TensorFlow Lite, int8 weights and activations (float32 input and output); "
+            "the backbone's `INT8_FLOAT_LAYERS` stay float32",
+        ),
+        ExportFormat(
+            "onnx",
+            "model.onnx",
+            "float32",
+            "ONNX Runtime (onnxruntime)",
+            f"ONNX, opset {ONNX_OPSET}, float32",
+        ),
     )
 }
 # Written when no formats are asked for, and by the app's Export button.
@@ -94,8 +114,10 @@ def parse_formats(formats: str | Iterable[str] | None) -> list[str]:
     names = [name.strip() for name in names if name.strip()]
     unknown = [name for name in names if name not in FORMATS]
     if unknown or not names:
-        raise FlowerError(f"unknown export format {', '.join(unknown) or '(none given)'}: choose from "
-                          f"{', '.join(FORMATS)}. Received: formats={formats!r}")
+        raise FlowerError(
+            f"unknown export format {', '.join(unknown) or '(none given)'}: choose from "
+            f"{', '.join(FORMATS)}. Received: formats={formats!r}"
+        )
     return [name for name in FORMATS if name in names]
 
 
@@ -122,10 +144,15 @@ def _decode_jpeg_like_pillow(encoded, size: int):
     shape = tf.io.extract_jpeg_shape(encoded)
     scale = tf.minimum(shape[0] // size, shape[1] // size)
     index = tf.reduce_sum(tf.cast(scale >= tf.constant(JPEG_DRAFT_RATIOS[1:]), tf.int32))
-    return tf.switch_case(index, [
-        lambda ratio=ratio: tf.io.decode_jpeg(encoded, channels=3, ratio=ratio,
-                                              dct_method="INTEGER_ACCURATE")
-        for ratio in JPEG_DRAFT_RATIOS])
+    return tf.switch_case(
+        index,
+        [
+            lambda ratio=ratio: tf.io.decode_jpeg(
+                encoded, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE"
+            )
+            for ratio in JPEG_DRAFT_RATIOS
+        ],
+    )
 
 
 def _to_uint8(pixels):
@@ -145,8 +172,11 @@ def decode_photo(encoded, size: int):
     """
     import tensorflow as tf
 
-    image = tf.cond(tf.io.is_jpeg(encoded), lambda: _decode_jpeg_like_pillow(encoded, size),
-                    lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+    image = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: _decode_jpeg_like_pillow(encoded, size),
+        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False),
+    )
     image = tf.cast(image, tf.float32)
     wide = _to_uint8(tf.image.resize(image, (tf.shape(image)[0], size), antialias=True))
     return _to_uint8(tf.image.resize(wide, (size, size), antialias=True))
@@ -157,8 +187,11 @@ def _bytes_function(model, size: int):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, BYTES_INPUT_NAME)])
     def serve_bytes(image_bytes):
-        pixels = tf.map_fn(lambda encoded: decode_photo(encoded, size), image_bytes,
-                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        pixels = tf.map_fn(
+            lambda encoded: decode_photo(encoded, size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        )
         return {OUTPUT_NAME: model(pixels, training=False)}
 
     return serve_bytes
@@ -176,15 +209,15 @@ def write_saved_model(model, size: int, out: Path) -> None:
     module.weights = [variable.value for variable in model.variables]
     module.serve = _serving_function(model, size)
     module.serve_bytes = _bytes_function(model, size)
-    tf.saved_model.save(module, str(out), signatures={SERVING_SIGNATURE: module.serve,
-                                                      BYTES_SIGNATURE: module.serve_bytes})
+    tf.saved_model.save(
+        module, str(out), signatures={SERVING_SIGNATURE: module.serve, BYTES_SIGNATURE: module.serve_bytes}
+    )
 
 
 def _tflite_converter(saved_model: Path):
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
-                                                         signature_keys=[SERVING_SIGNATURE])
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[SERVING_SIGNATURE])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter
 
@@ -213,14 +246,20 @@ def _layer_outputs(calibrated_model: bytes, layers: Iterable[str]) -> list[str]:
         pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?/")
         matches = [name for name in names if any(pattern.search(part) for part in name.split(";"))]
         if not matches:
-            raise FlowerError(f"int8 export: no layer {layer!r} in the model to keep in float32. "
-                              f"Received: layers={list(layers)}")
+            raise FlowerError(
+                f"int8 export: no layer {layer!r} in the model to keep in float32. "
+                f"Received: layers={list(layers)}"
+            )
         found += matches
     return found
 
 
-def write_tflite_int8(saved_model: Path, out: Path, representative: Callable[[], Iterable[np.ndarray]],
-                      float_layers: Iterable[str] = ()) -> list[str]:
+def write_tflite_int8(
+    saved_model: Path,
+    out: Path,
+    representative: Callable[[], Iterable[np.ndarray]],
+    float_layers: Iterable[str] = (),
+) -> list[str]:
     """TFLite with int8 weights and activations, calibrated on `representative` photos; input and
     output stay float32, as in every other format.
 
@@ -247,7 +286,8 @@ def write_tflite_int8(saved_model: Path, out: Path, representative: Callable[[],
         out.write_bytes(converter.convert())
         return []
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=converter.representative_dataset)
+        converter=converter, debug_dataset=converter.representative_dataset
+    )
     nodes = _layer_outputs(debugger.calibrated_model, float_layers)
     debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
     out.write_bytes(debugger.get_nondebug_quantized_model())
@@ -261,11 +301,14 @@ def write_onnx(model, size: int, out: Path) -> None:
     try:
         import tf2onnx
     except ImportError:
-        raise FlowerError("ONNX export needs tf2onnx and onnxruntime (pip install -r "
-                          "requirements.txt), or leave onnx out of --formats") from None
+        raise FlowerError(
+            "ONNX export needs tf2onnx and onnxruntime (pip install -r "
+            "requirements.txt), or leave onnx out of --formats"
+        ) from None
     spec = [tf.TensorSpec([None, size, size, 3], tf.float32, INPUT_NAME)]
-    tf2onnx.convert.from_function(_serving_function(model, size), input_signature=spec,
-                                  opset=ONNX_OPSET, output_path=str(out))
+    tf2onnx.convert.from_function(
+        _serving_function(model, size), input_signature=spec, opset=ONNX_OPSET, output_path=str(out)
+    )
 
 
 def saved_model_runner(path: Path, signature: str = SERVING_SIGNATURE) -> Runner:
@@ -283,8 +326,9 @@ def tflite_runner(path: Path) -> Runner:
 
     interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
     run = interpreter.get_signature_runner(SERVING_SIGNATURE)
-    return lambda batch: np.concatenate([run(**{INPUT_NAME: photo[None]})[OUTPUT_NAME]
-                                         for photo in np.asarray(batch, np.float32)])
+    return lambda batch: np.concatenate(
+        [run(**{INPUT_NAME: photo[None]})[OUTPUT_NAME] for photo in np.asarray(batch, np.float32)]
+    )
 
 
 def onnx_runner(path: Path) -> Runner:

@@ -33,22 +33,28 @@ image = Image.open(sys.argv[1]).convert("RGB").resize((SIZE, SIZE), Image.Resamp
 pixels = np.asarray(image, dtype=np.float32)[None]  # (1, SIZE, SIZE, 3): RGB, 0-255
 '''
 
-_EPILOGUE = '''for label, p in sorted(zip(labels, probabilities), key=lambda pair: -pair[1]):
+_EPILOGUE = """for label, p in sorted(zip(labels, probabilities), key=lambda pair: -pair[1]):
     print(f"{label}: {p:.6f}")
-'''
+"""
 
 _BODIES = {
-    "saved_model": ("import tensorflow as tf\n",
-                    f'model = tf.saved_model.load("{FORMATS["saved_model"].path}")\n'
-                    f'outputs = model.signatures["{SERVING_SIGNATURE}"]({INPUT_NAME}=tf.constant(pixels))\n'
-                    f'probabilities = outputs["{OUTPUT_NAME}"].numpy()[0]\n'),
-    "tflite": ("from ai_edge_litert.interpreter import Interpreter\n",
-               'interpreter = Interpreter(model_path="{path}")\n'
-               f'run = interpreter.get_signature_runner("{SERVING_SIGNATURE}")\n'
-               f'probabilities = run({INPUT_NAME}=pixels)["{OUTPUT_NAME}"][0]\n'),
-    "onnx": ("import onnxruntime\n",
-             'session = onnxruntime.InferenceSession("{path}", providers=["CPUExecutionProvider"])\n'
-             f'probabilities = session.run(["{OUTPUT_NAME}"], {{"{INPUT_NAME}": pixels}})[0][0]\n'),
+    "saved_model": (
+        "import tensorflow as tf\n",
+        f'model = tf.saved_model.load("{FORMATS["saved_model"].path}")\n'
+        f'outputs = model.signatures["{SERVING_SIGNATURE}"]({INPUT_NAME}=tf.constant(pixels))\n'
+        f'probabilities = outputs["{OUTPUT_NAME}"].numpy()[0]\n',
+    ),
+    "tflite": (
+        "from ai_edge_litert.interpreter import Interpreter\n",
+        'interpreter = Interpreter(model_path="{path}")\n'
+        f'run = interpreter.get_signature_runner("{SERVING_SIGNATURE}")\n'
+        f'probabilities = run({INPUT_NAME}=pixels)["{OUTPUT_NAME}"][0]\n',
+    ),
+    "onnx": (
+        "import onnxruntime\n",
+        'session = onnxruntime.InferenceSession("{path}", providers=["CPUExecutionProvider"])\n'
+        f'probabilities = session.run(["{OUTPUT_NAME}"], {{"{INPUT_NAME}": pixels}})[0][0]\n',
+    ),
 }
 
 _TF_SERVING = f'''# Serve the SavedModel with TensorFlow Serving (Docker), from the export folder:

@@ -63,8 +63,9 @@ def _weights_identity(config: TrainConfig) -> str:
     return f"{Path(config.weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def cache_key(config: TrainConfig, fingerprint: str, files: list[str], views: int = 0,
-              maps: bool = False) -> str:
+def cache_key(
+    config: TrainConfig, fingerprint: str, files: list[str], views: int = 0, maps: bool = False
+) -> str:
     """A hash of everything that changes the features; `views > 0` keys augmented views, `maps`
     the feature maps before pooling (which pooling then does not change)."""
     parts = {
@@ -118,8 +119,9 @@ def _extract(feature_model, forward, root, files, config, views, out_path, progr
     """
     dataset = image_dataset(root, files, None, image_size=config.image_size, batch_size=32)
     row_shape = tuple(feature_model.output_shape[1:])
-    out = np.lib.format.open_memmap(out_path, mode="w+", dtype="float32",
-                                    shape=((views,) if views else ()) + (len(files), *row_shape))
+    out = np.lib.format.open_memmap(
+        out_path, mode="w+", dtype="float32", shape=((views,) if views else ()) + (len(files), *row_shape)
+    )
     _reserve(out_path)
     passes = max(views, 1)
     done = 0
@@ -128,9 +130,9 @@ def _extract(feature_model, forward, root, files, config, views, out_path, progr
         for view in range(passes):
             rows = forward(batch).numpy()
             if views:
-                out[view, done:done + count] = rows
+                out[view, done : done + count] = rows
             else:
-                out[done:done + count] = rows
+                out[done : done + count] = rows
         done += count
         if progress:
             progress(done * passes, len(files) * passes)
@@ -249,9 +251,16 @@ def pixel_scratch(run_name: str, photos: int, image_size: int, root=None):
 
 def _meta(config, root, files, kind: str, pooling: str | None) -> dict:
     """What an entry holds, for the app's cache list and `flower_core.estimate`'s cache check."""
-    return {"backbone": config.backbone, "image_size": config.image_size, "photos": len(files),
-            "kind": kind, "preprocessing": preprocessing_mode(config), "pooling": pooling,
-            "weights": _weights_identity(config), "data_root": str(Path(root).resolve())}
+    return {
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "photos": len(files),
+        "kind": kind,
+        "preprocessing": preprocessing_mode(config),
+        "pooling": pooling,
+        "weights": _weights_identity(config),
+        "data_root": str(Path(root).resolve()),
+    }
 
 
 def cached_features(cache, feature_model, config, root, files, fingerprint, progress=None):
@@ -259,8 +268,11 @@ def cached_features(cache, feature_model, config, root, files, fingerprint, prog
     key = cache_key(config, fingerprint, files)
     meta = _meta(config, root, files, "clean", config.pooling)
     return cache.get_or_build(
-        key, lambda path: _extract(feature_model, _clean_forward(feature_model), root, files, config, 0, path,
-                                   progress), meta
+        key,
+        lambda path: _extract(
+            feature_model, _clean_forward(feature_model), root, files, config, 0, path, progress
+        ),
+        meta,
     )
 
 
@@ -287,6 +299,7 @@ def cached_maps(cache, map_model, config, root, files, fingerprint, progress=Non
     key = cache_key(config, fingerprint, files, maps=True)
     meta = _meta(config, root, files, "feature maps", None)
     return cache.get_or_build(
-        key, lambda path: _extract(map_model, _clean_forward(map_model), root, files, config, 0, path, progress),
-        meta
+        key,
+        lambda path: _extract(map_model, _clean_forward(map_model), root, files, config, 0, path, progress),
+        meta,
     )

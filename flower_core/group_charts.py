@@ -12,14 +12,25 @@ from flower_core.charts import _axis_range, _style
 def study_bars(table: list[dict]) -> go.Figure:
     """The study's test accuracy per step beside our mean over seeds, with ± 1 sd error bars."""
     presets = [row["preset"] for row in table]
-    fig = go.Figure([
-        go.Bar(name="study (VGG16)", x=presets, y=[row["study_accuracy"] for row in table],
-               marker_color="#B0B7C3"),
-        go.Bar(name="our runs (mean ± sd)", x=presets, y=[row["mean"] for row in table],
-               error_y=dict(type="data", array=[row["sd"] or 0 for row in table], visible=True),
-               customdata=[row["runs"] for row in table], marker_color="#4C78A8",
-               hovertemplate="%{x}: %{y:.2%} over %{customdata} run(s)<extra></extra>"),
-    ])
+    fig = go.Figure(
+        [
+            go.Bar(
+                name="study (VGG16)",
+                x=presets,
+                y=[row["study_accuracy"] for row in table],
+                marker_color="#B0B7C3",
+            ),
+            go.Bar(
+                name="our runs (mean ± sd)",
+                x=presets,
+                y=[row["mean"] for row in table],
+                error_y=dict(type="data", array=[row["sd"] or 0 for row in table], visible=True),
+                customdata=[row["runs"] for row in table],
+                marker_color="#4C78A8",
+                hovertemplate="%{x}: %{y:.2%} over %{customdata} run(s)<extra></extra>",
+            ),
+        ]
+    )
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="test accuracy"))
     return _style(fig, "The study against our runs", 380)
 
@@ -39,12 +50,22 @@ def sweep_parallel(results: list[dict], settings: list[str]) -> go.Figure:
             dimensions.append(dict(label=label, values=numeric, range=_axis_range(numeric)))
         else:
             names = sorted(values.astype(str).unique())
-            dimensions.append(dict(label=label, values=values.astype(str).map(names.index),
-                                   tickvals=list(range(len(names))), ticktext=names))
+            dimensions.append(
+                dict(
+                    label=label,
+                    values=values.astype(str).map(names.index),
+                    tickvals=list(range(len(names))),
+                    ticktext=names,
+                )
+            )
     val = pd.to_numeric(frame.get("val_accuracy"), errors="coerce")
     dimensions.append(dict(label="val accuracy", values=val.fillna(0), range=[0, 1]))
-    fig = go.Figure(go.Parcoords(dimensions=dimensions, line=dict(
-        color=val.fillna(0), colorscale="Viridis", cmin=0, cmax=1, showscale=True)))
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dimensions,
+            line=dict(color=val.fillna(0), colorscale="Viridis", cmin=0, cmax=1, showscale=True),
+        )
+    )
     _style(fig, "Settings against validation accuracy", 440)
     fig.update_layout(margin=dict(l=60, r=40, t=110, b=30))
     return fig

@@ -28,17 +28,29 @@ def _queue(args, kind: str, planned_fn, start_fn, **options) -> None:
     planned = planned_fn(**options)
     estimate = estimate_group([p.config for p in planned], data_root, runs_root=args.runs, probe=True)
     record = start_fn(data_root, args.runs, **options)
-    note = (f"{kind} {record['id']}: {len(record['runs'])} runs queued, about "
-            f"{format_duration(estimate['seconds'])} here ({estimate['speed_source']} speed)")
+    note = (
+        f"{kind} {record['id']}: {len(record['runs'])} runs queued, about "
+        f"{format_duration(estimate['seconds'])} here ({estimate['speed_source']} speed)"
+    )
     if args.wait:
         print(note, file=sys.stderr)
-        rows = wait_group(args.runs, record["id"],
-                          on_change=lambda counts: print(f"  {counts}", file=sys.stderr))
+        rows = wait_group(
+            args.runs, record["id"], on_change=lambda counts: print(f"  {counts}", file=sys.stderr)
+        )
     else:
         rows = group_rows(args.runs, record["id"])
     payload, text = _results(kind, rows, record)
-    _print(args, {"group": record["id"], "kind": kind, "runs": record["runs"],
-                  "estimate_s": round(estimate["seconds"], 1), **payload}, f"{note}\n{text}")
+    _print(
+        args,
+        {
+            "group": record["id"],
+            "kind": kind,
+            "runs": record["runs"],
+            "estimate_s": round(estimate["seconds"], 1),
+            **payload,
+        },
+        f"{note}\n{text}",
+    )
 
 
 def _results(kind: str, rows: list[dict], record: dict) -> tuple[dict, str]:
@@ -55,9 +67,14 @@ def _results(kind: str, rows: list[dict], record: dict) -> tuple[dict, str]:
     settings = list(record["info"]["grid"])
     results = sweep_results(rows, settings)
     best = best_by_validation(rows, settings)
-    lines = [f"{r['combination']:<40} val {r['val_accuracy'] if r['val_accuracy'] is None else round(r['val_accuracy'], 4)}"
-             f"  test {r['test_accuracy'] if r['test_accuracy'] is None else round(r['test_accuracy'], 4)}"
-             for r in results]
+
+    def shown(value):
+        return value if value is None else round(value, 4)
+
+    lines = [
+        f"{r['combination']:<40} val {shown(r['val_accuracy'])}  test {shown(r['test_accuracy'])}"
+        for r in results
+    ]
     if best:
         lines.append(f"best by validation: {best['combination']}")
     return {"states": states, "results": results, "best": best}, "\n".join(lines)
@@ -66,17 +83,36 @@ def _results(kind: str, rows: list[dict], record: dict) -> tuple[dict, str]:
 def _cmd_study(args) -> None:
     from flower_core.study import plan_study, start_study
 
-    _queue(args, "study", plan_study, start_study, seeds=args.seeds, backbone=args.backbone,
-           weights=args.weights, image_size=args.image_size, epochs=args.epochs, baseline=args.baseline)
+    _queue(
+        args,
+        "study",
+        plan_study,
+        start_study,
+        seeds=args.seeds,
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        baseline=args.baseline,
+    )
 
 
 def _cmd_sweep(args) -> None:
     from flower_core.sweep import parse_grid, plan_sweep, start_sweep
 
-    options = {"preset": args.preset, "grid": parse_grid(args.grid), "samples": args.samples,
-               "seeds": args.seeds, "max_runs": args.max_runs}
-    common = {"backbone": args.backbone, "weights": args.weights, "image_size": args.image_size,
-              "epochs": args.epochs}
+    options = {
+        "preset": args.preset,
+        "grid": parse_grid(args.grid),
+        "samples": args.samples,
+        "seeds": args.seeds,
+        "max_runs": args.max_runs,
+    }
+    common = {
+        "backbone": args.backbone,
+        "weights": args.weights,
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+    }
     options.update({k: v for k, v in common.items() if v is not None})
     _queue(args, "sweep", plan_sweep, start_sweep, **options)
 
@@ -96,9 +132,12 @@ def _cmd_groups(args) -> None:
         _print(args, {"group": record, **payload}, text)
     else:
         records = list_groups(args.runs)
-        _print(args, {"groups": records},
-               "\n".join(f"{r['id']:<32} {len(r['runs']):>3} runs  {r['created']}" for r in records)
-               or "no studies or sweeps yet")
+        _print(
+            args,
+            {"groups": records},
+            "\n".join(f"{r['id']:<32} {len(r['runs']):>3} runs  {r['created']}" for r in records)
+            or "no studies or sweeps yet",
+        )
 
 
 def add_commands(sub, with_settings: bool = True) -> None:
@@ -118,14 +157,26 @@ def add_commands(sub, with_settings: bool = True) -> None:
     if with_settings:  # the presets live in `config`, which imports Keras
         from flower_core.config import DEFAULT_PRESET
 
-        p.add_argument("--preset", default=DEFAULT_PRESET,
-                       help=f"the recipe every run starts from (default {DEFAULT_PRESET})")
-    p.add_argument("--grid", required=True, help='training settings and their values, e.g. '
-                   '"dropout=0.2,0.5;learning_rate=1e-3,1e-4"')
+        p.add_argument(
+            "--preset",
+            default=DEFAULT_PRESET,
+            help=f"the recipe every run starts from (default {DEFAULT_PRESET})",
+        )
+    p.add_argument(
+        "--grid",
+        required=True,
+        help='training settings and their values, e.g. "dropout=0.2,0.5;learning_rate=1e-3,1e-4"',
+    )
     p.add_argument("--samples", type=int, help="a random sample of this many combinations (default: all)")
-    p.add_argument("--seeds", type=int, default=1, help=f"seeds per combination, 1 to {MAX_SEEDS} (default 1)")
-    p.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS,
-                   help=f"refuse a sweep of more runs (default {DEFAULT_MAX_RUNS})")
+    p.add_argument(
+        "--seeds", type=int, default=1, help=f"seeds per combination, 1 to {MAX_SEEDS} (default 1)"
+    )
+    p.add_argument(
+        "--max-runs",
+        type=int,
+        default=DEFAULT_MAX_RUNS,
+        help=f"refuse a sweep of more runs (default {DEFAULT_MAX_RUNS})",
+    )
     p.set_defaults(handler=_cmd_sweep)
 
     p = sub.add_parser("groups", help="list studies and sweeps; show, cancel or delete one")

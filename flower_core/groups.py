@@ -59,8 +59,15 @@ def new_group_id(kind: str) -> str:
     return f"{kind}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def submit_group(kind: str, planned: list[Planned], data_root, runs_root=None, *,
-                 info: dict | None = None, start: bool = True) -> dict:
+def submit_group(
+    kind: str,
+    planned: list[Planned],
+    data_root,
+    runs_root=None,
+    *,
+    info: dict | None = None,
+    start: bool = True,
+) -> dict:
     """Queue every planned run as one group sharing one split; returns the group record.
 
     Every config is checked before anything is written, so a bad one queues nothing; a write
@@ -84,15 +91,26 @@ def submit_group(kind: str, planned: list[Planned], data_root, runs_root=None, *
     store = RunStore(runs_root)
     group_id = new_group_id(kind)
     folder = group_dir(store.root, group_id)
-    record = {"id": group_id, "kind": kind, "created": now_iso(),
-              "data_root": str(Path(data_root).resolve()), "info": info or {}, "runs": []}
+    record = {
+        "id": group_id,
+        "kind": kind,
+        "created": now_iso(),
+        "data_root": str(Path(data_root).resolve()),
+        "info": info or {},
+        "runs": [],
+    }
     made: list[Path] = []
     try:
         with clear_write_errors():
             folder.mkdir(parents=True)
             for item in planned:
-                extra = {"group": group_id, "group_kind": kind, "group_label": item.label,
-                         "split_file": str((folder / SPLIT).resolve()), "share_split": True}
+                extra = {
+                    "group": group_id,
+                    "group_kind": kind,
+                    "group_label": item.label,
+                    "split_file": str((folder / SPLIT).resolve()),
+                    "share_split": True,
+                }
                 made.append(jobs.submit(item.config, data_root, store.root, extra=extra, start=False))
                 store.set_meta(made[-1].name, tags=[group_id])
             record["runs"] = [run_dir.name for run_dir in made]
@@ -131,8 +149,11 @@ def group_record(runs_root, group_id: str) -> dict:
 def group_run_dirs(runs_root, group_id: str) -> list[Path]:
     """The group's run folders that still exist, in queue order."""
     store = RunStore(runs_root)
-    return [store.root / run_id for run_id in group_record(store.root, group_id)["runs"]
-            if (store.root / run_id / CONFIG).is_file()]
+    return [
+        store.root / run_id
+        for run_id in group_record(store.root, group_id)["runs"]
+        if (store.root / run_id / CONFIG).is_file()
+    ]
 
 
 def group_rows(runs_root, group_id: str) -> list[dict]:
@@ -166,8 +187,10 @@ def delete_group(runs_root, group_id: str) -> int:
     run_dirs = group_run_dirs(store.root, group_id)
     active = [d.name for d in run_dirs if peek_status(d).get("state") in ACTIVE_STATES]
     if active:
-        raise FlowerError(f"{len(active)} run(s) of {group_id} are still queued or running: "
-                          "cancel the group first, then delete it")
+        raise FlowerError(
+            f"{len(active)} run(s) of {group_id} are still queued or running: "
+            "cancel the group first, then delete it"
+        )
     for run_dir in run_dirs:
         shutil.rmtree(run_dir)
     shutil.rmtree(group_dir(store.root, group_id), ignore_errors=True)
@@ -181,8 +204,9 @@ def state_counts(rows: list[dict]) -> dict[str, int]:
     return counts
 
 
-def wait_group(runs_root, group_id: str, *, poll_s: float = 1.0, timeout_s: float | None = None,
-               on_change=None) -> list[dict]:
+def wait_group(
+    runs_root, group_id: str, *, poll_s: float = 1.0, timeout_s: float | None = None, on_change=None
+) -> list[dict]:
     """Block until no run of the group is queued or running; returns the final rows.
 
     A queued run needs a worker: if none has held the runs folder for `WORKER_RESTART_S` (it

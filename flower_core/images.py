@@ -135,8 +135,7 @@ def load_image(
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(
-                    f"image too large: {width}x{height} pixels is over the limit of "
-                    f"{max_pixels:,} pixels"
+                    f"image too large: {width}x{height} pixels is over the limit of {max_pixels:,} pixels"
                 )
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))

@@ -57,8 +57,9 @@ def forward(model: keras.Model) -> Callable:
 
     def build():
         owner = weakref.ref(model)  # a strong one would keep the model alive forever
-        return tf.function(lambda pixels: owner()(pixels, training=False),
-                           input_signature=[pixel_spec(model)])
+        return tf.function(
+            lambda pixels: owner()(pixels, training=False), input_signature=[pixel_spec(model)]
+        )
 
     return cached_for_model(model, "forward", build)
 

@@ -88,12 +88,15 @@ def queued_runs(runs_root=None) -> list[Path]:
         if status.get("state") == "queued":
             # `queued_ns` orders runs created in the same second (two sessions pressing Train).
             ns = status.get("queued_ns")
-            waiting.append((str(status.get("queued", "")), ns if isinstance(ns, int) else 0, run_dir.name,
-                            run_dir))
+            waiting.append(
+                (str(status.get("queued", "")), ns if isinstance(ns, int) else 0, run_dir.name, run_dir)
+            )
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
-def create_run(config: TrainConfig, data_root, runs_root=None, split_file=None, extra: dict | None = None) -> Path:
+def create_run(
+    config: TrainConfig, data_root, runs_root=None, split_file=None, extra: dict | None = None
+) -> Path:
     """A `queued` run folder for `config`, made only once the settings, the dataset and the
     backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
     keys to the run's `config.json` (a group's id and shared split, `flower_core.groups`)."""
@@ -103,13 +106,27 @@ def create_run(config: TrainConfig, data_root, runs_root=None, split_file=None, 
     if split_file:
         load_split(split_file)
     return RunStore(runs_root).create(
-        {**config.to_json(), "data_root": str(Path(data_root).resolve()),
-         "split_file": str(Path(split_file).resolve()) if split_file else None, **(extra or {})},
-        config.preset, config.backbone)
+        {
+            **config.to_json(),
+            "data_root": str(Path(data_root).resolve()),
+            "split_file": str(Path(split_file).resolve()) if split_file else None,
+            **(extra or {}),
+        },
+        config.preset,
+        config.backbone,
+    )
 
 
-def submit(config: TrainConfig, data_root, runs_root=None, split_file=None, *, extra: dict | None = None,
-           start: bool = True, token: str | None = None) -> Path:
+def submit(
+    config: TrainConfig,
+    data_root,
+    runs_root=None,
+    split_file=None,
+    *,
+    extra: dict | None = None,
+    start: bool = True,
+    token: str | None = None,
+) -> Path:
     """Queue a training run and make sure a worker will train it; returns at once.
 
     Args:
@@ -238,8 +255,12 @@ def start_worker(runs_root=None) -> None:
         with open(root / LOG_FILE, "ab") as log:
             _STARTED[root] = subprocess.Popen(
                 [sys.executable, "-m", "flower_core", "worker", "--runs", str(root)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                cwd=os.getcwd(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=os.getcwd(),
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
             )
 
 
@@ -256,8 +277,10 @@ def cancel(run_dir: Path) -> None:
 
 def _mark_cancelled(run_dir: Path) -> None:
     status = read_json(run_dir / STATUS, {})
-    write_json(run_dir / STATUS, {**status, "state": "cancelled", "finished": now_iso(),
-                                  "message": "cancelled before it started"})
+    write_json(
+        run_dir / STATUS,
+        {**status, "state": "cancelled", "finished": now_iso(), "message": "cancelled before it started"},
+    )
 
 
 def run_worker(runs_root=None) -> int:
@@ -287,5 +310,3 @@ def _reset_keras() -> None:
     import keras
 
     keras.backend.clear_session()
-
-

@@ -86,7 +86,9 @@ def augmentation_layers(seed: int) -> list[layers.Layer]:
     would turn exactly as much as it zooms."""
     return [
         layers.RandomFlip("horizontal", seed=seed, name=f"{AUGMENT_LAYER_PREFIX}flip"),
-        layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 1, name=f"{AUGMENT_LAYER_PREFIX}rotation"),
+        layers.RandomRotation(
+            10 / 360, fill_mode="nearest", seed=seed + 1, name=f"{AUGMENT_LAYER_PREFIX}rotation"
+        ),
         layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 2, name=f"{AUGMENT_LAYER_PREFIX}zoom"),
         RandomShearX(0.2, 0.0, fill_mode="nearest", seed=seed + 3, name=f"{AUGMENT_LAYER_PREFIX}shear"),
     ]
@@ -125,8 +127,9 @@ class MapAugmentation(layers.Layer):
             return maps
         batch = keras.ops.shape(maps)[0]
         h, w, channels = maps.shape[1:]
-        probes = keras.ops.broadcast_to(keras.ops.reshape(keras.ops.eye(h * w), (1, h, w, h * w)),
-                                        (batch, h, w, h * w))
+        probes = keras.ops.broadcast_to(
+            keras.ops.reshape(keras.ops.eye(h * w), (1, h, w, h * w)), (batch, h, w, h * w)
+        )
         for layer in self.augment:
             probes = layer(probes, training=True)
         weights = keras.ops.reshape(probes, (batch, h * w, h * w))
@@ -197,13 +200,17 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     head_model = keras.Model(feature_input, _apply(head, feature_input), name="head")
     map_model = keras.Model(inputs, backbone.output, name="feature_maps")
     map_input = keras.Input(tuple(backbone.output.shape[1:]), name="feature_maps")
-    map_augmentation = [MapAugmentation(config.seed, name=f"{AUGMENT_LAYER_PREFIX}maps")] if config.augment else []
-    map_head_model = keras.Model(map_input, _apply(head, pool(_apply(map_augmentation, map_input))),
-                                 name="map_head")
+    map_augmentation = (
+        [MapAugmentation(config.seed, name=f"{AUGMENT_LAYER_PREFIX}maps")] if config.augment else []
+    )
+    map_head_model = keras.Model(
+        map_input, _apply(head, pool(_apply(map_augmentation, map_input))), name="map_head"
+    )
     not_backbone = {inputs.name, preprocessor.name, *(layer.name for layer in augmentation)}
     backbone_layers = [layer.name for layer in backbone.layers if layer.name not in not_backbone]
-    return Classifier(model, feature_model, head_model, map_model, map_head_model, backbone_layers,
-                      augmentation)
+    return Classifier(
+        model, feature_model, head_model, map_model, map_head_model, backbone_layers, augmentation
+    )
 
 
 def is_backbone_layer(name: str) -> bool:
@@ -232,8 +239,11 @@ def set_fine_tuning(classifier: Classifier, backbone_name: str, blocks: int) -> 
     """
     backbone = get_backbone(backbone_name)
     in_backbone = set(classifier.backbone_layers)
-    keyed = [(backbone.block_of(layer.name), layer) for layer in classifier.model.layers
-             if layer.name in in_backbone]
+    keyed = [
+        (backbone.block_of(layer.name), layer)
+        for layer in classifier.model.layers
+        if layer.name in in_backbone
+    ]
     keys = sorted({key for key, _ in keyed if key is not None})
     chosen = set(keys[-blocks:]) if blocks else set()
     unfrozen = []

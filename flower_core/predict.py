@@ -53,8 +53,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, list[str]]:
     outputs = model.output_shape[-1]
     if outputs != len(class_names):
         raise FlowerError(
-            f"run {run_dir}: the model has {outputs} outputs but the run "
-            f"names {len(class_names)} classes"
+            f"run {run_dir}: the model has {outputs} outputs but the run names {len(class_names)} classes"
         )
     return model, class_names
 
@@ -104,12 +103,15 @@ def assess(probabilities: np.ndarray, threshold: float = MIN_TOP_PROBABILITY) ->
         "low_confidence": unsure,
         "threshold": float(threshold),
         "reason": f"the model is unsure: top probability {p.max():.2f} is below this run's "
-        f"threshold {threshold:.2f}" if unsure else "",
+        f"threshold {threshold:.2f}"
+        if unsure
+        else "",
     }
 
 
-def describe(probabilities: np.ndarray, class_names: list[str], top_k: int = 3,
-             threshold: float = MIN_TOP_PROBABILITY) -> dict:
+def describe(
+    probabilities: np.ndarray, class_names: list[str], top_k: int = 3, threshold: float = MIN_TOP_PROBABILITY
+) -> dict:
     """The prediction record of one photo: top-k, every probability, entropy and the flag."""
     if top_k < 1:
         raise FlowerError(f"top-k must be at least 1. Received: top_k={top_k}")
@@ -119,9 +121,7 @@ def describe(probabilities: np.ndarray, class_names: list[str], top_k: int = 3,
         "predicted_class": top[0]["class"],
         "probability": top[0]["probability"],
         "top_k": top,
-        "probabilities": {
-            name: float(p) for name, p in zip(class_names, probabilities, strict=True)
-        },
+        "probabilities": {name: float(p) for name, p in zip(class_names, probabilities, strict=True)},
         **assess(probabilities, threshold),
     }
 
@@ -176,8 +176,7 @@ def find_images(paths: list[str | os.PathLike]) -> list[Path]:
             files = sorted(
                 p
                 for p in entry.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(entry).parts)
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(entry).parts)
             )
             found += [p for p in files if _is_image_file(p)]
         else:
@@ -193,8 +192,9 @@ def read_pixels(path: Path, image_size: int) -> np.ndarray | ImageError:
         return error
 
 
-def predict_files(model: keras.Model, paths: list[Path], size: int, batch_size: int = BATCH_SIZE,
-                  progress=None) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
+def predict_files(
+    model: keras.Model, paths: list[Path], size: int, batch_size: int = BATCH_SIZE, progress=None
+) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
     """Each file's probabilities, or the `ImageError` saying why it cannot be read, in order;
     photos are decoded on `DECODE_THREADS` threads and predicted `batch_size` at a time.
 
@@ -235,8 +235,11 @@ def predict_paths(
         raise FlowerError(f"no images found in: {', '.join(map(str, paths))}")
     results = []
     for path, outcome in predict_files(model, files, size, batch_size):
-        record = ({"error": str(outcome)} if isinstance(outcome, ImageError)
-                  else describe(outcome, class_names, top_k, threshold))
+        record = (
+            {"error": str(outcome)}
+            if isinstance(outcome, ImageError)
+            else describe(outcome, class_names, top_k, threshold)
+        )
         results.append({"path": str(path), **record})
     if all("error" in r for r in results):
         raise FlowerError(f"no readable image: {results[0]['path']}: {results[0]['error']}")

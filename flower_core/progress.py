@@ -41,8 +41,13 @@ def update_status(run_dir: Path, **fields) -> dict:
         status = read_record(Path(run_dir) / STATUS)
     except FlowerError:
         status = {}
-    status.update(fields, heartbeat=time.time(), pid=os.getpid(), pid_start=process_start(os.getpid()),
-                  host=os.uname().nodename)
+    status.update(
+        fields,
+        heartbeat=time.time(),
+        pid=os.getpid(),
+        pid_start=process_start(os.getpid()),
+        host=os.uname().nodename,
+    )
     write_json(Path(run_dir) / STATUS, status)
     return status
 
@@ -62,8 +67,9 @@ class RunProgress(keras.callbacks.Callback):
         phase: `"head"` or `"fine-tune"`, shown in events. Defaults to `"head"`.
     """
 
-    def __init__(self, run_dir, reporter: Reporter | None = None, total_epochs=None,
-                 epoch_offset=0, phase="head"):
+    def __init__(
+        self, run_dir, reporter: Reporter | None = None, total_epochs=None, epoch_offset=0, phase="head"
+    ):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.reporter = reporter
@@ -89,10 +95,19 @@ class RunProgress(keras.callbacks.Callback):
         done = self.epoch_in_phase + fraction
         overall = self.epoch_offset + self.epoch_in_phase
         eta = elapsed / done * max(self.epochs - self.epoch_offset - done, 0)
-        return {"kind": kind, "phase": self.phase, "epoch": overall + 1, "epochs": self.epochs,
-                "batch": None if batch is None else batch + 1, "batches": self.batches,
-                "loss": _float(logs.get("loss")), "accuracy": _float(logs.get("accuracy")),
-                "lr": _learning_rate(self.model), "elapsed": round(elapsed, 2), "eta": round(eta, 1)}
+        return {
+            "kind": kind,
+            "phase": self.phase,
+            "epoch": overall + 1,
+            "epochs": self.epochs,
+            "batch": None if batch is None else batch + 1,
+            "batches": self.batches,
+            "loss": _float(logs.get("loss")),
+            "accuracy": _float(logs.get("accuracy")),
+            "lr": _learning_rate(self.model),
+            "elapsed": round(elapsed, 2),
+            "eta": round(eta, 1),
+        }
 
     def on_train_batch_end(self, batch, logs=None):
         event = self._event("batch", logs or {}, batch)
@@ -100,9 +115,17 @@ class RunProgress(keras.callbacks.Callback):
             self.reporter(event)
         if time.time() - self._last_beat >= HEARTBEAT_INTERVAL_S:
             self._last_beat = time.time()
-            update_status(self.run_dir, state="running", epoch=event["epoch"] - 1, epochs=self.epochs,
-                          batch=batch + 1, batches=self.batches, phase=self.phase, eta=event["eta"],
-                          message=f"{self.phase}: epoch {event['epoch']}/{self.epochs}")
+            update_status(
+                self.run_dir,
+                state="running",
+                epoch=event["epoch"] - 1,
+                epochs=self.epochs,
+                batch=batch + 1,
+                batches=self.batches,
+                phase=self.phase,
+                eta=event["eta"],
+                message=f"{self.phase}: epoch {event['epoch']}/{self.epochs}",
+            )
         if cancel_requested(self.run_dir):
             self.cancelled = True
             self.model.stop_training = True
@@ -110,13 +133,23 @@ class RunProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         overall = self.epoch_offset + epoch
-        record = {"epoch": overall + 1, "phase": self.phase,
-                  **{k: _float(logs.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-                  "lr": _learning_rate(self.model), "seconds": round(time.time() - self.epoch_started, 2)}
+        record = {
+            "epoch": overall + 1,
+            "phase": self.phase,
+            **{k: _float(logs.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+            "lr": _learning_rate(self.model),
+            "seconds": round(time.time() - self.epoch_started, 2),
+        }
         if not self.cancelled:
             append_jsonl(self.run_dir / HISTORY, record)
-        update_status(self.run_dir, state="running", epoch=overall + 1, epochs=self.epochs,
-                      phase=self.phase, message=f"{self.phase}: finished epoch {overall + 1}/{self.epochs}")
+        update_status(
+            self.run_dir,
+            state="running",
+            epoch=overall + 1,
+            epochs=self.epochs,
+            phase=self.phase,
+            message=f"{self.phase}: finished epoch {overall + 1}/{self.epochs}",
+        )
         if self.reporter:
             self.reporter({**self._event("epoch", logs), **record})
 
@@ -145,8 +178,10 @@ class StopOnNaN(keras.callbacks.Callback):
     @staticmethod
     def _check(value, where: str, name: str = "loss") -> None:
         if value is not None and not np.isfinite(float(value)):
-            raise FlowerError(f"the {name} became {float(value)} at {where}, so training stopped; "
-                              "lower the learning rate and train again")
+            raise FlowerError(
+                f"the {name} became {float(value)} at {where}, so training stopped; "
+                "lower the learning rate and train again"
+            )
 
 
 class BestModelKeeper(keras.callbacks.Callback):
@@ -171,8 +206,14 @@ class BestModelKeeper(keras.callbacks.Callback):
             Defaults to `0`.
     """
 
-    def __init__(self, save_model: keras.Model, path: Path, best: float = np.inf, min_interval: float = 30.0,
-                 epoch_offset: int = 0):
+    def __init__(
+        self,
+        save_model: keras.Model,
+        path: Path,
+        best: float = np.inf,
+        min_interval: float = 30.0,
+        epoch_offset: int = 0,
+    ):
         super().__init__()
         self.save_model = save_model
         self.path = Path(path)
@@ -249,9 +290,14 @@ class Throughput:
         message = f"computing {self.what} {done}/{total}"
         if rate:
             message += f" · {rate:.1f} photos/s · {eta:.0f} s left"
-        return {"what": self.what, "photos_done": done, "photos_total": total,
-                "photos_per_s": None if rate is None else round(rate, 2),
-                "eta_s": None if eta is None else round(eta, 1), "message": message}
+        return {
+            "what": self.what,
+            "photos_done": done,
+            "photos_total": total,
+            "photos_per_s": None if rate is None else round(rate, 2),
+            "eta_s": None if eta is None else round(eta, 1),
+            "message": message,
+        }
 
 
 def _float(value):
@@ -280,14 +326,21 @@ class TerminalReporter:
                 f"\r{event['phase']} epoch {event['epoch']}/{event['epochs']}: loss {event['loss']:.4f} "
                 f"acc {event['accuracy']:.4f} val_loss {event.get('val_loss') or float('nan'):.4f} "
                 f"val_acc {event.get('val_accuracy') or float('nan'):.4f} ({event['seconds']:.1f}s)"
-                + " " * 10 + "\n"
+                + " " * 10
+                + "\n"
             )
         elif kind == "stage" and event.get("photos_total"):
             done = event["photos_done"] / event["photos_total"]
             bar = "#" * int(done * self.width)
-            rate = f" {event['photos_per_s']:.1f} photos/s, {event['eta_s']:.0f} s left" if event["photos_per_s"] else ""
-            self.stream.write(f"\rcomputing {event['what']} [{bar:<{self.width}}] {event['photos_done']}/"
-                              f"{event['photos_total']}{rate}" + " " * 10 + ("\n" if event.get("done") else ""))
+            rate = (
+                f" {event['photos_per_s']:.1f} photos/s, {event['eta_s']:.0f} s left"
+                if event["photos_per_s"]
+                else ""
+            )
+            self.stream.write(
+                f"\rcomputing {event['what']} [{bar:<{self.width}}] {event['photos_done']}/"
+                f"{event['photos_total']}{rate}" + " " * 10 + ("\n" if event.get("done") else "")
+            )
         elif kind == "stage":
             self.stream.write(f"\r{event['message']}" + " " * 10 + ("\n" if event.get("done") else ""))
         self.stream.flush()

@@ -1,4 +1,5 @@
-"""The experiment store: one folder per run, files written atomically (docs/ARCHITECTURE.md, "The run folder").
+"""The experiment store: one folder per run, files written atomically
+(docs/ARCHITECTURE.md, "The run folder").
 
 Another process may read a run while it trains, and a training process may die at any moment,
 so every file is replaced whole (temp file + rename) and `history.jsonl` only ever grows by
@@ -101,23 +102,49 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 # numbers), per_class (class -> {name: number}). config.json's settings take their kinds from
 # `TrainConfig`'s fields (`_config_schema`); these are what a run adds to them.
 _FACTS_SCHEMA = {
-    "class_names": "list[str]", "dataset_fingerprint": "str", "skipped_files": "list",
-    "split_sizes": "dict", "augment_cache": "str",
+    "class_names": "list[str]",
+    "dataset_fingerprint": "str",
+    "skipped_files": "list",
+    "split_sizes": "dict",
+    "augment_cache": "str",
 }
 # Runs written before `FACTS` existed added its facts to config.json when they started.
 _RUN_CONFIG_SCHEMA = {"data_root": "str?", "split_file": "str?", **_FACTS_SCHEMA}
 _FIELD_KINDS = {"int": "int", "float": "number", "str": "str", "bool": "bool", "list[int]": "list[int]"}
 _STATUS_SCHEMA = {
-    "state": "str", "epoch": "int", "epochs": "int", "message": "str", "queued": "str",
-    "queued_ns": "int", "started": "str", "finished": "str", "heartbeat": "number", "pid": "int",
-    "pid_start": "str?", "host": "str", "replicas": "int", "phase": "str?", "batch": "int?",
-    "batches": "int?", "loss": "number?", "accuracy": "number?", "lr": "number?",
-    "elapsed": "number?", "eta": "number?", "kept_epoch": "int?",
+    "state": "str",
+    "epoch": "int",
+    "epochs": "int",
+    "message": "str",
+    "queued": "str",
+    "queued_ns": "int",
+    "started": "str",
+    "finished": "str",
+    "heartbeat": "number",
+    "pid": "int",
+    "pid_start": "str?",
+    "host": "str",
+    "replicas": "int",
+    "phase": "str?",
+    "batch": "int?",
+    "batches": "int?",
+    "loss": "number?",
+    "accuracy": "number?",
+    "lr": "number?",
+    "elapsed": "number?",
+    "eta": "number?",
+    "kept_epoch": "int?",
 }
 _METRICS_SCHEMA = {
-    "test_loss": "number?", "test_accuracy": "number?", "num_files": "int",
-    "per_class": "per_class", "confusion": "matrix", "class_names": "list[str]",
-    "most_confused": "list[dict]", "misclassified": "list[dict]", "calibration": "dict",
+    "test_loss": "number?",
+    "test_accuracy": "number?",
+    "num_files": "int",
+    "per_class": "per_class",
+    "confusion": "matrix",
+    "class_names": "list[str]",
+    "most_confused": "list[dict]",
+    "misclassified": "list[dict]",
+    "calibration": "dict",
     "skipped": "list",
 }
 RUN_FILE_SCHEMAS = {
@@ -137,11 +164,17 @@ _KIND_CHECKS: dict[str, Callable[[object], bool]] = {
     "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "list[int]": lambda v: isinstance(v, list) and all(_KIND_CHECKS["int"](x) for x in v),
     "list[dict]": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
-    "matrix": lambda v: isinstance(v, list) and all(
-        isinstance(row, list) and all(_KIND_CHECKS["number"](x) for x in row) for row in v),
-    "per_class": lambda v: isinstance(v, dict) and all(
-        isinstance(row, dict) and all(_KIND_CHECKS["number"](x) for x in row.values())
-        for row in v.values()),
+    "matrix": lambda v: (
+        isinstance(v, list)
+        and all(isinstance(row, list) and all(_KIND_CHECKS["number"](x) for x in row) for row in v)
+    ),
+    "per_class": lambda v: (
+        isinstance(v, dict)
+        and all(
+            isinstance(row, dict) and all(_KIND_CHECKS["number"](x) for x in row.values())
+            for row in v.values()
+        )
+    ),
 }
 
 
@@ -172,8 +205,12 @@ def _schema_problem(data, schema: dict[str, str]) -> str | None:
             shown = shown if len(shown) <= 40 else f"{shown[:39]}…"
             return f"'{name}' should be {kind.rstrip('?')}, found {type(data[name]).__name__} {shown}"
     names, confusion = data.get("class_names"), data.get("confusion")
-    if schema is _METRICS_SCHEMA and names is not None and confusion is not None and (
-            len(confusion) != len(names) or any(len(row) != len(names) for row in confusion)):
+    if (
+        schema is _METRICS_SCHEMA
+        and names is not None
+        and confusion is not None
+        and (len(confusion) != len(names) or any(len(row) != len(names) for row in confusion))
+    ):
         return f"'confusion' should be {len(names)} x {len(names)}, one row and column per class"
     return None
 
@@ -325,8 +362,12 @@ def read_status(run_dir: Path) -> dict:
     """
     status = read_record(Path(run_dir) / STATUS) or {"state": "unknown"}
     if status.get("state") == "running" and not _trainer_alive(status):
-        status = {**status, "state": "interrupted", "message": "the training process stopped "
-                  f"without finishing (killed or crashed); {kept_model_note(run_dir, status)}"}
+        status = {
+            **status,
+            "state": "interrupted",
+            "message": "the training process stopped "
+            f"without finishing (killed or crashed); {kept_model_note(run_dir, status)}",
+        }
     return status
 
 
@@ -336,7 +377,11 @@ def kept_model_note(run_dir: Path, status: dict | None = None) -> str:
     if not (Path(run_dir) / MODEL).is_file():
         return "no model was kept: no epoch had finished with a validation loss"
     epoch = status.get("kept_epoch")
-    return f"the model of epoch {epoch} (the best until then) is kept" if epoch else "the last saved model is kept"
+    return (
+        f"the model of epoch {epoch} (the best until then) is kept"
+        if epoch
+        else "the last saved model is kept"
+    )
 
 
 def peek_status(run_dir: Path) -> dict:
@@ -372,9 +417,17 @@ class RunStore:
             run_dir = self._new_folder(preset, backbone)
             try:
                 write_json(run_dir / CONFIG, config)
-                write_json(run_dir / STATUS, {"state": "queued", "epoch": 0, "epochs": config.get("epochs", 0),
-                                              "message": "waiting to start", "queued": now_iso(),
-                                              "queued_ns": time.time_ns()})
+                write_json(
+                    run_dir / STATUS,
+                    {
+                        "state": "queued",
+                        "epoch": 0,
+                        "epochs": config.get("epochs", 0),
+                        "message": "waiting to start",
+                        "queued": now_iso(),
+                        "queued_ns": time.time_ns(),
+                    },
+                )
             except BaseException:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise
@@ -512,8 +565,10 @@ def load_run_model(run_dir: Path):
     if not path.is_file():
         raise FlowerError(f"run {Path(run_dir).name} has no model.keras yet")
     if not zipfile.is_zipfile(path):
-        raise FlowerError(f"not a Keras model file (a .keras zip): {path}. Train the run again "
-                          "or copy its model.keras from a backup")
+        raise FlowerError(
+            f"not a Keras model file (a .keras zip): {path}. Train the run again "
+            "or copy its model.keras from a backup"
+        )
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:
@@ -524,6 +579,8 @@ def _load_error(path: Path, error: Exception) -> str:
     """One line for a model that Keras refused; its own messages run to several lines."""
     text = str(error)
     if "arbitrary code execution" in text or "safe_mode" in text:
-        return (f"refused to load {path}: it holds Python code (e.g. a Lambda layer), which safe "
-                "mode never runs. Load only models trained by this app")
+        return (
+            f"refused to load {path}: it holds Python code (e.g. a Lambda layer), which safe "
+            "mode never runs. Load only models trained by this app"
+        )
     return f"could not load {path}: {_one_line(error).split('. ')[0]}"

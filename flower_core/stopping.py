@@ -60,8 +60,10 @@ def _phase_end(phase: str, records: list[dict], offset: int, config: dict, sever
     best = _lowest_val_loss_epoch(records)
     if not best or best == last:  # no wait behind it: not the early-stopping callback
         return f"{prefix}stopped at epoch {last} of {offset + planned}"
-    return (f"{prefix}early stopping at epoch {last} of {offset + planned}: validation loss had "
-            f"not improved for {_epochs(last - best)}")
+    return (
+        f"{prefix}early stopping at epoch {last} of {offset + planned}: validation loss had "
+        f"not improved for {_epochs(last - best)}"
+    )
 
 
 def _kept(history: list[dict]) -> str:
@@ -86,8 +88,11 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict) -> 
     Example:
 
     >>> history = [{"epoch": e, "phase": "head", "val_loss": l} for e, l in enumerate([3, 2, 2.5, 2.4], 1)]
-    >>> stop_reason("done", "finished", history, {"epochs": 30, "patience": 2})
-    'early stopping at epoch 4 of 30: validation loss had not improved for 2 epochs; the model of epoch 2 is kept'
+    >>> reason = stop_reason("done", "finished", history, {"epochs": 30, "patience": 2})
+    >>> for part in reason.split("; "):
+    ...     print(part)
+    early stopping at epoch 4 of 30: validation loss had not improved for 2 epochs
+    the model of epoch 2 is kept
     """
     if state == "failed":
         return f"failed: {message or 'no reason recorded'}"
@@ -106,7 +111,9 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict) -> 
         return "; ".join(parts) + f"; {_kept(history)}"
     last_phase, last_records = phases[-1]
     total = max(offset - len(last_records) + (_planned(last_phase, config) or 0), offset)
-    what = "cancelled by request" if state == "cancelled" else "the training process stopped (killed or crashed)"
+    what = (
+        "cancelled by request" if state == "cancelled" else "the training process stopped (killed or crashed)"
+    )
     return f"{what} after epoch {history[-1]['epoch']} of {total}; {_kept(history)}"
 
 
@@ -118,7 +125,11 @@ def run_stop_reason(run_dir: str | Path, status: dict | None = None) -> str:
         status = status if status is not None else read_record(run_dir / STATUS)
         if status.get(STOP_REASON) and status.get("state") != "interrupted":
             return status[STOP_REASON]
-        return stop_reason(status.get("state", ""), status.get("message", ""), read_history(run_dir),
-                           read_record(run_dir / CONFIG))
+        return stop_reason(
+            status.get("state", ""),
+            status.get("message", ""),
+            read_history(run_dir),
+            read_record(run_dir / CONFIG),
+        )
     except (FlowerError, OSError):
         return (status or {}).get("message", "")

@@ -26,9 +26,15 @@ BASELINE = "baseline"
 BASELINE_SETTINGS = {"weights": "none", "image_size": 96, "epochs": 15}
 
 
-def plan_study(*, seeds: int = 1, backbone: str | None = None, weights: str | None = None,
-               image_size: int | None = None, epochs: int | None = None,
-               baseline: bool = False) -> list[Planned]:
+def plan_study(
+    *,
+    seeds: int = 1,
+    backbone: str | None = None,
+    weights: str | None = None,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    baseline: bool = False,
+) -> list[Planned]:
     """The runs of a study, in the order they train: presets in the study's order, seeds 0..N-1.
 
     Args:
@@ -40,11 +46,17 @@ def plan_study(*, seeds: int = 1, backbone: str | None = None, weights: str | No
     if not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise FlowerError(f"seeds must be between 1 and {MAX_SEEDS}. Received: seeds={seeds!r}")
     common = {"backbone": backbone, "weights": weights, "image_size": image_size, "epochs": epochs}
-    planned = [Planned(preset, make_config(preset, **common, seed=seed))
-               for preset in STUDY_PRESETS for seed in range(seeds)]
+    planned = [
+        Planned(preset, make_config(preset, **common, seed=seed))
+        for preset in STUDY_PRESETS
+        for seed in range(seeds)
+    ]
     if baseline:
-        settings = {**BASELINE_SETTINGS, **{k: v for k, v in common.items() if v is not None},
-                    "weights": "none"}
+        settings = {
+            **BASELINE_SETTINGS,
+            **{k: v for k, v in common.items() if v is not None},
+            "weights": "none",
+        }
         planned += [Planned(BASELINE, make_config("base", **settings, seed=seed)) for seed in range(seeds)]
     return planned
 
@@ -96,13 +108,21 @@ def study_table(rows: list[dict]) -> list[dict]:
         loss_mean, _ = _mean_sd([r["test_loss"] for r in done if r.get("test_loss") is not None])
         study_loss, study_accuracy = STUDY_RESULTS.get(preset, (None, None))
         states = state_counts([r for r in mine if r.get("state") != "done"])
-        table.append({
-            "preset": preset, "runs": len(done), "mean": mean, "sd": sd, "loss_mean": loss_mean,
-            "per_seed": {str(r.get("seed")): r["test_accuracy"] for r in done},
-            "study_accuracy": study_accuracy, "study_loss": study_loss, "states": states,
-            "gain": _difference(mean, previous) if preset != BASELINE else None,
-            "study_gain": _difference(study_accuracy, previous_study),
-        })
+        table.append(
+            {
+                "preset": preset,
+                "runs": len(done),
+                "mean": mean,
+                "sd": sd,
+                "loss_mean": loss_mean,
+                "per_seed": {str(r.get("seed")): r["test_accuracy"] for r in done},
+                "study_accuracy": study_accuracy,
+                "study_loss": study_loss,
+                "states": states,
+                "gain": _difference(mean, previous) if preset != BASELINE else None,
+                "study_gain": _difference(study_accuracy, previous_study),
+            }
+        )
         if preset != BASELINE:
             previous, previous_study = mean, study_accuracy
     return table
@@ -139,17 +159,29 @@ def format_table(table: list[dict]) -> str:
 def table_cells(table: list[dict]) -> list[dict]:
     """The study table as the page shows it: percentages as text, and in our cells, while a step
     has no finished run, what its runs are doing (`1 training, 1 queued`) instead of a dash."""
+
     def pct(value, sign=""):
         return "–" if value is None else f"{value:{sign}.1%}"
 
     cells = []
     for row in table:
         pending = pending_text(row["states"])
-        ours = pending if row["mean"] is None else (
-            f"{row['mean']:.1%}" + (f" ± {row['sd']:.1%}" if row["sd"] is not None else ""))
+        ours = (
+            pending
+            if row["mean"] is None
+            else (f"{row['mean']:.1%}" + (f" ± {row['sd']:.1%}" if row["sd"] is not None else ""))
+        )
         if row["mean"] is not None and pending != "–":
             ours += f" ({pending})"
-        cells.append({"preset": row["preset"], "study": pct(row["study_accuracy"]), "ours (mean ± sd)": ours,
-                      "runs": row["runs"], "per seed": " · ".join(f"{v:.1%}" for v in row["per_seed"].values()),
-                      "our gain": pct(row["gain"], "+"), "study's gain": pct(row["study_gain"], "+")})
+        cells.append(
+            {
+                "preset": row["preset"],
+                "study": pct(row["study_accuracy"]),
+                "ours (mean ± sd)": ours,
+                "runs": row["runs"],
+                "per seed": " · ".join(f"{v:.1%}" for v in row["per_seed"].values()),
+                "our gain": pct(row["gain"], "+"),
+                "study's gain": pct(row["study_gain"], "+"),
+            }
+        )
     return cells

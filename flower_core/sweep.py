@@ -32,7 +32,11 @@ FIXED = {
 
 def sweepable() -> dict[str, str]:
     """The settings a sweep may vary, each with its type as `TrainConfig` declares it."""
-    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig) if f.name in SETTINGS and f.name not in FIXED}
+    return {
+        f.name: str(f.type)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name in SETTINGS and f.name not in FIXED
+    }
 
 
 def parse_value(name: str, text: str):
@@ -66,7 +70,7 @@ def parse_grid(text: str) -> dict[str, list]:
         grid[name] = list(dict.fromkeys(map(_hashable, parsed)))
         grid[name] = [list(v) if isinstance(v, tuple) else v for v in grid[name]]
     if not grid:
-        raise FlowerError("empty grid: give at least one setting, e.g. --grid \"dropout=0.2,0.5\"")
+        raise FlowerError('empty grid: give at least one setting, e.g. --grid "dropout=0.2,0.5"')
     return grid
 
 
@@ -89,8 +93,15 @@ def combo_label(combo: dict) -> str:
     return " ".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in combo.items())
 
 
-def plan_sweep(preset: str, grid: dict[str, list], *, samples: int | None = None, seeds: int = 1,
-               max_runs: int = DEFAULT_MAX_RUNS, **common) -> list[Planned]:
+def plan_sweep(
+    preset: str,
+    grid: dict[str, list],
+    *,
+    samples: int | None = None,
+    seeds: int = 1,
+    max_runs: int = DEFAULT_MAX_RUNS,
+    **common,
+) -> list[Planned]:
     """The runs of a sweep: each combination (over `preset` and `common` settings) x seeds.
 
     Raises a `FlowerError`, before anything is queued, for a value `TrainConfig` refuses or more
@@ -100,14 +111,20 @@ def plan_sweep(preset: str, grid: dict[str, list], *, samples: int | None = None
         raise FlowerError(f"seeds must be at least 1. Received: seeds={seeds}")
     combos = combinations(grid, samples)
     if len(combos) * seeds > max_runs:
-        raise FlowerError(f"the sweep would queue {len(combos) * seeds} runs, more than the maximum of "
-                          f"{max_runs}: use fewer values, --samples or a higher --max-runs")
-    return [Planned(combo_label(combo), make_config(preset, **{**common, **combo, "seed": seed}))
-            for combo in combos for seed in range(seeds)]
+        raise FlowerError(
+            f"the sweep would queue {len(combos) * seeds} runs, more than the maximum of "
+            f"{max_runs}: use fewer values, --samples or a higher --max-runs"
+        )
+    return [
+        Planned(combo_label(combo), make_config(preset, **{**common, **combo, "seed": seed}))
+        for combo in combos
+        for seed in range(seeds)
+    ]
 
 
-def start_sweep(data_root, runs_root=None, *, preset: str, grid: dict[str, list], start: bool = True,
-                **options) -> dict:
+def start_sweep(
+    data_root, runs_root=None, *, preset: str, grid: dict[str, list], start: bool = True, **options
+) -> dict:
     """Queue a sweep (see `plan_sweep`) as one group; returns the group record."""
     planned = plan_sweep(preset, grid, **options)
     info = {"preset": preset, "grid": grid, **{k: v for k, v in options.items() if v is not None}}
@@ -120,20 +137,35 @@ def sweep_results(rows: list[dict], settings: list[str]) -> list[dict]:
     combos: dict[str, dict] = {}
     for row in rows:
         config = row.get("config") or {}
-        entry = combos.setdefault(row.get("group_label") or row["run_id"], {
-            "combination": row.get("group_label") or row["run_id"],
-            **{name: _cell(config.get(name)) for name in settings}, "rows": []})
+        entry = combos.setdefault(
+            row.get("group_label") or row["run_id"],
+            {
+                "combination": row.get("group_label") or row["run_id"],
+                **{name: _cell(config.get(name)) for name in settings},
+                "rows": [],
+            },
+        )
         entry["rows"].append(row)
     results = []
     for entry in combos.values():
         done = [r for r in entry.pop("rows") if r.get("state") == "done"]
         val = [r["best_val_accuracy"] for r in done if r.get("best_val_accuracy") is not None]
         test = [r["test_accuracy"] for r in done if r.get("test_accuracy") is not None]
-        results.append({**entry, "runs": len(done),
-                        "val_accuracy": statistics.fmean(val) if val else None,
-                        "test_accuracy": statistics.fmean(test) if test else None,
-                        "states": state_counts([r for r in rows if r.get("group_label") == entry["combination"]
-                                                and r.get("state") != "done"])})
+        results.append(
+            {
+                **entry,
+                "runs": len(done),
+                "val_accuracy": statistics.fmean(val) if val else None,
+                "test_accuracy": statistics.fmean(test) if test else None,
+                "states": state_counts(
+                    [
+                        r
+                        for r in rows
+                        if r.get("group_label") == entry["combination"] and r.get("state") != "done"
+                    ]
+                ),
+            }
+        )
     return sorted(results, key=lambda r: -1 if r["val_accuracy"] is None else r["val_accuracy"], reverse=True)
 
 

@@ -74,16 +74,25 @@ def _seeds(rng, radius: float, count: int, colour) -> list:
     r = radius * np.sqrt(rng.uniform(0, 1, count))
     t = rng.uniform(0, 2 * np.pi, count)
     dot = radius * 0.09
-    return [(_disc(dot, (a * np.cos(b), a * np.sin(b)), 6), _shade(colour, rng.uniform(0.6, 1.4)),
-             None) for a, b in zip(r, t)]
+    return [
+        (_disc(dot, (a * np.cos(b), a * np.sin(b)), 6), _shade(colour, rng.uniform(0.6, 1.4)), None)
+        for a, b in zip(r, t)
+    ]
 
 
 def _daisy(rng) -> list:
     petals = _hsv(rng, (0, 1), (0.0, 0.18), (0.88, 1.0))
     centre_radius = rng.uniform(0.18, 0.28)
     centre = _hsv(rng, (0.11, 0.16), (0.75, 1.0), (0.8, 1.0))
-    shapes = _ring(rng, rng.integers(16, 29), centre_radius * 0.6, 1.0 - centre_radius * 0.6,
-                   rng.uniform(0.1, 0.16), 0.6, petals)
+    shapes = _ring(
+        rng,
+        rng.integers(16, 29),
+        centre_radius * 0.6,
+        1.0 - centre_radius * 0.6,
+        rng.uniform(0.1, 0.16),
+        0.6,
+        petals,
+    )
     return shapes + [(_disc(centre_radius), centre, None)] + _seeds(rng, centre_radius, 12, centre)
 
 
@@ -91,8 +100,7 @@ def _dandelion(rng) -> list:
     rays = _hsv(rng, (0.11, 0.16), (0.75, 1.0), (0.85, 1.0))
     shapes = []
     for length in (1.0, 0.8, 0.6, 0.4):
-        shapes += _ring(rng, rng.integers(40, 60), 0.0, length, 0.035, 1.0,
-                        _shade(rays, 1.1 - 0.15 * length))
+        shapes += _ring(rng, rng.integers(40, 60), 0.0, length, 0.035, 1.0, _shade(rays, 1.1 - 0.15 * length))
     centre = _hsv(rng, (0.09, 0.12), (0.8, 1.0), (0.8, 0.95))
     return shapes + [(_disc(0.15), centre, None)] + _seeds(rng, 0.6, 40, rays)
 
@@ -102,8 +110,16 @@ def _rose(rng) -> list:
     colour = _hsv(rng, hue, (0.5, 0.95), (0.6, 0.95))
     shapes = []
     for layer, radius in enumerate((1.0, 0.78, 0.56, 0.36)):
-        shapes += _ring(rng, rng.integers(5, 8), 0.0, radius, radius * 0.9, 0.5,
-                        _shade(colour, 1.0 - 0.12 * layer), outline=0.55)
+        shapes += _ring(
+            rng,
+            rng.integers(5, 8),
+            0.0,
+            radius,
+            radius * 0.9,
+            0.5,
+            _shade(colour, 1.0 - 0.12 * layer),
+            outline=0.55,
+        )
     return shapes + [(_disc(0.16), _shade(colour, 0.45), _shade(colour, 0.3))]
 
 
@@ -111,8 +127,15 @@ def _sunflower(rng) -> list:
     petals = _hsv(rng, (0.1, 0.15), (0.8, 1.0), (0.85, 1.0))
     centre_radius = rng.uniform(0.38, 0.5)
     centre = _hsv(rng, (0.05, 0.09), (0.6, 0.9), (0.18, 0.38))
-    shapes = _ring(rng, rng.integers(14, 25), centre_radius * 0.8, 1.0 - centre_radius * 0.7,
-                   rng.uniform(0.22, 0.32), 1.6, petals)
+    shapes = _ring(
+        rng,
+        rng.integers(14, 25),
+        centre_radius * 0.8,
+        1.0 - centre_radius * 0.7,
+        rng.uniform(0.22, 0.32),
+        1.6,
+        petals,
+    )
     return shapes + [(_disc(centre_radius), centre, None)] + _seeds(rng, centre_radius, 60, centre)
 
 
@@ -130,8 +153,7 @@ def _tulip(rng) -> list:
     return shapes
 
 
-_DRAWERS = {"daisy": _daisy, "dandelion": _dandelion, "rose": _rose, "sunflower": _sunflower,
-            "tulip": _tulip}
+_DRAWERS = {"daisy": _daisy, "dandelion": _dandelion, "rose": _rose, "sunflower": _sunflower, "tulip": _tulip}
 
 
 def _background(rng, canvas: int) -> Image.Image:
@@ -148,8 +170,7 @@ def _background(rng, canvas: int) -> Image.Image:
             cx, cy = rng.uniform(0, canvas, 2)
             rx, ry = rng.uniform(0.03, 0.2, 2) * canvas
             hue = (0.18, 0.42) if rng.random() < 0.8 else (0, 1)
-            draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry],
-                         fill=_hsv(rng, hue, (0.3, 0.9), (0.15, 0.8)))
+            draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=_hsv(rng, hue, (0.3, 0.9), (0.15, 0.8)))
         image = image.filter(ImageFilter.GaussianBlur(canvas * rng.uniform(0.004, 0.03)))
     return image
 
@@ -220,8 +241,9 @@ def load_mask(out: str | os.PathLike, relpath: str | os.PathLike, size: int | No
     """
     path = mask_path(out, relpath)
     if not path.is_file():
-        raise FlowerError(f"no mask for {relpath}: generate the dataset with masks=True "
-                          f"(--masks). Received: out={out}")
+        raise FlowerError(
+            f"no mask for {relpath}: generate the dataset with masks=True (--masks). Received: out={out}"
+        )
     mask = Image.open(path).convert("L")
     if size is not None:
         mask = mask.resize((size, size), Image.Resampling.NEAREST)
@@ -249,15 +271,24 @@ def _prepare(out: Path) -> None:
         raise FlowerError(f"output path is a file, expected a folder. Received: out={out}")
     if out.is_dir() and any(out.iterdir()):
         if not is_synthetic(out):
-            raise FlowerError("output folder is not empty and not a synthetic dataset; choose a "
-                              f"new or empty folder. Received: out={out}")
+            raise FlowerError(
+                "output folder is not empty and not a synthetic dataset; choose a "
+                f"new or empty folder. Received: out={out}"
+            )
         for name in (*CLASSES, MASKS_DIR):
             shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
-def generate(out: str | os.PathLike, *, per_class: int = 60, size: int = 128, seed: int = 0,
-             masks: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
+def generate(
+    out: str | os.PathLike,
+    *,
+    per_class: int = 60,
+    size: int = 128,
+    seed: int = 0,
+    masks: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write the synthetic dataset `<out>/<class>/<class>_<i>.jpg` for the five classes.
 
     Each photo is drawn from its own seed `(seed, class, i)`, so a seed always gives the same
@@ -297,8 +328,16 @@ def generate(out: str | os.PathLike, *, per_class: int = 60, size: int = 128, se
                 Image.fromarray(mask).save(mask_path(out, relpath))
             if progress:
                 progress(label * per_class + index + 1, total)
-    summary = {"out": str(out), "classes": list(CLASSES), "images": total,
-               "per_class": int(per_class), "size": int(size), "seed": int(seed), "masks": masks,
-               "masks_dir": str(out / MASKS_DIR) if masks else None, "synthetic": True}
+    summary = {
+        "out": str(out),
+        "classes": list(CLASSES),
+        "images": total,
+        "per_class": int(per_class),
+        "size": int(size),
+        "seed": int(seed),
+        "masks": masks,
+        "masks_dir": str(out / MASKS_DIR) if masks else None,
+        "synthetic": True,
+    }
     (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -59,8 +59,9 @@ class _Tensor:
     stride: tuple
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     """The stand-in for `torch._utils._rebuild_tensor_v2`: remember where the tensor lies."""
     if not isinstance(storage, _Storage):
         raise FlowerError("not a PyTorch checkpoint: a tensor without a storage")
@@ -147,7 +148,7 @@ def _materialise(name: str, tensor: _Tensor, data: dict) -> np.ndarray:
     if tensor.offset < 0 or (all(tensor.shape) and extent > flat.size):
         raise FlowerError(f"tensor {name} lies outside its storage")
     view = np.lib.stride_tricks.as_strided(
-        flat[tensor.offset:], shape=tensor.shape, strides=[s * itemsize for s in tensor.stride]
+        flat[tensor.offset :], shape=tensor.shape, strides=[s * itemsize for s in tensor.stride]
     )
     return np.array(view, dtype=flat.dtype.newbyteorder("="))
 

@@ -59,12 +59,14 @@ HEAD_STEPS_PER_EXECUTION = 16
 
 log = logging.getLogger(__name__)
 
+
 class _Cancelled(Exception):
     pass
 
 
-def train_new_run(config: TrainConfig, data_root, runs_root=None, *, reporter: Reporter | None = None,
-                  split_file=None) -> Path:
+def train_new_run(
+    config: TrainConfig, data_root, runs_root=None, *, reporter: Reporter | None = None, split_file=None
+) -> Path:
     """Create a run folder for `config` and train it in this process; returns the folder."""
     from flower_core.jobs import create_run
 
@@ -85,7 +87,9 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
         with clear_write_errors():
             update_status(run_dir, state="running", started=now_iso(), message="scanning the dataset")
         log.info("training %s", run_dir)
-        previous = signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
+        previous = (
+            signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
+        )
         try:
             state, message = _outcome(run_dir, reporter)
         finally:
@@ -93,8 +97,13 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
                 signal.signal(signal.SIGTERM, previous)
         log.info("ended %s: %s", state, message)
         with clear_write_errors():
-            update_status(run_dir, state=state, message=message, finished=now_iso(),
-                          stop_reason=run_stop_reason(run_dir, {"state": state, "message": message}))
+            update_status(
+                run_dir,
+                state=state,
+                message=message,
+                finished=now_iso(),
+                stop_reason=run_stop_reason(run_dir, {"state": state, "message": message}),
+            )
     return state
 
 
@@ -173,29 +182,43 @@ class TrainingRun:
     def _write_facts(self) -> None:
         """What the run learned about its data and how it will train, once (`runs.run_facts`):
         `config.json` stays the settings it was queued with."""
-        write_json(self.run_dir / FACTS, {
-            "class_names": self.class_names, "dataset_fingerprint": self.fingerprint,
-            "skipped_files": [list(s) for s in self.dataset.skipped],
-            "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")},
-            "augment_cache": self.config.augment_cache})
+        write_json(
+            self.run_dir / FACTS,
+            {
+                "class_names": self.class_names,
+                "dataset_fingerprint": self.fingerprint,
+                "skipped_files": [list(s) for s in self.dataset.skipped],
+                "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")},
+                "augment_cache": self.config.augment_cache,
+            },
+        )
 
     def _split(self) -> Split:
         """The split of an earlier run (`--split`) or of the run's group, else a new stratified,
         seeded one."""
         if self.stored.get("share_split") and not Path(self.stored["split_file"]).is_file():
             # The first run of a group to train writes the split the group's other runs then read.
-            split = split_dataset(self.dataset, val_fraction=self.config.val_fraction,
-                                  test_fraction=self.config.test_fraction, seed=self.config.seed)
+            split = split_dataset(
+                self.dataset,
+                val_fraction=self.config.val_fraction,
+                test_fraction=self.config.test_fraction,
+                seed=self.config.seed,
+            )
             write_json(Path(self.stored["split_file"]), split.to_json())
         elif self.stored.get("split_file"):
             split = load_split(self.stored["split_file"])
             missing = set(split.train + split.val + split.test) - set(self.dataset.files)
             if missing:
-                raise FlowerError(f"{len(missing)} files of the split are not in the dataset, "
-                                  f"e.g. {sorted(missing)[0]}")
+                raise FlowerError(
+                    f"{len(missing)} files of the split are not in the dataset, e.g. {sorted(missing)[0]}"
+                )
         else:
-            split = split_dataset(self.dataset, val_fraction=self.config.val_fraction,
-                                  test_fraction=self.config.test_fraction, seed=self.config.seed)
+            split = split_dataset(
+                self.dataset,
+                val_fraction=self.config.val_fraction,
+                test_fraction=self.config.test_fraction,
+                seed=self.config.seed,
+            )
         if not split.train or not split.val:
             raise FlowerError("dataset too small to split: need photos in both train and validation")
         return split
@@ -213,11 +236,21 @@ class TrainingRun:
     def _callbacks(self, total_epochs, offset, phase, best=np.inf):
         progress = RunProgress(self.run_dir, self.reporter, total_epochs, offset, phase)
         keeper = BestModelKeeper(self.clf.model, self.run_dir / MODEL, best, epoch_offset=offset)
-        callbacks = [progress, StopOnNaN(), keeper,
-                     keras.callbacks.EarlyStopping("val_loss", patience=self.config.patience)]
+        callbacks = [
+            progress,
+            StopOnNaN(),
+            keeper,
+            keras.callbacks.EarlyStopping("val_loss", patience=self.config.patience),
+        ]
         if self.config.reduce_lr:
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(
-                "val_loss", factor=REDUCE_LR_FACTOR, patience=max(self.config.patience // 2, 1), min_lr=1e-6))
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    "val_loss",
+                    factor=REDUCE_LR_FACTOR,
+                    patience=max(self.config.patience // 2, 1),
+                    min_lr=1e-6,
+                )
+            )
         return callbacks, progress, keeper
 
     def _labels(self, files: list[str]) -> np.ndarray:
@@ -244,15 +277,28 @@ class TrainingRun:
             self.clf.model.fit(
                 self._images(split.train, y_train, shuffle=True, pixel_cache=pixels and pixels / "train"),
                 epochs=epochs,
-                validation_data=self._images(split.val, y_val, shuffle=False, pixel_cache=pixels and pixels / "val"),
-                callbacks=callbacks, class_weight=_class_weight(config, y_train, len(self.class_names)),
-                shuffle=False, verbose=0)
+                validation_data=self._images(
+                    split.val, y_val, shuffle=False, pixel_cache=pixels and pixels / "val"
+                ),
+                callbacks=callbacks,
+                class_weight=_class_weight(config, y_train, len(self.class_names)),
+                shuffle=False,
+                verbose=0,
+            )
 
     def _images(self, files, labels, *, shuffle, pixel_cache):
         config = self.config
-        return image_dataset(self.dataset.root, files, labels, image_size=config.image_size,
-                             batch_size=config.batch_size, num_classes=len(self.class_names),
-                             shuffle=shuffle, seed=config.seed, pixel_cache=pixel_cache)
+        return image_dataset(
+            self.dataset.root,
+            files,
+            labels,
+            image_size=config.image_size,
+            batch_size=config.batch_size,
+            num_classes=len(self.class_names),
+            shuffle=shuffle,
+            seed=config.seed,
+            pixel_cache=pixel_cache,
+        )
 
     def _fit_head_on_features(self) -> float:
         config, n = self.config, len(self.class_names)
@@ -265,16 +311,30 @@ class TrainingRun:
         steps = 1 if tf.distribute.has_strategy() else HEAD_STEPS_PER_EXECUTION
         _compile(head, config, config.learning_rate, steps)
         callbacks, progress, keeper = self._callbacks(self.total_epochs, 0, "head")
-        head.fit(train, epochs=config.epochs, validation_data=validation, batch_size=config.batch_size,
-                 callbacks=callbacks, class_weight=_class_weight(config, y_train.argmax(1), n),
-                 shuffle=False, verbose=0)
+        head.fit(
+            train,
+            epochs=config.epochs,
+            validation_data=validation,
+            batch_size=config.batch_size,
+            callbacks=callbacks,
+            class_weight=_class_weight(config, y_train.argmax(1), n),
+            shuffle=False,
+            verbose=0,
+        )
         _check_cancel(progress)
         return keeper.best
 
     def _cached(self, build, model, files: list[str], what: str):
         """`build` (a `features.cached_*` function) over `files`, reporting as `what`."""
-        values, _ = build(self.cache, model, self.config, self.dataset.root, files, self.fingerprint,
-                          self._extraction_reporter(what))
+        values, _ = build(
+            self.cache,
+            model,
+            self.config,
+            self.dataset.root,
+            files,
+            self.fingerprint,
+            self._extraction_reporter(what),
+        )
         return values
 
     def _feature_training_data(self, y_train, y_val):
@@ -283,11 +343,16 @@ class TrainingRun:
         if self.config.augment:
             train_x = self._cached(cached_views, features, self.split.train, "augmented features")
         else:
-            train_x = np.asarray(self._cached(cached_features, features, self.split.train, "train features"))[None]
+            train_x = np.asarray(self._cached(cached_features, features, self.split.train, "train features"))[
+                None
+            ]
         val_x = self._cached(cached_features, features, self.split.val, "validation features")
         keras.utils.set_random_seed(self.config.seed)  # the same head training on a cache hit or a miss
-        return (self.clf.head_model, _view_dataset(np.asarray(train_x), y_train, self.config),
-                (np.asarray(val_x), y_val))
+        return (
+            self.clf.head_model,
+            _view_dataset(np.asarray(train_x), y_train, self.config),
+            (np.asarray(val_x), y_val),
+        )
 
     def _map_training_data(self, y_train, y_val):
         """The head on cached feature maps, which it augments anew each epoch: one backbone pass
@@ -296,8 +361,11 @@ class TrainingRun:
         train_maps = self._cached(cached_maps, maps, self.split.train, "train feature maps")
         val_maps = self._cached(cached_maps, maps, self.split.val, "validation feature maps")
         keras.utils.set_random_seed(self.config.seed)
-        return (self.clf.map_head_model, _rows_dataset(train_maps, y_train, self.config, shuffle=True),
-                _rows_dataset(val_maps, y_val, self.config, shuffle=False))
+        return (
+            self.clf.map_head_model,
+            _rows_dataset(train_maps, y_train, self.config, shuffle=True),
+            _rows_dataset(val_maps, y_val, self.config, shuffle=False),
+        )
 
     def _extraction_reporter(self, what: str):
         """Progress of a feature-cache build, with photos/s and time left (in `status.json` as
@@ -308,10 +376,15 @@ class TrainingRun:
             if cancel_requested(self.run_dir):
                 raise _Cancelled()
             stats = throughput.update(done, total)
-            update_status(self.run_dir, state="running", message=stats["message"],
-                          extraction=stats if done < total else None)
+            update_status(
+                self.run_dir,
+                state="running",
+                message=stats["message"],
+                extraction=stats if done < total else None,
+            )
             if self.reporter:
                 self.reporter({"kind": "stage", **stats, "done": done == total})
+
         return report
 
     def _fine_tune(self, best: float) -> None:
@@ -321,8 +394,9 @@ class TrainingRun:
         self.stage(f"fine-tuning {len(unfrozen)} layers of the last {config.fine_tune_blocks} blocks")
         _compile(self.clf.model, config, config.fine_tune_learning_rate)
         head_epochs = len(read_history(self.run_dir))  # early stopping may have ended the head phase early
-        callbacks, progress, keeper = self._callbacks(head_epochs + config.fine_tune_epochs, head_epochs,
-                                                      "fine-tune", best)
+        callbacks, progress, keeper = self._callbacks(
+            head_epochs + config.fine_tune_epochs, head_epochs, "fine-tune", best
+        )
         self._fit_on_photos(config.fine_tune_epochs, callbacks)
         if keeper.best_weights is None:  # fine-tuning never beat the head: keep the head's best model
             self.clf.model.load_weights(self.run_dir / MODEL)
@@ -343,10 +417,17 @@ class TrainingRun:
             val_probabilities = self._cached_probabilities(split.val, "validation")
             metrics["confidence"] = confidence_threshold(val_probabilities, self._labels(split.val))
         else:
-            metrics = evaluate_model(self.clf.model, names, self.dataset.root, split.test,
-                                     batch_size=config.batch_size, image_size=config.image_size)
-            metrics["confidence"] = confidence_on(self.clf.model, names, self.dataset.root, split.val,
-                                                  config.image_size)
+            metrics = evaluate_model(
+                self.clf.model,
+                names,
+                self.dataset.root,
+                split.test,
+                batch_size=config.batch_size,
+                image_size=config.image_size,
+            )
+            metrics["confidence"] = confidence_on(
+                self.clf.model, names, self.dataset.root, split.val, config.image_size
+            )
         write_json(self.run_dir / METRICS, metrics)
 
     def _cached_probabilities(self, files: list[str], what: str) -> np.ndarray:
@@ -357,8 +438,12 @@ class TrainingRun:
         if self.config.augments_maps:
             maps = self._cached(cached_maps, clf.map_model, files, f"{what} feature maps")
             # `predict`, not `predict_on_batch`: under MirroredStrategy the latter returned every row twice.
-            return np.concatenate([clf.map_head_model.predict(np.asarray(maps[i:i + 256]), batch_size=256, verbose=0)
-                                   for i in range(0, len(maps), 256)])
+            return np.concatenate(
+                [
+                    clf.map_head_model.predict(np.asarray(maps[i : i + 256]), batch_size=256, verbose=0)
+                    for i in range(0, len(maps), 256)
+                ]
+            )
         features = self._cached(cached_features, clf.feature_model, files, f"{what} features")
         return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
 
@@ -368,8 +453,10 @@ class TrainingRun:
         h, w = self.clf.map_model.output_shape[1:3]
         if not self.config.augments_maps or h * w >= MIN_MAP_POSITIONS:
             return
-        self.stage(f"feature maps of {h} x {w} are too small to augment: caching "
-                   f"{self.config.augment_views} augmented views instead")
+        self.stage(
+            f"feature maps of {h} x {w} are too small to augment: caching "
+            f"{self.config.augment_views} augmented views instead"
+        )
         self.config = dataclasses.replace(self.config, augment_cache="views")
 
 
@@ -429,6 +516,7 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
 def _rows_dataset(rows: np.ndarray, labels: np.ndarray, config, *, shuffle: bool) -> tf.data.Dataset:
     """Batches of a memory-mapped array, read from disk as they are needed: the feature maps of
     a large dataset need not fit in memory."""
+
     def read(batch_index):
         order = np.sort(batch_index)  # ascending rows read the file forwards
         return np.asarray(rows[order], dtype="float32"), labels[order]
@@ -437,7 +525,12 @@ def _rows_dataset(rows: np.ndarray, labels: np.ndarray, config, *, shuffle: bool
     if shuffle:
         index = index.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
     batches = index.batch(config.batch_size).map(
-        lambda i: tf.numpy_function(read, [i], (tf.float32, tf.float32), stateful=False))
-    shaped = batches.map(lambda x, y: (tf.ensure_shape(x, (None, *rows.shape[1:])),
-                                       tf.ensure_shape(y, (None, labels.shape[1]))))
+        lambda i: tf.numpy_function(read, [i], (tf.float32, tf.float32), stateful=False)
+    )
+    shaped = batches.map(
+        lambda x, y: (
+            tf.ensure_shape(x, (None, *rows.shape[1:])),
+            tf.ensure_shape(y, (None, labels.shape[1])),
+        )
+    )
     return shaped.prefetch(tf.data.AUTOTUNE)

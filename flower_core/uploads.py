@@ -104,8 +104,9 @@ def _reserve(uploads: Path, name: str) -> Path:
     raise FlowerError(f"no free folder name for {stem!r} in {uploads}; choose another name")
 
 
-def unpack_upload(source: BinaryIO, name: str, home: str | os.PathLike,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
+def unpack_upload(
+    source: BinaryIO, name: str, home: str | os.PathLike, progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Unpack an uploaded .zip of class folders into its own new folder `home/uploads/<name>`.
 
     Each upload gets a folder of its own, even when several people upload the same name at
@@ -132,11 +133,13 @@ def unpack_upload(source: BinaryIO, name: str, home: str | os.PathLike,
         raise FlowerError(
             f"the uploads would take {_mb(used + declared)}, over the quota of {_mb(quota)} for all "
             f"uploaded datasets ({_mb(used)} in use); delete old uploads in {uploads} or ask the "
-            f"server's admin ({UPLOAD_QUOTA_ENV})")
+            f"server's admin ({UPLOAD_QUOTA_ENV})"
+        )
     folder = _reserve(uploads, name)
     try:
-        root = extract_zip(source, folder, max_bytes=int(min(MAX_BYTES, quota - used)),
-                           progress=progress, reserved=True)
+        root = extract_zip(
+            source, folder, max_bytes=int(min(MAX_BYTES, quota - used)), progress=progress, reserved=True
+        )
         list_candidates(root)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

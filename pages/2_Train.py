@@ -25,9 +25,7 @@ with settings:
             ":material/home:",
         )
     else:
-        st.caption(
-            f"Dataset `{root}`: {len(dataset.files):,} photos, {len(dataset.class_names)} classes."
-        )
+        st.caption(f"Dataset `{root}`: {len(dataset.files):,} photos, {len(dataset.class_names)} classes.")
     preset = train_form.preset_picker()
     train_form.weights_note()
     if dataset is not None:

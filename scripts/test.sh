@@ -26,4 +26,5 @@ fi
 if [ -d ../shared/data/flowers ]; then export FLOWER_DATA="${FLOWER_DATA:-$(cd ../shared/data/flowers && pwd)}"; fi
 if [ -d ../shared/weights ]; then export FLOWER_WEIGHTS_DIR="${FLOWER_WEIGHTS_DIR:-$(cd ../shared/weights && pwd)}"; fi
 "$PY" -m ruff check .
+"$PY" -m ruff format --check .
 "$PY" -m pytest ${args[@]+"${args[@]}"}

@@ -81,9 +81,23 @@ def streamlit_server(work: Path):
     port = _free_port()
     with open(work / "streamlit.log", "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=ROOT, env=app_env(work), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+            ],
+            cwd=ROOT,
+            env=app_env(work),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
@@ -187,9 +201,26 @@ def classroom(work: Path, run_options: tuple[str, ...] = TINY_RUN):
 
     generate(work / "flowers", per_class=12, size=96, seed=1)
     trained = subprocess.run(
-        [sys.executable, "-m", "flower_core", "train", "--data", str(work / "flowers"),
-         "--runs", str(work / "runs"), *run_options, "--epochs", "2", "--json"],
-        cwd=ROOT, env=app_env(work), capture_output=True, text=True, timeout=600, check=True,
+        [
+            sys.executable,
+            "-m",
+            "flower_core",
+            "train",
+            "--data",
+            str(work / "flowers"),
+            "--runs",
+            str(work / "runs"),
+            *run_options,
+            "--epochs",
+            "2",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=app_env(work),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     finished = Path(json.loads(trained.stdout.strip().splitlines()[-1])["run_dir"])
     with streamlit_server(work) as (url, server):
@@ -210,15 +241,17 @@ def sessions_during_a_job(
     from flower_core.runs import read_status
     from flower_core.synthetic import CLASSES
 
-    config = make_config("base", backbone="mobilenet", weights="none", image_size=64,
-                         epochs=1000, patience=1000)
+    config = make_config(
+        "base", backbone="mobilenet", weights="none", image_size=64, epochs=1000, patience=1000
+    )
     job = jobs.submit(config, work / "flowers", work / "runs")
     try:
         _wait(job, "running")
         before = memory_mb(server.pid)["VmRSS"]
         reset_peak(server.pid)
-        photos = [work / "flowers" / CLASSES[i % 5] / f"{CLASSES[i % 5]}_{i // 5:04d}.jpg"
-                  for i in range(count)]
+        photos = [
+            work / "flowers" / CLASSES[i % 5] / f"{CLASSES[i % 5]}_{i // 5:04d}.jpg" for i in range(count)
+        ]
         with_clock = time.time()
         seen = drive_sessions(url, photos, running_run=job.name)
         seconds = time.time() - with_clock
@@ -232,14 +265,19 @@ def sessions_during_a_job(
         expected = predict_image(model, class_names, photo.read_bytes())
         session["expected"] = expected["predicted_class"]
         session["expected_sure"] = f"{expected['probability']:.1%} sure"
-    figures = {"sessions": count, "seconds": round(seconds, 1),
-               "server_rss_mb_before": round(before), "server_rss_mb_after": round(memory["VmRSS"]),
-               "server_peak_rss_mb": round(memory["VmHWM"]), "job_during": during,
-               "job_after": read_status(job).get("state"),
-               "sessions_with_errors": sum(bool(s["problems"]) for s in seen),
-               "sessions_with_another_prediction": sum(
-                   (s.get("prediction"), s.get("sure")) != (s["expected"], s["expected_sure"])
-                   for s in seen)}
+    figures = {
+        "sessions": count,
+        "seconds": round(seconds, 1),
+        "server_rss_mb_before": round(before),
+        "server_rss_mb_after": round(memory["VmRSS"]),
+        "server_peak_rss_mb": round(memory["VmHWM"]),
+        "job_during": during,
+        "job_after": read_status(job).get("state"),
+        "sessions_with_errors": sum(bool(s["problems"]) for s in seen),
+        "sessions_with_another_prediction": sum(
+            (s.get("prediction"), s.get("sure")) != (s["expected"], s["expected_sure"]) for s in seen
+        ),
+    }
     return seen, figures, job
 
 

@@ -15,6 +15,7 @@ REAL_DATA = Path(os.environ.get("FLOWER_DATA") or _SHARED / "data" / "flowers")
 WEIGHTS_DIR = Path(os.environ.get("FLOWER_WEIGHTS_DIR") or _SHARED / "weights")
 MOBILENET_NO_TOP = WEIGHTS_DIR / "mobilenet_1_0_224_tf_no_top.h5"
 
+
 def wait_until(predicate, timeout: float = 300, interval: float = 0.1) -> None:
     """Poll `predicate` until it is true; fail the test when `timeout` seconds pass first."""
     deadline = time.time() + timeout
@@ -55,8 +56,16 @@ def synthetic_dataset(tmp_path_factory) -> Path:
     return out
 
 
-def _save_tiny_run(run_dir: Path, class_names, backbone="mobilenet", image_size=64, preset="base",
-                   data_root=None, split=None, layout="facts") -> Path:
+def _save_tiny_run(
+    run_dir: Path,
+    class_names,
+    backbone="mobilenet",
+    image_size=64,
+    preset="base",
+    data_root=None,
+    split=None,
+    layout="facts",
+) -> Path:
     """Write a run folder holding an untrained tiny classifier (random init, Dense 8 head); its
     class names in `facts.json`, or with `layout="old"` in `config.json` (runs written before
     `facts.json` existed)."""
@@ -66,13 +75,15 @@ def _save_tiny_run(run_dir: Path, class_names, backbone="mobilenet", image_size=
     from flower_core.model import build_classifier
     from flower_core.runs import FACTS
 
-    config = make_config(preset, backbone=backbone, weights="none", image_size=image_size,
-                         dense_units=[8])
+    config = make_config(preset, backbone=backbone, weights="none", image_size=image_size, dense_units=[8])
     run_dir.mkdir(parents=True, exist_ok=True)
     build_classifier(config, len(class_names)).model.save(run_dir / "model.keras")
     facts = {"class_names": list(class_names)}
-    record = {**config.to_json(), "data_root": str(data_root) if data_root else None,
-              **(facts if layout == "old" else {})}
+    record = {
+        **config.to_json(),
+        "data_root": str(data_root) if data_root else None,
+        **(facts if layout == "old" else {}),
+    }
     (run_dir / "config.json").write_text(json.dumps(record))
     if layout != "old":
         (run_dir / FACTS).write_text(json.dumps(facts))
@@ -90,6 +101,7 @@ def tiny_classifier_run(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_run_factory(tmp_path):
     """Make run folders like `tiny_classifier_run` with other classes, backbone, data or split."""
+
     def make(name="run", class_names=("daisy", "rose", "tulip"), **options) -> Path:
         return _save_tiny_run(tmp_path / name, class_names, **options)
 
@@ -107,16 +119,40 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
     config = json.loads((run_dir / "config.json").read_text())
     split = split_dataset(scan_dataset(data_root))
     (run_dir / "split.json").write_text(json.dumps(split.to_json()))
-    history = [{"epoch": i, "phase": "head", "loss": 1.6 - 0.2 * i, "accuracy": acc,
-                "val_loss": 1.7 - 0.2 * i, "val_accuracy": acc - 0.05, "lr": 1e-3, "seconds": 2.0}
-               for i, acc in enumerate(accuracies, 1)]
+    history = [
+        {
+            "epoch": i,
+            "phase": "head",
+            "loss": 1.6 - 0.2 * i,
+            "accuracy": acc,
+            "val_loss": 1.7 - 0.2 * i,
+            "val_accuracy": acc - 0.05,
+            "lr": 1e-3,
+            "seconds": 2.0,
+        }
+        for i, acc in enumerate(accuracies, 1)
+    ]
     (run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    metrics = evaluate_model(load_run_model(run_dir), run_facts(run_dir)["class_names"], data_root, split.test,
-                             image_size=config["image_size"])
+    metrics = evaluate_model(
+        load_run_model(run_dir),
+        run_facts(run_dir)["class_names"],
+        data_root,
+        split.test,
+        image_size=config["image_size"],
+    )
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    (run_dir / "status.json").write_text(json.dumps({
-        "state": "done", "epoch": len(history), "epochs": len(history), "message": "finished",
-        "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}))
+    (run_dir / "status.json").write_text(
+        json.dumps(
+            {
+                "state": "done",
+                "epoch": len(history),
+                "epochs": len(history),
+                "message": "finished",
+                "started": "2026-01-01T00:00:00+00:00",
+                "finished": "2026-01-01T00:01:00+00:00",
+            }
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -128,18 +164,24 @@ def app_runs_template(tmp_path_factory, synthetic_dataset) -> Path:
     from flower_core.synthetic import CLASSES
 
     root = tmp_path_factory.mktemp("app_runs") / "runs"
-    for run_id, preset, accuracies in (("20260101-000000-base-mobilenet-aaaa", "base", [0.3, 0.5]),
-                                       ("20260101-000100-dropout20-mobilenet-bbbb", "dropout20",
-                                        [0.4, 0.6, 0.7])):
-        run_dir = _save_tiny_run(root / run_id, CLASSES, image_size=32, preset=preset,
-                                 data_root=synthetic_dataset)
+    for run_id, preset, accuracies in (
+        ("20260101-000000-base-mobilenet-aaaa", "base", [0.3, 0.5]),
+        ("20260101-000100-dropout20-mobilenet-bbbb", "dropout20", [0.4, 0.6, 0.7]),
+    ):
+        run_dir = _save_tiny_run(
+            root / run_id, CLASSES, image_size=32, preset=preset, data_root=synthetic_dataset
+        )
         _finish_app_run(run_dir, synthetic_dataset, accuracies)
     failed = root / "20260101-000200-batchnorm-vgg16-cccc"
     failed.mkdir()
-    (failed / "config.json").write_text(json.dumps({"preset": "batchnorm", "backbone": "vgg16",
-                                                    "epochs": 30, "image_size": 224}))
-    (failed / "status.json").write_text(json.dumps({
-        "state": "failed", "message": "ImageNet weights for backbone 'vgg16' could not be loaded"}))
+    (failed / "config.json").write_text(
+        json.dumps({"preset": "batchnorm", "backbone": "vgg16", "epochs": 30, "image_size": 224})
+    )
+    (failed / "status.json").write_text(
+        json.dumps(
+            {"state": "failed", "message": "ImageNet weights for backbone 'vgg16' could not be loaded"}
+        )
+    )
     return root
 
 

@@ -114,10 +114,7 @@ def test_pages_render_with_runs_present(synthetic, app_runs, page):
         assert len(at.dataframe[0].value) == 3
         assert len(at.get("plotly_chart")) >= 4
     if page == "pages/2_Train.py":  # the newest run failed: the page says why, in one line
-        assert (
-            texts(at.error) == "Training failed: ImageNet weights for backbone 'vgg16' "
-            "could not be loaded"
-        )
+        assert texts(at.error) == "Training failed: ImageNet weights for backbone 'vgg16' could not be loaded"
 
 
 def test_home_generates_the_synthetic_set_and_uses_it(tmp_path):
@@ -168,7 +165,9 @@ def _submit_small_run(at: AppTest) -> AppTest:
 def test_train_page_opens_on_the_suggested_preset_and_its_image_size(synthetic):
     at = open_page("pages/2_Train.py")
     assert_clean(at)
-    assert at.select_slider(key="train_best_image_size").value == make_config(SUGGESTED_PRESET).image_size == 384
+    assert (
+        at.select_slider(key="train_best_image_size").value == make_config(SUGGESTED_PRESET).image_size == 384
+    )
     estimate = [c.value for c in at.caption if "With the preset's settings, about" in c.value]
     assert estimate and "features computed first" in estimate[0], "the time before the click, cold cache"
 
@@ -306,14 +305,10 @@ def test_a_queue_without_a_worker_can_be_restarted(synthetic, monkeypatch):
     assert len(started) == 2
 
 
-def test_a_finished_job_shows_its_results_and_a_second_session_sees_the_running_one(
-    synthetic, app_runs
-):
+def test_a_finished_job_shows_its_results_and_a_second_session_sees_the_running_one(synthetic, app_runs):
     worst = min(  # the session's own run, not the default (best) one, is explained next
         ("20260101-000000-base-mobilenet-aaaa", "20260101-000100-dropout20-mobilenet-bbbb"),
-        key=lambda run_id: json.loads((app_runs / run_id / "metrics.json").read_text())[
-            "test_accuracy"
-        ],
+        key=lambda run_id: json.loads((app_runs / run_id / "metrics.json").read_text())["test_accuracy"],
     )
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["train_run"] = worst
@@ -352,8 +347,9 @@ def test_two_sessions_classifying_share_one_loaded_model(synthetic, app_runs, mo
     import flower_core.predict
 
     loaded, real_load = [], flower_core.predict.load_run
-    monkeypatch.setattr(flower_core.predict, "load_run",
-                        lambda run_dir: loaded.append(real_load(run_dir)) or loaded[-1])
+    monkeypatch.setattr(
+        flower_core.predict, "load_run", lambda run_dir: loaded.append(real_load(run_dir)) or loaded[-1]
+    )
     for photo in ("rose/rose_0003.jpg", "tulip/tulip_0002.jpg"):  # two AppTests: two sessions
         at = open_page("pages/4_Classify.py")
         upload = (Path(photo).name, (synthetic / photo).read_bytes(), "image/jpeg")
@@ -440,9 +436,7 @@ def upload_limit_1mb():
     config.set_option("server.maxUploadSize", before)
 
 
-def test_classify_refuses_a_photo_over_the_limit_and_keeps_the_others(
-    synthetic, app_runs, upload_limit_1mb
-):
+def test_classify_refuses_a_photo_over_the_limit_and_keeps_the_others(synthetic, app_runs, upload_limit_1mb):
     at = open_page("pages/4_Classify.py")
     photo = (synthetic / "rose" / "rose_0003.jpg").read_bytes()
     big = ("big.jpg", photo + os.urandom(1_100_000), "image/jpeg")
@@ -453,9 +447,7 @@ def test_classify_refuses_a_photo_over_the_limit_and_keeps_the_others(
     assert "Prediction" in [m.label for m in at.metric]
 
 
-def test_classify_refuses_photos_whose_total_is_over_the_limit(
-    synthetic, app_runs, upload_limit_1mb
-):
+def test_classify_refuses_photos_whose_total_is_over_the_limit(synthetic, app_runs, upload_limit_1mb):
     at = open_page("pages/4_Classify.py")
     photo = (synthetic / "rose" / "rose_0003.jpg").read_bytes() + bytes(600_000)
     at.file_uploader(key="classify_upload").set_value(
@@ -548,9 +540,11 @@ def test_train_page_shows_the_feature_cache_and_clears_it(synthetic):
     from flower_core.features import FeatureCache
 
     cache = FeatureCache()
-    cache.get_or_build("demo", lambda path: np.save(path, np.ones((10, 4), "float32")),
-                       {"backbone": "mobilenet", "image_size": 64, "photos": 10, "kind": "clean",
-                        "preprocessing": "tf"})
+    cache.get_or_build(
+        "demo",
+        lambda path: np.save(path, np.ones((10, 4), "float32")),
+        {"backbone": "mobilenet", "image_size": 64, "photos": 10, "kind": "clean", "preprocessing": "tf"},
+    )
     at = open_page("pages/2_Train.py")
     assert any("Feature cache: 1 entries" in e.label for e in at.expander)
     at.button(key="train_cache_clear").click().run()
@@ -562,8 +556,12 @@ def test_pages_survive_a_run_whose_files_are_corrupt(synthetic, app_runs, page):
     """A half-copied or hand-edited run folder shows as corrupt; it never breaks a page."""
     broken = app_runs / "20260101-000300-base-mobilenet-dddd"
     broken.mkdir()
-    for name, content in (("config.json", b"{"), ("status.json", b"[1, 2]"),
-                          ("metrics.json", b"\xff\xfe"), ("history.jsonl", b'{"epoch": 1, "lo')):
+    for name, content in (
+        ("config.json", b"{"),
+        ("status.json", b"[1, 2]"),
+        ("metrics.json", b"\xff\xfe"),
+        ("history.jsonl", b'{"epoch": 1, "lo'),
+    ):
         (broken / name).write_bytes(content)
     at = AppTest.from_file(APP, default_timeout=120).run()
     if page:

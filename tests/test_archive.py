@@ -90,8 +90,7 @@ def _tgz(path, members: dict[str, bytes], symlink: str | None = None):
 def test_tar_extraction_and_link_refusal(tmp_path):
     _tgz(
         tmp_path / "ok.tgz",
-        {f"flower_photos/{k}": v for k, v in CLASSES.items()}
-        | {"flower_photos/LICENSE.txt": b"cc"},
+        {f"flower_photos/{k}": v for k, v in CLASSES.items()} | {"flower_photos/LICENSE.txt": b"cc"},
     )
     assert extract_tar(tmp_path / "ok.tgz", tmp_path / "ok") == tmp_path / "ok" / "flower_photos"
     _tgz(tmp_path / "bad.tgz", CLASSES, symlink="daisy/evil.jpg")

@@ -25,8 +25,9 @@ def test_versions_differ_from_the_photo_and_from_each_other(photo):
 
 
 def test_the_same_seed_draws_the_same_versions(photo):
-    assert np.array_equal(augmented_versions(photo, 48, seed=5, count=2)[1],
-                          augmented_versions(photo, 48, seed=5, count=2)[1])
+    assert np.array_equal(
+        augmented_versions(photo, 48, seed=5, count=2)[1], augmented_versions(photo, 48, seed=5, count=2)[1]
+    )
 
 
 def test_bad_count_says_what_was_received(photo):

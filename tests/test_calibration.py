@@ -43,8 +43,13 @@ def test_threshold_is_the_lowest_confidence_that_keeps_the_target_accuracy():
 
 def test_a_model_that_never_reaches_the_target_is_unsure_of_everything():
     result = confidence_threshold([[0.9, 0.1], [0.8, 0.2]], [1, 1], target=0.5)
-    assert result == {"threshold": 1.0, "target_accuracy": 0.5, "val_photos": 2, "coverage": 0.0,
-                      "accuracy_above": None}
+    assert result == {
+        "threshold": 1.0,
+        "target_accuracy": 0.5,
+        "val_photos": 2,
+        "coverage": 0.0,
+        "accuracy_above": None,
+    }
 
 
 def test_tied_confidences_are_not_split():

@@ -87,13 +87,15 @@ def test_each_method_points_at_the_flower_of_its_class(method, trained_cam_model
     cases = []
     for photo, class_masks in canvases:
         for label, mask in class_masks.items():
-            explanation = explain_image(canvas_model, photo, method, target_class=label,
-                                        with_faithfulness=False)
+            explanation = explain_image(
+                canvas_model, photo, method, target_class=label, with_faithfulness=False
+            )
             cases.append((explanation.heatmap, mask))
     baseline = np.mean([mask.mean() for _, mask in cases])
     rate = _hit_rate(cases)
-    print(f"{method}: peak on the target's flower in {rate:.2f} of {len(cases)} "
-          f"(a random peak: {baseline:.2f})")
+    print(
+        f"{method}: peak on the target's flower in {rate:.2f} of {len(cases)} (a random peak: {baseline:.2f})"
+    )
     assert rate >= MIN_HIT_RATE
 
 

@@ -102,19 +102,26 @@ def test_confusion_matrix(normalise):
 
 
 def test_top_k_and_study_charts():
-    fig = charts.top_k_bar(
-        [{"class": "rose", "probability": 0.7}, {"class": "tulip", "probability": 0.2}]
-    )
+    fig = charts.top_k_bar([{"class": "rose", "probability": 0.7}, {"class": "tulip", "probability": 0.2}])
     assert list(fig.data[0].y) == ["tulip", "rose"] and fig.data[0].text[-1] == "70.0%"
     study = charts.study_vs_ours({"base": (0.48, 0.82), "center": (0.49, 0.84)}, {"base": 0.9})
     assert list(study.data[1].y) == [0.9, None]
 
 
 def test_reliability_curve_has_the_diagonal_and_one_line_per_run():
-    calibration = {"ece": 0.05, "bins": [{"confidence": 0.55, "accuracy": 0.5, "count": 10},
-                                         {"confidence": 0.95, "accuracy": 0.97, "count": 90}]}
+    calibration = {
+        "ece": 0.05,
+        "bins": [
+            {"confidence": 0.55, "accuracy": 0.5, "count": 10},
+            {"confidence": 0.95, "accuracy": 0.97, "count": 90},
+        ],
+    }
     fig = charts.reliability_curve({"run a": calibration, "run b": calibration})
-    assert [trace.name for trace in fig.data] == ["perfectly calibrated", "run a (ECE 0.050)", "run b (ECE 0.050)"]
+    assert [trace.name for trace in fig.data] == [
+        "perfectly calibrated",
+        "run a (ECE 0.050)",
+        "run b (ECE 0.050)",
+    ]
     assert list(fig.data[1].x) == [0.55, 0.95] and list(fig.data[1].y) == [0.5, 0.97]
 
 

@@ -38,24 +38,41 @@ CASES = {
     "runs_under_a_file": lambda t: ["--runs", "/etc/passwd/x"],
 }
 EXPECTED = {
-    "split": "split file", "seed": "seed must be", "learning_rate": "learning rate must be",
-    "fine_tune_learning_rate": "fine-tune learning rate must be", "patience": "patience must be",
-    "fine_tune_epochs": "fine-tune epochs must be", "runs": "a file stands where a folder is needed",
+    "split": "split file",
+    "seed": "seed must be",
+    "learning_rate": "learning rate must be",
+    "fine_tune_learning_rate": "fine-tune learning rate must be",
+    "patience": "patience must be",
+    "fine_tune_epochs": "fine-tune epochs must be",
+    "runs": "a file stands where a folder is needed",
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_train_arguments_exit_2_in_one_line_and_create_no_run(
-    synthetic_dataset, tmp_path, capsys, case
-):
+def test_bad_train_arguments_exit_2_in_one_line_and_create_no_run(synthetic_dataset, tmp_path, capsys, case):
     runs = tmp_path / "runs"
-    argv = ["train", "--data", str(synthetic_dataset), "--runs", str(runs), "--backbone",
-            "mobilenet", "--weights", "none", "--image-size", "32", "--epochs", "1", *CASES[case](tmp_path)]
+    argv = [
+        "train",
+        "--data",
+        str(synthetic_dataset),
+        "--runs",
+        str(runs),
+        "--backbone",
+        "mobilenet",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        *CASES[case](tmp_path),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
-    expected = next(text for key, text in sorted(EXPECTED.items(), key=lambda kv: -len(kv[0]))
-                    if case.startswith(key))
+    expected = next(
+        text for key, text in sorted(EXPECTED.items(), key=lambda kv: -len(kv[0])) if case.startswith(key)
+    )
     assert expected in err
     assert not runs.exists() or not any(runs.iterdir())
 
@@ -78,8 +95,16 @@ def test_a_run_whose_loss_becomes_nan_ends_failed_with_the_reason(synthetic_data
     from flower_core.runs import read_status
     from flower_core.train import train_new_run
 
-    config = make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=2,
-                         learning_rate=3e38, dense_units=[8], seed=0)
+    config = make_config(
+        "base",
+        backbone="mobilenet",
+        weights="none",
+        image_size=32,
+        epochs=2,
+        learning_rate=3e38,
+        dense_units=[8],
+        seed=0,
+    )
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     status = read_status(run_dir)
     assert status["state"] == "failed", status

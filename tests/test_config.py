@@ -30,15 +30,23 @@ def test_every_setting_has_an_option_with_its_help_and_default():
     for name, spec in SETTINGS.items():
         flag = "--" + name.replace("_", "-")
         assert flag in text, flag
-        shown = ",".join(map(str, DEFAULTS.dense_units)) if name == "dense_units" else str(getattr(DEFAULTS, name))
+        shown = (
+            ",".join(map(str, DEFAULTS.dense_units))
+            if name == "dense_units"
+            else str(getattr(DEFAULTS, name))
+        )
         assert " ".join(spec.help.split()) in text and f"(default {shown}" in text, name
 
 
 def test_every_option_of_every_command_says_what_it_does():
     parser = cli.build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    silent = [f"{command} {action.option_strings or action.dest}"
-              for command, sub in commands.items() for action in sub._actions if not action.help]
+    silent = [
+        f"{command} {action.option_strings or action.dest}"
+        for command, sub in commands.items()
+        for action in sub._actions
+        if not action.help
+    ]
     assert not silent
     assert {"study", "sweep", "groups", "export"} <= set(commands)
 
@@ -47,8 +55,10 @@ def test_light_commands_build_their_parser_without_keras():
     import subprocess
     import sys
 
-    code = ("import sys; from flower_core import cli; cli.build_parser(with_settings=False); "
-            "assert 'keras' not in sys.modules, 'keras imported'")
+    code = (
+        "import sys; from flower_core import cli; cli.build_parser(with_settings=False); "
+        "assert 'keras' not in sys.modules, 'keras imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -59,20 +69,23 @@ def test_train_help_lists_every_preset_with_its_line():
     assert set(PRESET_DESCRIPTIONS) == set(PRESETS)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"seed": -1}, "seed must be between 0 and 2147483647. Received: seed=-1"),
-    ({"seed": 2**40}, "seed must be between 0 and 2147483647"),
-    ({"learning_rate": math.inf}, "learning rate must be a finite number"),
-    ({"learning_rate": math.nan}, "learning rate must be a finite number"),
-    ({"patience": -1}, "early-stopping patience must be at least 0"),
-    ({"fine_tune_epochs": -1}, "fine-tune epochs must be at least 1"),
-    ({"image_size": "224"}, "image size must be of type int. Received: image_size='224'"),
-    ({"augment": 1}, "augmentation must be of type bool"),
-    ({"epochs": True}, "epochs must be of type int"),
-    ({"dense_units": [512, 0]}, "dense units must be positive"),
-    ({"val_fraction": 0.5, "test_fraction": 0.5}, "must add up to less than 1"),
-    ({"pooling": "min"}, "pooling must be max or avg. Received: pooling='min'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"seed": -1}, "seed must be between 0 and 2147483647. Received: seed=-1"),
+        ({"seed": 2**40}, "seed must be between 0 and 2147483647"),
+        ({"learning_rate": math.inf}, "learning rate must be a finite number"),
+        ({"learning_rate": math.nan}, "learning rate must be a finite number"),
+        ({"patience": -1}, "early-stopping patience must be at least 0"),
+        ({"fine_tune_epochs": -1}, "fine-tune epochs must be at least 1"),
+        ({"image_size": "224"}, "image size must be of type int. Received: image_size='224'"),
+        ({"augment": 1}, "augmentation must be of type bool"),
+        ({"epochs": True}, "epochs must be of type int"),
+        ({"dense_units": [512, 0]}, "dense units must be positive"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "must add up to less than 1"),
+        ({"pooling": "min"}, "pooling must be max or avg. Received: pooling='min'"),
+    ],
+)
 def test_bad_values_are_refused_with_the_setting_and_the_value(overrides, message):
     with pytest.raises(FlowerError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_config("base", **overrides)
@@ -89,23 +102,29 @@ def test_limits_come_from_one_place():
         assert all(spec.problem(option) is None for option in spec.options), name
 
 
-@pytest.mark.parametrize("name, text, value", [
-    ("dense_units", "256, 64", [256, 64]),
-    ("augment", "yes", True),
-    ("batchnorm", "off", False),
-    ("learning_rate", "1e-4", 1e-4),
-    ("pooling", "avg", "avg"),
-    ("epochs", "7", 7),
-])
+@pytest.mark.parametrize(
+    "name, text, value",
+    [
+        ("dense_units", "256, 64", [256, 64]),
+        ("augment", "yes", True),
+        ("batchnorm", "off", False),
+        ("learning_rate", "1e-4", 1e-4),
+        ("pooling", "avg", "avg"),
+        ("epochs", "7", 7),
+    ],
+)
 def test_parse_setting_reads_each_kind(name, text, value):
     assert parse_setting(name, text) == value
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("epochs", "two", "epochs takes a value of type int. Received: epochs='two'"),
-    ("augment", "maybe", "augmentation takes true or false"),
-    ("colour", "red", "unknown setting 'colour'"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("epochs", "two", "epochs takes a value of type int. Received: epochs='two'"),
+        ("augment", "maybe", "augmentation takes true or false"),
+        ("colour", "red", "unknown setting 'colour'"),
+    ],
+)
 def test_parse_setting_refuses_what_it_cannot_read(name, text, message):
     with pytest.raises(FlowerError, match=message):
         parse_setting(name, text)
@@ -117,10 +136,18 @@ def test_the_suggested_preset_names_the_backbone_its_figure_was_measured_with():
     assert 0 < BEST_RESULT[1] < BEST_RESULT[0] <= 1
 
 
-@pytest.mark.parametrize("args", [
-    ["--seed", "-1"], ["--seed", str(2**40)], ["--learning-rate", "inf"], ["--patience", "-1"],
-    ["--fine-tune-epochs", "-1"], ["--dense-units", "512,x"], ["--backbone", "alexnet"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--seed", "-1"],
+        ["--seed", str(2**40)],
+        ["--learning-rate", "inf"],
+        ["--patience", "-1"],
+        ["--fine-tune-epochs", "-1"],
+        ["--dense-units", "512,x"],
+        ["--backbone", "alexnet"],
+    ],
+)
 def test_bad_settings_exit_2_before_any_run_folder_exists(args, tmp_path, capsys, synthetic_dataset):
     runs = tmp_path / "runs"
     code = cli.main(["train", "--data", str(synthetic_dataset), "--runs", str(runs), *args])

@@ -45,10 +45,13 @@ def test_scan_reports_progress(small_dataset):
     assert seen[-1] == (62, 62)
 
 
-@pytest.mark.parametrize("layout, message", [
-    ({"daisy": 3}, "at least two class folders"),
-    ({"daisy": 3, "rose": 0}, "no readable images: rose"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({"daisy": 3}, "at least two class folders"),
+        ({"daisy": 3, "rose": 0}, "no readable images: rose"),
+    ],
+)
 def test_scan_rejects_bad_layouts(tmp_path, layout, message):
     for name, count in layout.items():
         (tmp_path / name).mkdir()
@@ -122,8 +125,16 @@ def test_a_pixel_cache_serves_later_epochs_the_same_photos_without_decoding(tmp_
     for n, rel in enumerate(files):  # each photo its own colour, so each is recognisable
         _photo(tmp_path / "flowers" / rel, colour=(20 * n, 255 - 20 * n, 7 * n), size=(24, 24))
     labels = [int(rel.startswith("rose")) for rel in files]
-    ds = image_dataset(tmp_path / "flowers", files, labels, image_size=24, batch_size=5,
-                       shuffle=True, seed=3, pixel_cache=tmp_path / "pixels")
+    ds = image_dataset(
+        tmp_path / "flowers",
+        files,
+        labels,
+        image_size=24,
+        batch_size=5,
+        shuffle=True,
+        seed=3,
+        pixel_cache=tmp_path / "pixels",
+    )
 
     def epoch() -> list[tuple[str, int]]:
         """(file, label) in the order the epoch served them, each file found by its colour."""
@@ -161,6 +172,11 @@ def test_find_datasets_offers_only_folders_with_photos_in_two_class_folders(tmp_
     _photo(home / "uploads" / "zipped" / "rose" / "b.jpg")
     (home / "readme.txt").write_text("a file, not a folder")
     assert find_datasets([home, home / "uploads", tmp_path / "missing"]) == [
-        home / "flowers", home / "uploads" / "zipped"]
+        home / "flowers",
+        home / "uploads" / "zipped",
+    ]
     assert find_datasets([home, home / "uploads"], min_classes=1) == [
-        home / "flowers", home / "one_class", home / "uploads" / "zipped"]
+        home / "flowers",
+        home / "one_class",
+        home / "uploads" / "zipped",
+    ]

@@ -62,8 +62,7 @@ def screenshot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     settle(page, 0.5)
     height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('section, main, div')]"
-        ".map(e => e.scrollHeight))"
+        "() => Math.max(...[...document.querySelectorAll('section, main, div')].map(e => e.scrollHeight))"
     )
     page.set_viewport_size({"width": 1440, "height": min(max(int(height), 900), 6000)})
     settle(page, 1.5)

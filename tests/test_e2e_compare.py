@@ -24,16 +24,46 @@ def _runs(root) -> None:
     """Three runs with the widest values their columns hold: a long name, the longest backbone
     and preset names, every state a finished run can have."""
     store = RunStore(root)
-    for i, (preset, backbone, state) in enumerate((("dropout20", "efficientnet_lite2", "done"),
-                                                   ("finetune", "mobilenet", "cancelled"),
-                                                   ("base", "vgg16", "interrupted"))):
-        run_dir = store.create({"preset": preset, "backbone": backbone, "weights": "imagenet",
-                                "image_size": 384, "batch_size": 32, "dropout": 0.2,
-                                "augment": True, "augment_cache": "maps"}, preset, backbone)
-        write_json(run_dir / STATUS, {"state": state, "started": f"2026-01-0{i + 1}T10:00:00+00:00",
-                                      "finished": f"2026-01-0{i + 1}T11:00:00+00:00"})
-        append_jsonl(run_dir / HISTORY, {"epoch": 0, "loss": 0.5, "accuracy": 0.8,
-                                         "val_loss": 0.6, "val_accuracy": 0.8123, "seconds": 61.5})
+    for i, (preset, backbone, state) in enumerate(
+        (
+            ("dropout20", "efficientnet_lite2", "done"),
+            ("finetune", "mobilenet", "cancelled"),
+            ("base", "vgg16", "interrupted"),
+        )
+    ):
+        run_dir = store.create(
+            {
+                "preset": preset,
+                "backbone": backbone,
+                "weights": "imagenet",
+                "image_size": 384,
+                "batch_size": 32,
+                "dropout": 0.2,
+                "augment": True,
+                "augment_cache": "maps",
+            },
+            preset,
+            backbone,
+        )
+        write_json(
+            run_dir / STATUS,
+            {
+                "state": state,
+                "started": f"2026-01-0{i + 1}T10:00:00+00:00",
+                "finished": f"2026-01-0{i + 1}T11:00:00+00:00",
+            },
+        )
+        append_jsonl(
+            run_dir / HISTORY,
+            {
+                "epoch": 0,
+                "loss": 0.5,
+                "accuracy": 0.8,
+                "val_loss": 0.6,
+                "val_accuracy": 0.8123,
+                "seconds": 61.5,
+            },
+        )
         write_json(run_dir / METRICS, {"test_accuracy": 0.8765, "test_loss": 0.412345})
     store.set_meta(run_dir.name, name="a long run name given on the Compare page", tags=["x"])
 

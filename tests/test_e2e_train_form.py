@@ -35,8 +35,12 @@ def page_and_runs(tmp_path):
             browser.close()
             for run_dir in RunStore(runs).run_dirs():  # no worker outlives the test
                 jobs.cancel(run_dir)
-            wait_until(lambda: all(peek_status(d).get("state") not in ACTIVE_STATES
-                                   for d in RunStore(runs).run_dirs()), timeout=180)
+            wait_until(
+                lambda: all(
+                    peek_status(d).get("state") not in ACTIVE_STATES for d in RunStore(runs).run_dirs()
+                ),
+                timeout=180,
+            )
 
 
 def test_the_preview_follows_the_slider_and_a_double_click_queues_one_run(page_and_runs):

@@ -29,8 +29,9 @@ from .conftest import REAL_DATA, needs_real_data
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flower_core", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flower_core", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,10 @@ def _check_flawed_report(report: dict) -> None:
     }
     assert report["formats"] == {"JPEG": 31, "PNG": 1}
     assert report["sizes"]["width"] == {"min": 64, "median": 64, "max": 90}
-    split_sizes = {part: sum(row[part] for row in report["split"]["counts"].values())
-                   for part in ("train", "val", "test", "total")}
+    split_sizes = {
+        part: sum(row[part] for row in report["split"]["counts"].values())
+        for part in ("train", "val", "test", "total")
+    }
     assert split_sizes["total"] == 32 and split_sizes["train"] > split_sizes["test"] > 0
 
 
@@ -76,9 +79,14 @@ def test_report_finds_exactly_the_corrupt_file_and_the_duplicates(flawed_dataset
     assert [row["class"] for row in report["per_class"]] == report["classes"]
     assert report["per_class"][2]["images"] == 7
     text = format_report(report)
-    for expected in ("32 images, 5 classes, 1 unreadable", "daisy/broken.jpg: not an image",
-                     "exact duplicates: 1 groups", "rose/rose_0000.jpg = rose/rose_copy.jpg",
-                     "near duplicates: 1 groups", "tulip/tulip_0001.jpg = tulip/tulip_big.png"):
+    for expected in (
+        "32 images, 5 classes, 1 unreadable",
+        "daisy/broken.jpg: not an image",
+        "exact duplicates: 1 groups",
+        "rose/rose_0000.jpg = rose/rose_copy.jpg",
+        "near duplicates: 1 groups",
+        "tulip/tulip_0001.jpg = tulip/tulip_big.png",
+    ):
         assert expected in text
 
 
@@ -121,18 +129,22 @@ def test_perceptual_hash_survives_resizing_but_tells_photos_apart(synthetic_data
     other = Image.open(synthetic_dataset / "rose" / "rose_0004.jpg")
 
     def distance(a, b):
-        return sum(bin(int(x, 16) ^ int(y, 16)).count("1")
-                   for x, y in zip(perceptual_hashes(a), perceptual_hashes(b), strict=True))
+        return sum(
+            bin(int(x, 16) ^ int(y, 16)).count("1")
+            for x, y in zip(perceptual_hashes(a), perceptual_hashes(b), strict=True)
+        )
 
     assert distance(photo, photo.resize((150, 150))) <= NEAR_DUPLICATE_BITS
     assert distance(photo, other) > 3 * NEAR_DUPLICATE_BITS
 
 
 def test_near_duplicates_link_chains_and_skip_identical_only_groups():
-    table = {"path": ["a/1", "a/2", "b/3", "b/4", "b/5"],
-             "sha256": ["x", "y", "z", "z", "w"],
-             "dhash": ["0" * 16, "7" + "0" * 15, "f" * 16, "f" * 16, "0" * 15 + "1"],
-             "ahash": ["0" * 16] * 5}
+    table = {
+        "path": ["a/1", "a/2", "b/3", "b/4", "b/5"],
+        "sha256": ["x", "y", "z", "z", "w"],
+        "dhash": ["0" * 16, "7" + "0" * 15, "f" * 16, "f" * 16, "0" * 15 + "1"],
+        "ahash": ["0" * 16] * 5,
+    }
     groups = near_duplicates(pd.DataFrame(table), max_bits=4)
     assert groups == [["a/1", "a/2", "b/5"]]
     assert near_duplicates(pd.DataFrame(table), max_bits=0) == []

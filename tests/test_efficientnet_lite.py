@@ -81,8 +81,15 @@ def _pickle(value) -> bytes:
 
 def _tensor(key, storage_class, size, offset, shape, stride):
     storage = PersistentId(("storage", Global("torch", storage_class), key, "cpu", size, None))
-    return Call(Global("torch._utils", "_rebuild_tensor_v2"), storage, offset, shape, stride, False,
-                Call(Global("collections", "OrderedDict")))
+    return Call(
+        Global("torch._utils", "_rebuild_tensor_v2"),
+        storage,
+        offset,
+        shape,
+        stride,
+        False,
+        Call(Global("collections", "OrderedDict")),
+    )
 
 
 def _header() -> list[bytes]:
@@ -170,8 +177,7 @@ def test_packaged_backbones_are_ready_offline_and_distinct_in_the_feature_cache(
     assert len(keys) == len(VARIANTS)
     config = make_config("best", backbone="efficientnet_lite0")
     assert preprocessing_mode(config) == "lite"
-    np.testing.assert_allclose(Preprocess("lite")(np.array([[0.0, 127.0, 255.0]])),
-                               [[-127 / 128, 0.0, 1.0]])
+    np.testing.assert_allclose(Preprocess("lite")(np.array([[0.0, 127.0, 255.0]])), [[-127 / 128, 0.0, 1.0]])
 
 
 def test_fine_tuning_counts_lite_blocks_like_efficientnet():
@@ -199,7 +205,7 @@ def _conv(x, weight, stride, depthwise=False):
     out = np.zeros((weight.shape[0], h, w))
     for i in range(kernel):
         for j in range(kernel):
-            patch = x[:, i:i + stride * h:stride, j:j + stride * w:stride]
+            patch = x[:, i : i + stride * h : stride, j : j + stride * w : stride]
             if depthwise:
                 out += weight[:, 0, i, j, None, None] * patch
             else:
@@ -233,8 +239,13 @@ def test_keras_lite0_matches_a_numpy_reference_of_its_first_blocks(tmp_path):
     state = read_state_dict(LITE0.checkpoint())
     pixels = np.random.default_rng(0).uniform(0, 255, (48, 48, 3)).astype("float32")
     inputs = keras.Input((48, 48, 3))
-    model = efficientnet_lite(LITE0.name, include_top=False, weights=LITE0.checkpoint(),
-                              input_tensor=Preprocess("lite")(inputs), cache_dir=lambda: tmp_path)
+    model = efficientnet_lite(
+        LITE0.name,
+        include_top=False,
+        weights=LITE0.checkpoint(),
+        input_tensor=Preprocess("lite")(inputs),
+        cache_dir=lambda: tmp_path,
+    )
     probe = keras.Model(inputs, model.get_layer("block2b_add").output)
     keras_out = probe(pixels[None]).numpy()[0].transpose(2, 0, 1)
     reference = _reference_blocks(pixels, state)
@@ -250,10 +261,16 @@ def test_keras_lite0_matches_a_numpy_reference_of_its_first_blocks(tmp_path):
 def test_imagenet_top5_holds_daisy_for_most_real_daisies(tmp_path):
     photos = sorted((REAL_DATA / "daisy").iterdir())[:8]
     size = LITE0.resolution
-    batch = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size)), "float32")
-                      for p in photos])
+    batch = np.stack(
+        [np.asarray(Image.open(p).convert("RGB").resize((size, size)), "float32") for p in photos]
+    )
     inputs = keras.Input((size, size, 3))
-    model = efficientnet_lite(LITE0.name, include_top=True, weights="imagenet",
-                              input_tensor=Preprocess("lite")(inputs), cache_dir=lambda: tmp_path)
+    model = efficientnet_lite(
+        LITE0.name,
+        include_top=True,
+        weights="imagenet",
+        input_tensor=Preprocess("lite")(inputs),
+        cache_dir=lambda: tmp_path,
+    )
     top5 = np.argsort(-model.predict(batch, verbose=0), axis=1)[:, :5]
     assert sum(IMAGENET_DAISY in row for row in top5) >= 6

@@ -38,10 +38,16 @@ def _dataset(root: Path, per_class: dict[str, int]) -> list[str]:
 def test_metrics_on_a_hand_computed_case():
     # true:      daisy daisy rose rose tulip tulip
     # predicted: daisy rose  rose rose tulip daisy
-    probabilities = np.array([
-        [0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.1, 0.8, 0.1],
-        [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05],
-    ])
+    probabilities = np.array(
+        [
+            [0.8, 0.1, 0.1],
+            [0.3, 0.6, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.2, 0.5, 0.3],
+            [0.1, 0.1, 0.8],
+            [0.9, 0.05, 0.05],
+        ]
+    )
     files = [f"f{i}.jpg" for i in range(6)]
     metrics = summarise(probabilities, [0, 0, 1, 1, 2, 2], CLASSES, files)
     assert metrics["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
@@ -54,9 +60,16 @@ def test_metrics_on_a_hand_computed_case():
     assert report["tulip"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
     wrong = metrics["misclassified"]
     assert [row["path"] for row in wrong] == ["f5.jpg", "f1.jpg"]  # by loss, highest first
-    assert wrong[0] == pytest.approx({"path": "f5.jpg", "true_class": "tulip",
-                                      "predicted_class": "daisy", "confidence": 0.9,
-                                      "true_probability": 0.05, "loss": -math.log(0.05)})
+    assert wrong[0] == pytest.approx(
+        {
+            "path": "f5.jpg",
+            "true_class": "tulip",
+            "predicted_class": "daisy",
+            "confidence": 0.9,
+            "true_probability": 0.05,
+            "loss": -math.log(0.05),
+        }
+    )
     assert metrics["most_confused"][0]["count"] == 1
     json.dumps(metrics)
 
@@ -72,8 +85,14 @@ def test_evaluate_model_skips_unreadable_and_agrees_with_predict(tiny_classifier
     (tmp_path / "rose" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     model, class_names = load_run(tiny_classifier_run)
     seen = []
-    metrics = evaluate_model(model, class_names, tmp_path, [*files, "rose/cut.jpg"], batch_size=3,
-                             progress=lambda done, total: seen.append((done, total)))
+    metrics = evaluate_model(
+        model,
+        class_names,
+        tmp_path,
+        [*files, "rose/cut.jpg"],
+        batch_size=3,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert metrics["num_files"] == 7 and seen[-1] == (8, 8)
     assert [row["path"] for row in metrics["skipped"]] == ["rose/cut.jpg"]
     assert sum(map(sum, metrics["confusion"])) == 7

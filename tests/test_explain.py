@@ -42,8 +42,7 @@ def _photo(width=70, height=50, seed=0) -> bytes:
 def _model(backbone: str) -> keras.Model:
     """A random-init classifier as trained: augmentation, preprocessing, flat backbone, head."""
     if backbone not in _MODELS:
-        config = make_config("dropout20", backbone=backbone, weights="none", image_size=64,
-                             dense_units=[8])
+        config = make_config("dropout20", backbone=backbone, weights="none", image_size=64, dense_units=[8])
         _MODELS[backbone] = build_classifier(config, len(CLASSES)).model
     return _MODELS[backbone]
 
@@ -79,8 +78,9 @@ def test_every_method_on_every_backbone(backbone, method):
 def test_named_layer_and_named_class():
     model = _model("vgg16")
     coarse = explain_image(model, _photo(), "gradcam", class_names=CLASSES)
-    finer = explain_image(model, _photo(), "gradcam", layer="block4_conv3", class_names=CLASSES,
-                          target_class="tulip")
+    finer = explain_image(
+        model, _photo(), "gradcam", layer="block4_conv3", class_names=CLASSES, target_class="tulip"
+    )
     assert finer.layer == "block4_conv3" and finer.target_class == "tulip"
     assert finer.target_index == 2 and coarse.target_index == coarse.predicted_index
     assert finer.summary()["target_probability"] == pytest.approx(float(finer.probabilities[2]))
@@ -88,8 +88,7 @@ def test_named_layer_and_named_class():
 
 def test_layer_inside_a_residual_block_uses_the_whole_graph():
     """The head cannot be cut out at a layer a skip connection bypasses: no 'Graph disconnected'."""
-    explanation = explain_image(_model("resnet50"), _photo(), "gradcam++",
-                                layer="conv5_block3_1_conv")
+    explanation = explain_image(_model("resnet50"), _photo(), "gradcam++", layer="conv5_block3_1_conv")
     assert explanation.heatmap.shape == (50, 70)
 
 
@@ -156,8 +155,7 @@ def test_explain_path_on_a_saved_run_with_augmentation(tiny_run_factory, tmp_pat
     run = tiny_run_factory("augmented", preset="dropout20")
     image = tmp_path / "upload.png"
     image.write_bytes(_photo(90, 60))
-    result = explain_path(run, image, method="gradcam++", out=tmp_path / "h.png",
-                          target_class="rose")
+    result = explain_path(run, image, method="gradcam++", out=tmp_path / "h.png", target_class="rose")
     assert result["heatmap_path"] == str(tmp_path / "h.png") and result["target_class"] == "rose"
     assert Image.open(result["heatmap_path"]).size == (90, 60)
     assert Image.open(result["model_view_path"]).size == (64, 64)
@@ -171,8 +169,22 @@ def test_cli_explain_json(tiny_classifier_run, tmp_path, capsys):
     image = tmp_path / "photo.png"
     image.write_bytes(_photo())
     out = tmp_path / "heat.png"
-    assert main(["explain", "--run", str(tiny_classifier_run), str(image), "--method", "scorecam",
-                 "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--run",
+                str(tiny_classifier_run),
+                str(image),
+                "--method",
+                "scorecam",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["heatmap_path"] == str(out) and out.is_file()
     assert payload["predicted_class"] in CLASSES and "faithfulness" in payload
@@ -203,8 +215,14 @@ def test_pointing_game_after_short_training(synthetic_dataset):
     from flower_core.synthetic import load_mask
 
     dataset = scan_dataset(synthetic_dataset)
-    config = make_config("base", backbone="mobilenet", weights=str(MOBILENET_NO_TOP),
-                         image_size=224, pooling="avg", dense_units=[64])
+    config = make_config(
+        "base",
+        backbone="mobilenet",
+        weights=str(MOBILENET_NO_TOP),
+        image_size=224,
+        pooling="avg",
+        dense_units=[64],
+    )
     classifier = build_classifier(config, len(dataset.class_names))
     order = np.random.default_rng(0).permutation(len(dataset.files))
     train, test = order[: len(order) * 2 // 3], order[len(order) * 2 // 3 :]
@@ -216,16 +234,19 @@ def test_pointing_game_after_short_training(synthetic_dataset):
     results = {"strict": [], "tolerant": [], "faithfulness": []}
     for index in test:
         relpath = dataset.files[index]
-        explanation = explain_image(classifier.model, synthetic_dataset / relpath, "gradcam",
-                                    target_class=int(labels[index]))
+        explanation = explain_image(
+            classifier.model, synthetic_dataset / relpath, "gradcam", target_class=int(labels[index])
+        )
         mask = load_mask(synthetic_dataset, relpath, size=explanation.heatmap.shape[0])
         results["strict"].append(_pointing_hit(explanation.heatmap, mask, 0))
         results["tolerant"].append(_pointing_hit(explanation.heatmap, mask, round(0.07 * mask.shape[0])))
         results["faithfulness"].append(explanation.faithfulness["score"])
     rates = {name: np.mean(values, axis=0) for name, values in results.items()}
-    print(f"pointing game on {len(test)} photos: strict hit rate {rates['strict'][0]:.2f} "
-          f"(random {rates['strict'][1]:.2f}), within 7% {rates['tolerant'][0]:.2f} "
-          f"(random {rates['tolerant'][1]:.2f}); mean faithfulness {rates['faithfulness']:.3f}")
+    print(
+        f"pointing game on {len(test)} photos: strict hit rate {rates['strict'][0]:.2f} "
+        f"(random {rates['strict'][1]:.2f}), within 7% {rates['tolerant'][0]:.2f} "
+        f"(random {rates['tolerant'][1]:.2f}); mean faithfulness {rates['faithfulness']:.3f}"
+    )
     assert rates["tolerant"][0] >= 0.6 and rates["tolerant"][0] >= rates["tolerant"][1] + 0.3
     assert rates["strict"][0] >= 2 * rates["strict"][1]
     assert rates["faithfulness"] > 0.05

@@ -54,8 +54,9 @@ def trained_run(tmp_path_factory, synthetic_dataset) -> Path:
     from flower_core.config import make_config
     from flower_core.train import train_new_run
 
-    config = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1,
-                         dense_units=[8])
+    config = make_config(
+        "base", backbone="mobilenet", weights="none", image_size=64, epochs=1, dense_units=[8]
+    )
     return train_new_run(config, synthetic_dataset, tmp_path_factory.mktemp("export_runs"))
 
 
@@ -116,25 +117,34 @@ def test_bad_input_is_one_line_and_leaves_nothing(trained_run, tmp_path, capsys)
     out = tmp_path / "out"
     no_model = _copy_run(trained_run, tmp_path / "no_model", drop=("model.keras",))
     assert "no model.keras" in _cli_error(["export", "--run", str(no_model), "--out", str(out)], capsys)
-    alive = {"state": "running", "pid": os.getpid(), "pid_start": process_start(os.getpid()),
-             "host": os.uname().nodename}
+    alive = {
+        "state": "running",
+        "pid": os.getpid(),
+        "pid_start": process_start(os.getpid()),
+        "host": os.uname().nodename,
+    }
     for state in ({"state": "queued"}, alive):
         busy = _copy_run(trained_run, tmp_path / f"busy_{state['state']}", status=state)
         message = _cli_error(["export", "--run", str(busy), "--out", str(out)], capsys)
         assert f"still {state['state']}" in message
     assert "unknown export format coreml" in _cli_error(
-        ["export", "--run", str(trained_run), "--out", str(out), "--formats", "tflite,coreml"], capsys)
+        ["export", "--run", str(trained_run), "--out", str(out), "--formats", "tflite,coreml"], capsys
+    )
     (tmp_path / "taken").mkdir()
     assert "already exists" in _cli_error(
-        ["export", "--run", str(trained_run), "--out", str(tmp_path / "taken")], capsys)
+        ["export", "--run", str(trained_run), "--out", str(tmp_path / "taken")], capsys
+    )
     assert "cannot write" in _cli_error(
-        ["export", "--run", str(trained_run), "--out", "/proc/flower_export"], capsys)
+        ["export", "--run", str(trained_run), "--out", "/proc/flower_export"], capsys
+    )
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     assert "does not exist" in _cli_error(
-        ["export", "--run", str(trained_run), "--out", str(a_file / "out")], capsys)
+        ["export", "--run", str(trained_run), "--out", str(a_file / "out")], capsys
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["no_model", "busy_queued", "busy_running", "taken", "a_file"])
+        ["no_model", "busy_queued", "busy_running", "taken", "a_file"]
+    )
 
 
 @pytest.mark.slow
@@ -174,13 +184,23 @@ def _decoding_difference(encoded: bytes, size: int) -> np.ndarray:
 
     from flower_core.images import model_input
 
-    return np.abs(export_formats.decode_photo(tf.constant(encoded), size).numpy() - model_input(encoded, size))
+    return np.abs(
+        export_formats.decode_photo(tf.constant(encoded), size).numpy() - model_input(encoded, size)
+    )
 
 
 # Upscaled, each JPEG draft scale (1/2, 1/4, 1/8 at 64 px), portrait, greyscale, PNG.
-@pytest.mark.parametrize("width,height,mode,fmt", [
-    (48, 40, "RGB", "JPEG"), (200, 150, "RGB", "JPEG"), (333, 500, "RGB", "JPEG"),
-    (800, 600, "RGB", "JPEG"), (320, 240, "L", "JPEG"), (300, 200, "RGB", "PNG")])
+@pytest.mark.parametrize(
+    "width,height,mode,fmt",
+    [
+        (48, 40, "RGB", "JPEG"),
+        (200, 150, "RGB", "JPEG"),
+        (333, 500, "RGB", "JPEG"),
+        (800, 600, "RGB", "JPEG"),
+        (320, 240, "L", "JPEG"),
+        (300, 200, "RGB", "PNG"),
+    ],
+)
 def test_bytes_signature_decodes_photos_to_the_pixels_predict_uses(width, height, mode, fmt):
     difference = _decoding_difference(_photo_like(width, height, mode, fmt), 64)
     assert difference.max() <= BYTES_PIXEL_TOLERANCE
@@ -246,8 +266,9 @@ def test_int8_refuses_an_unknown_float_layer_and_no_photos(exported, tmp_path):
     out, _ = exported
     photos = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
     with pytest.raises(FlowerError, match="no layer 'conv_dw_99' in the model"):
-        export_formats.write_tflite_int8(out / "saved_model", tmp_path / "m.tflite", lambda: iter(photos),
-                                         ["conv_dw_1", "conv_dw_99"])
+        export_formats.write_tflite_int8(
+            out / "saved_model", tmp_path / "m.tflite", lambda: iter(photos), ["conv_dw_1", "conv_dw_99"]
+        )
     with pytest.raises(FlowerError, match="needs training photos"):
         export_formats.write_tflite_int8(out / "saved_model", tmp_path / "m.tflite", lambda: iter(()))
     assert list(tmp_path.iterdir()) == []
@@ -255,16 +276,24 @@ def test_int8_refuses_an_unknown_float_layer_and_no_photos(exported, tmp_path):
 
 @pytest.mark.slow
 def test_each_snippet_runs_as_written_without_flower_core_and_matches_predict(
-        exported, trained_run, tmp_path):
+    exported, trained_run, tmp_path
+):
     out, report = exported
     photo = _photos(trained_run, 1)[0]
     model, class_names = load_run(trained_run)
     expected = predict_image(model, class_names, photo)["probabilities"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    procs = {name: subprocess.Popen([sys.executable, "-c", _NO_FLOWER_CORE, snippet_file(name),
-                                     str(photo)], cwd=out, env=env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for name in report["formats"]}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", _NO_FLOWER_CORE, snippet_file(name), str(photo)],
+            cwd=out,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in report["formats"]
+    }
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr[-2000:]
@@ -282,8 +311,9 @@ def test_bytes_signature_and_tf_serving_request_match_predict(exported, trained_
     out, _ = exported
     photos = _photos(trained_run, 4)
     model, class_names = load_run(trained_run)
-    serve = export_formats.saved_model_runner(out / FORMATS["saved_model"].path,
-                                              export_formats.BYTES_SIGNATURE)
+    serve = export_formats.saved_model_runner(
+        out / FORMATS["saved_model"].path, export_formats.BYTES_SIGNATURE
+    )
     got = serve(np.array([p.read_bytes() for p in photos], dtype=object))
     for probabilities, photo in zip(got, photos, strict=True):
         expected = predict_image(model, class_names, photo)["probabilities"]
@@ -303,8 +333,21 @@ def test_cli_json_and_app_zip_hold_the_same_files(exported, trained_run, tmp_pat
     from streamlit.testing.v1 import AppTest
 
     out, _ = exported
-    assert main(["export", "--run", str(trained_run), "--out", str(tmp_path / "cli"),
-                 "--formats", "tflite_int8", "--json"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--run",
+                str(trained_run),
+                "--out",
+                str(tmp_path / "cli"),
+                "--formats",
+                "tflite_int8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(report["formats"]) == ["tflite_int8"] and report["formats"]["tflite_int8"]["size_bytes"] > 0
 

@@ -81,8 +81,15 @@ def frozen_weights(tmp_path_factory) -> str:
 
 
 def _config(weights: str, epochs: int = EPOCHS):
-    return make_config("dropout20", backbone="mobilenet", weights=weights, image_size=64,
-                       epochs=epochs, augment_views=2, patience=20)
+    return make_config(
+        "dropout20",
+        backbone="mobilenet",
+        weights=weights,
+        image_size=64,
+        epochs=epochs,
+        augment_views=2,
+        patience=20,
+    )
 
 
 def _queued_run(root: Path, config, data: Path) -> Path:
@@ -131,6 +138,7 @@ class _Reader(threading.Thread):
 
 # --- kills at random points -------------------------------------------------------------------
 
+
 def _reached(run_dir: Path, milestone: str) -> bool:
     if milestone == "spawned":
         return True
@@ -145,9 +153,14 @@ def _phase(run_dir: Path) -> str:
     message = status.get("message", "")
     if status.get("state") != "running":
         return {"queued": "start-up"}.get(status.get("state"), "after the end")
-    for words, phase in (("scanning", "scanning"), ("checking", "scanning, model build"),
-                         ("test", "evaluation"), ("evaluating", "evaluation"),
-                         ("features", "features, model build"), ("epoch", "epochs and model saves")):
+    for words, phase in (
+        ("scanning", "scanning"),
+        ("checking", "scanning, model build"),
+        ("test", "evaluation"),
+        ("evaluating", "evaluation"),
+        ("features", "features, model build"),
+        ("epoch", "epochs and model saves"),
+    ):
         if words in message:
             return phase
     return "other"
@@ -158,8 +171,12 @@ def _kill_once(run_dir: Path, milestone: str, delay: float, cache: Path) -> dict
     root = run_dir.parent
     with open(root / ".worker.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flower_core", "worker", "--runs", str(root)], cwd=ROOT,
-            stdout=log, stderr=log, env={**os.environ, "FLOWER_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2"})
+            [sys.executable, "-m", "flower_core", "worker", "--runs", str(root)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "FLOWER_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
     deadline = time.monotonic() + 240
     while process.poll() is None and not _reached(run_dir, milestone) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -212,10 +229,12 @@ def test_kills_at_random_points_leave_every_run_readable(tiny_data, frozen_weigh
         outcomes = list(pool.map(lambda item: _kill_once(*item), plan))
     reader.stop()
     kills = sum(o["killed"] for o in outcomes)
-    print(f"\n{kills} of {KILLS} processes SIGKILLed in {time.monotonic() - started:.0f}s; phases: "
-          f"{dict(Counter(o['phase'] for o in outcomes if o['killed']))}; kills mid-write (temp file "
-          f"left, real file intact): {sum(o['leftovers'] > 0 for o in outcomes)}; reader: "
-          f"{reader.rounds} rounds, states {dict(reader.states)}")
+    print(
+        f"\n{kills} of {KILLS} processes SIGKILLed in {time.monotonic() - started:.0f}s; phases: "
+        f"{dict(Counter(o['phase'] for o in outcomes if o['killed']))}; kills mid-write (temp file "
+        f"left, real file intact): {sum(o['leftovers'] > 0 for o in outcomes)}; reader: "
+        f"{reader.rounds} rounds, states {dict(reader.states)}"
+    )
     assert kills >= 20
     assert reader.errors == [] and set(reader.states) <= VALID_STATES
     cache_store = FeatureCache(cache)
@@ -223,6 +242,7 @@ def test_kills_at_random_points_leave_every_run_readable(tiny_data, frozen_weigh
 
 
 # --- writes that fail: disk full, permission denied, read-only disk --------------------------
+
 
 def _fail_fsync(monkeypatch, name: str, code: int) -> None:
     """A full disk shows when data is committed: fsync of any file whose path holds `name` fails."""
@@ -258,8 +278,11 @@ def _fail_mkstemp(monkeypatch, code: int) -> None:
 
 
 FAILURES = {"fsync": _fail_fsync, "replace": _fail_replace}
-PROBLEMS = {errno.ENOSPC: "no space left on device", errno.EACCES: "permission denied",
-            errno.EROFS: "read-only file system"}
+PROBLEMS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EACCES: "permission denied",
+    errno.EROFS: "read-only file system",
+}
 
 
 @pytest.mark.parametrize("code", list(PROBLEMS))
@@ -321,10 +344,10 @@ def test_failed_model_save_keeps_the_previous_best_model(tmp_path, code):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("code, name", [(errno.ENOSPC, MODEL), (errno.EACCES, SPLIT),
-                                        (errno.EROFS, HISTORY)])
+@pytest.mark.parametrize("code, name", [(errno.ENOSPC, MODEL), (errno.EACCES, SPLIT), (errno.EROFS, HISTORY)])
 def test_training_that_cannot_write_ends_failed_with_a_clear_message(
-        tiny_data, frozen_weights, tmp_path, monkeypatch, code, name):
+    tiny_data, frozen_weights, tmp_path, monkeypatch, code, name
+):
     run_dir = _queued_run(tmp_path / "runs", _config(frozen_weights, epochs=2), tiny_data)
     _fail_fsync(monkeypatch, name, code)
     assert run_training(run_dir) == "failed"
@@ -360,11 +383,18 @@ sys.exit(main(["worker", "--runs", sys.argv[1]]))
 
 
 def test_when_even_the_failed_status_cannot_be_written_the_process_exits_with_one_line(
-        tiny_data, frozen_weights, tmp_path):
+    tiny_data, frozen_weights, tmp_path
+):
     root = tmp_path / "runs"
     run_dir = _queued_run(root, _config(frozen_weights, epochs=2), tiny_data)
-    result = subprocess.run([sys.executable, "-c", DISK_FILLS_UP, str(root)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [sys.executable, "-c", DISK_FILLS_UP, str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: no space left on device while writing {run_dir / STATUS}")
@@ -376,8 +406,10 @@ def test_when_even_the_failed_status_cannot_be_written_the_process_exits_with_on
 def test_a_run_that_cannot_be_created_leaves_no_half_made_folder(tiny_data, tmp_path, monkeypatch):
     _fail_replace(monkeypatch, STATUS, errno.ENOSPC)
     config = make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=1)
-    for create in (lambda: submit(config, tiny_data, tmp_path / "runs"),
-                   lambda: RunStore(tmp_path / "runs").create({"epochs": 1})):
+    for create in (
+        lambda: submit(config, tiny_data, tmp_path / "runs"),
+        lambda: RunStore(tmp_path / "runs").create({"epochs": 1}),
+    ):
         with pytest.raises(FlowerError, match="^no space left on device while writing .*status.json"):
             create()
     assert [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == []
@@ -386,10 +418,10 @@ def test_a_run_that_cannot_be_created_leaves_no_half_made_folder(tiny_data, tmp_
 # --- many users: two sessions press Train at the same time, readers poll meanwhile -------------
 
 
-
 @pytest.mark.slow
 def test_two_sessions_pressing_train_at_once_queue_one_behind_the_other_while_readers_poll(
-        tiny_data, frozen_weights, tmp_path):
+    tiny_data, frozen_weights, tmp_path
+):
     runs, config = tmp_path / "runs", _config(frozen_weights, epochs=3)
     barrier = threading.Barrier(2)
 
@@ -418,9 +450,16 @@ def test_two_sessions_pressing_train_at_once_queue_one_behind_the_other_while_re
 
 # --- corrupt run files and hostile model files -------------------------------------------------
 
-BAD_STATUS = [b"", b"{", b"[1, 2]", b'"running"', b"null", b"\xff\xfe\x00",
-              b'{"state": "running", "pid": "x", "heartbeat": "soon"}',
-              b'{"state": "running", "pid": 999999999, "host": "elsewhere"}']
+BAD_STATUS = [
+    b"",
+    b"{",
+    b"[1, 2]",
+    b'"running"',
+    b"null",
+    b"\xff\xfe\x00",
+    b'{"state": "running", "pid": "x", "heartbeat": "soon"}',
+    b'{"state": "running", "pid": 999999999, "host": "elsewhere"}',
+]
 
 
 @pytest.mark.parametrize("content", BAD_STATUS)
@@ -470,7 +509,12 @@ def test_a_model_with_python_code_is_refused_and_its_code_never_runs(tmp_path):
 
 def test_no_code_turns_safe_mode_off():
     """Keras lets a process-wide switch override `safe_mode=True`, so nothing here may flip it."""
-    sources = [ROOT / "app.py", *ROOT.glob("flower_core/**/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("pages/*.py")]
+    sources = [
+        ROOT / "app.py",
+        *ROOT.glob("flower_core/**/*.py"),
+        *ROOT.glob("ui/*.py"),
+        *ROOT.glob("pages/*.py"),
+    ]
     for path in sources:
         text = path.read_text()
         assert "enable_unsafe_deserialization" not in text and "safe_mode=False" not in text, path
@@ -489,14 +533,33 @@ def _crafted(config: dict, marker: Path) -> bytes:
 
 CRAFTED = {
     "os.system": {"module": "os", "class_name": "system", "config": {"command": "touch MARKER"}},
-    "subprocess.Popen": {"module": "subprocess", "class_name": "Popen", "config": {"args": ["touch", "MARKER"]}},
-    "builtins.exec": {"module": "builtins", "class_name": "function", "config": "exec",
-                      "registered_name": "function"},
-    "Popen inside a model": {"module": "keras", "class_name": "Sequential", "config": {"name": "s", "layers": [
-        {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, 3]}},
-        {"module": "subprocess", "class_name": "Popen", "config": {"args": ["touch", "MARKER"]}}]}},
-    "keras get_file": {"module": "keras.src.utils.file_utils", "class_name": "get_file",
-                       "config": {"fname": "x", "origin": "file:///etc/hostname", "cache_dir": "MARKER"}},
+    "subprocess.Popen": {
+        "module": "subprocess",
+        "class_name": "Popen",
+        "config": {"args": ["touch", "MARKER"]},
+    },
+    "builtins.exec": {
+        "module": "builtins",
+        "class_name": "function",
+        "config": "exec",
+        "registered_name": "function",
+    },
+    "Popen inside a model": {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {
+            "name": "s",
+            "layers": [
+                {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, 3]}},
+                {"module": "subprocess", "class_name": "Popen", "config": {"args": ["touch", "MARKER"]}},
+            ],
+        },
+    },
+    "keras get_file": {
+        "module": "keras.src.utils.file_utils",
+        "class_name": "get_file",
+        "config": {"fname": "x", "origin": "file:///etc/hostname", "cache_dir": "MARKER"},
+    },
 }
 
 
@@ -505,9 +568,12 @@ def _garbage(kind: str, tmp_path: Path) -> bytes:
         saved = tmp_path / ("real.keras" if kind == "truncated zip" else "legacy.h5")
         _tiny_model().save(saved)
         return saved.read_bytes()[: 300 if kind == "truncated zip" else None]
-    return {"empty": b"", "text": b"not a model at all\n",
-            "zip without config": _zip_with({"hello.txt": "hi"}, tmp_path),
-            "config not json": _zip_with({"config.json": "{nope", "metadata.json": "{}"}, tmp_path)}[kind]
+    return {
+        "empty": b"",
+        "text": b"not a model at all\n",
+        "zip without config": _zip_with({"hello.txt": "hi"}, tmp_path),
+        "config not json": _zip_with({"config.json": "{nope", "metadata.json": "{}"}, tmp_path),
+    }[kind]
 
 
 def _zip_with(members: dict, tmp_path: Path) -> bytes:
@@ -518,8 +584,15 @@ def _zip_with(members: dict, tmp_path: Path) -> bytes:
     return path.read_bytes()
 
 
-BAD_MODELS = [*CRAFTED, "empty", "text", "truncated zip", "zip without config", "config not json",
-              "hdf5 renamed"]
+BAD_MODELS = [
+    *CRAFTED,
+    "empty",
+    "text",
+    "truncated zip",
+    "zip without config",
+    "config not json",
+    "hdf5 renamed",
+]
 
 
 @pytest.mark.parametrize("kind", BAD_MODELS)

@@ -22,7 +22,9 @@ from flower_core.train import train_new_run
 from .conftest import WEIGHTS_DIR, needs_mobilenet_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY_BASE = dict(backbone="mobilenet", weights="imagenet", image_size=96, preprocessing="rescale", pooling="max")
+KEY_BASE = dict(
+    backbone="mobilenet", weights="imagenet", image_size=96, preprocessing="rescale", pooling="max"
+)
 KEY_FILES = ["daisy/1.jpg", "rose/2.jpg"]
 
 
@@ -42,18 +44,36 @@ def photos(synthetic_dataset):
     return dataset.files[::12], fingerprint(dataset)
 
 
-@pytest.mark.parametrize("change", [
-    {"fp": "fingerprint-b"}, {"backbone": "vgg16"}, {"weights": "none"}, {"image_size": 128},
-    {"preprocessing": "imagenet"}, {"pooling": "avg"}, {"views": 5}, {"maps": True},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"fp": "fingerprint-b"},
+        {"backbone": "vgg16"},
+        {"weights": "none"},
+        {"image_size": 128},
+        {"preprocessing": "imagenet"},
+        {"pooling": "avg"},
+        {"views": 5},
+        {"maps": True},
+    ],
+)
 def test_cache_key_changes_with_what_changes_the_features(change):
     assert _key(**change) != _key()
 
 
-@pytest.mark.parametrize("change", [
-    {"preset": "dropout20"}, {"seed": 7}, {"epochs": 3}, {"batch_size": 64}, {"learning_rate": 0.01},
-    {"dense_units": [16]}, {"batchnorm": True}, {"cache_features": False},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"preset": "dropout20"},
+        {"seed": 7},
+        {"epochs": 3},
+        {"batch_size": 64},
+        {"learning_rate": 0.01},
+        {"dense_units": [16]},
+        {"batchnorm": True},
+        {"cache_features": False},
+    ],
+)
 def test_cache_key_ignores_head_and_training_settings(change):
     assert _key(**change) == _key()
 
@@ -110,8 +130,9 @@ def test_two_processes_building_one_entry(tmp_path):
     # fork: the children only run numpy and file operations, never TensorFlow.
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_build_at_once, args=(tmp_path / "cache", barrier, results))
-               for _ in range(2)]
+    workers = [
+        context.Process(target=_build_at_once, args=(tmp_path / "cache", barrier, results)) for _ in range(2)
+    ]
     for worker in workers:
         worker.start()
     outcomes = [results.get(timeout=60) for _ in workers]
@@ -143,9 +164,13 @@ def test_augmented_views_differ(tiny_features, synthetic_dataset, photos, tmp_pa
     assert len(cache.entries()) == 2
 
 
-def test_feature_maps_are_the_pooled_features_before_pooling(tiny_features, synthetic_dataset, photos, tmp_path):
+def test_feature_maps_are_the_pooled_features_before_pooling(
+    tiny_features, synthetic_dataset, photos, tmp_path
+):
     files, fp = photos
-    config = make_config("dropout20", backbone="mobilenet", weights="none", image_size=64, augment_cache="maps")
+    config = make_config(
+        "dropout20", backbone="mobilenet", weights="none", image_size=64, augment_cache="maps"
+    )
     cache = FeatureCache(tmp_path / "cache")
     maps, hit = cached_maps(cache, tiny_features.map_model, config, synthetic_dataset, files, fp)
     assert not hit and maps.shape == (len(files), 2, 2, 1024) and maps.dtype == np.float32
@@ -168,8 +193,9 @@ def test_a_build_that_fails_leaves_no_staging_folder(tmp_path):
     assert list(cache.root.iterdir()) == [] and cache.load("key") is None
 
 
-def test_a_full_disk_while_building_is_an_error_naming_the_entry(tiny_features, synthetic_dataset, photos,
-                                                                   tmp_path, monkeypatch):
+def test_a_full_disk_while_building_is_an_error_naming_the_entry(
+    tiny_features, synthetic_dataset, photos, tmp_path, monkeypatch
+):
     import errno
     import os
 
@@ -187,10 +213,13 @@ def test_a_full_disk_while_building_is_an_error_naming_the_entry(tiny_features, 
     assert list(cache.root.iterdir()) == []
 
 
-@pytest.mark.parametrize("preset, changes", [
-    ("base", {"image_size": 96}),
-    ("dropout20", {"augment_cache": "maps", "image_size": 128}),  # 4 x 4 maps, the smallest augmented
-])
+@pytest.mark.parametrize(
+    "preset, changes",
+    [
+        ("base", {"image_size": 96}),
+        ("dropout20", {"augment_cache": "maps", "image_size": 128}),  # 4 x 4 maps, the smallest augmented
+    ],
+)
 @pytest.mark.real_data
 @needs_mobilenet_weights
 def test_cached_head_matches_end_to_end_accuracy(preset, changes, synthetic_dataset, tmp_path, monkeypatch):
@@ -198,8 +227,15 @@ def test_cached_head_matches_end_to_end_accuracy(preset, changes, synthetic_data
     accuracy = {"cached": [], "end_to_end": []}
     for seed in (0, 1, 2):
         for name, cache in (("cached", True), ("end_to_end", False)):
-            config = make_config(preset, backbone="mobilenet", weights="imagenet", epochs=3,
-                                 seed=seed, cache_features=cache, **changes)
+            config = make_config(
+                preset,
+                backbone="mobilenet",
+                weights="imagenet",
+                epochs=3,
+                seed=seed,
+                cache_features=cache,
+                **changes,
+            )
             run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
             assert run_facts(run_dir)["augment_cache"] == config.augment_cache
             accuracy[name].append(read_json(run_dir / "metrics.json")["test_accuracy"])
@@ -231,8 +267,19 @@ for preset, size, cache in (("base", 32, False), ("base", 32, True), ("dropout20
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, str(synthetic_dataset), str(tmp_path / "runs"),
-         str(tmp_path / "random.weights.h5")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            MIRRORED_SCRIPT,
+            str(synthetic_dataset),
+            str(tmp_path / "runs"),
+            str(tmp_path / "random.weights.h5"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     run_dirs = [Path(line) for line in result.stdout.split()[-3:]]
     # End to end, the head on cached features, the head on augmented cached maps: three runs, as a

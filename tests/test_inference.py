@@ -23,8 +23,7 @@ from .test_explain import CLASSES, _photo
 
 def _fresh_model():
     """A new model each time, so that trace counts start at zero."""
-    config = make_config("dropout20", backbone="mobilenet", weights="none", image_size=32,
-                         dense_units=[8])
+    config = make_config("dropout20", backbone="mobilenet", weights="none", image_size=32, dense_units=[8])
     return build_classifier(config, len(CLASSES)).model
 
 

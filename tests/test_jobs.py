@@ -93,14 +93,22 @@ def test_a_burst_of_submissions_starts_one_worker(synthetic_dataset, tmp_path, q
     import subprocess
 
     runs = tmp_path / "runs"
-    before = subprocess.run(["pgrep", "-fc", f"flower_core worker --runs {runs.resolve()}"],
-                            capture_output=True, text=True).stdout.strip()
+    before = subprocess.run(
+        ["pgrep", "-fc", f"flower_core worker --runs {runs.resolve()}"], capture_output=True, text=True
+    ).stdout.strip()
     runs_made = [submit(quick_config, synthetic_dataset, runs) for _ in range(4)]
-    started = subprocess.run(["pgrep", "-fc", f"flower_core worker --runs {runs.resolve()}"],
-                             capture_output=True, text=True).stdout.strip()
+    started = subprocess.run(
+        ["pgrep", "-fc", f"flower_core worker --runs {runs.resolve()}"], capture_output=True, text=True
+    ).stdout.strip()
     assert before == "0" and started == "1"
     for run in runs_made:
         cancel(run)
     wait_until(lambda: all(read_status(run)["state"] == "cancelled" for run in runs_made))
-    wait_until(lambda: subprocess.run(["pgrep", "-f", f"flower_core worker --runs {runs.resolve()}"],
-                                      capture_output=True).returncode == 1)
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["pgrep", "-f", f"flower_core worker --runs {runs.resolve()}"], capture_output=True
+            ).returncode
+            == 1
+        )
+    )

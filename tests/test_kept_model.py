@@ -9,9 +9,7 @@ from tests.test_train import _start_long_run
 
 
 @pytest.mark.slow
-def test_a_run_killed_after_its_first_epoch_keeps_that_epochs_model_and_says_so(
-    synthetic_dataset, tmp_path
-):
+def test_a_run_killed_after_its_first_epoch_keeps_that_epochs_model_and_says_so(synthetic_dataset, tmp_path):
     runs = tmp_path / "runs"
     process = _start_long_run(synthetic_dataset, runs)
     try:

@@ -20,11 +20,30 @@ from .conftest import MOBILENET_NO_TOP, WEIGHTS_DIR, needs_mobilenet_weights
 
 
 def test_presets_follow_the_study():
-    assert list(PRESETS) == ["base", "dropout50", "dropout20", "batch64", "plateau", "center", "batchnorm", "best"]
+    assert list(PRESETS) == [
+        "base",
+        "dropout50",
+        "dropout20",
+        "batch64",
+        "plateau",
+        "center",
+        "batchnorm",
+        "best",
+    ]
     assert set(STUDY_RESULTS) == set(PRESETS) - {"best"}
     base, d50, d20 = make_config("base"), make_config("dropout50"), make_config("dropout20")
-    assert (base.backbone, base.pooling, base.dense_units, base.batch_size) == ("vgg16", "max", [512, 128], 32)
-    assert (base.learning_rate, base.preprocessing, base.dropout, base.augment) == (1e-3, "rescale", 0.0, False)
+    assert (base.backbone, base.pooling, base.dense_units, base.batch_size) == (
+        "vgg16",
+        "max",
+        [512, 128],
+        32,
+    )
+    assert (base.learning_rate, base.preprocessing, base.dropout, base.augment) == (
+        1e-3,
+        "rescale",
+        0.0,
+        False,
+    )
     assert (d50.dropout, d50.augment, d20.dropout) == (0.5, True, 0.2)
     assert make_config("batch64").batch_size == 64
     assert make_config("plateau").reduce_lr and not d20.reduce_lr
@@ -49,8 +68,19 @@ def test_overrides_win_over_presets_and_bad_values_are_refused():
 def test_model_layers_are_named_and_head_matches_config():
     clf = build_classifier(make_config("batchnorm", backbone="mobilenet", weights="none", image_size=64), 5)
     names = [layer.name for layer in clf.model.layers]
-    for expected in ("pixels", "augment_flip", "augment_shear", "preprocess", "conv_pw_13_relu",
-                     "head_pool", "head_dense1", "head_bn1", "head_dropout1", "head_dense2", "predictions"):
+    for expected in (
+        "pixels",
+        "augment_flip",
+        "augment_shear",
+        "preprocess",
+        "conv_pw_13_relu",
+        "head_pool",
+        "head_dense1",
+        "head_bn1",
+        "head_dropout1",
+        "head_dense2",
+        "predictions",
+    ):
         assert expected in names
     assert clf.model.get_layer("head_dense1").units == 512
     assert clf.model.get_layer("head_dropout2").rate == 0.2
@@ -68,16 +98,28 @@ def test_feature_and_head_models_share_weights_with_the_full_model():
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_map_head_is_the_head_on_pooled_maps_and_augments_them_only_while_training(pooling):
-    clf = build_classifier(make_config("dropout20", backbone="mobilenet", weights="none", image_size=64,
-                                       pooling=pooling), 3)
+    clf = build_classifier(
+        make_config("dropout20", backbone="mobilenet", weights="none", image_size=64, pooling=pooling), 3
+    )
     x = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3)).astype("float32")
     maps = clf.map_model.predict(x, verbose=0)
     assert maps.shape == (4, 2, 2, 1024)
-    np.testing.assert_allclose(clf.map_head_model.predict(maps, verbose=0), clf.model.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        clf.map_head_model.predict(maps, verbose=0), clf.model.predict(x, verbose=0), atol=1e-6
+    )
     assert "augment_maps" in [layer.name for layer in clf.map_head_model.layers]
-    steady = build_classifier(make_config("dropout20", backbone="mobilenet", weights="none", image_size=224,
-                                          pooling=pooling, dropout=0.0, dense_units=[8]), 3)
+    steady = build_classifier(
+        make_config(
+            "dropout20",
+            backbone="mobilenet",
+            weights="none",
+            image_size=224,
+            pooling=pooling,
+            dropout=0.0,
+            dense_units=[8],
+        ),
+        3,
+    )
     maps_7x7 = np.random.default_rng(2).random((4, 7, 7, 1024)).astype("float32")
     inference = np.asarray(steady.map_head_model(maps_7x7, training=False))
     assert not np.allclose(steady.map_head_model(maps_7x7, training=True), inference, atol=1e-4)  # augmented
@@ -90,7 +132,9 @@ def test_map_augmentation_is_the_keras_layers_on_the_maps_for_the_same_draws():
     direct = np.asarray(keras.Sequential(map_augmentation_layers(seed=3))(maps, training=True))
     np.testing.assert_allclose(cheap, direct, atol=1e-5)
     assert np.abs(cheap - maps).max() > 0.1  # the maps really moved
-    assert "augment_flip" not in [layer.name for layer in map_augmentation_layers(seed=3)]  # pooling undoes it
+    assert "augment_flip" not in [
+        layer.name for layer in map_augmentation_layers(seed=3)
+    ]  # pooling undoes it
     np.testing.assert_array_equal(MapAugmentation(seed=3)(maps, training=False), maps)
 
 
@@ -116,13 +160,16 @@ def test_augment_cache_must_be_views_or_maps():
         make_config("dropout20", augment_cache="pixels")
 
 
-@pytest.mark.parametrize("mode, pixel, expected", [
-    ("rescale", (255, 0, 51), (1.0, 0.0, 0.2)),
-    ("tf", (255, 0, 127.5), (1.0, -1.0, 0.0)),
-    ("caffe", (123.68, 116.779, 103.939), (0.0, 0.0, 0.0)),
-    ("caffe", (200, 100, 50), (50 - 103.939, 100 - 116.779, 200 - 123.68)),
-    ("none", (7, 8, 9), (7, 8, 9)),
-])
+@pytest.mark.parametrize(
+    "mode, pixel, expected",
+    [
+        ("rescale", (255, 0, 51), (1.0, 0.0, 0.2)),
+        ("tf", (255, 0, 127.5), (1.0, -1.0, 0.0)),
+        ("caffe", (123.68, 116.779, 103.939), (0.0, 0.0, 0.0)),
+        ("caffe", (200, 100, 50), (50 - 103.939, 100 - 116.779, 200 - 123.68)),
+        ("none", (7, 8, 9), (7, 8, 9)),
+    ],
+)
 def test_preprocessing_modes(mode, pixel, expected):
     out = Preprocess(mode)(np.array([[[pixel]]], dtype="float32"))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out)[0, 0, 0], expected, rtol=1e-5, atol=1e-5)
@@ -139,18 +186,24 @@ def test_saved_model_loads_in_safe_mode_with_identical_predictions(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), clf.model.predict(x, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("backbone, blocks, last", [
-    ("vgg16", 1, {"block5_conv1", "block5_conv2", "block5_conv3"}),
-    ("mobilenet", 1, {"conv_dw_13", "conv_pw_13"}),
-    ("resnet50", 1, None),
-])
+@pytest.mark.parametrize(
+    "backbone, blocks, last",
+    [
+        ("vgg16", 1, {"block5_conv1", "block5_conv2", "block5_conv3"}),
+        ("mobilenet", 1, {"conv_dw_13", "conv_pw_13"}),
+        ("resnet50", 1, None),
+    ],
+)
 def test_fine_tuning_unfreezes_only_the_last_blocks_and_keeps_batchnorm_frozen(backbone, blocks, last):
     clf = build_classifier(make_config("batchnorm", backbone=backbone, weights="none", image_size=64), 5)
     set_fine_tuning(clf, backbone, 0)
     unfrozen = set(set_fine_tuning(clf, backbone, blocks))
     if last is not None:
         assert unfrozen == last
-    assert unfrozen and all(get_backbone(backbone).block_of(n) == get_backbone(backbone).block_of(sorted(unfrozen)[0]) for n in unfrozen)
+    assert unfrozen and all(
+        get_backbone(backbone).block_of(n) == get_backbone(backbone).block_of(sorted(unfrozen)[0])
+        for n in unfrozen
+    )
     batchnorm = [layer for layer in clf.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert any(layer.name.startswith("head_bn") for layer in batchnorm)
     assert not any(layer.trainable for layer in batchnorm)
@@ -161,8 +214,12 @@ def test_random_init_backbone_trains_from_scratch_and_imagenet_stays_frozen(tmp_
     scratch = build_classifier(make_config("base", backbone="mobilenet", weights="none", image_size=64), 5)
     assert scratch.model.get_layer("conv_pw_13").trainable
     weights = tmp_path / "random_mobilenet.weights.h5"
-    keras.applications.MobileNet(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
-    frozen = build_classifier(make_config("base", backbone="mobilenet", weights=str(weights), image_size=64), 5)
+    keras.applications.MobileNet(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(
+        weights
+    )
+    frozen = build_classifier(
+        make_config("base", backbone="mobilenet", weights=str(weights), image_size=64), 5
+    )
     assert not frozen.model.get_layer("conv_pw_13").trainable
     assert frozen.model.get_layer("head_dense1").trainable
 
@@ -194,5 +251,9 @@ def test_flower_weights_dir_provides_real_mobilenet_weights(monkeypatch):
     assert weights_status("mobilenet")["found"] == str(MOBILENET_NO_TOP)
     assert weights_status("vgg16")["found"] is None
     backbone = build_backbone("mobilenet", "imagenet", keras.Input((128, 128, 3)), 128)
-    reference = keras.applications.MobileNet(include_top=False, weights=str(MOBILENET_NO_TOP), input_shape=(128, 128, 3))
-    np.testing.assert_array_equal(backbone.get_layer("conv1").get_weights()[0], reference.get_layer("conv1").get_weights()[0])
+    reference = keras.applications.MobileNet(
+        include_top=False, weights=str(MOBILENET_NO_TOP), input_shape=(128, 128, 3)
+    )
+    np.testing.assert_array_equal(
+        backbone.get_layer("conv1").get_weights()[0], reference.get_layer("conv1").get_weights()[0]
+    )

@@ -84,8 +84,9 @@ def test_links_inside_an_allowed_dataset_cannot_pull_in_outside_files(tree):
 
 
 def test_several_roots_and_odd_inputs(tree, monkeypatch):
-    monkeypatch.setenv("FLOWER_ALLOWED_ROOTS", os.pathsep.join([str(tree / "data" / "flowers"),
-                                                                 "", str(tree / "secret")]))
+    monkeypatch.setenv(
+        "FLOWER_ALLOWED_ROOTS", os.pathsep.join([str(tree / "data" / "flowers"), "", str(tree / "secret")])
+    )
     assert len(allowed_roots()) == 2
     assert check_allowed_path(tree / "secret" / "daisy").name == "daisy"
     loop = tree / "data" / "flowers" / "loop"
@@ -105,16 +106,29 @@ def test_every_entry_point_is_protected(tree, tmp_path):
     with pytest.raises(FlowerError, match="outside the allowed folders"):
         submit(config, escape, tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
-    for command in (["eda", "--data", escape, "--json"],
-                    ["train", "--data", escape, "--runs", str(tmp_path / "runs"), "--epochs", "1"]):
-        result = subprocess.run([sys.executable, "-m", "flower_core", *command], cwd=ROOT,
-                                capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    for command in (
+        ["eda", "--data", escape, "--json"],
+        ["train", "--data", escape, "--runs", str(tmp_path / "runs"), "--epochs", "1"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "flower_core", *command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ),
+        )
         assert result.returncode == 2, result.stderr
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("error: dataset folder is outside the allowed folders")
-    eda = subprocess.run([sys.executable, "-m", "flower_core", "eda", "--data",
-                          str(tree / "data" / "flowers"), "--json"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, env=dict(os.environ))
+    eda = subprocess.run(
+        [sys.executable, "-m", "flower_core", "eda", "--data", str(tree / "data" / "flowers"), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert eda.returncode == 0, eda.stderr
     assert json.loads(eda.stdout.strip().splitlines()[-1])
 

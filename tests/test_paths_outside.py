@@ -13,10 +13,24 @@ from flower_core.data import folder_stamp, list_candidates
 from flower_core.errors import FlowerError
 from flower_core.paths import check_allowed_path, outside_message
 
-OUTSIDE_KINDS = ["existing_file", "existing_folder", "missing", "unreadable_folder", "etc_shadow",
-                 "etc_shadowx", "proc_1_cwd", "proc_1_exe", "proc_missing_pid", "proc_self_cwd",
-                 "proc_self_exe", "proc_self_fd", "link_to_folder", "link_to_missing",
-                 "link_to_proc", "dotdot_through_link"]
+OUTSIDE_KINDS = [
+    "existing_file",
+    "existing_folder",
+    "missing",
+    "unreadable_folder",
+    "etc_shadow",
+    "etc_shadowx",
+    "proc_1_cwd",
+    "proc_1_exe",
+    "proc_missing_pid",
+    "proc_self_cwd",
+    "proc_self_exe",
+    "proc_self_fd",
+    "link_to_folder",
+    "link_to_missing",
+    "link_to_proc",
+    "dotdot_through_link",
+]
 
 
 @pytest.fixture
@@ -38,8 +52,12 @@ def roots(tmp_path, monkeypatch):
 
 
 def _outside(kind: str, allowed: Path, secret: Path) -> str:
-    links = {"link_to_folder": secret, "link_to_missing": secret / "nothing",
-             "link_to_proc": Path("/proc/1/cwd"), "dotdot_through_link": secret / "locked"}
+    links = {
+        "link_to_folder": secret,
+        "link_to_missing": secret / "nothing",
+        "link_to_proc": Path("/proc/1/cwd"),
+        "dotdot_through_link": secret / "locked",
+    }
     if kind in links:
         (allowed / kind).symlink_to(links[kind])
         return str(allowed / kind / ".." / "x") if kind == "dotdot_through_link" else str(allowed / kind)
@@ -86,9 +104,7 @@ def _refusal(call, path: str) -> str:
 
 
 @pytest.mark.parametrize("kind", OUTSIDE_KINDS)
-def test_every_outside_path_gets_the_same_refusal_and_nothing_outside_is_touched(
-    roots, touched, kind
-):
+def test_every_outside_path_gets_the_same_refusal_and_nothing_outside_is_touched(roots, touched, kind):
     allowed, secret = roots
     path = _outside(kind, allowed, secret)
     touched.clear()
@@ -102,15 +118,20 @@ def test_every_outside_path_gets_the_same_refusal_and_nothing_outside_is_touched
     assert weights == outside_message(path, "weights file")
     assert "resolves to" not in weights and "\n" not in weights
     above = [str(p) for p in allowed.parents]
-    outside = [p for p in touched
-               if not (str(p) == str(allowed) or str(p).startswith(f"{allowed}/") or str(p) in above)]
+    outside = [
+        p
+        for p in touched
+        if not (str(p) == str(allowed) or str(p).startswith(f"{allowed}/") or str(p) in above)
+    ]
     assert outside == []
 
 
 def test_refusals_differ_only_by_the_path_typed(roots):
     allowed, secret = roots
-    shapes = {_refusal(check_allowed_path, p).replace(p, "PATH")
-              for p in (_outside(kind, allowed, secret) for kind in OUTSIDE_KINDS)}
+    shapes = {
+        _refusal(check_allowed_path, p).replace(p, "PATH")
+        for p in (_outside(kind, allowed, secret) for kind in OUTSIDE_KINDS)
+    }
     assert len(shapes) == 1
 
 
@@ -152,8 +173,7 @@ def test_train_form_weights_field_gives_the_same_refusal_for_existing_and_missin
 
 
 @pytest.mark.slow
-def test_the_dataset_chooser_shows_one_line_for_outside_and_unknown_user_paths(roots, tmp_path,
-                                                                               monkeypatch):
+def test_the_dataset_chooser_shows_one_line_for_outside_and_unknown_user_paths(roots, tmp_path, monkeypatch):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 

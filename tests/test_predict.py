@@ -54,8 +54,9 @@ def test_describe_orders_top_k_and_keeps_every_probability():
 def test_low_confidence_is_the_run_threshold_and_says_the_model_is_unsure():
     uniform = assess(np.full(5, 0.2))
     assert uniform["low_confidence"] and uniform["normalised_entropy"] == pytest.approx(1.0)
-    assert uniform["reason"] == (f"the model is unsure: top probability 0.20 is below this run's "
-                                 f"threshold {MIN_TOP_PROBABILITY:.2f}")
+    assert uniform["reason"] == (
+        f"the model is unsure: top probability 0.20 is below this run's threshold {MIN_TOP_PROBABILITY:.2f}"
+    )
     assert "not be one of these flowers" not in uniform["reason"]
     assert not assess(np.array([0.8, 0.05, 0.05, 0.05, 0.05]))["low_confidence"]
     assert assess(np.array([0.8, 0.1, 0.1]), threshold=0.85)["low_confidence"]
@@ -150,8 +151,9 @@ def test_cli_predict_json_and_bad_input(tiny_classifier_run, tmp_path, capsys):
     from flower_core.cli import main
 
     photos = _photos(tmp_path, 2)
-    assert main(["predict", "--run", str(tiny_classifier_run), *map(str, photos), "--top-k", "2",
-                 "--json"]) == 0
+    assert (
+        main(["predict", "--run", str(tiny_classifier_run), *map(str, photos), "--top-k", "2", "--json"]) == 0
+    )
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [len(p["top_k"]) for p in payload["predictions"]] == [2, 2]
     assert main(["predict", "--run", str(tiny_classifier_run), str(tmp_path / "missing.jpg")]) == 2
@@ -164,13 +166,15 @@ def test_cli_predict_in_a_subprocess(tiny_classifier_run, tmp_path):
     photo = _photos(tmp_path, 1)[0]
     command = [sys.executable, "-m", "flower_core", "predict", "--run", str(tiny_classifier_run)]
     root = Path(predict.__file__).resolve().parents[1]
-    done = subprocess.run([*command, str(photo), "--json"], capture_output=True, text=True, cwd=root,
-                          timeout=120)
+    done = subprocess.run(
+        [*command, str(photo), "--json"], capture_output=True, text=True, cwd=root, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["predictions"][0]["path"] == str(photo)
     (tmp_path / "empty.jpg").write_bytes(b"")
-    failed = subprocess.run([*command, str(tmp_path / "empty.jpg")], capture_output=True, text=True,
-                            cwd=root, timeout=120)
+    failed = subprocess.run(
+        [*command, str(tmp_path / "empty.jpg")], capture_output=True, text=True, cwd=root, timeout=120
+    )
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines()[-1].startswith("error: no readable image")
     assert "empty file" in failed.stderr

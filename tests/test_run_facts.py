@@ -36,8 +36,9 @@ def small_set_with_a_broken_photo(tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_training_leaves_config_as_queued_and_writes_its_facts_once(small_set_with_a_broken_photo, tmp_path):
-    config = make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=1,
-                         dense_units=[8])
+    config = make_config(
+        "base", backbone="mobilenet", weights="none", image_size=32, epochs=1, dense_units=[8]
+    )
     run_dir = create_run(config, small_set_with_a_broken_photo, tmp_path / "runs")
     queued = _sha(run_dir / CONFIG)
     assert not (run_dir / FACTS).exists() and run_facts(run_dir) == {}
@@ -65,14 +66,29 @@ def test_facts_come_from_their_file_or_from_an_old_config(tmp_path):
     queued = store.create({"preset": "base", "augment": True, "augment_cache": "maps"})
     assert run_facts(queued) == {}
     new = store.create({"preset": "base", "augment": True, "augment_cache": "maps"})
-    write_json(new / FACTS, {"class_names": ["a", "b"], "split_sizes": {"train": 4},
-                             "augment_cache": "views"})
+    write_json(
+        new / FACTS, {"class_names": ["a", "b"], "split_sizes": {"train": 4}, "augment_cache": "views"}
+    )
     assert run_facts(new)["class_names"] == ["a", "b"]
     assert store.summary(new)["augment_cache"] == "views"  # what ran, not what was asked for
-    old = store.create({"preset": "base", "augment": True, "augment_cache": "views", "class_names": ["c"],
-                        "dataset_fingerprint": "f", "skipped_files": [], "split_sizes": {"train": 2}})
-    assert run_facts(old) == {"class_names": ["c"], "dataset_fingerprint": "f", "skipped_files": [],
-                              "split_sizes": {"train": 2}, "augment_cache": "views"}
+    old = store.create(
+        {
+            "preset": "base",
+            "augment": True,
+            "augment_cache": "views",
+            "class_names": ["c"],
+            "dataset_fingerprint": "f",
+            "skipped_files": [],
+            "split_sizes": {"train": 2},
+        }
+    )
+    assert run_facts(old) == {
+        "class_names": ["c"],
+        "dataset_fingerprint": "f",
+        "skipped_files": [],
+        "split_sizes": {"train": 2},
+        "augment_cache": "views",
+    }
     assert store.summary(old)["augment_cache"] == "views"
 
 
@@ -93,11 +109,24 @@ def test_a_run_in_the_old_layout_lists_predicts_and_exports_its_card(synthetic_d
     from flower_core.export_card import CARD_JSON
 
     split = split_dataset(scan_dataset(synthetic_dataset)).to_json()
-    run_dir = _save_tiny_run(tmp_path / "runs" / "20250101-000000-base-mobilenet-old1", CLASSES,
-                             image_size=32, data_root=synthetic_dataset, split=split, layout="old")
+    run_dir = _save_tiny_run(
+        tmp_path / "runs" / "20250101-000000-base-mobilenet-old1",
+        CLASSES,
+        image_size=32,
+        data_root=synthetic_dataset,
+        split=split,
+        layout="old",
+    )
     config = json.loads((run_dir / CONFIG).read_text())
-    write_json(run_dir / CONFIG, {**config, "dataset_fingerprint": "0123456789abcdef", "skipped_files": [],
-                                  "split_sizes": {part: len(split[part]) for part in ("train", "val", "test")}})
+    write_json(
+        run_dir / CONFIG,
+        {
+            **config,
+            "dataset_fingerprint": "0123456789abcdef",
+            "skipped_files": [],
+            "split_sizes": {part: len(split[part]) for part in ("train", "val", "test")},
+        },
+    )
     assert not (run_dir / FACTS).exists()
     [row] = RunStore(tmp_path / "runs").list_runs()
     assert row["run_id"] == run_dir.name and row["state"] != "corrupt" and row["has_model"]

@@ -17,8 +17,10 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FINISHED = "20260101-000100-dropout20-mobilenet-bbbb"
 WRONG = {
     "metrics": ("metrics.json", {"test_accuracy": "high", "confusion": "abc", "class_names": 5}),
-    "config": ("config.json", {"preset": 5, "backbone": ["x"], "image_size": "big",
-                               "class_names": "abc", "data_root": 7}),
+    "config": (
+        "config.json",
+        {"preset": 5, "backbone": ["x"], "image_size": "big", "class_names": "abc", "data_root": 7},
+    ),
     "status": ("status.json", {"state": "queued", "epoch": 0, "epochs": "y", "message": "waiting"}),
     "meta": ("meta.json", {"name": 3, "tags": "a,b"}),
     "facts": ("facts.json", {"class_names": "abc", "split_sizes": [1, 2]}),
@@ -56,14 +58,25 @@ def test_metrics_whose_confusion_does_not_match_the_classes_are_corrupt(tmp_path
 def test_files_written_by_training_pass_their_schema(tmp_path):
     from flower_core.config import make_config
 
-    config = {**make_config("best").to_json(), "data_root": "/d", "split_file": None,
-              "class_names": ["a", "b"], "dataset_fingerprint": "f", "skipped_files": [],
-              "split_sizes": {"train": 1}}
+    config = {
+        **make_config("best").to_json(),
+        "data_root": "/d",
+        "split_file": None,
+        "class_names": ["a", "b"],
+        "dataset_fingerprint": "f",
+        "skipped_files": [],
+        "split_sizes": {"train": 1},
+    }
     path = tmp_path / "config.json"  # before facts.json, training added its facts here
     path.write_text(json.dumps(config))
     assert read_json(path) == config
-    facts = {"class_names": ["a", "b"], "dataset_fingerprint": "f", "skipped_files": [["a/x.jpg", "why"]],
-             "split_sizes": {"train": 1, "val": 1, "test": 0}, "augment_cache": "views"}
+    facts = {
+        "class_names": ["a", "b"],
+        "dataset_fingerprint": "f",
+        "skipped_files": [["a/x.jpg", "why"]],
+        "split_sizes": {"train": 1, "val": 1, "test": 0},
+        "augment_cache": "views",
+    }
     path = tmp_path / "facts.json"
     path.write_text(json.dumps(facts))
     assert read_json(path) == facts
@@ -105,8 +118,7 @@ def app_env(synthetic_dataset, app_runs, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["metrics", "config", "meta", "facts"])
-@pytest.mark.parametrize("page", [None, "pages/2_Train.py", "pages/3_Compare.py",
-                                  "pages/4_Classify.py"])
+@pytest.mark.parametrize("page", [None, "pages/2_Train.py", "pages/3_Compare.py", "pages/4_Classify.py"])
 def test_pages_show_a_run_with_wrong_typed_files_as_corrupt(app_env, case, page):
     _plant(app_env / FINISHED, case)
     at = _open(page, train_run=FINISHED)

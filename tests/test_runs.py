@@ -47,9 +47,12 @@ def test_create_lists_and_summarises_runs(store):
     assert (row["run_id"], row["preset"], row["epochs_done"]) == (run_dir.name, "base", 2)
     assert (row["best_val_accuracy"], row["test_accuracy"], row["seconds"]) == (0.75, 0.7, 5.0)
     assert row["augment_cache"] is None  # no augmentation
-    for stored, shown in [({"augment_cache": "maps"}, "maps"), ({}, "views"),  # {}: from before the option
-                          ({"augment_cache": "maps", "cache_features": False}, "on the fly"),
-                          ({"augment_cache": "maps", "weights": "none"}, "on the fly")]:
+    for stored, shown in [
+        ({"augment_cache": "maps"}, "maps"),
+        ({}, "views"),  # {}: from before the option
+        ({"augment_cache": "maps", "cache_features": False}, "on the fly"),
+        ({"augment_cache": "maps", "weights": "none"}, "on the fly"),
+    ]:
         augmented = store.create({"preset": "dropout20", "augment": True, **stored}, "dropout20")
         assert store.summary(augmented)["augment_cache"] == shown
 
@@ -75,8 +78,10 @@ def test_running_run_of_a_dead_process_reads_as_interrupted(store):
     run_dir = store.create({}, "x")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    write_json(run_dir / "status.json", {"state": "running", "pid": dead.pid, "host": os.uname().nodename,
-                                         "heartbeat": time.time()})
+    write_json(
+        run_dir / "status.json",
+        {"state": "running", "pid": dead.pid, "host": os.uname().nodename, "heartbeat": time.time()},
+    )
     assert read_status(run_dir)["state"] == "interrupted"
     update_status(run_dir, state="running")
     assert read_status(run_dir)["state"] == "running"
@@ -86,17 +91,21 @@ def test_an_interrupted_run_says_exactly_which_model_was_kept(store):
     run_dir = store.create({}, "x")
     write_json(run_dir / "status.json", {"state": "running", "pid": -1, "host": os.uname().nodename})
     assert read_status(run_dir)["message"].endswith(
-        "no model was kept: no epoch had finished with a validation loss")
+        "no model was kept: no epoch had finished with a validation loss"
+    )
     (run_dir / "model.keras").write_bytes(b"zip")
-    write_json(run_dir / "status.json", {"state": "running", "pid": -1, "host": os.uname().nodename,
-                                         "kept_epoch": 2})
+    write_json(
+        run_dir / "status.json", {"state": "running", "pid": -1, "host": os.uname().nodename, "kept_epoch": 2}
+    )
     assert read_status(run_dir)["message"].endswith("the model of epoch 2 (the best until then) is kept")
 
 
 def test_stale_heartbeat_reads_as_interrupted(store):
     run_dir = store.create({}, "x")
-    write_json(run_dir / "status.json", {"state": "running", "pid": os.getpid(), "host": "elsewhere",
-                                         "heartbeat": time.time() - 3600})
+    write_json(
+        run_dir / "status.json",
+        {"state": "running", "pid": os.getpid(), "host": "elsewhere", "heartbeat": time.time() - 3600},
+    )
     assert read_status(run_dir)["state"] == "interrupted"
 
 

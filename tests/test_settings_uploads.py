@@ -120,8 +120,10 @@ def test_three_people_uploading_the_same_name_at_once_all_succeed(synthetic_data
 
 
 REFUSED = {
-    "one_class": ({"flowers/daisy/a.png": "daisy/daisy_0000.jpg",
-                   "flowers/daisy/b.png": "daisy/daisy_0001.jpg"}, "at least two class folders"),
+    "one_class": (
+        {"flowers/daisy/a.png": "daisy/daisy_0000.jpg", "flowers/daisy/b.png": "daisy/daisy_0001.jpg"},
+        "at least two class folders",
+    ),
     "only_nested_zips": ({"a.zip": None, "b/c.zip": None}, "at least two class folders"),
     "unsafe": ({"../evil.png": "daisy/daisy_0000.jpg"}, "'..'"),
     "not_a_zip": (None, "not a valid .zip"),
@@ -134,8 +136,12 @@ def test_a_refused_upload_leaves_nothing_behind(synthetic_dataset, tmp_path, cas
     if members is None:
         source = io.BytesIO(b"not a zip")
     else:
-        source = _zip({name: (synthetic_dataset / photo).read_bytes() if photo else _zip({}).getvalue()
-                       for name, photo in members.items()})
+        source = _zip(
+            {
+                name: (synthetic_dataset / photo).read_bytes() if photo else _zip({}).getvalue()
+                for name, photo in members.items()
+            }
+        )
     with pytest.raises(FlowerError, match=reason):
         unpack_upload(source, "refused", tmp_path)
     assert list((tmp_path / "uploads").iterdir()) == []

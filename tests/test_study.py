@@ -28,25 +28,35 @@ from flower_core.sweep import (
 TINY = {"backbone": "mobilenet", "weights": "none", "image_size": 32, "epochs": 1}
 
 
-@pytest.mark.parametrize("grid, message", [
-    ("bogus=1,2", "unknown training setting 'bogus'"),
-    ("seed=1,2", "cannot vary seed"),
-    ("dropout=0.2,abc", "dropout takes a value of type float. Received: dropout='abc'"),
-    ("augment=maybe", "augmentation takes true or false"),
-    ("dropout", "name=value,value"),
-    ("dropout=", "no values for dropout"),
-    (" ; ", "empty grid"),
-    ("dropout=0.1;dropout=0.2", "appears twice"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ("bogus=1,2", "unknown training setting 'bogus'"),
+        ("seed=1,2", "cannot vary seed"),
+        ("dropout=0.2,abc", "dropout takes a value of type float. Received: dropout='abc'"),
+        ("augment=maybe", "augmentation takes true or false"),
+        ("dropout", "name=value,value"),
+        ("dropout=", "no values for dropout"),
+        (" ; ", "empty grid"),
+        ("dropout=0.1;dropout=0.2", "appears twice"),
+    ],
+)
 def test_a_bad_grid_is_one_clear_error(grid, message):
     with pytest.raises(FlowerError, match=message):
         parse_grid(grid)
 
 
 def test_grid_values_take_the_settings_types():
-    grid = parse_grid("dropout=0.2,0.5,0.2; learning-rate=1e-3; augment=yes,off; dense_units=64/32,16; pooling=avg")
-    assert grid == {"dropout": [0.2, 0.5], "learning_rate": [0.001], "augment": [True, False],
-                    "dense_units": [[64, 32], [16]], "pooling": ["avg"]}
+    grid = parse_grid(
+        "dropout=0.2,0.5,0.2; learning-rate=1e-3; augment=yes,off; dense_units=64/32,16; pooling=avg"
+    )
+    assert grid == {
+        "dropout": [0.2, 0.5],
+        "learning_rate": [0.001],
+        "augment": [True, False],
+        "dense_units": [[64, 32], [16]],
+        "pooling": ["avg"],
+    }
     assert len(combinations(grid)) == 8
     sample = combinations(grid, samples=3)
     assert len(sample) == 3 and sample == combinations(grid, samples=3)
@@ -62,7 +72,11 @@ def test_plan_sweep_checks_values_and_the_run_limit():
         plan_sweep("base", parse_grid("dropout=" + ",".join(f"0.{i:02d}" for i in range(1, 34))), seeds=2)
     planned = plan_sweep("dropout20", parse_grid("dropout=0.1,0.3"), seeds=2, **TINY)
     assert [(p.label, p.config.dropout, p.config.seed) for p in planned] == [
-        ("dropout=0.1", 0.1, 0), ("dropout=0.1", 0.1, 1), ("dropout=0.3", 0.3, 0), ("dropout=0.3", 0.3, 1)]
+        ("dropout=0.1", 0.1, 0),
+        ("dropout=0.1", 0.1, 1),
+        ("dropout=0.3", 0.3, 0),
+        ("dropout=0.3", 0.3, 1),
+    ]
     assert all(p.config.augment and p.config.image_size == 32 for p in planned)
 
 
@@ -78,15 +92,28 @@ def test_plan_study_is_the_seven_presets_times_seeds_and_the_baseline():
 
 
 def _row(preset, seed, state="done", acc=None, loss=0.5, label=None):
-    return {"run_id": f"{preset}-{seed}", "preset": preset, "seed": seed, "state": state,
-            "test_accuracy": acc, "test_loss": loss if acc is not None else None,
-            "group_label": label or preset}
+    return {
+        "run_id": f"{preset}-{seed}",
+        "preset": preset,
+        "seed": seed,
+        "state": state,
+        "test_accuracy": acc,
+        "test_loss": loss if acc is not None else None,
+        "group_label": label or preset,
+    }
 
 
 def test_study_table_mean_sd_per_seed_states_and_gains():
-    rows = [_row("base", 0, acc=0.80), _row("base", 1, acc=0.90), _row("dropout50", 0, acc=0.95),
-            _row("dropout50", 1, "running"), _row("dropout20", 0, "queued"), _row("dropout20", 1, "queued"),
-            _row("base", 2, "failed"), _row("base", 0, acc=0.1, label=BASELINE)]
+    rows = [
+        _row("base", 0, acc=0.80),
+        _row("base", 1, acc=0.90),
+        _row("dropout50", 0, acc=0.95),
+        _row("dropout50", 1, "running"),
+        _row("dropout20", 0, "queued"),
+        _row("dropout20", 1, "queued"),
+        _row("base", 2, "failed"),
+        _row("base", 0, acc=0.1, label=BASELINE),
+    ]
     table = {row["preset"]: row for row in study_table(rows)}
     assert list(table) == [*STUDY_PRESETS, BASELINE]
     base = table["base"]
@@ -105,10 +132,21 @@ def test_study_table_mean_sd_per_seed_states_and_gains():
 
 def test_best_of_a_sweep_is_chosen_by_validation_never_test():
     def row(label, dropout, val, test, state="done"):
-        return {"run_id": label + str(val), "group_label": label, "state": state, "best_val_accuracy": val,
-                "test_accuracy": test, "config": {**make_config("base", dropout=dropout).to_json(), "seed": 3}}
-    rows = [row("dropout=0.2", 0.2, 0.70, 0.99), row("dropout=0.5", 0.5, 0.80, 0.60),
-            row("dropout=0.5", 0.5, 0.90, 0.60), row("dropout=0.7", 0.7, None, None, "queued")]
+        return {
+            "run_id": label + str(val),
+            "group_label": label,
+            "state": state,
+            "best_val_accuracy": val,
+            "test_accuracy": test,
+            "config": {**make_config("base", dropout=dropout).to_json(), "seed": 3},
+        }
+
+    rows = [
+        row("dropout=0.2", 0.2, 0.70, 0.99),
+        row("dropout=0.5", 0.5, 0.80, 0.60),
+        row("dropout=0.5", 0.5, 0.90, 0.60),
+        row("dropout=0.7", 0.7, None, None, "queued"),
+    ]
     results = sweep_results(rows, ["dropout"])
     assert [r["combination"] for r in results] == ["dropout=0.5", "dropout=0.2", "dropout=0.7"]
     assert results[0]["val_accuracy"] == pytest.approx(0.85) and results[0]["runs"] == 2
@@ -122,13 +160,16 @@ def test_best_of_a_sweep_is_chosen_by_validation_never_test():
 
 def test_a_group_shares_one_split_and_is_cancelled_and_deleted_as_one(synthetic_dataset, tmp_path):
     runs = tmp_path / "runs"
-    record = start_sweep(synthetic_dataset, runs, preset="base", grid=parse_grid("dropout=0.1,0.2,0.3"),
-                         start=False, **TINY)
+    record = start_sweep(
+        synthetic_dataset, runs, preset="base", grid=parse_grid("dropout=0.1,0.2,0.3"), start=False, **TINY
+    )
     run_dirs = groups.group_run_dirs(runs, record["id"])
     assert len(run_dirs) == 3 and [g["id"] for g in groups.list_groups(runs)] == [record["id"]]
     configs = [read_json(d / CONFIG) for d in run_dirs]
     assert {c["group"] for c in configs} == {record["id"]} and all(c["share_split"] for c in configs)
-    assert {c["split_file"] for c in configs} == {str(groups.group_dir(runs, record["id"]).resolve() / "split.json")}
+    assert {c["split_file"] for c in configs} == {
+        str(groups.group_dir(runs, record["id"]).resolve() / "split.json")
+    }
     assert all(row["tags"] == [record["id"]] for row in groups.group_rows(runs, record["id"]))
     update_status(run_dirs[0], state="done")
     with pytest.raises(FlowerError, match="still queued or running: cancel the group first"):
@@ -144,8 +185,14 @@ def test_a_group_shares_one_split_and_is_cancelled_and_deleted_as_one(synthetic_
 def test_a_bad_run_in_a_group_queues_nothing(synthetic_dataset, tmp_path):
     runs = tmp_path / "runs"
     with pytest.raises(FlowerError, match="weights file not found|not found"):
-        start_study(synthetic_dataset, runs, start=False, seeds=1, backbone="mobilenet",
-                    weights=str(tmp_path / "missing.h5"))
+        start_study(
+            synthetic_dataset,
+            runs,
+            start=False,
+            seeds=1,
+            backbone="mobilenet",
+            weights=str(tmp_path / "missing.h5"),
+        )
     assert RunStore(runs).run_dirs() == [] and groups.list_groups(runs) == []
 
 
@@ -173,8 +220,9 @@ def test_estimate_measures_speed_from_the_cache_and_shares_features_in_a_group(s
 
     base = make_config("base", backbone="mobilenet", image_size=224)
     plateau = make_config("plateau", backbone="mobilenet", image_size=224)
-    group = estimate.estimate_group([base, base, plateau], synthetic_dataset, runs_root=tmp_path / "runs",
-                                    cache_root=cache.root)
+    group = estimate.estimate_group(
+        [base, base, plateau], synthetic_dataset, runs_root=tmp_path / "runs", cache_root=cache.root
+    )
     first, second, third = group["runs"]
     assert group["photos"] == 120 and first["extraction_s"] == pytest.approx(120 / 25.0)
     assert second["extraction_s"] == 0 and second["cached"]
@@ -182,8 +230,18 @@ def test_estimate_measures_speed_from_the_cache_and_shares_features_in_a_group(s
     assert group["seconds"] == pytest.approx(sum(r["seconds"] for r in group["runs"]))
 
     root = str(synthetic_dataset.resolve())
-    _cache_entry(cache, "b", backbone="mobilenet", image_size=224, photos=120, kind="clean",
-                 preprocessing="rescale", pooling="max", weights="imagenet", data_root=root)
+    _cache_entry(
+        cache,
+        "b",
+        backbone="mobilenet",
+        image_size=224,
+        photos=120,
+        kind="clean",
+        preprocessing="rescale",
+        pooling="max",
+        weights="imagenet",
+        data_root=root,
+    )
     assert estimate.estimate_run(base, synthetic_dataset, cache_root=cache.root)["cached"]
     scratch = estimate.estimate_run(make_config("base", **TINY), synthetic_dataset, cache_root=cache.root)
     assert scratch["extraction_s"] == 0 and scratch["training_s"] > 0
@@ -193,8 +251,20 @@ def test_estimate_measures_speed_from_the_cache_and_shares_features_in_a_group(s
 @pytest.mark.slow
 def test_cli_study_waits_and_prints_seven_rows_on_one_split(synthetic_dataset, tmp_path, capsys):
     runs = tmp_path / "runs"
-    code = main(["study", "--data", str(synthetic_dataset), "--runs", str(runs), "--seeds", "1", "--wait",
-                 "--json", *(f"--{k.replace('_', '-')}={v}" for k, v in TINY.items())])
+    code = main(
+        [
+            "study",
+            "--data",
+            str(synthetic_dataset),
+            "--runs",
+            str(runs),
+            "--seeds",
+            "1",
+            "--wait",
+            "--json",
+            *(f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()),
+        ]
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and out["states"] == {"done": 7}
     assert [row["preset"] for row in out["table"]] == list(STUDY_RESULTS)

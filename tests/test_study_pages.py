@@ -31,8 +31,18 @@ def no_worker(monkeypatch):
 
 def _finish(run_dir, val: float, test: float) -> None:
     """Give a queued run the files a finished one has (the display is what is tested)."""
-    append_jsonl(run_dir / HISTORY, {"epoch": 0, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0,
-                                     "val_accuracy": val, "lr": 1e-3, "seconds": 0.5})
+    append_jsonl(
+        run_dir / HISTORY,
+        {
+            "epoch": 0,
+            "loss": 1.0,
+            "accuracy": 0.5,
+            "val_loss": 1.0,
+            "val_accuracy": val,
+            "lr": 1e-3,
+            "seconds": 0.5,
+        },
+    )
     write_json(run_dir / METRICS, {"test_accuracy": test, "test_loss": 0.5})
     update_status(run_dir, state="done")
 
@@ -104,15 +114,20 @@ def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
     at.multiselect(key="sweep_values_pooling").select("avg").run()
     assert "4 runs, about" in texts(at.caption)
     at.text_input(key="sweep_values_dropout").set_value("0.1,nope").run()
-    assert "Cannot plan this sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(at.error)
+    assert "Cannot plan this sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(
+        at.error
+    )
     at.text_input(key="sweep_values_dropout").set_value("0.1,0.3").run()
     at.button(key="sweep_start").click().run()
     assert_clean(at)
     [record] = groups.list_groups()
     rows = groups.group_rows(None, record["id"])
     # the best test accuracy is not the best validation accuracy: the page must choose by validation
-    scores = {"dropout=0.1 pooling=max": (0.5, 0.9), "dropout=0.1 pooling=avg": (0.8, 0.6),
-              "dropout=0.3 pooling=max": (0.6, 0.7)}
+    scores = {
+        "dropout=0.1 pooling=max": (0.5, 0.9),
+        "dropout=0.1 pooling=avg": (0.8, 0.6),
+        "dropout=0.3 pooling=max": (0.6, 0.7),
+    }
     for row in rows:
         if row["group_label"] in scores:
             _finish(RunStore().path(row["run_id"]), *scores[row["group_label"]])
@@ -125,5 +140,10 @@ def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
     assert_clean(at)
     [new] = [d for d in jobs.queued_runs() if not read_json(d / CONFIG).get("group")]
     stored = json.loads((new / CONFIG).read_text())
-    assert (stored["dropout"], stored["pooling"], stored["preset"], stored["seed"]) == (0.1, "avg", "dropout20", 0)
+    assert (stored["dropout"], stored["pooling"], stored["preset"], stored["seed"]) == (
+        0.1,
+        "avg",
+        "dropout20",
+        0,
+    )
     assert (stored["weights"], stored["image_size"], stored["backbone"]) == ("none", 32, "mobilenet")

@@ -26,8 +26,9 @@ def _config():
     return make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=1)
 
 
-def test_the_same_token_queues_one_run_even_from_eight_threads_at_once(synthetic_dataset, tmp_path,
-                                                                       no_worker):
+def test_the_same_token_queues_one_run_even_from_eight_threads_at_once(
+    synthetic_dataset, tmp_path, no_worker
+):
     runs = tmp_path / "runs"
     results = []
     barrier = threading.Barrier(8)
@@ -52,8 +53,12 @@ def test_the_same_token_queues_one_run_even_from_eight_threads_at_once(synthetic
 def test_a_submission_that_failed_can_be_sent_again(synthetic_dataset, tmp_path, no_worker):
     runs = tmp_path / "runs"
     with pytest.raises(FlowerError):
-        jobs.submit(make_config("base", weights=str(tmp_path / "nope.h5")), synthetic_dataset, runs,
-                    token="a1b2c3d4e5f6")
+        jobs.submit(
+            make_config("base", weights=str(tmp_path / "nope.h5")),
+            synthetic_dataset,
+            runs,
+            token="a1b2c3d4e5f6",
+        )
     assert jobs.submit(_config(), synthetic_dataset, runs, token="a1b2c3d4e5f6").is_dir()
 
 

@@ -17,8 +17,9 @@ from flower_core.synthetic import CLASSES, draw_flower, generate, is_synthetic, 
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flower_core", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flower_core", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -27,11 +28,23 @@ def _pixels(path: Path) -> np.ndarray:
 
 def test_layout_counts_marker_and_summary(tmp_path):
     progress = []
-    summary = generate(tmp_path / "set", per_class=3, size=48, seed=1, masks=True,
-                       progress=lambda done, total: progress.append((done, total)))
+    summary = generate(
+        tmp_path / "set",
+        per_class=3,
+        size=48,
+        seed=1,
+        masks=True,
+        progress=lambda done, total: progress.append((done, total)),
+    )
     assert summary == {
-        "out": str(tmp_path / "set"), "classes": list(CLASSES), "images": 15, "per_class": 3,
-        "size": 48, "seed": 1, "masks": True, "masks_dir": str(tmp_path / "set" / ".masks"),
+        "out": str(tmp_path / "set"),
+        "classes": list(CLASSES),
+        "images": 15,
+        "per_class": 3,
+        "size": 48,
+        "seed": 1,
+        "masks": True,
+        "masks_dir": str(tmp_path / "set" / ".masks"),
         "synthetic": True,
     }
     assert json.loads((tmp_path / "set" / "SYNTHETIC.txt").read_text()) == summary
@@ -42,7 +55,8 @@ def test_layout_counts_marker_and_summary(tmp_path):
     assert all(len(files) == 3 for files in candidates.values())
     for name in CLASSES:
         assert sorted(p.name for p in (tmp_path / "set" / name).iterdir()) == [
-            f"{name}_{i:04d}.jpg" for i in range(3)]
+            f"{name}_{i:04d}.jpg" for i in range(3)
+        ]
         assert Image.open(tmp_path / "set" / name / f"{name}_0000.jpg").size == (48, 48)
     assert scan_dataset(tmp_path / "set").skipped == []
 
@@ -64,8 +78,9 @@ def test_same_seed_same_photos_other_seed_other_photos(tmp_path):
 @pytest.mark.parametrize("class_name", CLASSES)
 def test_mask_covers_exactly_the_drawn_flower(class_name, monkeypatch):
     """On a black background without camera noise, the flower is every non-black pixel."""
-    monkeypatch.setattr(synthetic, "_background",
-                        lambda rng, canvas: Image.new("RGB", (canvas, canvas), (0, 0, 0)))
+    monkeypatch.setattr(
+        synthetic, "_background", lambda rng, canvas: Image.new("RGB", (canvas, canvas), (0, 0, 0))
+    )
     monkeypatch.setattr(synthetic, "_jitter", lambda rng, image: image)
     for seed in range(4):
         image, mask = draw_flower(class_name, size=96, seed=seed)
@@ -78,7 +93,8 @@ def test_mask_covers_exactly_the_drawn_flower(class_name, monkeypatch):
 def test_saved_masks_match_photos_and_live_outside_class_folders(synthetic_dataset):
     relpath = "sunflower/sunflower_0005.jpg"
     assert mask_path(synthetic_dataset, relpath) == (
-        synthetic_dataset / ".masks" / "sunflower" / "sunflower_0005.png")
+        synthetic_dataset / ".masks" / "sunflower" / "sunflower_0005.png"
+    )
     _, drawn_mask = draw_flower("sunflower", size=96, seed=[0, 3, 5])
     assert np.array_equal(load_mask(synthetic_dataset, relpath), drawn_mask)
     small = load_mask(synthetic_dataset, relpath, size=24)
@@ -107,10 +123,16 @@ def test_regenerating_replaces_a_synthetic_folder_but_refuses_any_other(tmp_path
     assert (tmp_path / "mine" / "holiday.jpg").read_bytes() == b"precious"
 
 
-@pytest.mark.parametrize("kwargs, received", [
-    ({"per_class": 0}, "per_class=0"), ({"size": 31}, "size=31"), ({"size": 1025}, "size=1025"),
-    ({"seed": -1}, "seed=-1"), ({"per_class": 2.5}, "per_class=2.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, received",
+    [
+        ({"per_class": 0}, "per_class=0"),
+        ({"size": 31}, "size=31"),
+        ({"size": 1025}, "size=1025"),
+        ({"seed": -1}, "seed=-1"),
+        ({"per_class": 2.5}, "per_class=2.5"),
+    ],
+)
 def test_bad_arguments_say_what_was_received(tmp_path, kwargs, received):
     with pytest.raises(FlowerError, match=f"Received: {received}"):
         generate(tmp_path / "set", **kwargs)
@@ -148,17 +170,28 @@ def test_a_small_cnn_learns_it_and_mean_colour_does_not(tmp_path):
     colour_accuracy = _nearest_centroid_accuracy(images.mean((1, 2)), labels, train, val)
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((64, 64, 3)), keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(5, activation="softmax"),
-    ])
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    history = model.fit(images[train], labels[train], validation_data=(images[val], labels[val]),
-                        epochs=20, batch_size=16, verbose=0)
+    model = keras.Sequential(
+        [
+            keras.Input((64, 64, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, activation="softmax"),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(
+        images[train],
+        labels[train],
+        validation_data=(images[val], labels[val]),
+        epochs=20,
+        batch_size=16,
+        verbose=0,
+    )
     cnn_accuracy = max(history.history["val_accuracy"][-3:])
     # Chance is 0.2; on seeds 11-14 mean colour gets 0.25-0.33 and the CNN 0.71-0.76.
     assert colour_accuracy < 0.45, colour_accuracy

@@ -29,4 +29,6 @@ def test_the_cli_draws_a_bar_with_rate_and_time_left():
     stream = io.StringIO()
     stats = Throughput("train features", clock=_clock(0.0, 2.0)).update(70, 140)
     TerminalReporter(stream, width=10)({"kind": "stage", **stats, "done": False})
-    assert stream.getvalue().startswith("\rcomputing train features [#####     ] 70/140 35.0 photos/s, 2 s left")
+    assert stream.getvalue().startswith(
+        "\rcomputing train features [#####     ] 70/140 35.0 photos/s, 2 s left"
+    )

@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "flower_core", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "flower_core", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +65,22 @@ def test_cli_synth_then_train_gives_a_complete_run_folder(tmp_path):
     data = tmp_path / "synthetic"
     synth = _cli("synth", "--out", str(data), "--per-class", "12", "--size", "64", "--json")
     assert synth.returncode == 0, synth.stderr
-    train = _cli("train", "--data", str(data), "--runs", str(tmp_path / "runs"), "--backbone", "mobilenet",
-                 "--weights", "none", "--image-size", "64", "--epochs", "2", "--json")
+    train = _cli(
+        "train",
+        "--data",
+        str(data),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--backbone",
+        "mobilenet",
+        "--weights",
+        "none",
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--json",
+    )
     assert train.returncode == 0, train.stderr
     result = json.loads(train.stdout.strip().splitlines()[-1])
     assert result["state"] == "done" and Path(result["run_dir"]).parent == tmp_path / "runs"
@@ -73,26 +93,58 @@ def test_cli_synth_then_train_gives_a_complete_run_folder(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", list(PRESETS))
-def test_every_preset_trains_on_cached_features(preset, synthetic_dataset, random_mobilenet_weights, tmp_path):
-    config = make_config(preset, backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
-                         epochs=2, augment_views=2)
+def test_every_preset_trains_on_cached_features(
+    preset, synthetic_dataset, random_mobilenet_weights, tmp_path
+):
+    config = make_config(
+        preset,
+        backbone="mobilenet",
+        weights=random_mobilenet_weights,
+        image_size=64,
+        epochs=2,
+        augment_views=2,
+    )
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
     stored = read_json(run_dir / "config.json")
-    assert (stored["preset"], stored["dropout"], stored["batch_size"]) == (preset, config.dropout, config.batch_size)
+    assert (stored["preset"], stored["dropout"], stored["batch_size"]) == (
+        preset,
+        config.dropout,
+        config.batch_size,
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("way, size, kinds, ran", [
-    ("maps", 128, ("feature maps", "feature maps", "feature maps"), "maps"),  # one backbone pass per photo
-    ("views", 64, ("2 augmented views", "clean", "clean"), "views"),
-    ("maps", 64, ("2 augmented views", "clean", "clean"), "views"),  # 2 x 2 maps: too small, views instead
-])
+@pytest.mark.parametrize(
+    "way, size, kinds, ran",
+    [
+        (
+            "maps",
+            128,
+            ("feature maps", "feature maps", "feature maps"),
+            "maps",
+        ),  # one backbone pass per photo
+        ("views", 64, ("2 augmented views", "clean", "clean"), "views"),
+        (
+            "maps",
+            64,
+            ("2 augmented views", "clean", "clean"),
+            "views",
+        ),  # 2 x 2 maps: too small, views instead
+    ],
+)
 def test_both_ways_of_caching_augmentation_train_and_score_like_the_saved_model(
     way, size, kinds, ran, synthetic_dataset, random_mobilenet_weights, tmp_path
 ):
-    config = make_config("dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=size,
-                         epochs=2, augment_cache=way, augment_views=2)
+    config = make_config(
+        "dropout20",
+        backbone="mobilenet",
+        weights=random_mobilenet_weights,
+        image_size=size,
+        epochs=2,
+        augment_cache=way,
+        augment_views=2,
+    )
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
     facts = run_facts(run_dir)
@@ -107,8 +159,16 @@ def test_both_ways_of_caching_augmentation_train_and_score_like_the_saved_model(
 
 @pytest.mark.slow
 def test_fine_tuning_and_end_to_end_training(synthetic_dataset, random_mobilenet_weights, tmp_path):
-    config = make_config("dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=64,
-                         epochs=1, fine_tune_blocks=1, fine_tune_epochs=1, cache_features=False)
+    config = make_config(
+        "dropout20",
+        backbone="mobilenet",
+        weights=random_mobilenet_weights,
+        image_size=64,
+        epochs=1,
+        fine_tune_blocks=1,
+        fine_tune_epochs=1,
+        cache_features=False,
+    )
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
     assert [h["phase"] for h in read_history(run_dir)] == ["head", "fine-tune"]
@@ -119,27 +179,49 @@ def test_fine_tuning_and_end_to_end_training(synthetic_dataset, random_mobilenet
 def test_reusing_a_split_file_keeps_the_same_split(synthetic_dataset, tmp_path):
     config = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1, seed=5)
     first = train_new_run(config, synthetic_dataset, tmp_path / "runs")
-    second = train_new_run(make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1, seed=9),
-                           synthetic_dataset, tmp_path / "runs", split_file=first / "split.json")
+    second = train_new_run(
+        make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1, seed=9),
+        synthetic_dataset,
+        tmp_path / "runs",
+        split_file=first / "split.json",
+    )
     assert read_json(second / "split.json")["test"] == read_json(first / "split.json")["test"]
 
 
 def test_offline_vgg16_imagenet_is_one_clear_line(synthetic_dataset, tmp_path):
-    result = _cli("train", "--data", str(synthetic_dataset), "--runs", str(tmp_path / "runs"),
-                  "--backbone", "vgg16", "--weights", "imagenet", "--image-size", "64", "--epochs", "1")
+    result = _cli(
+        "train",
+        "--data",
+        str(synthetic_dataset),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--backbone",
+        "vgg16",
+        "--weights",
+        "imagenet",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ImageNet weights for backbone 'vgg16'")
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in lines[0] and "Traceback" not in result.stderr
+    assert (
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in lines[0] and "Traceback" not in result.stderr
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--preset", "nope"], "unknown preset 'nope'"),
-    (["--epochs", "0"], "epochs must be at least 1"),
-    (["--backbone", "alexnet"], "backbone must be one of"),
-    (["--epochs", "two"], "invalid int value"),
-    (["--fine-tune-learning-rate", "0"], "fine-tune learning rate must be positive"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--backbone", "alexnet"], "backbone must be one of"),
+        (["--epochs", "two"], "invalid int value"),
+        (["--fine-tune-learning-rate", "0"], "fine-tune learning rate must be positive"),
+    ],
+)
 def test_bad_train_arguments_exit_with_one_line(synthetic_dataset, args, message):
     result = _cli("train", "--data", str(synthetic_dataset), *args)
     assert result.returncode == 2 and message in result.stderr
@@ -158,8 +240,9 @@ def _start_long_run(data: Path, runs: Path) -> subprocess.Popen:
         f"train_new_run(make_config('base', backbone='mobilenet', weights='none', image_size=64,"
         f" epochs=200, patience=500, batch_size=8), {str(data)!r}, {str(runs)!r})\n"
     )
-    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _wait_for_epochs(runs: Path, count: int, timeout: float = 240) -> Path:

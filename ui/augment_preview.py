@@ -36,10 +36,13 @@ def panel(values: dict) -> None:
         images = [original, *versions]
         captions = ["the photo", *(f"version {i}" for i in range(1, PREVIEW_VERSIONS + 1))]
         for row in range(0, len(images), COLUMNS):
-            for cell, image, caption in zip(st.columns(COLUMNS), images[row:row + COLUMNS],
-                                            captions[row:row + COLUMNS], strict=False):
+            for cell, image, caption in zip(
+                st.columns(COLUMNS), images[row : row + COLUMNS], captions[row : row + COLUMNS], strict=False
+            ):
                 cell.image(image, caption=caption, width="stretch")
-        st.caption(f"`{dataset.files[seed % len(dataset.files)]}` at {size} px, seed {seed}: "
-                   "random flip, rotation, zoom and shear, through the layers training uses.")
+        st.caption(
+            f"`{dataset.files[seed % len(dataset.files)]}` at {size} px, seed {seed}: "
+            "random flip, rotation, zoom and shear, through the layers training uses."
+        )
         if values["augment_cache"] == "maps":
             st.info(maps_note(size), icon=":material/grid_on:")

@@ -13,8 +13,9 @@ def cache_panel() -> None:
     cache = FeatureCache()
     entries = cache.entries()
     size_mb = sum(e["bytes"] for e in entries) / 1e6
-    with st.expander(f"Feature cache: {len(entries)} entries, {size_mb:,.1f} MB on disk",
-                     icon=":material/memory:"):
+    with st.expander(
+        f"Feature cache: {len(entries)} entries, {size_mb:,.1f} MB on disk", icon=":material/memory:"
+    ):
         st.caption(
             f"`{cache.root}`. A frozen backbone's features are computed once per dataset, backbone, "
             "weights, image size, preprocessing and pooling, then reused by every run: the first "

@@ -66,9 +66,7 @@ def _dataset_photo() -> list[tuple[str, bytes]]:
     left, right = st.columns(2)
     name = left.selectbox("Class", dataset.class_names, key="classify_class")
     files = [rel for rel in dataset.files if rel.split("/", 1)[0] == name]
-    rel = right.selectbox(
-        "Photo", files, key=f"classify_file_{name}", format_func=lambda r: r.split("/")[-1]
-    )
+    rel = right.selectbox("Photo", files, key=f"classify_file_{name}", format_func=lambda r: r.split("/")[-1])
     return [(rel, (dataset.root / rel).read_bytes())]
 
 
@@ -89,7 +87,9 @@ def choose_photos() -> list[tuple[str, bytes]]:
     """Uploaded photos, a webcam photo, or one photo picked from the dataset, as (name, bytes),
     each bounded in size (`loaders.held_photo`) before anything decodes or caches it."""
     source = st.segmented_control(
-        "Photo source", ["Upload", "Webcam", "From the dataset"], default="Upload",
+        "Photo source",
+        ["Upload", "Webcam", "From the dataset"],
+        default="Upload",
         key="classify_source",
     )
     if source == "From the dataset":
@@ -151,9 +151,7 @@ def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:
         key="classify_table",
         placeholder="",
         column_config={
-            "probability": st.column_config.ProgressColumn(
-                format="percent", min_value=0, max_value=1
-            )
+            "probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
         },
     )
     return st.selectbox("Explain", [name for name, _ in photos], key="classify_pick")
@@ -213,9 +211,7 @@ def controls(run_dir: str, class_names: list[str]) -> Controls:
 
 def _explain(run_dir: str, data: bytes, ctl: Controls):
     with guard("Cannot explain this photo"):
-        return loaders.explain(
-            run_dir, loaders.model_stamp(run_dir), data, ctl.method, ctl.layer, ctl.target
-        )
+        return loaders.explain(run_dir, loaders.model_stamp(run_dir), data, ctl.method, ctl.layer, ctl.target)
 
 
 def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
@@ -261,23 +257,18 @@ def compare_runs(rows: list[dict], data: bytes, ctl: Controls) -> None:
         return
     for column, run_id in zip(st.columns(len(chosen)), chosen):
         run_dir = str(runs_root() / run_id)
-        result = _explain(
-            run_dir, data, Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
-        )
+        result = _explain(run_dir, data, Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap))
         with column:
             st.image(result.overlay(ctl.alpha, ctl.colormap), width="stretch")
             st.markdown(
-                f"**{result.predicted_class}** "
-                f"{percent(float(result.probabilities[result.predicted_index]))}"
+                f"**{result.predicted_class}** {percent(float(result.probabilities[result.predicted_index]))}"
             )
             score = (result.faithfulness or {}).get("score")
             faithful = "" if score is None else f" · faithfulness {score:+.3f}"
             st.caption(f"{labels[run_id]}{faithful}")
 
 
-def photo_tab(
-    run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_by_side: bool
-) -> None:
+def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_by_side: bool) -> None:
     """The chosen photo (a table first when there are several), explained by one run or more."""
     if not photos:
         st.info(
@@ -324,9 +315,7 @@ def mistakes(run_dir: str, ctl: Controls) -> None:
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
-    true_name, predicted = cells[
-        right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")
-    ]
+    true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
     root = Path((read_json(Path(run_dir) / CONFIG, {}) or {}).get("data_root", ""))
     wrong = [
         m
@@ -350,6 +339,5 @@ def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) ->
         columns[i % 3].image(
             ImageOps.pad(overlay, (320, 320), color="white"),
             width="stretch",
-            caption=f"{short_name(row['path'])}: {row['predicted_class']} "
-            f"{percent(row['confidence'])}",
+            caption=f"{short_name(row['path'])}: {row['predicted_class']} {percent(row['confidence'])}",
         )

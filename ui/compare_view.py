@@ -23,26 +23,32 @@ COLUMN_CONFIG = {
     "label": st.column_config.TextColumn("run", pinned=True, width=230),
     "state": st.column_config.TextColumn("state", width=80),
     "test_accuracy": st.column_config.NumberColumn(
-        "test acc", format="percent", width=70, help="Accuracy on the run's test photos"),
+        "test acc", format="percent", width=70, help="Accuracy on the run's test photos"
+    ),
     "test_loss": st.column_config.NumberColumn(
-        "test loss", format="%.4f", width=75, help="Cross-entropy loss on the run's test photos"),
+        "test loss", format="%.4f", width=75, help="Cross-entropy loss on the run's test photos"
+    ),
     "best_val_accuracy": st.column_config.NumberColumn(
-        "val acc", format="percent", width=70,
-        help="The best validation accuracy over the run's epochs"),
+        "val acc", format="percent", width=70, help="The best validation accuracy over the run's epochs"
+    ),
     "preset": st.column_config.TextColumn("preset", width=80),
     "backbone": st.column_config.TextColumn("backbone", width=125),
     "image_size": st.column_config.NumberColumn(
-        "size", format="%d px", width=60, help="Input image size: photos are resized to size x size"),
+        "size", format="%d px", width=60, help="Input image size: photos are resized to size x size"
+    ),
     "started": st.column_config.DatetimeColumn(
-        "started", format="D MMM, HH:mm", width=100, help="When training started (UTC)"),
+        "started", format="D MMM, HH:mm", width=100, help="When training started (UTC)"
+    ),
     "weights": st.column_config.TextColumn("weights", width=_SMALL),
     "batch_size": st.column_config.NumberColumn("batch", width=_SMALL, help="Batch size"),
     "dropout": st.column_config.NumberColumn("dropout", width=_SMALL),
     "augment": st.column_config.Column("augment", width=_SMALL),
-    "augment_cache": st.column_config.TextColumn("augmented as", help="cached feature maps or K views",
-                                                 width=_SMALL),
-    "seconds": st.column_config.NumberColumn("duration (s)", format="%.0f", width=_SMALL,
-                                             help="Training time, summed over the epochs"),
+    "augment_cache": st.column_config.TextColumn(
+        "augmented as", help="cached feature maps or K views", width=_SMALL
+    ),
+    "seconds": st.column_config.NumberColumn(
+        "duration (s)", format="%.0f", width=_SMALL, help="Training time, summed over the epochs"
+    ),
     "tags": st.column_config.ListColumn("tags", width=_SMALL),
     "run_id": st.column_config.TextColumn("run id", width="medium"),
 }
@@ -110,7 +116,10 @@ def table(frame: pd.DataFrame) -> list[str]:
     """The sortable table, its compact columns and those a user adds (`flower_core.compare`);
     returns the selected run ids (default: the three best)."""
     more = st.multiselect(
-        "More columns", MORE_COLUMNS, key="compare_more_columns", format_func=_column_label,
+        "More columns",
+        MORE_COLUMNS,
+        key="compare_more_columns",
+        format_func=_column_label,
         placeholder=", ".join(map(_column_label, MORE_COLUMNS[:4])) + "…",
         help="The table shows a run's results and main settings; add the others here.",
     )
@@ -173,8 +182,9 @@ def confusions(selected: list[dict]) -> None:
 
 def calibration(selected: list[dict]) -> None:
     """Reliability curves with each run's expected calibration error (ECE)."""
-    curves = {row["label"]: row["metrics"]["calibration"] for row in selected
-              if row["metrics"].get("calibration")}
+    curves = {
+        row["label"]: row["metrics"]["calibration"] for row in selected if row["metrics"].get("calibration")
+    }
     if not curves:
         st.info("None of the selected runs has calibration figures yet.", icon=":material/info:")
         return
@@ -202,9 +212,7 @@ def per_class(selected: list[dict]) -> None:
         key="compare_per_class",
         placeholder="–",
         column_config={
-            column: st.column_config.ProgressColumn(
-                column, format="percent", min_value=0, max_value=1
-            )
+            column: st.column_config.ProgressColumn(column, format="percent", min_value=0, max_value=1)
             for column in frame.columns
         },
     )
@@ -288,9 +296,7 @@ def manage(frame: pd.DataFrame) -> None:
     downloads(run_dir, run_id)
     export_view.export_panel(run_dir, "compare")
     confirm = st.checkbox("Yes, delete this run and its model", key=f"compare_confirm_{run_id}")
-    if st.button(
-        "Delete run", icon=":material/delete:", disabled=not confirm, key="compare_delete"
-    ):
+    if st.button("Delete run", icon=":material/delete:", disabled=not confirm, key="compare_delete"):
         with guard("Cannot delete the run"):
             store.delete(run_id)
         st.rerun()

@@ -34,9 +34,7 @@ def headline(eda: dict, synthetic: bool) -> None:
         help="Byte-identical files and near duplicates (perceptual hash).",
     )
     if synthetic:
-        st.badge(
-            "Synthetic demo set: drawn flowers, not photos", icon=":material/draw:", color="orange"
-        )
+        st.badge("Synthetic demo set: drawn flowers, not photos", icon=":material/draw:", color="orange")
 
 
 def classes(eda: dict) -> None:
@@ -47,9 +45,7 @@ def classes(eda: dict) -> None:
     right.plotly_chart(charts.class_counts_pie(counts), key="eda_counts_pie")
     largest, smallest = max(counts, key=counts.get), min(counts, key=counts.get)
     if eda["imbalance"] < 1.05:
-        st.write(
-            f"The classes are balanced: {counts[smallest]:,} to {counts[largest]:,} photos each."
-        )
+        st.write(f"The classes are balanced: {counts[smallest]:,} to {counts[largest]:,} photos each.")
         return
     st.write(
         f"The largest class (**{largest}**, {counts[largest]:,}) has "
@@ -74,9 +70,7 @@ def samples(eda: dict) -> None:
         columns = st.columns(SAMPLES_PER_CLASS)
         for column, rel in zip(columns, chosen):
             caption = short_name(rel)
-            column.image(
-                loaders.thumbnail(str(dataset.root / rel)), caption=caption, width="stretch"
-            )
+            column.image(loaders.thumbnail(str(dataset.root / rel)), caption=caption, width="stretch")
 
 
 def sizes(eda: dict) -> None:
@@ -84,13 +78,9 @@ def sizes(eda: dict) -> None:
     table = eda["table"]
     st.plotly_chart(charts.size_scatter(table), key="eda_size_scatter")
     left, right = st.columns(2)
-    left.plotly_chart(
-        charts.histogram(table, "aspect", "Aspect ratios", "width / height"), key="eda_aspect"
-    )
+    left.plotly_chart(charts.histogram(table, "aspect", "Aspect ratios", "width / height"), key="eda_aspect")
     pixels = table.assign(megapixels=table["width"] * table["height"] / 1e6)
-    right.plotly_chart(
-        charts.histogram(pixels, "megapixels", "Image areas", "megapixels"), key="eda_area"
-    )
+    right.plotly_chart(charts.histogram(pixels, "megapixels", "Image areas", "megapixels"), key="eda_area")
     st.caption(
         "Every photo is resized to the model's square input: wide or tall photos are "
         "squeezed, so aspect ratios far from 1 change what the model sees."
@@ -162,10 +152,7 @@ def quality(eda: dict) -> None:
         "accuracy partly measures memory.",
         icon=":material/warning:",
     )
-    leaks = [
-        {"files": ", ".join(leak["files"]), "parts": ", ".join(leak["parts"])}
-        for leak in eda["leaks"]
-    ]
+    leaks = [{"files": ", ".join(leak["files"]), "parts": ", ".join(leak["parts"])} for leak in eda["leaks"]]
     st.dataframe(pd.DataFrame(leaks), hide_index=True, key="eda_leaks")
 
 

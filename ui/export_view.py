@@ -19,28 +19,39 @@ def export_panel(run_dir: Path, key: str) -> None:
     run_dir = Path(run_dir)
     stored = f"{key}_export_{run_dir.name}"
     problem = export_problem(run_dir)
-    if st.button(f"Export ({', '.join(DEFAULT_FORMATS)})", icon=":material/ios_share:",
-                 disabled=problem is not None, key=f"{key}_export_button",
-                 help=problem or "Models that load without this app: each file is checked "
-                                 "against the Keras model on the run's test photos."):
+    if st.button(
+        f"Export ({', '.join(DEFAULT_FORMATS)})",
+        icon=":material/ios_share:",
+        disabled=problem is not None,
+        key=f"{key}_export_button",
+        help=problem
+        or "Models that load without this app: each file is checked "
+        "against the Keras model on the run's test photos.",
+    ):
         bar = st.progress(0.0, text="Exporting")
         with guard("Cannot export the run"):
             st.session_state[stored] = export_zip(
-                run_dir, DEFAULT_FORMATS,
-                progress=lambda step, done: bar.progress(min(done, 1.0), text=step))
+                run_dir, DEFAULT_FORMATS, progress=lambda step, done: bar.progress(min(done, 1.0), text=step)
+            )
         bar.empty()
     if stored not in st.session_state:
         return
     data, report = st.session_state[stored]
-    st.download_button("Download the export (.zip)", data, f"{run_dir.name}-export.zip",
-                       "application/zip", icon=":material/download:", key=f"{key}_export_download")
-    st.dataframe(pd.DataFrame(report["formats"]).T[["size_bytes", "agreement", "max_abs_diff",
-                                                    "test_accuracy"]],
-                 key=f"{key}_export_table",
-                 column_config={"size_bytes": st.column_config.NumberColumn("bytes"),
-                                "agreement": st.column_config.NumberColumn("top-1 agreement",
-                                                                           format="percent"),
-                                "max_abs_diff": st.column_config.NumberColumn("largest difference",
-                                                                              format="%.1e"),
-                                "test_accuracy": st.column_config.NumberColumn("test accuracy",
-                                                                               format="percent")})
+    st.download_button(
+        "Download the export (.zip)",
+        data,
+        f"{run_dir.name}-export.zip",
+        "application/zip",
+        icon=":material/download:",
+        key=f"{key}_export_download",
+    )
+    st.dataframe(
+        pd.DataFrame(report["formats"]).T[["size_bytes", "agreement", "max_abs_diff", "test_accuracy"]],
+        key=f"{key}_export_table",
+        column_config={
+            "size_bytes": st.column_config.NumberColumn("bytes"),
+            "agreement": st.column_config.NumberColumn("top-1 agreement", format="percent"),
+            "max_abs_diff": st.column_config.NumberColumn("largest difference", format="%.1e"),
+            "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+        },
+    )

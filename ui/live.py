@@ -109,8 +109,9 @@ def progress(status: dict) -> None:
     """Feature extraction (photos/s, time left), epoch and batch progress bars, elapsed, ETA."""
     extraction = status.get("extraction")
     if extraction and extraction.get("photos_total"):
-        st.progress(min(extraction["photos_done"] / extraction["photos_total"], 1.0),
-                    text=extraction["message"])
+        st.progress(
+            min(extraction["photos_done"] / extraction["photos_total"], 1.0), text=extraction["message"]
+        )
     epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
     batches, batch = status.get("batches") or 0, status.get("batch") or 0
     st.progress(
@@ -202,9 +203,7 @@ def results(run_dir: Path) -> None:
             ),
             key="train_confusion",
         )
-        if st.button(
-            "Explain its predictions", icon=":material/center_focus_strong:", key="train_explain"
-        ):
+        if st.button("Explain its predictions", icon=":material/center_focus_strong:", key="train_explain"):
             st.session_state["classify_run"] = run_dir.name
             st.switch_page(PAGES["classify"])
         export_view.export_panel(run_dir, "train")

@@ -101,16 +101,12 @@ def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
 
 
 @st.cache_data(max_entries=8, show_spinner="Computing the heatmap…")
-def explain(
-    run_dir: str, stamp: float, image: bytes, method: str, layer: str | None, target: str | None
-):
+def explain(run_dir: str, stamp: float, image: bytes, method: str, layer: str | None, target: str | None):
     """An `Explanation` of a photo by a run's model (see `flower_core.explain`)."""
     from flower_core.explain import explain_image
 
     model, class_names = _load_run(run_dir, stamp)
-    return explain_image(
-        model, image, method, layer=layer, target_class=target, class_names=class_names
-    )
+    return explain_image(model, image, method, layer=layer, target_class=target, class_names=class_names)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -65,8 +65,9 @@ def zip_upload() -> None:
         "unpacked into a new folder under the data folder; links, absolute paths and "
         "'..' are refused."
     )
-    upload = st.file_uploader("Zip of class folders", type=["zip"], key="home_zip",
-                              help=f"Up to {upload_limit_mb()} MB.")
+    upload = st.file_uploader(
+        "Zip of class folders", type=["zip"], key="home_zip", help=f"Up to {upload_limit_mb()} MB."
+    )
     if upload is None:
         return
     try:

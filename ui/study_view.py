@@ -27,31 +27,46 @@ def launcher(data_root, dataset: Dataset | None) -> None:
     """Backbone, seeds and image size, the time it should take here, and the button (disabled
     without a `dataset`, as the page loaded it; its photo count feeds the estimate)."""
     with st.expander("Run the whole study", icon=":material/science:"):
-        st.caption("The study's seven tuning steps (base … batchnorm), each with N seeds, all on one "
-                   "split, queued as one group. The Compare page shows them as they finish.")
+        st.caption(
+            "The study's seven tuning steps (base … batchnorm), each with N seeds, all on one "
+            "split, queued as one group. The Compare page shows them as they finish."
+        )
         cells = st.columns(4)
-        backbone = cells[0].selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(DEFAULT_BACKBONE),
-                                      key="study_backbone")
-        weights = cells[1].selectbox("Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="study_weights")
+        backbone = cells[0].selectbox(
+            "Backbone", list(BACKBONES), index=list(BACKBONES).index(DEFAULT_BACKBONE), key="study_backbone"
+        )
+        weights = cells[1].selectbox(
+            "Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="study_weights"
+        )
         seeds = cells[2].number_input("Seeds", 1, MAX_SEEDS, 1, key="study_seeds")
         sizes = SETTINGS["image_size"].options
-        size = cells[3].selectbox(SETTINGS["image_size"].label, sizes, index=sizes.index(DEFAULTS.image_size),
-                                  key="study_size")
+        size = cells[3].selectbox(
+            SETTINGS["image_size"].label, sizes, index=sizes.index(DEFAULTS.image_size), key="study_size"
+        )
         baseline = st.checkbox("Add the no-transfer baseline (random weights, slow)", key="study_baseline")
-        options = {"seeds": int(seeds), "backbone": backbone, "weights": weights, "image_size": int(size),
-                   "baseline": baseline}
+        options = {
+            "seeds": int(seeds),
+            "backbone": backbone,
+            "weights": weights,
+            "image_size": int(size),
+            "baseline": baseline,
+        }
         if dataset is None:
             st.button("Run the study", disabled=True, key="study_start")
             return
         with guard("Cannot estimate the study"):
             estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
         runs = len(estimate["runs"])
-        st.caption(f"{plural(runs, 'run')}, about **{format_duration(estimate['seconds'])}** on this machine "
-                   f"({estimate['speed_source']} speed; early stopping usually ends runs sooner).")
+        st.caption(
+            f"{plural(runs, 'run')}, about **{format_duration(estimate['seconds'])}** on this machine "
+            f"({estimate['speed_source']} speed; early stopping usually ends runs sooner)."
+        )
         if st.button("Run the study", icon=":material/play_arrow:", type="primary", key="study_start"):
             with guard("Cannot start the study"):
                 record = start_study(data_root, runs_root(), **options)
-            st.toast(f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/science:")
+            st.toast(
+                f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/science:"
+            )
 
 
 def studies(frame: pd.DataFrame) -> None:
@@ -70,8 +85,10 @@ def studies(frame: pd.DataFrame) -> None:
     left, right = st.columns([3, 2])
     left.dataframe(pd.DataFrame(table_cells(table)), hide_index=True, key="compare_study")
     right.plotly_chart(study_bars(table), key="compare_study_chart")
-    st.caption("The study used VGG16 with its test set as validation; ours keep the test photos unseen, "
-               "so small differences are expected. Gain: each step against the one before it.")
+    st.caption(
+        "The study used VGG16 with its test set as validation; ours keep the test photos unseen, "
+        "so small differences are expected. Gain: each step against the one before it."
+    )
     if chosen != "all":
         actions(chosen, "study")
 

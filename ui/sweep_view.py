@@ -36,12 +36,21 @@ def _values(name: str, default) -> str:
     listed = spec.choices or (spec.options if kind == "int" else ())
     options = list(listed) or ([True, False] if kind == "bool" else None)
     if options:
-        picked = st.multiselect(spec.label, options, default=[default] if default in options else None,
-                                key=f"sweep_values_{name}", help=spec.help)
+        picked = st.multiselect(
+            spec.label,
+            options,
+            default=[default] if default in options else None,
+            key=f"sweep_values_{name}",
+            help=spec.help,
+        )
         return ",".join(map(str, picked))
     shown = "/".join(map(str, default)) if isinstance(default, list) else str(default)
-    return st.text_input(spec.label, value=shown, key=f"sweep_values_{name}",
-                         help=f"{spec.help} Comma-separated values; a list as 512/128.")
+    return st.text_input(
+        spec.label,
+        value=shown,
+        key=f"sweep_values_{name}",
+        help=f"{spec.help} Comma-separated values; a list as 512/128.",
+    )
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -54,36 +63,58 @@ def launcher(data_root, dataset: Dataset | None) -> None:
     """Pick a preset, settings and values; the number of runs and the time before the click
     (disabled without a `dataset`, as the page loaded it; its photo count feeds the estimate)."""
     with st.expander("Sweep settings", icon=":material/tune:"):
-        st.caption("Every combination of the values (or a random sample of them), on one split, "
-                   "queued as one group; runs that differ only in the head share one backbone pass.")
+        st.caption(
+            "Every combination of the values (or a random sample of them), on one split, "
+            "queued as one group; runs that differ only in the head share one backbone pass."
+        )
         preset = st.selectbox("Start from preset", list(PRESETS), key="sweep_preset")
         base = make_config(preset).to_json()
         cells = st.columns(3)
         common = {
-            "backbone": cells[0].selectbox(SETTINGS["backbone"].label, SETTINGS["backbone"].choices,
-                                           index=SETTINGS["backbone"].choices.index(base["backbone"]),
-                                           key="sweep_backbone"),
-            "weights": cells[1].selectbox("Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="sweep_weights"),
-            "image_size": cells[2].selectbox(_SIZE.label, _SIZE.options, index=_SIZE.options.index(base["image_size"]),
-                                             key="sweep_size"),
+            "backbone": cells[0].selectbox(
+                SETTINGS["backbone"].label,
+                SETTINGS["backbone"].choices,
+                index=SETTINGS["backbone"].choices.index(base["backbone"]),
+                key="sweep_backbone",
+            ),
+            "weights": cells[1].selectbox(
+                "Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="sweep_weights"
+            ),
+            "image_size": cells[2].selectbox(
+                _SIZE.label, _SIZE.options, index=_SIZE.options.index(base["image_size"]), key="sweep_size"
+            ),
         }
-        names = st.multiselect("Settings to vary", list(sweepable()), default=["dropout"], key="sweep_settings")
+        names = st.multiselect(
+            "Settings to vary", list(sweepable()), default=["dropout"], key="sweep_settings"
+        )
         grid_text = ";".join(f"{name}={_values(name, base[name])}" for name in names)
         left, right = st.columns(2)
         seeds = int(left.number_input("Seeds per combination", 1, 10, 1, key="sweep_seeds"))
-        samples = int(right.number_input("Random sample (0 = every combination)", 0, DEFAULT_MAX_RUNS, 0,
-                                         key="sweep_samples")) or None
+        samples = (
+            int(
+                right.number_input(
+                    "Random sample (0 = every combination)", 0, DEFAULT_MAX_RUNS, 0, key="sweep_samples"
+                )
+            )
+            or None
+        )
         options = {**common, "seeds": seeds, "samples": samples}
         if dataset is None:
             st.button("Start the sweep", disabled=True, key="sweep_start")
             return
         with guard("Cannot plan this sweep"):
-            estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options)
-        st.caption(f"{plural(len(estimate['runs']), 'run')}, about **{format_duration(estimate['seconds'])}** "
-                   f"on this machine ({estimate['speed_source']} speed).")
+            estimate = _estimate(
+                str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options
+            )
+        st.caption(
+            f"{plural(len(estimate['runs']), 'run')}, about **{format_duration(estimate['seconds'])}** "
+            f"on this machine ({estimate['speed_source']} speed)."
+        )
         if st.button("Start the sweep", icon=":material/play_arrow:", key="sweep_start"):
             with guard("Cannot start the sweep"):
-                record = start_sweep(data_root, runs_root(), preset=preset, grid=parse_grid(grid_text), **options)
+                record = start_sweep(
+                    data_root, runs_root(), preset=preset, grid=parse_grid(grid_text), **options
+                )
             st.toast(f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/tune:")
 
 
@@ -96,24 +127,38 @@ def results() -> None:
         st.info("No sweep yet: start one from the Train page (Sweep settings).", icon=":material/info:")
         return
     by_id = {r["id"]: r for r in records}
-    chosen = st.selectbox("Sweep", list(by_id), key="compare_sweep_pick",
-                          format_func=lambda g: f"{g} ({plural(len(by_id[g]['runs']), 'run')})")
+    chosen = st.selectbox(
+        "Sweep",
+        list(by_id),
+        key="compare_sweep_pick",
+        format_func=lambda g: f"{g} ({plural(len(by_id[g]['runs']), 'run')})",
+    )
     settings = list(by_id[chosen]["info"]["grid"])
     with guard("Cannot read the sweep"):
         rows = groups.group_rows(runs_root(), chosen)
     table = sweep_results(rows, settings)
-    frame = pd.DataFrame(table).assign(states=lambda f: f["states"].map(
-        lambda s: ", ".join(f"{n} {k}" for k, n in s.items()) or "done"))
-    st.dataframe(frame, hide_index=True, key="compare_sweep_table", column_config={
-        "val_accuracy": st.column_config.NumberColumn("val acc (mean)", format="percent"),
-        "test_accuracy": st.column_config.NumberColumn("test acc (mean)", format="percent")})
+    frame = pd.DataFrame(table).assign(
+        states=lambda f: f["states"].map(lambda s: ", ".join(f"{n} {k}" for k, n in s.items()) or "done")
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        key="compare_sweep_table",
+        column_config={
+            "val_accuracy": st.column_config.NumberColumn("val acc (mean)", format="percent"),
+            "test_accuracy": st.column_config.NumberColumn("test acc (mean)", format="percent"),
+        },
+    )
     st.plotly_chart(sweep_parallel(table, settings), key="compare_sweep_chart")
     best = best_by_validation(rows, settings)
     if best is None:
         st.info("No run of this sweep has finished yet.", icon=":material/hourglass_top:")
     else:
-        st.success(f"Best by validation accuracy: **{best['combination']}** ({percent(best['val_accuracy'])} "
-                   "validation; chosen without looking at the test photos).", icon=":material/emoji_events:")
+        st.success(
+            f"Best by validation accuracy: **{best['combination']}** ({percent(best['val_accuracy'])} "
+            "validation; chosen without looking at the test photos).",
+            icon=":material/emoji_events:",
+        )
         if st.button("Train it as a new run", icon=":material/play_arrow:", key="compare_sweep_best"):
             with guard("Cannot start the run"):
                 run_dir = jobs.submit(best_config(rows, settings), by_id[chosen]["data_root"], runs_root())

@@ -30,8 +30,10 @@ WEIGHTS = {
     "none": "none (train from scratch)",
     "file": "a weights file…",
 }
-PRESET_HELP = ("The study's tuning steps, in order; each changes the one before. Every setting "
-               "below starts from the preset and can be changed.")
+PRESET_HELP = (
+    "The study's tuning steps, in order; each changes the one before. Every setting "
+    "below starts from the preset and can be changed."
+)
 # The widget of each setting that is neither a list of choices, a switch nor a slider of options.
 NUMBER_LIMITS = {"epochs": 500, "fine_tune_epochs": 200, "patience": 50}
 
@@ -45,16 +47,26 @@ def _widget(container, name: str, base, k: str, format_func=None):
     """The widget for setting `name`, its label, help, choices and limits read from `SETTINGS`."""
     spec, value, key = SETTINGS[name], getattr(base, name), k + name
     if spec.choices:
-        return container.selectbox(_label(name), spec.choices, spec.choices.index(value), key=key,
-                                   help=spec.help, format_func=format_func or str)
+        return container.selectbox(
+            _label(name),
+            spec.choices,
+            spec.choices.index(value),
+            key=key,
+            help=spec.help,
+            format_func=format_func or str,
+        )
     if isinstance(value, bool):
         return container.toggle(_label(name), value, key=key, help=spec.help)
     if spec.options:
-        return container.select_slider(_label(name), spec.options, value, key=key, help=spec.help,
-                                       format_func=lambda v: f"{v:g}")
+        return container.select_slider(
+            _label(name), spec.options, value, key=key, help=spec.help, format_func=lambda v: f"{v:g}"
+        )
     high = spec.maximum if spec.maximum is not None else NUMBER_LIMITS.get(name)
-    return int(container.number_input(_label(name), int(spec.minimum), high and int(high), value,
-                                      key=key, help=spec.help))
+    return int(
+        container.number_input(
+            _label(name), int(spec.minimum), high and int(high), value, key=key, help=spec.help
+        )
+    )
 
 
 def _available(name: str) -> bool:
@@ -80,8 +92,9 @@ def weights_note() -> None:
 def preset_picker() -> str:
     """The study preset the form starts from, with what it changes and the study's result."""
     names = list(PRESETS)
-    preset = st.selectbox("Preset", names, index=names.index(SUGGESTED_PRESET),
-                          key="train_preset", help=PRESET_HELP)
+    preset = st.selectbox(
+        "Preset", names, index=names.index(SUGGESTED_PRESET), key="train_preset", help=PRESET_HELP
+    )
     if preset in STUDY_RESULTS:
         loss, accuracy = STUDY_RESULTS[preset]
         result = f"Study: test accuracy **{accuracy:.2%}**, loss {loss:.4f} (VGG16)."
@@ -101,8 +114,7 @@ def preset_picker() -> str:
 # fast this machine is and what is cached, are read again after `ttl` seconds.
 @st.cache_data(ttl=30, show_spinner=False)
 def _estimate(preset: str, backbone: str, data_root: str, photos: int, runs: str) -> dict:
-    return estimate_run(make_config(preset, backbone=backbone), data_root, runs_root=runs,
-                        photos=photos)
+    return estimate_run(make_config(preset, backbone=backbone), data_root, runs_root=runs, photos=photos)
 
 
 def estimate_note(preset: str, dataset: Dataset) -> None:
@@ -115,14 +127,20 @@ def estimate_note(preset: str, dataset: Dataset) -> None:
     """
     base = make_config(preset)
     try:
-        estimate = _estimate(preset, _default_backbone(base), str(dataset.root), len(dataset.files),
-                             str(runs_root()))
+        estimate = _estimate(
+            preset, _default_backbone(base), str(dataset.root), len(dataset.files), str(runs_root())
+        )
     except FlowerError:
         return
-    cache = ("features cached: training starts at once" if estimate["cached"] else
-             f"features computed first, about {format_duration(estimate['extraction_s'])}")
-    st.caption(f":material/timer: With the preset's settings, about **{format_duration(estimate['seconds'])}** "
-               f"on this machine ({cache}; {estimate['speed_source']} speed; early stopping often ends sooner).")
+    cache = (
+        "features cached: training starts at once"
+        if estimate["cached"]
+        else f"features computed first, about {format_duration(estimate['extraction_s'])}"
+    )
+    st.caption(
+        f":material/timer: With the preset's settings, about **{format_duration(estimate['seconds'])}** "
+        f"on this machine ({cache}; {estimate['speed_source']} speed; early stopping often ends sooner)."
+    )
 
 
 def _default_backbone(base) -> str:
@@ -138,12 +156,21 @@ def _backbone_label(name: str) -> str:
 
 def _model_settings(base, k: str) -> dict:
     left, right = st.columns(2)
-    backbone = left.selectbox(_label("backbone"), list(BACKBONES),
-                              list(BACKBONES).index(_default_backbone(base)), key=k + "backbone",
-                              format_func=_backbone_label, help=SETTINGS["backbone"].help)
-    weights = right.selectbox(_label("weights"), list(WEIGHTS), format_func=WEIGHTS.get,
-                              key=k + "weights",
-                              help=SETTINGS["weights"].help + " A file's path goes under Advanced.")
+    backbone = left.selectbox(
+        _label("backbone"),
+        list(BACKBONES),
+        list(BACKBONES).index(_default_backbone(base)),
+        key=k + "backbone",
+        format_func=_backbone_label,
+        help=SETTINGS["backbone"].help,
+    )
+    weights = right.selectbox(
+        _label("weights"),
+        list(WEIGHTS),
+        format_func=WEIGHTS.get,
+        key=k + "weights",
+        help=SETTINGS["weights"].help + " A file's path goes under Advanced.",
+    )
     return {
         "backbone": backbone,
         "weights": weights,
@@ -161,8 +188,12 @@ def _optimiser_settings(base, k: str) -> dict:
 def _switches(base, k: str) -> dict:
     column = st.container()  # one per row: side by side, "Batch-norm in the head" was cut
     values = {name: _widget(column, name, base, k) for name in ["batchnorm", "augment", "reduce_lr"]}
-    centre = column.toggle("Mean-centering", base.preprocessing == "imagenet", key=k + "center",
-                           help=SETTINGS["preprocessing"].help)
+    centre = column.toggle(
+        "Mean-centering",
+        base.preprocessing == "imagenet",
+        key=k + "center",
+        help=SETTINGS["preprocessing"].help,
+    )
     return {**values, "preprocessing": "imagenet" if centre else "rescale"}
 
 

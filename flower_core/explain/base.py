@@ -133,12 +133,12 @@ class BaseCAM:
     def _forward(self, pixels, target: int | None):
         """Activations, logits, the target and (for gradient methods) d logit / d activations."""
         forward = _compiled_forward(self.model, self.layer, self.uses_gradients)
-        activations, logits, target, gradients = forward(pixels, tf.constant(-1 if target is None else target))
+        activations, logits, target, gradients = forward(
+            pixels, tf.constant(-1 if target is None else target)
+        )
         return activations, logits, int(target), gradients
 
-    def __call__(
-        self, pixels: np.ndarray, target: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, pixels: np.ndarray, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Explain one photo.
 
         Args:

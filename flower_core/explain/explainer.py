@@ -79,9 +79,7 @@ class Explanation:
 def get_method(method: str) -> type[BaseCAM]:
     """The CAM class for a method name, with the choices in the error."""
     if method not in METHODS:
-        raise FlowerError(
-            f"unknown method. Choose one of: {', '.join(METHODS)}. Received: method={method!r}"
-        )
+        raise FlowerError(f"unknown method. Choose one of: {', '.join(METHODS)}. Received: method={method!r}")
     return METHODS[method]
 
 
@@ -97,9 +95,7 @@ def resolve_target(target_class, class_names: list[str], num_classes: int) -> in
             )
         return class_names.index(target_class)
     if not 0 <= int(target_class) < num_classes:
-        raise FlowerError(
-            f"class index must be in [0, {num_classes}). Received: target_class={target_class}"
-        )
+        raise FlowerError(f"class index must be in [0, {num_classes}). Received: target_class={target_class}")
     return int(target_class)
 
 

@@ -82,8 +82,7 @@ def faithfulness(
     pixels = np.asarray(pixels, np.float32)
     if heatmap.shape != pixels.shape[:2]:
         raise ValueError(
-            f"heatmap must match the pixels' size {pixels.shape[:2]}. "
-            f"Received: shape={heatmap.shape}"
+            f"heatmap must match the pixels' size {pixels.shape[:2]}. Received: shape={heatmap.shape}"
         )
     masks = [top_mask(heatmap, fraction)]
     masks += random_masks(heatmap.shape, grid or (7, 7), fraction, draws)
@@ -105,12 +104,12 @@ def faithfulness(
 CHANCE_BAND = 0.05
 VERDICTS = {
     "faithful": "Faithful: removing the highlighted area lowers the model's confidence more than "
-                "removing random areas, so the map shows what the model relies on.",
+    "removing random areas, so the map shows what the model relies on.",
     "chance": "About chance: removing the highlighted area changes the model's confidence about "
-              "as much as removing random areas; the map tells little.",
+    "as much as removing random areas; the map tells little.",
     "unfaithful": "Unfaithful: removing the highlighted area lowers the model's confidence less "
-                  "than removing random areas, so the model relies on other parts of the photo "
-                  "than the map shows.",
+    "than removing random areas, so the model relies on other parts of the photo "
+    "than the map shows.",
 }
 
 

@@ -27,9 +27,7 @@ DEFAULT_ALPHA = 0.45
 
 def resize_heatmap(heatmap: np.ndarray, width: int, height: int) -> np.ndarray:
     """Upsample a [0, 1] map bilinearly to `width` x `height`; stays float32 in [0, 1]."""
-    resized = cv2.resize(
-        np.asarray(heatmap, np.float32), (width, height), interpolation=cv2.INTER_LINEAR
-    )
+    resized = cv2.resize(np.asarray(heatmap, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     return np.clip(resized, 0.0, 1.0).astype(np.float32)
 
 
@@ -58,8 +56,7 @@ def overlay_heatmap(
     photo = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
         raise ValueError(
-            f"image must be uint8 RGB (height, width, 3). Received: dtype={photo.dtype}, "
-            f"shape={photo.shape}"
+            f"image must be uint8 RGB (height, width, 3). Received: dtype={photo.dtype}, shape={photo.shape}"
         )
     heatmap = np.asarray(heatmap, np.float32)
     if heatmap.ndim != 2 or heatmap.min(initial=0) < 0 or heatmap.max(initial=0) > 1:

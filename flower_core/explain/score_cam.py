@@ -38,9 +38,7 @@ class ScoreCAM(BaseCAM):
     def __init__(self, model, layer: str | None = None, max_channels: int = MAX_CHANNELS):
         super().__init__(model, layer)
         if max_channels < 1:
-            raise ValueError(
-                f"max_channels must be at least 1. Received: max_channels={max_channels}"
-            )
+            raise ValueError(f"max_channels must be at least 1. Received: max_channels={max_channels}")
         self.max_channels = max_channels
 
     def get_cam_weights(self, pixels, activations, gradients, target: int) -> tf.Tensor:
