@@ -109,6 +109,23 @@ def streamlit_server(work: Path):
             server.wait(timeout=30)
 
 
+@contextmanager
+def page_on_home(url: str, width: int = 1440, height: int = 900):
+    """Debian's chromium (Playwright) with one page open on the app's Home at `url`; yields the page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.get_by_role("heading", name="Flower Studio").wait_for()
+            yield page
+        finally:
+            browser.close()
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Resident memory now (`VmRSS`) and at its peak so far (`VmHWM`) of a process, in MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())

@@ -13,11 +13,10 @@ import pytest
 
 from tests.browser import (
     BUSY,
-    CHROMIUM,
-    LAUNCH_ARGS,
     PAGES,
     ROOT,
     needs_chromium,
+    page_on_home,
     streamlit_server,
 )
 
@@ -39,16 +38,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser_page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(server[0])
-        page.get_by_role("heading", name="Flower Studio").wait_for()
+    with page_on_home(server[0]) as page:
         yield page
-        browser.close()
 
 
 def settle(page, seconds: float = 1.0) -> None:

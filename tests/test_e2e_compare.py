@@ -5,7 +5,7 @@ sees the scroll in a narrower window)."""
 import pytest
 
 from flower_core.runs import HISTORY, METRICS, STATUS, RunStore, append_jsonl, write_json
-from tests.browser import CHROMIUM, LAUNCH_ARGS, needs_chromium, streamlit_server
+from tests.browser import needs_chromium, page_on_home, streamlit_server
 
 from .test_e2e_browser import SHOTS, open_page, settle
 
@@ -70,22 +70,12 @@ def _runs(root) -> None:
 
 @pytest.fixture
 def compare_page(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from flower_core.synthetic import generate
 
     generate(tmp_path / "flowers", per_class=4, size=32, seed=0)
     _runs(tmp_path / "runs")
-    with streamlit_server(tmp_path) as (url, _), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.get_by_role("heading", name="Flower Studio").wait_for()
-        try:
-            yield page
-        finally:
-            browser.close()
+    with streamlit_server(tmp_path) as (url, _), page_on_home(url, **VIEWPORT) as page:
+        yield page
 
 
 def test_the_runs_table_fits_a_1400_px_window_with_no_sideways_scroll(compare_page):

@@ -6,7 +6,7 @@ import pytest
 
 from flower_core import groups
 from flower_core.runs import ACTIVE_STATES, peek_status
-from tests.browser import CHROMIUM, LAUNCH_ARGS, needs_chromium, streamlit_server
+from tests.browser import needs_chromium, page_on_home, streamlit_server
 
 from .conftest import wait_until
 from .test_e2e_browser import choose, open_page, screenshot, settle
@@ -16,23 +16,15 @@ pytestmark = needs_chromium
 
 @pytest.fixture
 def page_and_runs(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from flower_core.synthetic import generate
 
     generate(tmp_path / "flowers", per_class=8, size=48, seed=0)
-    with streamlit_server(tmp_path) as (url, _), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.get_by_role("heading", name="Flower Studio").wait_for()
+    with streamlit_server(tmp_path) as (url, _), page_on_home(url) as page:
         try:
             yield page, tmp_path / "runs"
         finally:
             for record in groups.list_groups(tmp_path / "runs"):
                 groups.cancel_group(tmp_path / "runs", record["id"])
-            browser.close()
 
 
 def test_the_study_button_queues_the_study_and_compare_shows_it(page_and_runs):

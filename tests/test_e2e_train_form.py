@@ -7,7 +7,7 @@ import pytest
 
 from flower_core import jobs
 from flower_core.runs import ACTIVE_STATES, RunStore, peek_status
-from tests.browser import CHROMIUM, LAUNCH_ARGS, needs_chromium, streamlit_server
+from tests.browser import needs_chromium, page_on_home, streamlit_server
 
 from .conftest import wait_until
 from .test_e2e_browser import choose, open_page, settle
@@ -17,22 +17,14 @@ pytestmark = needs_chromium
 
 @pytest.fixture
 def page_and_runs(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from flower_core.synthetic import generate
 
     generate(tmp_path / "flowers", per_class=4, size=48, seed=0)
     runs = tmp_path / "runs"
-    with streamlit_server(tmp_path) as (url, _), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.get_by_role("heading", name="Flower Studio").wait_for()
+    with streamlit_server(tmp_path) as (url, _), page_on_home(url) as page:
         try:
             yield page, runs
         finally:
-            browser.close()
             for run_dir in RunStore(runs).run_dirs():  # no worker outlives the test
                 jobs.cancel(run_dir)
             wait_until(
