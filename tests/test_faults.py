@@ -29,6 +29,7 @@ from flower_core.jobs import queued_runs, submit, worker_active
 from flower_core.progress import BestModelKeeper, update_status
 from flower_core.runs import (
     CONFIG,
+    FACTS,
     HISTORY,
     METRICS,
     MODEL,
@@ -56,7 +57,7 @@ KILL_SEED = 20260101
 # Each kill waits for a milestone, then for a random delay of up to this many seconds, so the
 # kills spread over start-up, scanning, feature extraction, epochs (with model saves) and the end.
 MILESTONES = {"spawned": 7.0, "running": 4.0, "first epoch": 1.5, "last epoch": 0.8}
-RUN_FILES = {CONFIG, SPLIT, STATUS, HISTORY, METRICS, MODEL, RUN_LOG}
+RUN_FILES = {CONFIG, FACTS, SPLIT, STATUS, HISTORY, METRICS, MODEL, RUN_LOG}
 VALID_STATES = {"queued", "running", "done", "interrupted"}
 _LOAD_LOCK = threading.Lock()
 

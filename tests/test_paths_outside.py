@@ -4,6 +4,7 @@ form) gets one identical refusal whether the outside path exists, is missing, is
 a /proc entry or is reached by a link, and nothing outside is stat-ed, listed or opened first."""
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,14 +81,17 @@ def _outside(kind: str, allowed: Path, secret: Path) -> str:
 @pytest.fixture
 def touched(monkeypatch):
     """Every path the code under test stats, lists, reads a link of or opens (recorded, then
-    passed on to the real call)."""
+    passed on to the real call). Only this thread's calls: the code under test runs here, and
+    threads an earlier test left running (in the full suite) stat their own files."""
     seen = []
+    test_thread = threading.get_ident()
 
     def spy(name):
         real = getattr(os, name)
 
         def call(path, *args, **kwargs):
-            seen.append(os.fspath(path) if isinstance(path, (str, os.PathLike)) else path)
+            if threading.get_ident() == test_thread:
+                seen.append(os.fspath(path) if isinstance(path, (str, os.PathLike)) else path)
             return real(path, *args, **kwargs)
 
         monkeypatch.setattr(os, name, call)
