@@ -1,7 +1,8 @@
 """Find a dataset laid out `<root>/<class>/<image>`, validate its photos and split it.
 
 Scanning decodes every candidate photo once so that unreadable files are reported up front,
-with their reason, instead of crashing a training run halfway through an epoch.
+with their reason, instead of crashing a training run halfway through an epoch; a process that
+scans the same folder again decodes only the photos changed since.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from flower_core.paths import allowed_roots, check_allowed_path, is_allowed
 DEFAULT_DATA_DIR = Path("data/flowers")
 # Validation decodes at a reduced JPEG scale: truncation is still detected, at a fraction of the cost.
 _VALIDATION_DRAFT_SIZE = 64
+# What checking a photo found, by its path and the (size, modification time, inode) it had then:
+# a process that scans the same folder again (the app's worker, run after run) decodes only the
+# photos added or changed since. Forgotten past this many photos.
+_CHECKED: dict[str, tuple[tuple[int, int, int], str | None]] = {}
+_CHECKED_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,23 @@ def find_datasets(places: list[str | os.PathLike], min_classes: int = 2) -> list
 
 
 def _problem(path: Path) -> str | None:
+    """Why the photo at `path` cannot be used, or `None`; decoded only when new or changed."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return _decoding_problem(path)  # says why in the same words as any unreadable photo
+    seen = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    known = _CHECKED.get(str(path))
+    if known is not None and known[0] == seen:
+        return known[1]
+    problem = _decoding_problem(path)
+    if len(_CHECKED) >= _CHECKED_LIMIT:
+        _CHECKED.clear()
+    _CHECKED[str(path)] = (seen, problem)
+    return problem
+
+
+def _decoding_problem(path: Path) -> str | None:
     try:
         load_image(path, draft_size=_VALIDATION_DRAFT_SIZE)
     except ImageError as error:

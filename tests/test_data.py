@@ -66,6 +66,27 @@ def test_scan_missing_folder_is_a_clear_error(tmp_path):
         scan_dataset(tmp_path / "nowhere")
 
 
+def test_a_second_scan_decodes_only_the_photos_changed_since(small_dataset, monkeypatch):
+    """The app's worker scans the same folder before every run: photos it already checked, with
+    the same size, modification time and inode, are not decoded again; a changed one is."""
+    import flower_core.data as data
+
+    first = scan_dataset(small_dataset)
+    decoded = []
+    real_load = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda path, **kw: decoded.append(path) or real_load(path, **kw))
+    again = scan_dataset(small_dataset)
+    assert decoded == [] and again == first
+    broken = small_dataset / "tulip" / "003.jpg"
+    broken.write_bytes(broken.read_bytes()[:40])
+    replaced = small_dataset / "daisy" / "005.jpg"
+    _photo(replaced.with_suffix(".tmp.png"), colour=(9, 9, 9))
+    os.replace(replaced.with_suffix(".tmp.png"), replaced)
+    third = scan_dataset(small_dataset)
+    assert sorted(decoded) == sorted([broken, replaced])
+    assert "tulip/003.jpg" in dict(third.skipped) and "daisy/005.jpg" in third.files
+
+
 def test_split_is_stratified_disjoint_and_complete(small_dataset):
     dataset = scan_dataset(small_dataset)
     split = split_dataset(dataset, val_fraction=0.2, test_fraction=0.1, seed=3)
