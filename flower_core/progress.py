@@ -110,6 +110,8 @@ class RunProgress(keras.callbacks.Callback):
         }
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.batches:  # with several steps per call, Keras reports the last call past the end
+            batch = min(batch, self.batches - 1)
         event = self._event("batch", logs or {}, batch)
         if self.reporter:
             self.reporter(event)

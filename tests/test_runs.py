@@ -150,6 +150,18 @@ def test_progress_callback_reports_logs_and_cancels(store):
     assert callback.cancelled and callback.model.stop_training
 
 
+def test_progress_never_counts_past_the_last_batch_with_several_steps_per_call(store):
+    """The head runs 16 steps per call: 95 batches used to be shown as 96/95."""
+    run_dir = store.create({}, "x")
+    events = []
+    model = _tiny_model()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", steps_per_execution=16)
+    x, y = np.zeros((95, 3), "float32"), np.eye(2, dtype="float32")[np.zeros(95, int)]
+    model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[RunProgress(run_dir, events.append, 1)])
+    batches = [event["batch"] for event in events if event["kind"] == "batch"]
+    assert batches[-1] == 95 and max(batches) == 95 and events[-1]["batches"] == 95
+
+
 def test_best_model_keeper_writes_the_first_epoch_at_once_then_waits_between_saves(tmp_path):
     model = _tiny_model()
     keeper = BestModelKeeper(model, tmp_path / "model.keras", min_interval=3600, epoch_offset=2)
