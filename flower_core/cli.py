@@ -148,9 +148,18 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_worker(args) -> None:
-    from flower_core.jobs import run_worker
+    from flower_core.jobs import serve_worker
 
-    run_worker(args.runs)
+    serve_worker(args.runs, args.idle, args.warm_data)
+
+
+def _idle_help() -> str:
+    from flower_core.jobs import IDLE_ENV, WORKER_IDLE_S
+
+    return (
+        "wait this long for the next run once the queue is empty, with TensorFlow loaded "
+        f"(default: {IDLE_ENV}, else {WORKER_IDLE_S:g}; 0 exits at once)"
+    )
 
 
 def _presets_text() -> str:
@@ -308,6 +317,18 @@ def build_parser(with_settings: bool = True) -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="train queued runs one at a time (used by the app)")
     add_runs_option(p)
+    p.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        # The default is read from the jobs module, which imports TensorFlow: light commands skip it.
+        help=_idle_help() if with_settings else None,
+    )
+    p.add_argument(
+        "--warm-data",
+        metavar="DIR",
+        help="dataset folder whose photos the worker checks while it waits (default: the newest run's)",
+    )
     p.set_defaults(handler=_cmd_worker)
 
     from flower_core.group_cli import add_commands

@@ -44,6 +44,9 @@ FACTS = "facts.json"
 CANCEL_FLAG = "cancel.request"
 # What a training logged, with the traceback behind a failure (`flower_core/logs.py`).
 RUN_LOG = "run.log"
+# Touched in the runs folder each time a run is queued: a waiting worker watches this one file
+# instead of reading every run's status (`jobs.run_worker`).
+QUEUE_SIGNAL = ".queued"
 HEARTBEAT_TIMEOUT_S = 120
 ACTIVE_STATES = ("queued", "running")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -431,6 +434,7 @@ class RunStore:
             except BaseException:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise
+            (self.root / QUEUE_SIGNAL).touch()
         return run_dir
 
     def _new_folder(self, preset: str, backbone: str) -> Path:

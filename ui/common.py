@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from flower_core import jobs
 from flower_core.data import resolve_data_root
 from flower_core.errors import FlowerError
 from flower_core.logs import ROOT_LOGGER, log_to_stderr
@@ -51,6 +52,15 @@ def upload_limit_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
+def warm_worker() -> None:
+    """A worker waits, TensorFlow loaded, for the next run (`jobs.keep_worker_warm`); one that
+    cannot start is said under the page title and leaves Train to start one when pressed."""
+    try:
+        jobs.keep_worker_warm(runs_root(), data_root())
+    except (FlowerError, OSError) as error:
+        st.caption(f":material/warning: No training worker waiting: {error}")
+
+
 def data_root() -> Path:
     """The dataset in use: this session's choice, else `FLOWER_DATA`, else the last one chosen
     in the app, else `data/flowers`."""
@@ -67,10 +77,13 @@ def set_data_root(path: str | os.PathLike) -> None:
 
 
 def page(title: str, caption: str, icon: str = "") -> None:
-    """The browser tab's title, the page's title and a one-line explanation under it."""
+    """The browser tab's title, the page's title and a one-line explanation under it; and a
+    training worker kept waiting (every page draws this first, also when opened by its URL on a
+    server's first request, which Streamlit runs without app.py)."""
     st.set_page_config(page_title=f"{title} · {APP_NAME}" if title != APP_NAME else APP_NAME)
     st.title(f"{icon} {title}".strip())
     st.caption(caption)
+    warm_worker()
 
 
 @contextmanager

@@ -136,7 +136,7 @@ def progress(status: dict) -> None:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(run_dir: Path) -> None:
-    """The job while it runs, refreshed every 1.5 s; the page reloads once it ends."""
+    """The job while it runs, refreshed every `REFRESH_SECONDS`; the page reloads once it ends."""
     status = peek_status(run_dir)
     if status.get("state") not in ACTIVE_STATES:
         st.rerun()
