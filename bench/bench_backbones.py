@@ -8,7 +8,8 @@ and the peak is the best 4096 x 4096 matmul of the run, as other work on a share
 slows things down.
 
     python bench/bench_backbones.py [--backbones vgg16 mobilenet ...] [--sizes 224 128]
-                                    [--batch 32] [--repeats 3] [--eager]
+                                    [--batch 32] [--repeats 3] [--eager] [--xla]
+                                    [--threads INTRA INTER]
 """
 
 from __future__ import annotations
@@ -67,14 +68,16 @@ def peak_gflops(size: int = 4096, repeats: int = 5) -> float:
     return 2 * size**3 / best_seconds(lambda: tf.matmul(a, b), repeats) / 1e9
 
 
-def photos_per_second(model, size: int, batch: int, repeats: int, compiled: bool = True) -> float:
+def photos_per_second(
+    model, size: int, batch: int, repeats: int, compiled: bool = True, xla: bool = False
+) -> float:
     """Photos/s of a forward pass on one batch in memory, compiled as one graph (as `fit`,
-    `predict` and the feature cache run it) or called eagerly."""
+    `predict` and the feature cache run it; with `xla`, compiled by XLA) or called eagerly."""
 
     def call(x):
         return model(x, training=False)
 
-    forward = tf.function(call) if compiled else call
+    forward = tf.function(call, jit_compile=xla) if compiled else call
     pixels = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)), tf.float32)
     return batch / best_seconds(lambda: forward(pixels).numpy(), repeats)
 
@@ -87,7 +90,9 @@ def measure(name: str, size: int, args) -> dict:
         "backbone": name,
         "image_size": size,
         "batch": args.batch,
-        "photos_per_s": photos_per_second(model, size, args.batch, args.repeats),
+        "xla": args.xla,
+        "threads": args.threads or "default",
+        "photos_per_s": photos_per_second(model, size, args.batch, args.repeats, xla=args.xla),
         "gflops_per_photo": 2 * count_macs(model) / 1e9,
     }
     if args.eager:
@@ -102,7 +107,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eager", action="store_true", help="also time eager (uncompiled) calls")
+    parser.add_argument("--xla", action="store_true", help="compile the forward pass with XLA")
+    parser.add_argument(
+        "--threads", nargs=2, type=int, metavar=("INTRA", "INTER"), help="TensorFlow's thread pools"
+    )
     args = parser.parse_args()
+    if args.threads:  # before the first operation creates the pools
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
     peaks, rows = [], []
     for name in args.backbones:
         peaks.append(peak_gflops())  # before each backbone: the load of the machine changes

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -131,3 +132,38 @@ def subset_folder(root: Path, per_class: int | None, workdir: Path) -> Path:
             if not link.exists():
                 link.symlink_to((root / rel).resolve())
     return out
+
+
+def worker_pid(runs: Path) -> int | None:
+    """The pid of the training worker of `runs`, if one runs (Linux and macOS: pgrep)."""
+    found = subprocess.run(
+        ["pgrep", "-f", f"flower_core worker --runs {runs}"], capture_output=True, text=True
+    ).stdout.split()
+    return int(found[0]) if found else None
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` now, in MiB (Linux: /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return round(kib / 1024, 1)
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system clock ticks process `pid` has used (Linux: /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_until_idle(pid: int, timeout: float = 600) -> float:
+    """Seconds until the worker's CPU time stops growing for a second (its warm-up is over)."""
+    started = time.perf_counter()
+    last = cpu_ticks(pid)
+    while time.perf_counter() - started < timeout:
+        time.sleep(1)
+        now = cpu_ticks(pid)
+        if now - last <= 2:
+            return time.perf_counter() - started
+        last = now
+    raise SystemExit("the worker did not settle")
