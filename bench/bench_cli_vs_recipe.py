@@ -25,6 +25,9 @@ from pathlib import Path
 # common first: it puts the project on sys.path
 from common import emit, subset_folder
 
+# isort: split
+from flower_core.runs import RunStore
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RECIPE = """
@@ -103,7 +106,7 @@ def main() -> None:
              "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--patience", "1000"],
             env,
         )  # fmt: skip
-        (run_dir,) = (work / "runs").iterdir()
+        (run_dir,) = RunStore(work / "runs").run_dirs()
         stages = stage_seconds(run_dir / "run.log", started)
         weights = str(Path(os.environ["FLOWER_WEIGHTS_DIR"]) / "mobilenet_1_0_224_tf_no_top.h5")
         recipe, out = timed(
