@@ -44,8 +44,9 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("FLOWER_DATA", raising=False)
     monkeypatch.delenv("FLOWER_WEIGHTS_DIR", raising=False)
     monkeypatch.delenv("FLOWER_ALLOWED_ROOTS", raising=False)
-    # Workers exit once their queue is empty; the warm worker's own tests turn waiting on.
-    monkeypatch.setenv("FLOWER_WORKER_IDLE_S", "0")
+    # Workers exit once their queue is empty (the warm worker's own tests turn waiting on);
+    # FLOWER_TEST_WORKER_IDLE_S=5 runs the queue's tests against workers that wait.
+    monkeypatch.setenv("FLOWER_WORKER_IDLE_S", os.environ.get("FLOWER_TEST_WORKER_IDLE_S", "0"))
 
 
 @pytest.fixture(scope="session")
