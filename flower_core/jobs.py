@@ -359,7 +359,7 @@ def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, o
                 continue
             # A grown worker still takes the next run at once if it comes soon (the same
             # settings again, say); it restarts only once nobody has queued one for a while.
-            grown = on_grown is not None and resident_mb() - baseline > WORKER_RECYCLE_MB
+            grown = bool(on_grown and idle_s) and resident_mb() - baseline > WORKER_RECYCLE_MB
             if not _wait_for_queue(root, min(idle_s, RESTART_WHEN_IDLE_S) if grown else idle_s):
                 break
         _say(root, "restarting" if grown else "leaving")
