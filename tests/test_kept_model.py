@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from flower_core.runs import load_run_model, read_history, read_status
+from flower_core.runs import RunStore, load_run_model, read_history, read_status
 from tests.test_train import _start_long_run
 
 
@@ -14,9 +14,9 @@ def test_a_run_killed_after_its_first_epoch_keeps_that_epochs_model_and_says_so(
     process = _start_long_run(synthetic_dataset, runs)
     try:
         deadline = time.time() + 240
-        while not any(read_history(d) for d in runs.glob("*")) and time.time() < deadline:
+        while not any(read_history(d) for d in RunStore(runs).run_dirs()) and time.time() < deadline:
             time.sleep(0.1)
-        [run_dir] = list(runs.glob("*"))
+        [run_dir] = RunStore(runs).run_dirs()
         waited = time.time()
         while not (run_dir / "model.keras").exists() and time.time() - waited < 10:
             time.sleep(0.1)  # written right after the epoch's history line, not 30 s later

@@ -14,7 +14,7 @@ import pytest
 from flower_core.config import PRESETS, make_config
 from flower_core.evaluate import evaluate_run
 from flower_core.features import FeatureCache
-from flower_core.runs import load_run_model, read_history, read_json, read_status, run_facts
+from flower_core.runs import RunStore, load_run_model, read_history, read_json, read_status, run_facts
 from flower_core.train import train_new_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +248,7 @@ def _start_long_run(data: Path, runs: Path) -> subprocess.Popen:
 def _wait_for_epochs(runs: Path, count: int, timeout: float = 240) -> Path:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for run_dir in runs.glob("*"):
+        for run_dir in RunStore(runs).run_dirs():
             if len(read_history(run_dir)) >= count and (run_dir / "model.keras").exists():
                 return run_dir
         time.sleep(0.3)
