@@ -49,6 +49,18 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWER_WORKER_IDLE_S", os.environ.get("FLOWER_TEST_WORKER_IDLE_S", "0"))
 
 
+@pytest.fixture
+def no_worker(monkeypatch) -> list:
+    """Queue runs without starting the worker that would train them, and keep none waiting (the
+    page or the queue is what is tested); returns the runs folders a worker was asked for."""
+    from flower_core import jobs
+
+    monkeypatch.setenv("FLOWER_WORKER_IDLE_S", "0")
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda root=None, warm_data=None: started.append(root))
+    return started
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
     """A small synthetic five-class dataset with masks (session-wide; treat as read-only)."""

@@ -187,9 +187,8 @@ def test_the_time_estimates_count_the_photos_of_the_loaded_dataset_not_its_folde
     assert not listed, "an estimate listed the dataset's folders again"
 
 
-def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, monkeypatch):
-    started = []
-    monkeypatch.setattr(jobs, "start_worker", lambda root=None: started.append(root))
+def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, no_worker):
+    started = no_worker
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_best_augment_cache").set_value("views")
     at.number_input(key="train_best_augment_views").set_value(3)
@@ -233,8 +232,7 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
     assert (run_dir / "cancel.request").is_file()
 
 
-def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthetic, monkeypatch):
-    monkeypatch.setattr(jobs, "start_worker", lambda root=None: None)
+def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthetic, no_worker):
     at = _submit_small_run(open_page("pages/2_Train.py"))
     stats = Throughput("train features", clock=iter([0.0, 2.0]).__next__).update(70, 140)
     update_status(jobs.queued_runs()[0], state="running", message=stats["message"], extraction=stats)
@@ -255,8 +253,7 @@ def test_train_form_previews_augmentation_with_its_settings(synthetic):
     assert maps_note(make_config("dropout20").image_size) in texts(preview.info)
 
 
-def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(synthetic, monkeypatch):
-    monkeypatch.setattr(jobs, "start_worker", lambda root=None: None)
+def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(synthetic, no_worker):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_preset").set_value("dropout20").run()
     base = make_config("dropout20")
@@ -293,9 +290,8 @@ def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     assert not jobs.queued_runs()
 
 
-def test_a_queue_without_a_worker_can_be_restarted(synthetic, monkeypatch):
-    started = []
-    monkeypatch.setattr(jobs, "start_worker", lambda root=None: started.append(root))
+def test_a_queue_without_a_worker_can_be_restarted(synthetic, no_worker):
+    started = no_worker
     at = _submit_small_run(open_page("pages/2_Train.py"))
     run_dir = jobs.queued_runs()[0]
     update_status(run_dir, state="queued", queued="2026-01-01T00:00:00+00:00")

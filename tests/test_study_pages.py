@@ -21,14 +21,6 @@ from flower_core.runs import (
 from .test_app_pages import app_env, assert_clean, open_page, synthetic, texts  # noqa: F401
 
 
-@pytest.fixture
-def no_worker(monkeypatch):
-    """Queue runs without training them: the page is what is tested here."""
-    started = []
-    monkeypatch.setattr(jobs, "start_worker", lambda root=None: started.append(root))
-    return started
-
-
 def _finish(run_dir, val: float, test: float) -> None:
     """Give a queued run the files a finished one has (the display is what is tested)."""
     append_jsonl(

@@ -16,12 +16,6 @@ from flower_core.errors import FlowerError
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-@pytest.fixture
-def no_worker(monkeypatch):
-    """Queue runs without starting the worker process that would train them."""
-    monkeypatch.setattr(jobs, "start_worker", lambda root=None: None)
-
-
 def _config():
     return make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=1)
 

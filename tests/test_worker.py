@@ -97,6 +97,7 @@ def test_the_idle_time_comes_from_the_environment_or_is_a_clear_error(monkeypatc
 
 
 def test_no_worker_is_kept_warm_when_waiting_is_off(tmp_path, monkeypatch):
+    monkeypatch.setenv(jobs.IDLE_ENV, "0")
     runs = tmp_path / "runs"
     jobs.keep_worker_warm(runs, tmp_path)
     assert runs.resolve() not in jobs._STARTED and not worker_active(runs)
