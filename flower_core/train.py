@@ -55,6 +55,8 @@ from flower_core.stopping import run_stop_reason
 # around each step, so the head runs this many steps per call (bench/README.md); not under a
 # distribution strategy, where TF 2.21 fails such a call ("You must feed a value for placeholder").
 HEAD_STEPS_PER_EXECUTION = 16
+# Rows of cached features or maps the head validates or predicts on at once.
+HEAD_PREDICT_BATCH = 256
 
 
 log = logging.getLogger(__name__)
@@ -351,7 +353,7 @@ class TrainingRun:
         return (
             self.clf.head_model,
             _view_dataset(np.asarray(train_x), y_train, self.config),
-            (np.asarray(val_x), y_val),
+            _feature_batches(np.asarray(val_x), y_val),
         )
 
     def _map_training_data(self, y_train, y_val):
@@ -440,12 +442,14 @@ class TrainingRun:
             # `predict`, not `predict_on_batch`: under MirroredStrategy the latter returned every row twice.
             return np.concatenate(
                 [
-                    clf.map_head_model.predict(np.asarray(maps[i : i + 256]), batch_size=256, verbose=0)
-                    for i in range(0, len(maps), 256)
+                    clf.map_head_model.predict(
+                        np.asarray(maps[i : i + HEAD_PREDICT_BATCH]), batch_size=HEAD_PREDICT_BATCH, verbose=0
+                    )
+                    for i in range(0, len(maps), HEAD_PREDICT_BATCH)
                 ]
             )
         features = self._cached(cached_features, clf.feature_model, files, f"{what} features")
-        return clf.head_model.predict(np.asarray(features), batch_size=256, verbose=0)
+        return clf.head_model.predict(np.asarray(features), batch_size=HEAD_PREDICT_BATCH, verbose=0)
 
     def _views_when_maps_are_too_small(self) -> None:
         """Augmented views instead of maps when the backbone's maps are too small to rotate or
@@ -511,6 +515,12 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
     ds = tf.data.Dataset.zip(index, draws).shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda i, r: (tf.gather_nd(views_t, [r % k, i]), tf.gather(labels_t, i)))
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _feature_batches(features: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """The validation features as a dataset made once: given as arrays, Keras slices them anew
+    every epoch, a third of a 20-epoch head fit on 500 photos (bench/README.md)."""
+    return tf.data.Dataset.from_tensor_slices((features, labels)).batch(HEAD_PREDICT_BATCH)
 
 
 def _rows_dataset(rows: np.ndarray, labels: np.ndarray, config, *, shuffle: bool) -> tf.data.Dataset:
