@@ -44,9 +44,11 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("FLOWER_DATA", raising=False)
     monkeypatch.delenv("FLOWER_WEIGHTS_DIR", raising=False)
     monkeypatch.delenv("FLOWER_ALLOWED_ROOTS", raising=False)
+    from flower_core.jobs import IDLE_ENV
+
     # Workers exit once their queue is empty (the warm worker's own tests turn waiting on);
     # FLOWER_TEST_WORKER_IDLE_S=5 runs the queue's tests against workers that wait.
-    monkeypatch.setenv("FLOWER_WORKER_IDLE_S", os.environ.get("FLOWER_TEST_WORKER_IDLE_S", "0"))
+    monkeypatch.setenv(IDLE_ENV, os.environ.get("FLOWER_TEST_WORKER_IDLE_S", "0"))
 
 
 @pytest.fixture
@@ -55,7 +57,7 @@ def no_worker(monkeypatch) -> list:
     page or the queue is what is tested); returns the runs folders a worker was asked for."""
     from flower_core import jobs
 
-    monkeypatch.setenv("FLOWER_WORKER_IDLE_S", "0")
+    monkeypatch.setenv(jobs.IDLE_ENV, "0")
     started = []
     monkeypatch.setattr(jobs, "start_worker", lambda root=None, warm_data=None: started.append(root))
     return started
