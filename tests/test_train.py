@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from flower_core import cli
@@ -17,7 +18,7 @@ from flower_core.config import PRESETS, make_config
 from flower_core.evaluate import evaluate_run
 from flower_core.features import FeatureCache
 from flower_core.runs import RunStore, load_run_model, read_history, read_json, read_status, run_facts
-from flower_core.train import train_new_run
+from flower_core.train import _view_dataset, train_new_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -295,3 +296,23 @@ def test_killed_run_is_readable_and_reported_interrupted(synthetic_dataset, tmp_
     assert status["state"] == "interrupted" and "killed" in status["message"]
     assert len(read_history(run_dir)) >= 2
     assert load_run_model(run_dir).output_shape == (None, 5)
+
+
+def test_one_cached_view_trains_on_the_batches_that_duplicated_views_give():
+    """With one view (no augmentation) the head's rows skip the per-photo draw: the same seeded
+    shuffle must still give exactly the batches that drawing among identical views gives."""
+    config = make_config("base", seed=3, batch_size=4)
+    rows = np.arange(10 * 2, dtype="float32").reshape(10, 2)
+    labels = np.eye(10, dtype="float32")
+    one, duplicated = (
+        _view_dataset(rows[None], labels, config),
+        _view_dataset(np.stack([rows, rows]), labels, config),
+    )
+    for _epoch in range(2):
+        batches = list(zip(one, duplicated, strict=True))
+        assert len(batches) == 3
+        for (x1, y1), (x2, y2) in batches:
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+    first_epoch = np.concatenate([x for x, _ in one])
+    assert sorted(first_epoch[:, 0]) == sorted(rows[:, 0]) and not np.array_equal(first_epoch, rows)
