@@ -8,8 +8,8 @@ and the peak is the best 4096 x 4096 matmul of the run, as other work on a share
 slows things down.
 
     python bench/bench_backbones.py [--backbones vgg16 mobilenet ...] [--sizes 224 128]
-                                    [--batch 32] [--repeats 3] [--eager] [--xla]
-                                    [--threads INTRA INTER]
+                                    [--batch 32] [--repeats 3] [--eager]
+                                    [--graph cache|variables|xla] [--threads INTRA INTER]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from keras import layers
 
 from flower_core.backbones import BACKBONES
 from flower_core.config import make_config
+from flower_core.features import _compiled
 from flower_core.model import build_classifier
 
 
@@ -68,16 +69,21 @@ def peak_gflops(size: int = 4096, repeats: int = 5) -> float:
     return 2 * size**3 / best_seconds(lambda: tf.matmul(a, b), repeats) / 1e9
 
 
-def photos_per_second(
-    model, size: int, batch: int, repeats: int, compiled: bool = True, xla: bool = False
-) -> float:
-    """Photos/s of a forward pass on one batch in memory, compiled as one graph (as `fit`,
-    `predict` and the feature cache run it; with `xla`, compiled by XLA) or called eagerly."""
+def photos_per_second(model, size: int, batch: int, repeats: int, how: str = "cache") -> float:
+    """Photos/s of a forward pass on one batch in memory: `cache`, the feature cache's compiled
+    pass (on weights folded into constants where the backbone has batch normalization);
+    `variables`, one graph on the weights as variables (as `fit` and `predict` run it); `xla`,
+    that graph compiled by XLA; `eager`, layer by layer."""
 
     def call(x):
         return model(x, training=False)
 
-    forward = tf.function(call, jit_compile=xla) if compiled else call
+    forward = {
+        "cache": lambda: _compiled(model),
+        "variables": lambda: tf.function(call),
+        "xla": lambda: tf.function(call, jit_compile=True),
+        "eager": lambda: call,
+    }[how]()
     pixels = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)), tf.float32)
     return batch / best_seconds(lambda: forward(pixels).numpy(), repeats)
 
@@ -90,13 +96,19 @@ def measure(name: str, size: int, args) -> dict:
         "backbone": name,
         "image_size": size,
         "batch": args.batch,
-        "xla": args.xla,
+        "graph": args.graph,
         "threads": args.threads or "default",
-        "photos_per_s": photos_per_second(model, size, args.batch, args.repeats, xla=args.xla),
+        "photos_per_s": photos_per_second(
+            model,
+            size,
+            args.batch,
+            args.repeats,
+            "xla" if args.xla else "variables" if args.variables else "cache",
+        ),
         "gflops_per_photo": 2 * count_macs(model) / 1e9,
     }
     if args.eager:
-        row["eager_photos_per_s"] = photos_per_second(model, size, args.batch, args.repeats, False)
+        row["eager_photos_per_s"] = photos_per_second(model, size, args.batch, args.repeats, "eager")
     return row
 
 
@@ -107,7 +119,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eager", action="store_true", help="also time eager (uncompiled) calls")
-    parser.add_argument("--xla", action="store_true", help="compile the forward pass with XLA")
+    parser.add_argument(
+        "--graph",
+        choices=["cache", "variables", "xla"],
+        default="cache",
+        help="the forward pass timed (see photos_per_second; default: the feature cache's)",
+    )
     parser.add_argument(
         "--threads", nargs=2, type=int, metavar=("INTRA", "INTER"), help="TensorFlow's thread pools"
     )
