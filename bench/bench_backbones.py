@@ -98,13 +98,7 @@ def measure(name: str, size: int, args) -> dict:
         "batch": args.batch,
         "graph": args.graph,
         "threads": args.threads or "default",
-        "photos_per_s": photos_per_second(
-            model,
-            size,
-            args.batch,
-            args.repeats,
-            "xla" if args.xla else "variables" if args.variables else "cache",
-        ),
+        "photos_per_s": photos_per_second(model, size, args.batch, args.repeats, args.graph),
         "gflops_per_photo": 2 * count_macs(model) / 1e9,
     }
     if args.eager:
