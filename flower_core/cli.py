@@ -7,13 +7,11 @@ data, missing weights) exits with status 2 and one line on stderr, never a trace
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import json
 import os
 import sys
-import threading
 
 from flower_core.errors import FlowerError
 
@@ -39,48 +37,6 @@ def _import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-@contextlib.contextmanager
-def _photos_checked_meanwhile(argv: list[str]):
-    """Check the photos that a `train` command will train on in a thread while TensorFlow
-    imports, which keeps one core busy for about 2 s: the training's own scan then finds each
-    photo checked (`data.scan_dataset` remembers them), 0.2 to 0.4 s sooner on 500 photos. That
-    scan reports whatever is wrong with the folder, so nothing is reported here."""
-    root = _training_data_root(argv)
-    if root is None:
-        yield
-        return
-    checker = threading.Thread(target=_check_photos, args=(root,), name="photo-check", daemon=True)
-    checker.start()
-    try:
-        yield
-    finally:
-        checker.join()
-
-
-def _training_data_root(argv: list[str]):
-    """The dataset folder of a `train` command, or `None` for other commands, `--help` and
-    arguments the full parser will refuse."""
-    from flower_core.data import resolve_data_root
-
-    if argv[:1] != ["train"]:
-        return None
-    peek = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    add_data_option(peek)
-    peek.add_argument("-h", "--help", action="store_true")
-    try:
-        known = peek.parse_known_args(argv[1:])[0]
-    except argparse.ArgumentError:
-        return None
-    return None if known.help else resolve_data_root(known.data).resolve()  # as `jobs.create_run` keeps it
-
-
-def _check_photos(root) -> None:
-    from flower_core.data import scan_dataset
-
-    with contextlib.suppress(Exception):  # the training's own scan reports it
-        scan_dataset(root)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -397,8 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     light = bool(argv) and argv[0] in LIGHT_COMMANDS
     try:
         if not light:
-            with _photos_checked_meanwhile(argv):
-                _import_tensorflow_quietly()
+            _import_tensorflow_quietly()
         args = build_parser(with_settings=not light).parse_args(argv)
         args.handler(args)
     except FlowerError as error:

@@ -242,27 +242,6 @@ def test_the_commands_import_tensorflow_then_freeze_what_it_made_and_collect_aga
         gc.unfreeze()
 
 
-def test_a_train_command_checks_its_photos_while_tensorflow_imports(tmp_path, monkeypatch):
-    """Checked in a thread during the import, the photos are not decoded again by the run's scan."""
-    from PIL import Image
-
-    from flower_core import data
-
-    for name in ("daisy", "rose"):
-        (tmp_path / "flowers" / name).mkdir(parents=True)
-        for i in range(3):
-            Image.new("RGB", (20, 20), (i * 80, 40, 40)).save(tmp_path / "flowers" / name / f"{i}.jpg")
-    monkeypatch.chdir(tmp_path)
-    with cli._photos_checked_meanwhile(["train", "--data", "flowers", "--epochs", "2"]):
-        pass
-    decoded = []
-    monkeypatch.setattr(data, "_decoding_problem", decoded.append)
-    assert len(data.scan_dataset((tmp_path / "flowers").resolve()).files) == 6
-    assert decoded == []
-    for argv in (["train", "--help"], ["train", "--data"], ["runs"], []):
-        assert cli._training_data_root(argv) is None
-
-
 def test_missing_dataset_is_one_clear_line(tmp_path):
     result = _cli("train", "--data", str(tmp_path / "none"), "--backbone", "mobilenet", "--weights", "none")
     assert result.returncode == 2 and "dataset folder not found" in result.stderr
