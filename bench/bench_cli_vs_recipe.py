@@ -5,10 +5,13 @@ The product: `python -m flower_core train --preset base` with MobileNet ImageNet
 cache. The recipe: a frozen MobileNet inside the model and the same head (pixels / 255, max
 pooling, dense 512 and 128, no dropout: the `base` preset), `model.fit` over the
 decoded photos of the same split every epoch, no early stopping (what the study's notebook does).
-Both start a new Python process; the product's time is split from its run log.
+Both start a new Python process; the product's time is split from its run log. With
+`--repeats`, pairs run one after the other and the median ratio is printed last: the machine's
+speed drifts by a third between minutes.
 
     FLOWER_DATA=../shared/data/flowers FLOWER_WEIGHTS_DIR=../shared/weights \\
         python bench/bench_cli_vs_recipe.py [--per-class 100] [--epochs 20] [--image-size 224]
+                                            [--repeats 1]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,9 +30,17 @@ from pathlib import Path
 from common import emit, subset_folder
 
 # isort: split
-from flower_core.runs import RunStore
+from flower_core.runs import METRICS, RUN_LOG, SPLIT, RunStore, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
+# The run log's lines that open each stage (`flower_core.train`).
+MARKS = {
+    "training": "training ",
+    "building": "building the model",
+    "head": "training the head",
+    "evaluating": "evaluating",
+    "ended": "ended",
+}
 
 RECIPE = """
 import json, sys, time
@@ -69,24 +81,45 @@ def timed(command: list[str], env: dict) -> tuple[float, str]:
     return time.perf_counter() - started, done.stdout
 
 
-def stage_seconds(run_log: Path, started: float) -> dict:
-    """Seconds from the process's start to each stage of the run, from its log: the run begins
-    (imports done), features start, the last feature batch (the head trains after it), the test
-    evaluation, the end."""
-    marks = {}
+def stage_seconds(run_log: Path, started: float, ended: float) -> dict:
+    """Where the product's seconds went, from its run log's time stamps: starting Python and
+    importing TensorFlow, checking the photos, building the model, computing the train and
+    validation features, training the head (with its saves), the test evaluation (its features
+    included), and the process's exit."""
+    marks, computing = {}, 0.0
     for line in run_log.read_text().splitlines():
-        seconds = round(dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - started, 2)
+        at = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - started
         message = line.split(": ", 1)[-1]
-        if message.startswith("training "):
-            marks["run_started"] = seconds
-        elif message.startswith("computing") and "evaluating" not in marks:
-            marks.setdefault("features_started", seconds)
-            marks["features_done"] = seconds
-        elif message.startswith("evaluating"):
-            marks["evaluating"] = seconds
-        elif message.startswith("ended"):
-            marks["ended"] = seconds
-    return marks
+        for mark, opening in MARKS.items():
+            if message.startswith(opening):
+                marks.setdefault(mark, at)
+        if message.startswith("computed ") and "evaluating" not in marks:
+            computing += float(message.rsplit(" in ", 1)[1].split()[0])
+    head = marks["head"] - marks["building"]
+    return {
+        "import": round(marks["training"], 2),
+        "photos_check": round(marks["building"] - marks["training"], 2),
+        "model_build": round(head - computing, 2),
+        "features": round(computing, 2),
+        "head_and_saves": round(marks["evaluating"] - marks["head"], 2),
+        "test_evaluation": round(marks["ended"] - marks["evaluating"], 2),
+        "exit": round(ended - started - marks["ended"], 2),
+    }
+
+
+def product_run(data: Path, work: Path, args) -> tuple[float, dict, float, Path]:
+    """One `train` command on an empty cache: seconds, their split, test accuracy, run folder."""
+    env = {**os.environ, "FLOWER_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.time()
+    seconds, _ = timed(
+        [sys.executable, "-m", "flower_core", "train", "--data", str(data), "--runs", str(work / "runs"),
+         "--preset", "base", "--backbone", "mobilenet", "--weights", "imagenet",
+         "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--patience", "1000"],
+        env,
+    )  # fmt: skip
+    (run_dir,) = RunStore(work / "runs").run_dirs()
+    accuracy = read_json(run_dir / METRICS)["test_accuracy"]
+    return seconds, stage_seconds(run_dir / RUN_LOG, started, started + seconds), accuracy, run_dir
 
 
 def main() -> None:
@@ -94,37 +127,35 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=1, help="product-recipe pairs, one after the other")
     args = parser.parse_args()
+    ratios = []
     with tempfile.TemporaryDirectory(prefix="bench_cli_") as work:
         work = Path(work)
         data = subset_folder(Path(os.environ["FLOWER_DATA"]), args.per_class, work)
-        env = {**os.environ, "FLOWER_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        started = time.time()
-        product, _ = timed(
-            [sys.executable, "-m", "flower_core", "train", "--data", str(data), "--runs", str(work / "runs"),
-             "--preset", "base", "--backbone", "mobilenet", "--weights", "imagenet",
-             "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--patience", "1000"],
-            env,
-        )  # fmt: skip
-        (run_dir,) = RunStore(work / "runs").run_dirs()
-        stages = stage_seconds(run_dir / "run.log", started)
         weights = str(Path(os.environ["FLOWER_WEIGHTS_DIR"]) / "mobilenet_1_0_224_tf_no_top.h5")
-        recipe, out = timed(
-            [sys.executable, "-c", RECIPE, str(run_dir / "split.json"), str(data),
-             str(args.image_size), str(args.epochs), weights],
-            env,
-        )  # fmt: skip
-        emit(
-            "cli_vs_recipe",
-            photos=sum(1 for _ in data.rglob("*.jpg")),
-            epochs=args.epochs,
-            image_size=args.image_size,
-            product_s=round(product, 1),
-            recipe_s=round(recipe, 1),
-            speed_up=round(recipe / product, 2),
-            product_stages_s=stages,
-            recipe_test_accuracy=float(out.split()[-1]),
-        )
+        for repeat in range(args.repeats):
+            product, stages, accuracy, run_dir = product_run(data, work / f"product{repeat}", args)
+            recipe, out = timed(
+                [sys.executable, "-c", RECIPE, str(run_dir / SPLIT), str(data),
+                 str(args.image_size), str(args.epochs), weights],
+                {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )  # fmt: skip
+            ratios.append(recipe / product)
+            emit(
+                "cli_vs_recipe",
+                photos=sum(1 for _ in data.rglob("*.jpg")),
+                epochs=args.epochs,
+                image_size=args.image_size,
+                product_s=round(product, 1),
+                recipe_s=round(recipe, 1),
+                speed_up=round(recipe / product, 2),
+                product_stages_s=stages,
+                product_test_accuracy=accuracy,
+                recipe_test_accuracy=float(out.split()[-1]),
+            )
+    if args.repeats > 1:
+        emit("cli_vs_recipe_median", repeats=args.repeats, speed_up=round(statistics.median(ratios), 2))
 
 
 if __name__ == "__main__":

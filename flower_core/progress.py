@@ -279,6 +279,10 @@ class Throughput:
         self.started = clock()
         self.first: tuple[float, int] | None = None
 
+    def seconds(self) -> float:
+        """Seconds since the pass began."""
+        return self.clock() - self.started
+
     def update(self, done: int, total: int) -> dict:
         """The state after `done` of `total` photos: counts, `photos_per_s`, `eta_s` (both `None`
         until measurable) and a one-line `message`."""

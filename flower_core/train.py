@@ -226,6 +226,7 @@ class TrainingRun:
         return split
 
     def _train(self) -> None:
+        self.stage("building the model")
         self.clf = build_classifier(self.config, len(self.class_names))
         self._views_when_maps_are_too_small()
         self._write_facts()
@@ -313,6 +314,7 @@ class TrainingRun:
         steps = 1 if tf.distribute.has_strategy() else HEAD_STEPS_PER_EXECUTION
         _compile(head, config, config.learning_rate, steps)
         callbacks, progress, keeper = self._callbacks(self.total_epochs, 0, "head")
+        log.info("training the head on cached %s", "feature maps" if config.augments_maps else "features")
         head.fit(
             train,
             epochs=config.epochs,
@@ -371,7 +373,8 @@ class TrainingRun:
 
     def _extraction_reporter(self, what: str):
         """Progress of a feature-cache build, with photos/s and time left (in `status.json` as
-        `extraction` while it lasts); a cancel request stops it between batches."""
+        `extraction` while it lasts); a cancel request stops it between batches. The run's log
+        gets one line when it ends."""
         throughput = Throughput(what)
 
         def report(done, total):
@@ -386,6 +389,8 @@ class TrainingRun:
             )
             if self.reporter:
                 self.reporter({"kind": "stage", **stats, "done": done == total})
+            if done == total:
+                log.info("computed %s of %d photos in %.1f s", what, total, throughput.seconds())
 
         return report
 
