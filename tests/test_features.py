@@ -14,7 +14,14 @@ import pytest
 
 from flower_core.config import make_config
 from flower_core.data import fingerprint, scan_dataset
-from flower_core.features import FeatureCache, cache_key, cached_features, cached_maps, cached_views
+from flower_core.features import (
+    FeatureCache,
+    _compiled,
+    cache_key,
+    cached_features,
+    cached_maps,
+    cached_views,
+)
 from flower_core.model import build_classifier
 from flower_core.runs import read_json, read_status, run_facts
 from flower_core.train import train_new_run
@@ -89,6 +96,24 @@ def test_cache_key_follows_the_weights_file(tmp_path):
     assert _key(weights=str(weights)) == first
     weights.write_bytes(b"second version")
     assert _key(weights=str(weights)) != first
+
+
+def test_the_cache_pass_holds_a_batch_normalized_backbone_as_constants_and_gives_its_features(
+    tiny_features,
+):
+    """Its weights as graph constants (so TensorFlow folds each batch normalization into its
+    convolution), the pass still gives the model's own features, to float rounding; VGG16, with
+    no normalization to fold, keeps its variables."""
+    model = tiny_features.feature_model
+    forward = _compiled(model)
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    expected = model(pixels, training=False).numpy()
+    scale = np.abs(expected).max()
+    assert scale > 0
+    np.testing.assert_allclose(forward(pixels).numpy(), expected, rtol=0, atol=1e-5 * scale)
+    assert forward.get_concrete_function().captured_inputs == []
+    vgg = build_classifier(make_config("base", backbone="vgg16", weights="none", image_size=32), 5)
+    assert len(_compiled(vgg.feature_model).get_concrete_function().captured_inputs) == 26
 
 
 def test_hit_restart_entries_and_clear(tiny_features, synthetic_dataset, photos, tmp_path):
