@@ -83,9 +83,10 @@ def timed(command: list[str], env: dict) -> tuple[float, str]:
 
 def stage_seconds(run_log: Path, started: float, ended: float) -> dict:
     """Where the product's seconds went, from its run log's time stamps: starting Python and
-    importing TensorFlow, checking the photos, building the model, computing the train and
-    validation features, training the head (with its saves), the test evaluation (its features
-    included), and the process's exit."""
+    importing TensorFlow, checking the photos, building the model (and what else comes before the
+    head but the feature passes: compiling, callbacks), computing the train and validation
+    features, training the head (with its saves), the test evaluation (its features included),
+    and the process's exit."""
     marks, computing = {}, 0.0
     for line in run_log.read_text().splitlines():
         at = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - started
@@ -95,11 +96,14 @@ def stage_seconds(run_log: Path, started: float, ended: float) -> dict:
                 marks.setdefault(mark, at)
         if message.startswith("computed ") and "evaluating" not in marks:
             computing += float(message.rsplit(" in ", 1)[1].split()[0])
+    missing = [MARKS[mark] for mark in MARKS if mark not in marks]
+    if missing:
+        raise SystemExit(f"{run_log} has no line starting {missing}: did the run log change?")
     head = marks["head"] - marks["building"]
     return {
         "import": round(marks["training"], 2),
         "photos_check": round(marks["building"] - marks["training"], 2),
-        "model_build": round(head - computing, 2),
+        "model_build_and_setup": round(head - computing, 2),
         "features": round(computing, 2),
         "head_and_saves": round(marks["evaluating"] - marks["head"], 2),
         "test_evaluation": round(marks["ended"] - marks["evaluating"], 2),

@@ -88,7 +88,8 @@ def cache_key(
 def _clean_forward(model):
     """`model`'s compiled forward pass, kept on the model so that all its extractions share one
     trace: tracing MobileNet takes 2 to 3 s, and a run extracts its train, validation and test
-    photos."""
+    photos. A frozen backbone's weights are read into it once (`_compiled`): fine-tuning, which
+    changes them, evaluates the full model instead."""
     forward = getattr(model, "_flower_forward", None)
     if forward is None:
         forward = model._flower_forward = _compiled(model)
@@ -100,11 +101,12 @@ def _compiled(feature_model, augment=None):
     batch size: on a CPU, eager calls of MobileNet at 224 px ran 1.5x to 1.9x slower
     (bench/README.md).
 
-    A backbone with batch normalization runs on its frozen weights as graph constants, read when
-    the pass is first called, so that TensorFlow's graph optimizer folds each normalization into
-    the convolution before it and fuses the activation: MobileNet ran 1.2x to 1.4x faster,
-    MobileNetV2 1.2x to 1.8x, EfficientNet-Lite0 1.1x to 1.2x, ResNet50 1.1x, for 0.2 s more on
-    the first call (ResNet50 1.9 s; bench/README.md). VGG16 has nothing to fold."""
+    A backbone with batch normalization runs on its weights as graph constants, read when the
+    pass is first called (the cache's backbones are frozen), so that TensorFlow's graph optimizer
+    folds each normalization into the convolution before it and fuses the activation: MobileNet
+    ran 1.2x to 1.4x faster, MobileNetV2 1.2x to 1.8x, EfficientNet-Lite0 1.1x to 1.2x, ResNet50
+    1.1x (EfficientNet-B0 0.9x to 1.4x: noise), for 0.2 s more on the first call (ResNet50 1.9 s;
+    bench/README.md). VGG16 has nothing to fold."""
     folds = any(isinstance(layer, keras.layers.BatchNormalization) for layer in feature_model.layers)
 
     @tf.function(input_signature=[tf.TensorSpec((None, *feature_model.input_shape[1:]), tf.float32)])

@@ -390,7 +390,7 @@ class TrainingRun:
             if self.reporter:
                 self.reporter({"kind": "stage", **stats, "done": done == total})
             if done == total:
-                log.info("computed %s of %d photos in %.1f s", what, total, throughput.seconds())
+                log.info("computed %s in %.1f s (%d backbone passes)", what, throughput.seconds(), total)
 
         return report
 

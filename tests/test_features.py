@@ -98,22 +98,34 @@ def test_cache_key_follows_the_weights_file(tmp_path):
     assert _key(weights=str(weights)) != first
 
 
-def test_the_cache_pass_holds_a_batch_normalized_backbone_as_constants_and_gives_its_features(
-    tiny_features,
-):
+def test_the_cache_pass_holds_a_batch_normalized_backbone_as_constants_and_gives_its_features():
     """Its weights as graph constants (so TensorFlow folds each batch normalization into its
-    convolution), the pass still gives the model's own features, to float rounding; VGG16, with
-    no normalization to fold, keeps its variables."""
-    model = tiny_features.feature_model
-    forward = _compiled(model)
-    pixels = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
-    expected = model(pixels, training=False).numpy()
+    convolution), the pass still gives the model's own features, to float rounding, with
+    normalization statistics far from the identity; VGG16, with none to fold, keeps its
+    variables."""
+    import keras
+
+    model = build_classifier(make_config("base", backbone="mobilenet", weights="none", image_size=32), 5)
+    features = model.feature_model
+    rng = np.random.default_rng(0)
+    for layer in features.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights(
+                [rng.uniform(0.5, 2, gamma.shape), rng.normal(0, 1, beta.shape),
+                 rng.normal(0, 1, mean.shape), rng.uniform(0.5, 2, variance.shape)]
+            )  # fmt: skip
+    forward = _compiled(features)
+    pixels = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    expected = features(pixels, training=False).numpy()
     scale = np.abs(expected).max()
     assert scale > 0
     np.testing.assert_allclose(forward(pixels).numpy(), expected, rtol=0, atol=1e-5 * scale)
     assert forward.get_concrete_function().captured_inputs == []
-    vgg = build_classifier(make_config("base", backbone="vgg16", weights="none", image_size=32), 5)
-    assert len(_compiled(vgg.feature_model).get_concrete_function().captured_inputs) == 26
+    vgg = build_classifier(
+        make_config("base", backbone="vgg16", weights="none", image_size=32), 5
+    ).feature_model
+    assert len(_compiled(vgg).get_concrete_function().captured_inputs) == len(vgg.weights)
 
 
 def test_hit_restart_entries_and_clear(tiny_features, synthetic_dataset, photos, tmp_path):
