@@ -101,13 +101,17 @@ def _compiled(feature_model, augment=None):
     batch size: on a CPU, eager calls of MobileNet at 224 px ran 1.5x to 1.9x slower
     (bench/README.md).
 
-    A backbone with batch normalization runs on its weights as graph constants, read when the
-    pass is first called (the cache's backbones are frozen), so that TensorFlow's graph optimizer
-    folds each normalization into the convolution before it and fuses the activation: MobileNet
-    ran 1.2x to 1.4x faster, MobileNetV2 1.2x to 1.8x, EfficientNet-Lite0 1.1x to 1.2x, ResNet50
-    1.1x (EfficientNet-B0 0.9x to 1.4x: noise), for 0.2 s more on the first call (ResNet50 1.9 s;
-    bench/README.md). VGG16 has nothing to fold."""
-    folds = any(isinstance(layer, keras.layers.BatchNormalization) for layer in feature_model.layers)
+    A backbone of depthwise convolutions with batch normalization (MobileNet, MobileNetV2, the
+    EfficientNets) runs on its weights as graph constants, read when the pass is first called
+    (the cache's backbones are frozen), so that TensorFlow's graph optimizer folds each
+    normalization into the convolution before it and fuses the activation: MobileNet ran 1.2x
+    to 1.4x faster, MobileNetV2 1.2x to 1.8x, EfficientNet-Lite0 1.1x to 1.2x, for 0.2 s more on
+    the first call and 150 to 200 MiB more memory (bench/README.md). ResNet50's dense
+    convolutions gained 1.1x for 1.9 s and 1.3 GiB more; VGG16 has nothing to fold."""
+    folds = all(
+        any(isinstance(layer, kind) for layer in feature_model.layers)
+        for kind in (keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization)
+    )
 
     @tf.function(input_signature=[tf.TensorSpec((None, *feature_model.input_shape[1:]), tf.float32)])
     def forward(batch):
