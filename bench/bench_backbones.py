@@ -71,7 +71,8 @@ def peak_gflops(size: int = 4096, repeats: int = 5) -> float:
 
 def photos_per_second(model, size: int, batch: int, repeats: int, how: str = "cache") -> float:
     """Photos/s of a forward pass on one batch in memory: `cache`, the feature cache's compiled
-    pass (on weights folded into constants where the backbone has batch normalization);
+    pass (on weights as constants, folding batch normalization, for backbones of depthwise
+    convolutions);
     `variables`, one graph on the weights as variables (as `fit` and `predict` run it); `xla`,
     that graph compiled by XLA; `eager`, layer by layer."""
 
