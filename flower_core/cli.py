@@ -24,14 +24,21 @@ def _import_tensorflow_quietly() -> None:
 
     The garbage collector is off meanwhile, and the objects made are then frozen out of its
     reach: they all live as long as the process, and collecting them cost 0.6 to 0.8 s of the
-    import's 3 to 4 s (bench/README.md, "The train command against ...")."""
+    import's 3 to 4 s (bench/README.md, "The train command against ..."). Keras imports pandas
+    (0.4 s) only to accept DataFrames, which no command gives it, so pandas is held back while
+    Keras imports and stays importable afterwards for what needs it."""
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     gc.disable()
+    holds_pandas = "pandas" not in sys.modules
+    if holds_pandas:
+        sys.modules["pandas"] = None  # makes `import pandas` fail, which Keras allows for
     try:
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
     finally:
+        if holds_pandas:
+            del sys.modules["pandas"]
         gc.freeze()
         gc.enable()
         os.dup2(saved, 2)

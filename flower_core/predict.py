@@ -18,16 +18,19 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from flower_core.errors import FlowerError, ImageError
 from flower_core.images import DECODE_THREADS, ImageSource, is_candidate_image, model_input
 from flower_core.inference import predict_probabilities
 from flower_core.runs import FACTS, METRICS, load_run_model, read_json, run_facts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The fallback threshold for runs without their own. 0.6 comes from the reliability curve of the
 # `best` preset on the real test photos (docs/RESULTS.md, "Calibration"): below it the model was
@@ -247,7 +250,11 @@ def predict_paths(
 
 
 def predictions_table(results: list[dict]) -> pd.DataFrame:
-    """One row per photo: path, prediction, flag, error, top-k and each class's probability."""
+    """One row per photo: path, prediction, flag, error, top-k and each class's probability.
+    (pandas is imported here, not with the module: a training reads this module for its test
+    evaluation and would pay 0.4 s for the import.)"""
+    import pandas as pd
+
     rows = []
     for r in results:
         row = {

@@ -242,6 +242,22 @@ def test_the_commands_import_tensorflow_then_freeze_what_it_made_and_collect_aga
         gc.unfreeze()
 
 
+def test_the_commands_import_keras_without_pandas_and_pandas_still_imports_afterwards():
+    """Keras imports pandas (0.4 s) only to accept DataFrames; a training command must not pay
+    for it, and whatever needs pandas later in the process must still get it."""
+    script = (
+        "import sys\n"
+        "from flower_core import cli\n"
+        "cli._import_tensorflow_quietly()\n"
+        "assert 'keras' in sys.modules and 'pandas' not in sys.modules, 'pandas came with Keras'\n"
+        "from flower_core.predict import predictions_table\n"
+        "print(type(predictions_table([{'path': 'a.jpg', 'predicted_class': 'daisy'}])).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "DataFrame"
+
+
 def test_missing_dataset_is_one_clear_line(tmp_path):
     result = _cli("train", "--data", str(tmp_path / "none"), "--backbone", "mobilenet", "--weights", "none")
     assert result.returncode == 2 and "dataset folder not found" in result.stderr
