@@ -250,6 +250,8 @@ def test_the_commands_import_keras_without_pandas_and_pandas_still_imports_after
         "from flower_core import cli\n"
         "cli._import_tensorflow_quietly()\n"
         "assert 'keras' in sys.modules and 'pandas' not in sys.modules, 'pandas came with Keras'\n"
+        "from flower_core import evaluate, train  # what a training imports, its test evaluation too\n"
+        "assert 'pandas' not in sys.modules, 'a training module imports pandas'\n"
         "from flower_core.predict import predictions_table\n"
         "print(type(predictions_table([{'path': 'a.jpg', 'predicted_class': 'daisy'}])).__name__)\n"
     )
