@@ -2,7 +2,7 @@
 feature cache and then a warm one (the same settings again), in a real browser.
 
 `streamlit run app.py` over the real photos (`FLOWER_DATA`, the first `--subset` of each class,
-or all of them with `--subset 0`) or a synthetic set, Debian's chromium driven by Playwright.
+or all of them with `--subset 0`) or a synthetic set, Chromium driven by Playwright.
 The form keeps its defaults (the suggested preset, a frozen ImageNet backbone, so the feature
 cache is used) except `--backbone` and `--image-size` when given. The first click waits until
 the worker the app starts as it opens has warmed up. Each run is cancelled as soon as its first
@@ -67,7 +67,7 @@ def main() -> None:
         root, kind = dataset_root(args.subset or 60, 128, work)
         (work / "flowers").symlink_to(subset_folder(root, args.subset, work))
         with streamlit_server(work) as (url, _), sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.set_default_timeout(120_000)
             page.goto(f"{url}/Train")

@@ -18,8 +18,11 @@ else
   # The full suite names its 25 slowest tests, so a test that grows is seen in every CI log.
   args=(--durations=25 ${args[@]+"${args[@]}"})
 fi
-if [ "$quick" = 0 ] && ! command -v chromium >/dev/null 2>&1; then
-  # The browser tests drive Debian's chromium (Playwright's own browser download needs the internet).
+if [ "$quick" = 0 ] && [ "$(uname)" = Darwin ]; then
+  # macOS: the browser tests drive Playwright's own Chromium (downloaded once, from the internet).
+  "$PY" -m playwright install chromium
+elif [ "$quick" = 0 ] && ! command -v chromium >/dev/null 2>&1; then
+  # Linux: they drive Debian's chromium (Playwright's own browser download needs the internet).
   as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
 fi
 # Real-data tests use the photos and MobileNet weights beside the project when they exist.

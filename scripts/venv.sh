@@ -6,11 +6,24 @@ set -euo pipefail
 VENV="${FLOWER_VENV:-.venv}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ ! -x "$VENV/bin/python" ]; then
-  if ! python3 -m venv "$VENV" 2>/dev/null; then
+  # python3 when it is 3.11 or newer, else the newest python3.1x there is (macOS's own python3 is 3.9).
+  BASE=""
+  for candidate in python3 python3.13 python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      BASE="$candidate"
+      break
+    fi
+  done
+  if [ -z "$BASE" ]; then
+    echo "error: needs Python 3.11 or newer (python3 is $(python3 --version 2>&1)); e.g. brew install python@3.12" >&2
+    exit 1
+  fi
+  if ! "$BASE" -m venv "$VENV" 2>/dev/null; then
     # Debian and Ubuntu ship venv's pip bootstrap in a separate package.
     rm -rf "$VENV"
     as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$VENV"
+    "$BASE" -m venv "$VENV"
   fi
 fi
 PY="$VENV/bin/python"

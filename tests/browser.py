@@ -1,4 +1,5 @@
-"""What the browser tests share: Debian's chromium, and `streamlit run app.py` on a free port."""
+"""What the browser tests share: a Chromium (Debian's, else Playwright's own), and `streamlit run app.py`
+on a free port."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
+# The browser the tests drive: Debian's chromium where it is installed (Linux: scripts/test.sh
+# installs it), else Playwright's own Chromium (macOS: scripts/test.sh downloads it), which
+# Playwright launches when no executable is named.
+CHROMIUM = str(DEBIAN_CHROMIUM) if DEBIAN_CHROMIUM.is_file() else None
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -32,12 +37,26 @@ PAGES = {
 # Streamlit is busy while either shows; a page has settled once neither does.
 BUSY = "[data-testid=stStatusWidgetRunningIcon], [data-testid=stSkeleton]"
 
+
+def _playwright_chromium_installed() -> bool:
+    """Whether `playwright install chromium` has put its browser where Playwright looks."""
+    explicit = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+    if explicit:
+        folder = Path(explicit)
+    elif sys.platform == "darwin":
+        folder = Path.home() / "Library" / "Caches" / "ms-playwright"
+    else:
+        folder = Path.home() / ".cache" / "ms-playwright"
+    return any(folder.glob("chromium-*"))
+
+
 needs_chromium = [
     pytest.mark.e2e,
     pytest.mark.skipif(
-        not CHROMIUM.is_file(),
-        reason=f"Debian's chromium not found at {CHROMIUM} "
-        "(install it with `apt-get install chromium`; see scripts/test.sh)",
+        CHROMIUM is None and not _playwright_chromium_installed(),
+        reason=f"no browser: neither Debian's chromium ({DEBIAN_CHROMIUM}) nor Playwright's own Chromium "
+        "(scripts/test.sh installs one: `apt-get install chromium` on Linux, `playwright install chromium` "
+        "on macOS)",
     ),
 ]
 
@@ -111,11 +130,12 @@ def streamlit_server(work: Path):
 
 @contextmanager
 def page_on_home(url: str, width: int = 1440, height: int = 900):
-    """Debian's chromium (Playwright) with one page open on the app's Home at `url`; yields the page."""
+    """Chromium (`CHROMIUM`, driven by Playwright) with one page open on the app's Home at `url`; yields
+    the page."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(60_000)
@@ -192,7 +212,7 @@ def drive_sessions(url: str, photos: list[Path], running_run: str | None = None)
 
     async def main() -> list[dict]:
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
             try:
                 return await asyncio.gather(
                     *(_one_session(browser, url, photo, running_run) for photo in photos)

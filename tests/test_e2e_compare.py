@@ -1,4 +1,4 @@
-"""The Compare page's runs table in a real browser (Debian's chromium, driven by Playwright) at a
+"""The Compare page's runs table in a real browser (Chromium, driven by Playwright) at a
 1400 x 900 laptop window: its default columns fit with no sideways scroll (and the same check
 sees the scroll in a narrower window)."""
 

@@ -1,4 +1,4 @@
-"""The Train form in a real browser (Debian's chromium, driven by Playwright): its settings are
+"""The Train form in a real browser (Chromium, driven by Playwright): its settings are
 plain widgets, so the augmentation preview follows a slider as it moves, before Train is
 pressed; and a double-click on Train still queues one run, however late its second click
 arrives, as long as the page did not rerun in between (`ui.live.new_submission`)."""
