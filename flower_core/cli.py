@@ -26,7 +26,8 @@ def _import_tensorflow_quietly() -> None:
     reach: they all live as long as the process, and collecting them cost 0.6 to 0.8 s of the
     import's 3 to 4 s (bench/README.md, "The train command against ..."). Keras imports pandas
     (0.4 s) only to accept DataFrames, which no command gives it, so pandas is held back while
-    Keras imports and stays importable afterwards for what needs it."""
+    Keras imports (Keras then takes no DataFrames in this process) and stays importable
+    afterwards for what needs it."""
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     gc.disable()

@@ -5,24 +5,36 @@
 set -euo pipefail
 VENV="${FLOWER_VENV:-.venv}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+if [ -x "$VENV/bin/python" ] && ! new_enough "$VENV/bin/python"; then
+  # Made by an older python3 (macOS's own is 3.9) before this check existed: make it again.
+  if [ "$VENV" != .venv ]; then
+    echo "error: $VENV has Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'); needs 3.11 or newer" >&2
+    exit 1
+  fi
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   # python3 when it is 3.11 or newer, else the newest python3.1x there is (macOS's own python3 is 3.9).
   BASE=""
   for candidate in python3 python3.13 python3.12 python3.11; do
-    if command -v "$candidate" >/dev/null 2>&1 &&
-      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    if command -v "$candidate" >/dev/null 2>&1 && new_enough "$candidate"; then
       BASE="$candidate"
       break
     fi
   done
   if [ -z "$BASE" ]; then
-    echo "error: needs Python 3.11 or newer (python3 is $(python3 --version 2>&1)); e.g. brew install python@3.12" >&2
+    found="$(python3 --version 2>&1 || true)"
+    command -v python3 >/dev/null 2>&1 || found="not found"
+    echo "error: needs Python 3.11 or newer (python3: $found); e.g. brew install python@3.12" >&2
     exit 1
   fi
   if ! "$BASE" -m venv "$VENV" 2>/dev/null; then
-    # Debian and Ubuntu ship venv's pip bootstrap in a separate package.
+    # Debian and Ubuntu ship venv's pip bootstrap in a separate package, one per Python version.
     rm -rf "$VENV"
-    as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null
+    package=python3-venv
+    if [ "$BASE" != python3 ]; then package="$BASE-venv"; fi
+    as_root apt-get update -qq && as_root apt-get install -y -qq "$package" >/dev/null
     "$BASE" -m venv "$VENV"
   fi
 fi
