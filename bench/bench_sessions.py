@@ -1,4 +1,4 @@
-"""Many people at once: N browser sessions (Playwright, `tests.browser.CHROMIUM`) browse every page and
+"""Many people at once: N browser sessions (Playwright, Chromium) browse every page and
 classify a photo each, with its Grad-CAM heatmap, while a training job runs; prints the server's
 memory (idle before, peak during, after, and after a settle) and the wall time.
 

@@ -37,7 +37,6 @@ PAGES = {
 # Streamlit is busy while either shows; a page has settled once neither does.
 BUSY = "[data-testid=stStatusWidgetRunningIcon], [data-testid=stSkeleton]"
 
-
 needs_chromium = [
     pytest.mark.e2e,
     pytest.mark.skipif(

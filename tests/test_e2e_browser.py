@@ -1,4 +1,4 @@
-"""The whole product in a real browser: Chromium (`tests.browser.CHROMIUM`), driven by Playwright, against
+"""The whole product in a real browser: Chromium, driven by Playwright, against
 `streamlit run app.py` on localhost, on a synthetic dataset made for the test.
 
 It opens every page, trains a one-epoch model from the Train page and watches it finish, then

@@ -1,4 +1,4 @@
-"""The study button in a real browser: Chromium (`tests.browser.CHROMIUM`), driven by Playwright, against
+"""The study button in a real browser: Chromium, driven by Playwright, against
 `streamlit run app.py`: queue the study from the Train page, see it on the Compare page with
 our cells saying queued or training, then cancel it there (so no worker outlives the test)."""
 
