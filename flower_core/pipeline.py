@@ -23,6 +23,14 @@ from flower_core.images import model_input
 # about this many bytes of pixels (512 photos at 224 px): a full shuffle would hold every photo.
 CACHED_SHUFFLE_BYTES = 75 * 1024**2
 
+# tf.data's model-based autotuning runs a thread beside each iterator, and the iterator's end
+# waits for that thread: 0.3 to 0.7 s after each 75-photo feature pass, up to 5.5 s at the start
+# of an end-to-end epoch (bench/README.md, "tf.data's autotuning thread"). Without it, `AUTOTUNE`
+# maps run on one thread per core (at most 16) and `prefetch` still grows its buffer when the
+# model waits, which is all that decoding, batching and prefetching need.
+_WITHOUT_MODEL_THREAD = tf.data.Options()
+_WITHOUT_MODEL_THREAD.autotune.enabled = False
+
 
 def image_dataset(
     root: str | Path,
@@ -86,4 +94,4 @@ def image_dataset(
         ds = ds.map(lambda x: tf.cast(x, tf.float32))
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_WITHOUT_MODEL_THREAD)

@@ -139,6 +139,16 @@ def test_pixels_are_identical_through_pipeline_and_direct_loading(small_dataset)
     np.testing.assert_array_equal(batch[1].numpy(), [[1, 0], [0, 1]])
 
 
+def test_the_photo_pipeline_runs_without_tf_data_s_autotuning_thread(small_dataset):
+    """That thread makes each pass's end wait, for seconds at times (`flower_core.pipeline`)."""
+    from flower_core.pipeline import image_dataset
+
+    for labels in ([0], None):
+        ds = image_dataset(small_dataset, ["daisy/000.jpg"], labels, image_size=32, batch_size=1)
+        assert ds.options().autotune.enabled is False
+        assert next(iter(ds)) is not None
+
+
 def test_a_pixel_cache_serves_later_epochs_the_same_photos_without_decoding(tmp_path):
     from flower_core.pipeline import image_dataset
 
