@@ -18,7 +18,7 @@ from flower_core.config import PRESETS, make_config
 from flower_core.evaluate import evaluate_run
 from flower_core.features import FeatureCache
 from flower_core.runs import RunStore, load_run_model, read_history, read_json, read_status, run_facts
-from flower_core.train import _view_dataset, train_new_run
+from flower_core.train import _compile, _view_dataset, train_new_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -334,3 +334,20 @@ def test_one_cached_view_trains_on_the_batches_that_duplicated_views_give():
             np.testing.assert_array_equal(y1, y2)
     first_epoch = np.concatenate([x for x, _ in one])
     assert sorted(first_epoch[:, 0]) == sorted(rows[:, 0]) and not np.array_equal(first_epoch, rows)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 16])
+def test_compiling_makes_the_training_state_so_the_train_step_is_traced_once(steps_per_execution):
+    """Variables made while the train step is first traced make `tf.function` trace it again."""
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Dense(4)(inputs)))
+    _compile(model, make_config("base"), 1e-3, steps_per_execution)
+    traced = []
+    train_step = model.train_step
+    model.train_step = lambda data: traced.append(1) or train_step(data)
+    before = [w.copy() for w in model.get_weights()]
+    x = np.random.default_rng(0).random((8, 3), dtype="float32")
+    model.fit(x, np.eye(2, dtype="float32")[[0, 1] * 4], batch_size=4, epochs=2, verbose=0)
+    assert len(traced) == 1
+    assert int(model.optimizer.iterations.numpy()) == 4
+    assert not any(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
