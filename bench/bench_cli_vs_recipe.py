@@ -5,9 +5,9 @@ The product: `python -m flower_core train --preset base` with MobileNet ImageNet
 cache. The recipe: a frozen MobileNet inside the model and the same head (pixels / 255, max
 pooling, dense 512 and 128, no dropout: the `base` preset), `model.fit` over the
 decoded photos of the same split every epoch, no early stopping (what the study's notebook does).
-Both start a new Python process; the product's time is split from its run log. With
-`--repeats`, pairs run one after the other and the median ratio is printed last: the machine's
-speed drifts by a third between minutes.
+Both start a new Python process, each after a throwaway import of TensorFlow (`timed`); the
+product's time is split from its run log. With `--repeats`, pairs run one after the other and
+the median ratio is printed last: the machine's speed drifts by a third between minutes.
 
     FLOWER_DATA=../shared/data/flowers FLOWER_WEIGHTS_DIR=../shared/weights \\
         python bench/bench_cli_vs_recipe.py [--per-class 100] [--epochs 20] [--image-size 224]
@@ -73,12 +73,18 @@ print("test", model.evaluate(data(split["test"], False), verbose=0)[1])
 """
 
 
-def timed(command: list[str], env: dict) -> tuple[float, str]:
-    started = time.perf_counter()
+def timed(command: list[str], env: dict) -> tuple[float, float, str]:
+    """When `command` started (epoch seconds), its seconds and its output. A throwaway import
+    reads TensorFlow's files first (as `hyperfine --warmup` does), for both commands alike: on
+    this machine one import otherwise took from 2 to 14.5 s of wall time for about 2.7 s of CPU,
+    waiting for the disk."""
+    warm_up = [sys.executable, "-c", "import keras, tensorflow"]
+    subprocess.run(warm_up, env=env, capture_output=True, check=True)
+    started_at, started = time.time(), time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise SystemExit(f"{command[:4]} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return time.perf_counter() - started, done.stdout
+    return started_at, time.perf_counter() - started, done.stdout
 
 
 def stage_seconds(run_log: Path, started: float, ended: float) -> dict:
@@ -114,8 +120,7 @@ def stage_seconds(run_log: Path, started: float, ended: float) -> dict:
 def product_run(data: Path, work: Path, args) -> tuple[float, dict, float, Path]:
     """One `train` command on an empty cache: seconds, their split, test accuracy, run folder."""
     env = {**os.environ, "FLOWER_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    started = time.time()
-    seconds, _ = timed(
+    started, seconds, _ = timed(
         [sys.executable, "-m", "flower_core", "train", "--data", str(data), "--runs", str(work / "runs"),
          "--preset", "base", "--backbone", "mobilenet", "--weights", "imagenet",
          "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--patience", "1000"],
@@ -140,7 +145,7 @@ def main() -> None:
         weights = str(Path(os.environ["FLOWER_WEIGHTS_DIR"]) / "mobilenet_1_0_224_tf_no_top.h5")
         for repeat in range(args.repeats):
             product, stages, accuracy, run_dir = product_run(data, work / f"product{repeat}", args)
-            recipe, out = timed(
+            _, recipe, out = timed(
                 [sys.executable, "-c", RECIPE, str(run_dir / SPLIT), str(data),
                  str(args.image_size), str(args.epochs), weights],
                 {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
