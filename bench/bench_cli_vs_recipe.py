@@ -78,13 +78,17 @@ def timed(command: list[str], env: dict) -> tuple[float, float, str]:
     reads TensorFlow's files first (as `hyperfine --warmup` does), for both commands alike: on
     this machine one import otherwise took from 2 to 14.5 s of wall time for about 2.7 s of CPU,
     waiting for the disk."""
-    warm_up = [sys.executable, "-c", "import keras, tensorflow"]
-    subprocess.run(warm_up, env=env, capture_output=True, check=True)
+    _run([sys.executable, "-c", "import keras, tensorflow"], env)
     started_at, started = time.time(), time.perf_counter()
+    output = _run(command, env)
+    return started_at, time.perf_counter() - started, output
+
+
+def _run(command: list[str], env: dict) -> str:
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise SystemExit(f"{command[:4]} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return started_at, time.perf_counter() - started, done.stdout
+    return done.stdout
 
 
 def stage_seconds(run_log: Path, started: float, ended: float) -> dict:

@@ -25,9 +25,10 @@ CACHED_SHUFFLE_BYTES = 75 * 1024**2
 
 # tf.data's model-based autotuning runs a thread beside each iterator, and the iterator's end
 # waits for that thread: 0.3 to 0.7 s after each 75-photo feature pass, up to 5.5 s at the start
-# of an end-to-end epoch (bench/README.md, "tf.data's autotuning thread"). Without it, `AUTOTUNE`
-# maps run on one thread per core (at most 16) and `prefetch` still grows its buffer when the
-# model waits, which is all that decoding, batching and prefetching need.
+# of an end-to-end epoch (bench/README.md, "tf.data's autotuning thread"). Without it, an
+# `AUTOTUNE` map keeps as many calls in flight as the machine has cores, at most 16 (more cores
+# would need `autotune.initial_parallelism`), and `prefetch` still grows its buffer when the
+# model waits: enough to keep a backbone fed on the 2 cores measured.
 _WITHOUT_MODEL_THREAD = tf.data.Options()
 _WITHOUT_MODEL_THREAD.autotune.enabled = False
 

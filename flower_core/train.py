@@ -485,7 +485,7 @@ def _compile(model, config, learning_rate, steps_per_execution=1):
 def _build_training_state(model) -> None:
     """Make the optimizer's moments and the accuracy's totals now: Keras leaves them to the first
     trace of the train step, and variables made while tracing make `tf.function` trace it all a
-    second time (0.3 to 0.4 s of a head's first epoch, bench/README.md)."""
+    second time (about 0.4 s of a head's first epoch, bench/README.md)."""
     model.optimizer.build(model.trainable_variables)
     one_hot = np.eye(model.output_shape[-1], dtype="float32")[:1]
     model.compute_metrics(None, one_hot, one_hot)
