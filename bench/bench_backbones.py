@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from flower_core.backbones import BACKBONES
+from flower_core.backbone_specs import BACKBONES
 from flower_core.config import make_config
 from flower_core.features import _compiled
 from flower_core.model import build_classifier

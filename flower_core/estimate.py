@@ -9,7 +9,7 @@ epochs and a fixed overhead. The speed comes from, in order:
 1. the feature cache: each entry records how long it took to build (`seconds`), so the machine's
    speed is measured from its own past runs (`"measured"`);
 2. a short timed probe of the backbone on random pixels, when asked for (`"probe"`);
-3. `FALLBACK_PHOTOS_PER_S`, bench/README.md's figures for a 2-core CPU at 224 px (`"fallback"`).
+3. the backbone's `fallback_photos_per_s` (`backbone_specs`), for a 2-core CPU at 224 px (`"fallback"`).
 
 Figures for another image size are scaled by the pixel count. The head's seconds per photo and
 epoch are measured from past runs' histories when there are any. Epochs are counted in full:
@@ -24,26 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flower_core.backbones import get_backbone
 from flower_core.config import MIN_MAP_POSITIONS, TrainConfig
 from flower_core.data import list_candidates
 from flower_core.features import FeatureCache, _weights_identity
 from flower_core.model import preprocessing_mode
 from flower_core.runs import CONFIG, RunStore, read_history, read_record, run_facts
 
-# bench/README.md, "backbone | px | photos/s": frozen forward passes at 224 px, 2 CPU cores. The
-# EfficientNet-Lites: Lite2's 23 photos/s at 384 px (issue 18's probe) scaled to 224 px; Lite0
-# and Lite1 are smaller, so for them this errs towards a longer estimate.
-_LITE_PHOTOS_PER_S = round(23 * (384 / 224) ** 2, 1)
-FALLBACK_PHOTOS_PER_S = {
-    "vgg16": 6.4,
-    "mobilenet": 114.3,
-    "mobilenet_v2": 52.3,
-    "resnet50": 17.1,
-    "efficientnet_b0": 47.7,
-    "efficientnet_lite0": _LITE_PHOTOS_PER_S,
-    "efficientnet_lite1": _LITE_PHOTOS_PER_S,
-    "efficientnet_lite2": _LITE_PHOTOS_PER_S,
-}
 REFERENCE_SIZE = 224
 # A training step (forward and backward pass) costs about three forward passes.
 TRAIN_COST = 3.0
@@ -53,9 +40,6 @@ TRAIN_COST = 3.0
 FALLBACK_HEAD_S_PER_PHOTO = {"features": 0.0003, "maps": 0.0006}
 # Building the model, tracing it and scanning the photos, per run.
 RUN_OVERHEAD_S = 10.0
-# Feature maps smaller than this many positions cannot be augmented (train.MIN_MAP_POSITIONS);
-# every backbone here divides the input size by 32.
-BACKBONE_STRIDE = 32
 
 
 @dataclass(frozen=True)
@@ -77,7 +61,8 @@ def backbone_speed(backbone: str, image_size: int, cache_root=None, *, probe: bo
         return Speed(statistics.median(rates), "measured")
     if probe:
         return Speed(_probe(backbone, image_size), "probe")
-    return Speed(FALLBACK_PHOTOS_PER_S[backbone] * (REFERENCE_SIZE / image_size) ** 2, "fallback")
+    fallback = get_backbone(backbone).fallback_photos_per_s
+    return Speed(fallback * (REFERENCE_SIZE / image_size) ** 2, "fallback")
 
 
 @functools.cache
@@ -104,7 +89,8 @@ def feature_needs(config: TrainConfig) -> list[dict]:
     network trained end to end."""
     if not config.head_on_cache:
         return []
-    if config.augments_maps and (config.image_size // BACKBONE_STRIDE) ** 2 >= MIN_MAP_POSITIONS:
+    cells = config.image_size // get_backbone(config.backbone).stride
+    if config.augments_maps and cells**2 >= MIN_MAP_POSITIONS:
         return [{"kind": "feature maps", "pooling": None, "passes": 1, "part": "all"}]
     clean = {"kind": "clean", "pooling": config.pooling, "passes": 1}
     if config.augment:

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from flower_core import export_card, export_formats
+from flower_core.backbones import get_backbone
 from flower_core.config import TrainConfig
 from flower_core.errors import FlowerError, ImageError
 from flower_core.export_formats import (
     FLOAT_TOLERANCE,
     FORMATS,
-    INT8_FLOAT_LAYERS,
     QUANTISED_MIN_AGREEMENT,
     parse_formats,
 )
@@ -188,7 +188,7 @@ def _write_format(
     elif name == "tflite":
         export_formats.write_tflite_float16(scratch, target)
     elif name == "tflite_int8":
-        float_layers = INT8_FLOAT_LAYERS.get(backbone, ())
+        float_layers = get_backbone(backbone).int8_float_layers
         export_formats.write_tflite_int8(scratch, target, representative, float_layers)
         return {"float_layers": list(float_layers)}
     else:

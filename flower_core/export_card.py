@@ -7,29 +7,14 @@ apply them, not retyped.
 
 from __future__ import annotations
 
+from flower_core.backbone_specs import PREPROCESSING_MODES
+from flower_core.backbones import get_backbone
 from flower_core.export_formats import BYTES_SIGNATURE, FORMATS, INPUT_NAME, OUTPUT_NAME, SERVING_SIGNATURE
 from flower_core.export_snippets import LABELS_FILE
 from flower_core.predict import metrics_threshold
 
 CARD_JSON, CARD_MD = "model_card.json", "model_card.md"
 
-# What each preprocessing mode of `flower_core.model.Preprocess` does, inside every export.
-PREPROCESSING_TEXT = {
-    "rescale": "pixels / 255",
-    "tf": "pixels / 127.5 - 1 (MobileNet's ImageNet preprocessing)",
-    "caffe": "RGB to BGR, then the ImageNet channel means subtracted (VGG16 / ResNet50)",
-    "none": "none outside the backbone (EfficientNet normalises inside)",
-}
-
-# Where each backbone's ImageNet weights come from and their licence, as Keras Applications
-# states them; check the upstream terms before redistributing.
-WEIGHTS_ORIGIN = {
-    "vgg16": ("Keras Applications, ported from Oxford VGG's release", "CC BY 4.0"),
-    "mobilenet": ("Keras Applications, from TensorFlow Models' MobileNet v1 checkpoints", "Apache-2.0"),
-    "mobilenet_v2": ("Keras Applications, from TensorFlow Models' MobileNet v2 checkpoints", "Apache-2.0"),
-    "resnet50": ("Keras Applications, ported from Kaiming He's release", "MIT"),
-    "efficientnet_b0": ("Keras Applications, from TensorFlow's EfficientNet checkpoints", "Apache-2.0"),
-}
 _SETTINGS = (
     "preset",
     "epochs",
@@ -52,8 +37,13 @@ def _weights(config: dict) -> dict:
         return {"weights": "none", "origin": "random initialisation, trained here", "licence": "n/a"}
     if weights != "imagenet":
         return {"weights": str(weights), "origin": "a weights file given at training", "licence": "unknown"}
-    origin, licence = WEIGHTS_ORIGIN.get(config.get("backbone"), ("Keras Applications", "unknown"))
-    return {"weights": "imagenet", "origin": origin, "licence": licence}
+    spec = get_backbone(config["backbone"])
+    return {
+        "weights": "imagenet",
+        "origin": spec.weights_origin,
+        "source": spec.weights_source,
+        "licence": spec.licence,
+    }
 
 
 def card(
@@ -99,7 +89,7 @@ def card(
         "preprocessing": {
             "mode": preprocessing,
             "inside_model": True,
-            "what": PREPROCESSING_TEXT[preprocessing],
+            "what": PREPROCESSING_MODES[preprocessing],
         },
         "backbone": config.get("backbone"),
         **_weights(config),
@@ -154,7 +144,7 @@ def markdown(data: dict, snippets: dict[str, str]) -> str:
         "## Model and training",
         "",
         f"- Backbone: {data['backbone']}; weights: {data['weights']} ({data['origin']}; "
-        f"licence {data['licence']}).",
+        f"licence {data['licence']})" + (f", from {data['source']}." if data.get("source") else "."),
         "- Settings: " + ", ".join(f"{k} {v}" for k, v in data["training"].items()) + ".",
         f"- Dataset fingerprint {data['dataset']['fingerprint']}: {data['dataset']['train']} train, "
         f"{data['dataset']['val']} validation, {data['dataset']['test']} test photos.",

@@ -71,7 +71,7 @@ FORMATS: dict[str, ExportFormat] = {
             "int8",
             "LiteRT (ai_edge_litert)",
             "TensorFlow Lite, int8 weights and activations (float32 input and output); "
-            "the backbone's `INT8_FLOAT_LAYERS` stay float32",
+            "the backbone's `int8_float_layers` stay float32",
         ),
         ExportFormat(
             "onnx",
@@ -84,14 +84,6 @@ FORMATS: dict[str, ExportFormat] = {
 }
 # Written when no formats are asked for, and by the app's Export button.
 DEFAULT_FORMATS = tuple(FORMATS)
-# Layers the int8 file keeps in float32, by backbone (selective quantisation). In ImageNet
-# MobileNet v1, batch-norm folding leaves `conv_pw_1` with output channels whose largest weight
-# is 200 to 300 times their median one, so per-channel int8 rounds the others to a level or two;
-# TFLite's QuantizationDebugger measured `conv_dw_1` and `conv_pw_1` errors at 2.7 quantisation
-# steps, against 0.2 to 1.3 for every other layer (docs/EXPORT.md). Kept float, they cost under
-# 0.1 MB and lifted the agreement with Keras from 88.9% to 97.8% on a 96 px synthetic run and
-# from 94.5% to 97.4% on the 384 px `best` run (docs/RESULTS.md).
-INT8_FLOAT_LAYERS: dict[str, tuple[str, ...]] = {"mobilenet": ("conv_dw_1", "conv_pw_1")}
 # Float32 formats compute what Keras computes: the same class on every test photo and each
 # probability within this of Keras'. Float16 weights cannot meet it: on 96 px ImageNet MobileNets,
 # Keras itself with its weights rounded to float16 moved probabilities by up to 0.013, and float16

@@ -144,7 +144,7 @@ def add_commands(sub, with_settings: bool = True) -> None:
     """Add `study`, `sweep` and `groups` to the CLI's subcommands (their setting options only
     `with_settings`, as `cli.build_parser` does for `train`)."""
     from flower_core.cli import add_runs_option
-    from flower_core.limits import DEFAULT_MAX_RUNS, MAX_SEEDS
+    from flower_core.config import DEFAULT_MAX_RUNS, MAX_SEEDS
 
     p = sub.add_parser("study", help="queue the study's seven presets x N seeds on one split")
     _common(p, with_settings)

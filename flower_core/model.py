@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from flower_core.backbone_specs import PREPROCESSING_MODES
 from flower_core.backbones import build_backbone, get_backbone
 from flower_core.config import TrainConfig
 from flower_core.efficientnet_lite import PIXEL_MEAN, PIXEL_STD
@@ -36,7 +37,7 @@ class Preprocess(layers.Layer):
     ((x - 127) / 128, EfficientNet-Lite), `none` (EfficientNet normalises inside).
     """
 
-    MODES = ("rescale", "caffe", "tf", "lite", "none")
+    MODES = tuple(PREPROCESSING_MODES)
 
     def __init__(self, mode: str = "rescale", **kwargs):
         super().__init__(**kwargs)
@@ -76,7 +77,7 @@ def preprocessing_mode(config: TrainConfig) -> str:
     """The `Preprocess` mode for a config: /255, or the backbone's own ImageNet preprocessing."""
     if config.preprocessing == "rescale":
         return "rescale"
-    return get_backbone(config.backbone).imagenet_preprocessing
+    return get_backbone(config.backbone).preprocessing
 
 
 def augmentation_layers(seed: int) -> list[layers.Layer]:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from flower_core.config import STUDY_RESULTS, make_config
+from flower_core.config import MAX_SEEDS, STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
 from flower_core.groups import Planned, list_groups, state_counts, submit_group
-from flower_core.limits import MAX_SEEDS
 
 KIND = "study"
 # The study's tuning steps, in order: the presets it reports figures for.

@@ -14,10 +14,9 @@ import itertools
 import random
 import statistics
 
-from flower_core.config import SETTINGS, TrainConfig, make_config, parse_setting
+from flower_core.config import DEFAULT_MAX_RUNS, SETTINGS, TrainConfig, make_config, parse_setting
 from flower_core.errors import FlowerError
 from flower_core.groups import Planned, state_counts, submit_group
-from flower_core.limits import DEFAULT_MAX_RUNS
 
 KIND = "sweep"
 # Settings a sweep cannot vary: what it starts from, what `--seeds` repeats, and the split

@@ -250,7 +250,8 @@ def test_train_form_previews_augmentation_with_its_settings(synthetic):
     assert_clean(at)
     preview = next(e for e in at.expander if e.label == "Augmentation preview")
     assert len(at.get("image")) - images_before == 9
-    assert maps_note(make_config("dropout20").image_size) in texts(preview.info)
+    backbone = at.selectbox(key="train_dropout20_backbone").value
+    assert maps_note(make_config("dropout20").image_size, backbone) in texts(preview.info)
 
 
 def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(synthetic, no_worker):
@@ -268,9 +269,10 @@ def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(s
     at.number_input(key="train_dropout20_seed").set_value(base.seed + 7).run()
     assert_clean(at)
     assert f"at {size} px, seed {base.seed + 7}:" in preview_caption()
-    assert maps_note(size) in texts(at.info)
+    backbone = at.selectbox(key="train_dropout20_backbone").value
+    assert maps_note(size, backbone) in texts(at.info)
     at.selectbox(key="train_dropout20_augment_cache").set_value("views").run()
-    assert maps_note(size) not in texts(at.info)
+    assert maps_note(size, backbone) not in texts(at.info)
     at.toggle(key="train_dropout20_augment").set_value(False).run()
     assert not [e for e in at.expander if e.label == "Augmentation preview"]
     assert not jobs.queued_runs(), "no setting change queues a run"

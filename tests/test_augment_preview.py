@@ -36,4 +36,4 @@ def test_bad_count_says_what_was_received(photo):
 
 
 def test_maps_note_gives_the_grid_of_the_image_size():
-    assert "7 x 7 cells at 224 px" in maps_note(224) and "no flip" in maps_note(224)
+    assert "7 x 7 cells at 224 px" in maps_note(224, "mobilenet") and "no flip" in maps_note(224, "mobilenet")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.backbones import BACKBONES, ready_offline, weights_status
+from flower_core.backbone_specs import BACKBONES
+from flower_core.backbones import keras_cache_dir, packaged_checkpoint, ready_offline, weights_status
 from flower_core.config import make_config
 from flower_core.efficientnet_lite import (
     BN_EPSILON,
@@ -30,6 +31,7 @@ from flower_core.torch_checkpoint import MAGIC_NUMBER, PROTOCOL_VERSION, read_st
 from .conftest import REAL_DATA, needs_real_data
 
 LITE0 = VARIANTS["efficientnet_lite0"]
+LITE0_CHECKPOINT = packaged_checkpoint(BACKBONES["efficientnet_lite0"])
 IMAGENET_DAISY = 985
 
 
@@ -163,7 +165,7 @@ def test_a_file_that_is_not_a_checkpoint_is_one_clear_error(tmp_path):
 
 def test_the_wrong_variants_checkpoint_names_the_tensor_and_leaves_nothing(tmp_path):
     with pytest.raises(FlowerError, match=r"tensor _blocks\.\d+\.\w+\.weight has shape") as info:
-        converted_weights(VARIANTS["efficientnet_lite2"], LITE0.checkpoint(), tmp_path)
+        converted_weights(VARIANTS["efficientnet_lite2"], LITE0_CHECKPOINT, tmp_path)
     assert "\n" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -236,22 +238,21 @@ def _reference_blocks(pixels, state):
 
 
 def test_keras_lite0_matches_a_numpy_reference_of_its_first_blocks(tmp_path):
-    state = read_state_dict(LITE0.checkpoint())
+    state = read_state_dict(LITE0_CHECKPOINT)
     pixels = np.random.default_rng(0).uniform(0, 255, (48, 48, 3)).astype("float32")
     inputs = keras.Input((48, 48, 3))
     model = efficientnet_lite(
         LITE0.name,
         include_top=False,
-        weights=LITE0.checkpoint(),
+        weights=LITE0_CHECKPOINT,
         input_tensor=Preprocess("lite")(inputs),
-        cache_dir=lambda: tmp_path,
     )
     probe = keras.Model(inputs, model.get_layer("block2b_add").output)
     keras_out = probe(pixels[None]).numpy()[0].transpose(2, 0, 1)
     reference = _reference_blocks(pixels, state)
     assert keras_out.shape == reference.shape == (24, 12, 12)
     np.testing.assert_allclose(keras_out, reference, atol=1e-4)
-    (converted,) = tmp_path.iterdir()
+    (converted,) = keras_cache_dir().iterdir()
     assert re.fullmatch(rf"{LITE0.name}_[0-9a-f]{{16}}\.weights\.h5", converted.name)
 
 
@@ -270,7 +271,6 @@ def test_imagenet_top5_holds_daisy_for_most_real_daisies(tmp_path):
         include_top=True,
         weights="imagenet",
         input_tensor=Preprocess("lite")(inputs),
-        cache_dir=lambda: tmp_path,
     )
     top5 = np.argsort(-model.predict(batch, verbose=0), axis=1)[:, :5]
     assert sum(IMAGENET_DAISY in row for row in top5) >= 6

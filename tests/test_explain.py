@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.backbones import BACKBONES
+from flower_core.backbone_specs import BACKBONES
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
 from flower_core.explain import (

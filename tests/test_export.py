@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from flower_core import export_formats
+from flower_core.backbone_specs import BACKBONES
 from flower_core.cli import main
 from flower_core.errors import FlowerError
 from flower_core.export import batch_size, export_run, zip_folder
@@ -24,7 +25,6 @@ from flower_core.export_formats import (
     DEFAULT_FORMATS,
     FLOAT_TOLERANCE,
     FORMATS,
-    INT8_FLOAT_LAYERS,
     QUANTISED_MIN_AGREEMENT,
     parse_formats,
 )
@@ -86,10 +86,10 @@ def test_unknown_and_empty_formats_are_refused():
 
 
 def test_every_format_is_in_the_default_export():
-    """int8 reaches the agreement threshold (MobileNet with `INT8_FLOAT_LAYERS` kept float), so the
+    """int8 reaches the agreement threshold (MobileNet with its `int8_float_layers` kept float), so the
     default export and the app's button write it too."""
     assert parse_formats(None) == list(DEFAULT_FORMATS) == ["saved_model", "tflite", "tflite_int8", "onnx"]
-    assert INT8_FLOAT_LAYERS["mobilenet"] == ("conv_dw_1", "conv_pw_1")
+    assert BACKBONES["mobilenet"].int8_float_layers == ("conv_dw_1", "conv_pw_1")
 
 
 def test_verification_batches_shrink_with_the_image_size():
@@ -256,7 +256,7 @@ def _int8_ops(path: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_int8_keeps_only_the_listed_layers_float(exported):
-    """The MobileNet int8 file computes exactly its two `INT8_FLOAT_LAYERS` convolutions in float32."""
+    """The MobileNet int8 file computes exactly its two `int8_float_layers` convolutions in float32."""
     out, _ = exported
     assert _int8_ops(out / FORMATS["tflite_int8"].path) == {"float32": 2, "int8": 25}
 

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from flower_core.backbones import BACKBONES, build_backbone, get_backbone, weights_status
+from flower_core.backbone_specs import BACKBONES
+from flower_core.backbones import build_backbone, get_backbone, weights_status
 from flower_core.config import PRESETS, STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
 from flower_core.model import (

@@ -7,11 +7,11 @@ import math
 import pytest
 
 from flower_core import estimate, groups
+from flower_core.backbone_specs import BACKBONES
 from flower_core.cli import main
-from flower_core.config import STUDY_RESULTS, make_config
+from flower_core.config import DEFAULT_MAX_RUNS, STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
 from flower_core.features import INDEX_FILE, FeatureCache
-from flower_core.limits import DEFAULT_MAX_RUNS
 from flower_core.progress import update_status
 from flower_core.runs import CONFIG, RunStore, peek_status, read_json, write_json
 from flower_core.study import BASELINE, STUDY_PRESETS, plan_study, start_study, study_table
@@ -213,7 +213,7 @@ def test_estimate_measures_speed_from_the_cache_and_shares_features_in_a_group(s
     cache = FeatureCache(tmp_path / "cache")
     fallback = estimate.backbone_speed("mobilenet", 112, cache.root)
     assert fallback.source == "fallback"
-    assert fallback.photos_per_s == pytest.approx(estimate.FALLBACK_PHOTOS_PER_S["mobilenet"] * 4)
+    assert fallback.photos_per_s == pytest.approx(BACKBONES["mobilenet"].fallback_photos_per_s * 4)
     _cache_entry(cache, "a", backbone="mobilenet", image_size=224, photos=100, seconds=4.0)
     measured = estimate.backbone_speed("mobilenet", 224, cache.root)
     assert measured == estimate.Speed(25.0, "measured")
@@ -275,12 +275,3 @@ def test_cli_study_waits_and_prints_seven_rows_on_one_split(synthetic_dataset, t
     assert main(["runs", "--runs", str(runs), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert listed["studies"][out["group"]] == out["table"]
-
-
-def test_every_backbone_has_a_fallback_speed_for_estimates():
-    from flower_core.backbones import BACKBONES
-    from flower_core.estimate import FALLBACK_PHOTOS_PER_S, backbone_speed
-
-    assert set(FALLBACK_PHOTOS_PER_S) == set(BACKBONES)
-    for name in BACKBONES:
-        assert backbone_speed(name, 384).photos_per_s > 0

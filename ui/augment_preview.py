@@ -45,4 +45,4 @@ def panel(values: dict) -> None:
             "random flip, rotation, zoom and shear, through the layers training uses."
         )
         if values["augment_cache"] == "maps":
-            st.info(maps_note(size), icon=":material/grid_on:")
+            st.info(maps_note(size, values["backbone"]), icon=":material/grid_on:")

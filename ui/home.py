@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core.backbones import BACKBONES, ready_offline, weights_status
+from flower_core.backbone_specs import BACKBONES
+from flower_core.backbones import ready_offline, weights_status
 from flower_core.download import is_online
 from flower_core.runs import ACTIVE_STATES
 from flower_core.synthetic import is_synthetic

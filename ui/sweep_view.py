@@ -7,12 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import groups, jobs
-from flower_core.config import PRESETS, SETTINGS, make_config
+from flower_core.config import DEFAULT_MAX_RUNS, PRESETS, SETTINGS, make_config
 from flower_core.data import Dataset
 from flower_core.estimate import estimate_group, format_duration
 from flower_core.group_charts import sweep_parallel
 from flower_core.groups import list_groups
-from flower_core.limits import DEFAULT_MAX_RUNS
 from flower_core.sweep import (
     KIND,
     best_by_validation,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from flower_core.backbones import BACKBONES, ready_offline, weights_status
+from flower_core.backbone_specs import BACKBONES
+from flower_core.backbones import ready_offline, weights_status
 from flower_core.config import (
     BEST_RESULT,
     PRESET_DESCRIPTIONS,

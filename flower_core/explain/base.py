@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from flower_core.backbones import BACKBONES
+from flower_core.backbone_specs import BACKBONES
 from flower_core.errors import FlowerError
 from flower_core.inference import cached_for_model, pixel_spec
 from flower_core.model import HEAD_POOL, PREDICTIONS, class_scores, is_backbone_layer
