@@ -25,7 +25,7 @@ from common import dataset_root, emit, subset_folder, wait_until_idle, worker_pi
 
 # isort: split
 from flower_core.config import PRESETS, SETTINGS, SUGGESTED_PRESET
-from flower_core.runs import HISTORY, RunStore, read_status
+from flower_core.store.runs import HISTORY, RunStore, read_status
 from tests.browser import CHROMIUM, LAUNCH_ARGS, streamlit_server
 
 FIRST_EPOCH = re.compile(r"Epoch [1-9]\d* of \d+ done")

@@ -25,10 +25,10 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from flower_core.backbone_specs import BACKBONES
 from flower_core.config import make_config
-from flower_core.features import _compiled
-from flower_core.model import build_classifier
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.classifier import build_classifier
+from flower_core.models.features import _compiled
 
 
 def count_macs(model) -> int:

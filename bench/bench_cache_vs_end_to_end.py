@@ -27,10 +27,10 @@ from common import Stopwatch, dataset_root, emit, load_average, subset_folder
 # isort: split
 import keras
 
-from flower_core.backbones import builder, get_backbone
 from flower_core.config import make_config
-from flower_core.runs import read_history, read_json, run_facts
-from flower_core.train import train_new_run
+from flower_core.models.backbones import builder, get_backbone
+from flower_core.store.runs import read_history, read_json, run_facts
+from flower_core.training.jobs import train_new_run
 
 
 def _weights(choice: str, backbone: str, size: int, workdir: Path) -> str:

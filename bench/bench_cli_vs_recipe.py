@@ -30,10 +30,10 @@ from pathlib import Path
 from common import emit, subset_folder
 
 # isort: split
-from flower_core.runs import METRICS, RUN_LOG, SPLIT, RunStore, read_json
+from flower_core.store.runs import METRICS, RUN_LOG, SPLIT, RunStore, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
-# The run log's lines that open each stage (`flower_core.train`).
+# The run log's lines that open each stage (`flower_core.training.train`).
 MARKS = {
     "training": "training ",
     "building": "building the model",

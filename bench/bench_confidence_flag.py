@@ -35,12 +35,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from flower_core.config import TrainConfig
-from flower_core.data import fingerprint, labels_for, scan_dataset
-from flower_core.features import FeatureCache, cached_features
-from flower_core.images import model_input
-from flower_core.model import HEAD_POOL
-from flower_core.predict import load_run, model_image_size, predict_batch, run_threshold
-from flower_core.runs import read_json
+from flower_core.data.dataset import fingerprint, labels_for, scan_dataset
+from flower_core.data.images import model_input
+from flower_core.evaluation.predict import load_run, model_image_size, predict_batch, run_threshold
+from flower_core.models.classifier import HEAD_POOL
+from flower_core.models.features import FeatureCache, cached_features
+from flower_core.store.runs import read_json
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg"}
 

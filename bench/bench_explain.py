@@ -22,7 +22,7 @@ import numpy as np
 from flower_core.config import make_config
 from flower_core.explain import METHODS
 from flower_core.explain.faithfulness import faithfulness
-from flower_core.model import build_classifier
+from flower_core.models.classifier import build_classifier
 
 
 def timed(function, repeats: int) -> float:

@@ -25,8 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit  # noqa: E402
-from flower_core import export, export_formats  # noqa: E402
-from flower_core.predict import load_run  # noqa: E402
+from flower_core.evaluation.predict import load_run  # noqa: E402
+from flower_core.export import exporter as export
+from flower_core.export import formats as export_formats  # noqa: E402
 
 DEBUG_PHOTOS = 64
 

@@ -25,9 +25,9 @@ from common import Stopwatch, dataset_root, emit
 import tensorflow as tf
 
 from flower_core.config import make_config
-from flower_core.data import list_candidates
-from flower_core.model import build_classifier
-from flower_core.pipeline import image_dataset
+from flower_core.data.dataset import list_candidates
+from flower_core.data.pipeline import image_dataset
+from flower_core.models.classifier import build_classifier
 
 
 def spread_files(root: Path, count: int) -> list[str]:

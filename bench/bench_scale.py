@@ -29,10 +29,10 @@ from common import REPO, Stopwatch, emit, peak_rss_mb
 
 # isort: split
 from flower_core.config import make_config
-from flower_core.data import fingerprint, scan_dataset
-from flower_core.features import FeatureCache, cached_features
-from flower_core.model import build_classifier
-from flower_core.synthetic import CLASSES, draw_flower
+from flower_core.data.dataset import fingerprint, scan_dataset
+from flower_core.data.synthetic import CLASSES, draw_flower
+from flower_core.models.classifier import build_classifier
+from flower_core.models.features import FeatureCache, cached_features
 
 TEMPLATES_PER_CLASS = 4
 

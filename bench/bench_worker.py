@@ -22,10 +22,10 @@ from pathlib import Path
 from common import emit, rss_mib, wait_until_idle, worker_pid
 
 # isort: split
-from flower_core import jobs
 from flower_core.config import make_config
-from flower_core.data import resolve_data_root
-from flower_core.runs import HISTORY, read_status
+from flower_core.data.dataset import resolve_data_root
+from flower_core.store.runs import HISTORY, read_status
+from flower_core.training import jobs
 
 POLL_S = 0.02
 

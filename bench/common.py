@@ -110,7 +110,7 @@ def dataset_root(per_class: int, size: int, workdir: Path) -> tuple[Path, str]:
     real = os.environ.get("FLOWER_DATA")
     if real:
         return Path(real), "real"
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     out = workdir / "synthetic"
     generate(out, per_class=per_class, size=size, seed=0)
@@ -121,7 +121,7 @@ def subset_folder(root: Path, per_class: int | None, workdir: Path) -> Path:
     """A folder of symlinks to the first `per_class` photos of each class (sorted), or `root`."""
     if not per_class:
         return root
-    from flower_core.data import list_candidates
+    from flower_core.data.dataset import list_candidates
 
     classes, candidates = list_candidates(root)
     out = workdir / f"subset{per_class}"

@@ -38,7 +38,7 @@ def _colour_map(names) -> dict[str, str]:
     return {name: class_colour(name, i) for i, name in enumerate(names)}
 
 
-def _style(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
+def style_figure(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
     fig.update_layout(
         title=title, margin=_MARGIN, height=height, template="plotly_white", legend_title_text=""
     )
@@ -57,7 +57,7 @@ def class_counts_bar(counts: dict[str, int]) -> go.Figure:
         )
     )
     fig.update_layout(xaxis_title="class", yaxis_title="photos", showlegend=False)
-    return _style(fig, "Photos per class", 360)
+    return style_figure(fig, "Photos per class", 360)
 
 
 def class_counts_pie(counts: dict[str, int]) -> go.Figure:
@@ -72,7 +72,7 @@ def class_counts_pie(counts: dict[str, int]) -> go.Figure:
             sort=False,
         )
     )
-    return _style(fig, "Share of the dataset", 360)
+    return style_figure(fig, "Share of the dataset", 360)
 
 
 def size_scatter(table: pd.DataFrame) -> go.Figure:
@@ -87,7 +87,7 @@ def size_scatter(table: pd.DataFrame) -> go.Figure:
         color_discrete_map=_colour_map(table["class"].unique()),
     )
     fig.update_layout(xaxis_title="width (px)", yaxis_title="height (px)")
-    return _style(fig, "Image sizes", 400)
+    return style_figure(fig, "Image sizes", 400)
 
 
 def histogram(table: pd.DataFrame, column: str, title: str, label: str) -> go.Figure:
@@ -101,7 +101,7 @@ def histogram(table: pd.DataFrame, column: str, title: str, label: str) -> go.Fi
         color_discrete_map=_colour_map(table["class"].unique()),
     )
     fig.update_layout(xaxis_title=label, yaxis_title="photos")
-    return _style(fig, title, 340)
+    return style_figure(fig, title, 340)
 
 
 def brightness_box(table: pd.DataFrame) -> go.Figure:
@@ -115,7 +115,7 @@ def brightness_box(table: pd.DataFrame) -> go.Figure:
         color_discrete_map=_colour_map(table["class"].unique()),
     )
     fig.update_layout(xaxis_title="class", yaxis_title="mean brightness (0-255)", showlegend=False)
-    return _style(fig, "Brightness per class", 360)
+    return style_figure(fig, "Brightness per class", 360)
 
 
 def colour_bars(summary: pd.DataFrame) -> go.Figure:
@@ -128,7 +128,7 @@ def colour_bars(summary: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.update_layout(barmode="group", xaxis_title="class", yaxis_title="mean value (0-255)")
-    return _style(fig, "Mean colour per class", 360)
+    return style_figure(fig, "Mean colour per class", 360)
 
 
 def split_bars(table: pd.DataFrame) -> go.Figure:
@@ -143,7 +143,7 @@ def split_bars(table: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.update_layout(barmode="stack", xaxis_title="class", yaxis_title="photos")
-    return _style(fig, "Split sizes per class", 360)
+    return style_figure(fig, "Split sizes per class", 360)
 
 
 def _series(history: list[dict], key: str) -> tuple[list, list]:
@@ -202,7 +202,7 @@ def training_curves(history: list[dict], title: str = "Training curves") -> go.F
             )
     fig.update_xaxes(title_text="epoch", **_epoch_ticks(history))
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    return _style(fig, title, 360)
+    return style_figure(fig, title, 360)
 
 
 def compare_curves(histories: dict[str, list[dict]], metric: str = "accuracy") -> go.Figure:
@@ -229,7 +229,7 @@ def compare_curves(histories: dict[str, list[dict]], metric: str = "accuracy") -
     )
     if metric == "accuracy":
         fig.update_yaxes(range=[0, 1.02])
-    return _style(fig, f"{metric.capitalize()} per epoch", 420)
+    return style_figure(fig, f"{metric.capitalize()} per epoch", 420)
 
 
 def results_bar(rows: list[dict]) -> go.Figure:
@@ -246,13 +246,13 @@ def results_bar(rows: list[dict]) -> go.Figure:
             col=col,
         )
     fig.update_yaxes(range=[0, 1], row=1, col=1)
-    return _style(fig, "Test results", 380)
+    return style_figure(fig, "Test results", 380)
 
 
 PARALLEL_SETTINGS = ("image_size", "batch_size", "dropout", "learning_rate", "fine_tune_blocks")
 
 
-def _axis_range(values: pd.Series) -> list[float]:
+def axis_range(values: pd.Series) -> list[float]:
     """The data's range, widened when every run has the same value (no axis below zero)."""
     low, high = float(values.min()), float(values.max())
     if low == high:
@@ -270,7 +270,7 @@ def settings_parallel(rows: list[dict], settings=PARALLEL_SETTINGS) -> go.Figure
             label = key.replace("_", " ")
             if key == "learning_rate":
                 values, label = np.log10(values.clip(lower=1e-8)), "log10 learning rate"
-            dimensions.append(dict(label=label, values=values, range=_axis_range(values)))
+            dimensions.append(dict(label=label, values=values, range=axis_range(values)))
     accuracy = pd.to_numeric(frame.get("test_accuracy"), errors="coerce").fillna(0)
     dimensions.append(dict(label="test accuracy", values=accuracy, range=[0, 1]))
     fig = go.Figure(
@@ -279,7 +279,7 @@ def settings_parallel(rows: list[dict], settings=PARALLEL_SETTINGS) -> go.Figure
             line=dict(color=accuracy, colorscale="Viridis", cmin=0, cmax=1, showscale=True),
         )
     )
-    _style(fig, "Settings against test accuracy", 440)
+    style_figure(fig, "Settings against test accuracy", 440)
     fig.update_layout(margin=dict(l=60, r=40, t=110, b=30))
     return fig
 
@@ -310,7 +310,7 @@ def confusion_matrix(
     fig.update_layout(
         xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", xaxis_side="bottom"
     )
-    return _style(fig, title, 420)
+    return style_figure(fig, title, 420)
 
 
 def reliability_curve(calibrations: dict[str, dict]) -> go.Figure:
@@ -344,7 +344,7 @@ def reliability_curve(calibrations: dict[str, dict]) -> go.Figure:
         yaxis={"title": "accuracy", "range": [0, 1.02]},
         legend={"orientation": "h", "y": -0.25},
     )
-    return _style(fig, "Reliability", 440)
+    return style_figure(fig, "Reliability", 440)
 
 
 def top_k_bar(top_k: list[dict]) -> go.Figure:
@@ -361,7 +361,7 @@ def top_k_bar(top_k: list[dict]) -> go.Figure:
         )
     )
     fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"))
-    return _style(fig, "Top classes", 80 + 45 * len(names))
+    return style_figure(fig, "Top classes", 80 + 45 * len(names))
 
 
 def study_vs_ours(study: dict[str, tuple[float, float]], ours: dict[str, float]) -> go.Figure:
@@ -384,4 +384,4 @@ def study_vs_ours(study: dict[str, tuple[float, float]], ours: dict[str, float])
         ]
     )
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="test accuracy"))
-    return _style(fig, "The study against our runs", 380)
+    return style_figure(fig, "The study against our runs", 380)

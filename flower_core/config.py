@@ -9,14 +9,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from flower_core.backbone_specs import BACKBONES, DEFAULT_BACKBONE
-from flower_core.data import DEFAULT_SPLIT
+from flower_core.data.dataset import DEFAULT_SPLIT
 from flower_core.errors import FlowerError
+from flower_core.models.backbone_specs import BACKBONES, DEFAULT_BACKBONE
 
 PREPROCESSING_CHOICES = ("rescale", "imagenet")
 POOLING_CHOICES = ("max", "avg")
 STRATEGY_CHOICES = ("default", "mirrored")
-# How a frozen backbone's augmented training photos are cached (flower_core/features.py).
+# How a frozen backbone's augmented training photos are cached (flower_core/models/features.py).
 AUGMENT_CACHE_CHOICES = ("views", "maps")
 # ReduceLROnPlateau multiplies the learning rate by this when the validation loss stalls.
 REDUCE_LR_FACTOR = 0.2
@@ -116,7 +116,7 @@ class TrainConfig:
     """All settings of one training run; defaults are the study's `base` recipe on VGG16.
 
     Each field but `preset` is a `setting(...)`: its help, limits and choices feed the command
-    line (`flower_core/cli.py`), the Train form (`ui/train_form.py`) and `validate`.
+    line (`flower_core/cli/commands.py`), the Train form (`ui/train_form.py`) and `validate`.
     """
 
     preset: str = "base"

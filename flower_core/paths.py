@@ -4,7 +4,7 @@ On a laptop any folder may hold a dataset. On a server shared by a class or a te
 into the app must not reach other people's files or the system's, so the admin sets
 `FLOWER_ALLOWED_ROOTS` to the folders datasets may live in (separated by `os.pathsep`, `:` on
 Linux). Every way in (app, CLI, background jobs, `evaluate --data`) opens a dataset through
-`flower_core.data.list_candidates`, and a weights file through `backbones.ensure_weights`; both
+`flower_core.data.dataset.list_candidates`, and a weights file through `backbones.ensure_weights`; both
 check the path here, so neither a link nor a `../` can step outside.
 
 With roots set, a path is resolved one component at a time and nothing outside the roots (or

@@ -3,7 +3,7 @@ unreadable files, duplicates and the split)."""
 
 import streamlit as st
 
-from flower_core.synthetic import is_synthetic
+from flower_core.data.synthetic import is_synthetic
 from ui import common, eda_view, loaders
 
 common.page(

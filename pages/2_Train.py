@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from flower_core.runs import ACTIVE_STATES, peek_status
+from flower_core.store.runs import ACTIVE_STATES, peek_status
 from ui import cache_view, common, live, loaders, study_view, sweep_view, train_form
 
 common.page(

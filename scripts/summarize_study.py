@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from flower_core.config import STUDY_RESULTS
-from flower_core.runs import RunStore
+from flower_core.store.runs import RunStore
 
 
 def _mean_std(values: list[float]) -> str:

@@ -220,7 +220,7 @@ def classroom(work: Path, run_options: tuple[str, ...] = TINY_RUN):
     over them in `work`; yields (url, server process, the finished run's folder)."""
     import json
 
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     generate(work / "flowers", per_class=12, size=96, seed=1)
     trained = subprocess.run(
@@ -258,11 +258,11 @@ def sessions_during_a_job(
     `finished` run's model says of its photo (`expected`, `expected_sure`), the figures (server
     memory before and after, its peak while the sessions ran, the job's state during and after,
     the sessions that saw an error or another prediction) and the job's folder."""
-    from flower_core import jobs
     from flower_core.config import make_config
-    from flower_core.predict import load_run, predict_image
-    from flower_core.runs import read_status
-    from flower_core.synthetic import CLASSES
+    from flower_core.data.synthetic import CLASSES
+    from flower_core.evaluation.predict import load_run, predict_image
+    from flower_core.store.runs import read_status
+    from flower_core.training import jobs
 
     config = make_config(
         "base", backbone="mobilenet", weights="none", image_size=64, epochs=1000, patience=1000
@@ -306,7 +306,7 @@ def sessions_during_a_job(
 
 def _wait(job: Path, state: str, timeout: float = 300) -> None:
     """Wait for the job to reach `state`; fail at once if it ends in another state."""
-    from flower_core.runs import read_status
+    from flower_core.store.runs import read_status
 
     deadline = time.time() + timeout
     while (now := read_status(job).get("state")) != state:

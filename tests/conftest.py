@@ -44,7 +44,7 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("FLOWER_DATA", raising=False)
     monkeypatch.delenv("FLOWER_WEIGHTS_DIR", raising=False)
     monkeypatch.delenv("FLOWER_ALLOWED_ROOTS", raising=False)
-    from flower_core.jobs import IDLE_ENV
+    from flower_core.training.jobs import IDLE_ENV
 
     # Workers exit once their queue is empty (the warm worker's own tests turn waiting on);
     # FLOWER_TEST_WORKER_IDLE_S=5 runs the queue's tests against workers that wait.
@@ -55,7 +55,7 @@ def isolated_env(tmp_path, monkeypatch):
 def no_worker(monkeypatch) -> list:
     """Queue runs without starting the worker that would train them, and keep none waiting (the
     page or the queue is what is tested); returns the runs folders a worker was asked for."""
-    from flower_core import jobs
+    from flower_core.training import jobs
 
     monkeypatch.setenv(jobs.IDLE_ENV, "0")
     started = []
@@ -66,7 +66,7 @@ def no_worker(monkeypatch) -> list:
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
     """A small synthetic five-class dataset with masks (session-wide; treat as read-only)."""
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     out = tmp_path_factory.mktemp("synthetic") / "flowers"
     generate(out, per_class=24, size=96, seed=0, masks=True)
@@ -89,8 +89,8 @@ def _save_tiny_run(
     import json
 
     from flower_core.config import make_config
-    from flower_core.model import build_classifier
-    from flower_core.runs import FACTS
+    from flower_core.models.classifier import build_classifier
+    from flower_core.store.runs import FACTS
 
     config = make_config(preset, backbone=backbone, weights="none", image_size=image_size, dense_units=[8])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,9 +129,9 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
     """Give a tiny run the files of a finished training: status, history, split and metrics."""
     import json
 
-    from flower_core.data import scan_dataset, split_dataset
-    from flower_core.evaluate import evaluate_model
-    from flower_core.runs import load_run_model, run_facts
+    from flower_core.data.dataset import scan_dataset, split_dataset
+    from flower_core.evaluation.evaluate import evaluate_model
+    from flower_core.store.runs import load_run_model, run_facts
 
     config = json.loads((run_dir / "config.json").read_text())
     split = split_dataset(scan_dataset(data_root))
@@ -178,7 +178,7 @@ def app_runs_template(tmp_path_factory, synthetic_dataset) -> Path:
     synthetic set (presets base and dropout20) and one failed VGG16 run without a model."""
     import json
 
-    from flower_core.synthetic import CLASSES
+    from flower_core.data.synthetic import CLASSES
 
     root = tmp_path_factory.mktemp("app_runs") / "runs"
     for run_id, preset, accuracies in (
@@ -222,8 +222,8 @@ def _small_cnn(size: int):
     weights also read a canvas of any size."""
     import keras
 
-    from flower_core.model import HEAD_POOL, PREDICTIONS
-    from flower_core.synthetic import CLASSES
+    from flower_core.data.synthetic import CLASSES
+    from flower_core.models.classifier import HEAD_POOL, PREDICTIONS
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((size, size, 3), name="pixels")
@@ -247,7 +247,7 @@ def trained_cam_models():
     import keras
     import numpy as np
 
-    from flower_core.synthetic import CLASSES, draw_flower
+    from flower_core.data.synthetic import CLASSES, draw_flower
 
     photos, labels = [], []
     for label, name in enumerate(CLASSES):

@@ -12,13 +12,13 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from flower_core import jobs
-from flower_core.augment_preview import maps_note
-from flower_core.compare import COMPACT_COLUMNS, TABLE_COLUMNS
 from flower_core.config import SETTINGS, SUGGESTED_PRESET, make_config
+from flower_core.data.augment_preview import maps_note
+from flower_core.evaluation.compare import COMPACT_COLUMNS, TABLE_COLUMNS
 from flower_core.explain.faithfulness import VERDICTS
-from flower_core.progress import Throughput, update_status
-from flower_core.runs import append_jsonl
+from flower_core.store.runs import append_jsonl
+from flower_core.training import jobs
+from flower_core.training.progress import Throughput, update_status
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/1_Dataset.py", "pages/2_Train.py", "pages/3_Compare.py", "pages/4_Classify.py"]
@@ -173,7 +173,7 @@ def test_train_page_opens_on_the_suggested_preset_and_its_image_size(synthetic):
 
 
 def test_the_time_estimates_count_the_photos_of_the_loaded_dataset_not_its_folders(synthetic, monkeypatch):
-    from flower_core import estimate
+    from flower_core.training import estimate
 
     at = open_page("pages/2_Train.py")
     listed = []
@@ -342,11 +342,13 @@ def test_classify_predicts_and_explains_an_uploaded_photo(synthetic, app_runs):
 
 def test_two_sessions_classifying_share_one_loaded_model(synthetic, app_runs, monkeypatch):
     """A class at once must not load the model once per person: one copy for every session."""
-    import flower_core.predict
+    import flower_core.evaluation.predict
 
-    loaded, real_load = [], flower_core.predict.load_run
+    loaded, real_load = [], flower_core.evaluation.predict.load_run
     monkeypatch.setattr(
-        flower_core.predict, "load_run", lambda run_dir: loaded.append(real_load(run_dir)) or loaded[-1]
+        flower_core.evaluation.predict,
+        "load_run",
+        lambda run_dir: loaded.append(real_load(run_dir)) or loaded[-1],
     )
     for photo in ("rose/rose_0003.jpg", "tulip/tulip_0002.jpg"):  # two AppTests: two sessions
         at = open_page("pages/4_Classify.py")
@@ -362,7 +364,7 @@ def test_a_huge_photo_is_downscaled_before_it_is_predicted_explained_or_cached(
 ):
     from PIL import Image
 
-    from flower_core.images import HELD_PHOTO_SIDE
+    from flower_core.data.images import HELD_PHOTO_SIDE
     from ui import loaders
 
     sizes = []
@@ -535,7 +537,7 @@ def test_memory_stays_flat_over_50_predictions(synthetic, app_runs):
 def test_train_page_shows_the_feature_cache_and_clears_it(synthetic):
     import numpy as np
 
-    from flower_core.features import FeatureCache
+    from flower_core.models.features import FeatureCache
 
     cache = FeatureCache()
     cache.get_or_build(

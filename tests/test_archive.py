@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from flower_core import download
-from flower_core.archive import extract_tar, extract_zip
 from flower_core.errors import FlowerError
+from flower_core.intake import download
+from flower_core.intake.archive import extract_tar, extract_zip
 
 
 def _zip(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:

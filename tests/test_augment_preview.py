@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.augment_preview import augmented_versions, maps_note
+from flower_core.data.augment_preview import augmented_versions, maps_note
 
 
 @pytest.fixture

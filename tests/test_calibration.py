@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flower_core.calibration import confidence_threshold, reliability
+from flower_core.evaluation.calibration import confidence_threshold, reliability
 
 
 def test_hand_computed_ece_and_bins():

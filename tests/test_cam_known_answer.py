@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.data import scan_dataset
+from flower_core.data.dataset import scan_dataset
+from flower_core.data.images import model_input
+from flower_core.data.synthetic import load_mask
 from flower_core.explain import METHODS, explain_image
-from flower_core.images import model_input
-from flower_core.synthetic import load_mask
 
 from .conftest import CAM_IMAGE_SIZE
 

@@ -10,7 +10,7 @@ import pytest
 
 from flower_core.cli import main
 from flower_core.errors import FlowerError
-from flower_core.progress import StopOnNaN
+from flower_core.training.progress import StopOnNaN
 
 
 def _bad_split(kind: str, tmp_path: Path) -> str:
@@ -92,8 +92,8 @@ def test_a_loss_that_is_not_a_number_fails_the_run_at_that_batch(logs):
 @pytest.mark.slow
 def test_a_run_whose_loss_becomes_nan_ends_failed_with_the_reason(synthetic_dataset, tmp_path):
     from flower_core.config import make_config
-    from flower_core.runs import read_status
-    from flower_core.train import train_new_run
+    from flower_core.store.runs import read_status
+    from flower_core.training.jobs import train_new_run
 
     config = make_config(
         "base",

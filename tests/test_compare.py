@@ -2,15 +2,15 @@
 
 import pytest
 
-from flower_core.compare import (
+from flower_core.errors import FlowerError
+from flower_core.evaluation.compare import (
     COMPACT_COLUMNS,
     MORE_COLUMNS,
     TABLE_COLUMNS,
     run_details,
     table_columns,
 )
-from flower_core.errors import FlowerError
-from flower_core.runs import HISTORY, METRICS, RunStore, append_jsonl, write_json
+from flower_core.store.runs import HISTORY, METRICS, RunStore, append_jsonl, write_json
 
 
 def test_run_details_join_config_summary_history_and_metrics(tmp_path):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from flower_core import cli
+from flower_core.cli import commands as cli
 from flower_core.config import (
     BEST_RESULT,
     DEFAULTS,
@@ -51,13 +51,16 @@ def test_every_option_of_every_command_says_what_it_does():
     assert {"study", "sweep", "groups", "export"} <= set(commands)
 
 
-def test_light_commands_build_their_parser_without_keras():
+def test_the_settings_and_the_whole_parser_import_no_tensorflow():
+    """The settings, the backbone specs and every command's options (the CAM methods' names are
+    read only when `explain` parses) are known before TensorFlow loads."""
     import subprocess
     import sys
 
     code = (
-        "import sys; from flower_core import cli; cli.build_parser(with_settings=False); "
-        "assert 'keras' not in sys.modules, 'keras imported'"
+        "import sys, flower_core.config; assert 'tensorflow' not in sys.modules, 'config imported it'; "
+        "from flower_core.cli import build_parser; build_parser().parse_args(['synth', '--out', 'x']); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'the parser imported it'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

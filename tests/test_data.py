@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.data import find_datasets, fingerprint, labels_for, scan_dataset, split_dataset
+from flower_core.data.dataset import find_datasets, fingerprint, labels_for, scan_dataset, split_dataset
 from flower_core.errors import FlowerError
 
 
@@ -69,7 +69,7 @@ def test_scan_missing_folder_is_a_clear_error(tmp_path):
 def test_a_second_scan_decodes_only_the_photos_changed_since(small_dataset, monkeypatch):
     """The app's worker scans the same folder before every run: photos it already checked, with
     the same size, modification time and inode, are not decoded again; a changed one is."""
-    import flower_core.data as data
+    import flower_core.data.dataset as data
 
     first = scan_dataset(small_dataset)
     decoded = []
@@ -129,8 +129,8 @@ def test_labels_follow_class_names_and_reject_unknown_classes():
 
 
 def test_pixels_are_identical_through_pipeline_and_direct_loading(small_dataset):
-    from flower_core.images import model_input
-    from flower_core.pipeline import image_dataset
+    from flower_core.data.images import model_input
+    from flower_core.data.pipeline import image_dataset
 
     files = ["daisy/000.jpg", "rose/001.jpg"]
     batch = next(iter(image_dataset(small_dataset, files, [0, 1], image_size=32, batch_size=2)))
@@ -140,8 +140,8 @@ def test_pixels_are_identical_through_pipeline_and_direct_loading(small_dataset)
 
 
 def test_the_photo_pipeline_runs_without_tf_data_s_autotuning_thread(small_dataset):
-    """That thread makes each pass's end wait, for seconds at times (`flower_core.pipeline`)."""
-    from flower_core.pipeline import image_dataset
+    """That thread makes each pass's end wait, for seconds at times (`flower_core.data.pipeline`)."""
+    from flower_core.data.pipeline import image_dataset
 
     for labels in ([0], None):
         ds = image_dataset(small_dataset, ["daisy/000.jpg"], labels, image_size=32, batch_size=1)
@@ -150,7 +150,7 @@ def test_the_photo_pipeline_runs_without_tf_data_s_autotuning_thread(small_datas
 
 
 def test_a_pixel_cache_serves_later_epochs_the_same_photos_without_decoding(tmp_path):
-    from flower_core.pipeline import image_dataset
+    from flower_core.data.pipeline import image_dataset
 
     files = [f"{name}/{i}.png" for name in ("daisy", "rose") for i in range(6)]
     for n, rel in enumerate(files):  # each photo its own colour, so each is recognisable

@@ -28,7 +28,7 @@ pytestmark = needs_chromium
 def server(tmp_path_factory):
     """`streamlit run app.py` over a fresh synthetic dataset and runs folder; yields the app's
     URL and the dataset's folder."""
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     work = tmp_path_factory.mktemp("e2e")
     generate(work / "flowers", per_class=20, size=96, seed=0)

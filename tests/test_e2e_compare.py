@@ -4,7 +4,7 @@ sees the scroll in a narrower window)."""
 
 import pytest
 
-from flower_core.runs import HISTORY, METRICS, STATUS, RunStore, append_jsonl, write_json
+from flower_core.store.runs import HISTORY, METRICS, STATUS, RunStore, append_jsonl, write_json
 from tests.browser import needs_chromium, page_on_home, streamlit_server
 
 from .test_e2e_browser import SHOTS, open_page, settle
@@ -70,7 +70,7 @@ def _runs(root) -> None:
 
 @pytest.fixture
 def compare_page(tmp_path):
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     generate(tmp_path / "flowers", per_class=4, size=32, seed=0)
     _runs(tmp_path / "runs")

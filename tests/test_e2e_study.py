@@ -4,8 +4,8 @@ our cells saying queued or training, then cancel it there (so no worker outlives
 
 import pytest
 
-from flower_core import groups
-from flower_core.runs import ACTIVE_STATES, peek_status
+from flower_core.groups import group as groups
+from flower_core.store.runs import ACTIVE_STATES, peek_status
 from tests.browser import needs_chromium, page_on_home, streamlit_server
 
 from .conftest import wait_until
@@ -16,7 +16,7 @@ pytestmark = needs_chromium
 
 @pytest.fixture
 def page_and_runs(tmp_path):
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     generate(tmp_path / "flowers", per_class=8, size=48, seed=0)
     with streamlit_server(tmp_path) as (url, _), page_on_home(url) as page:

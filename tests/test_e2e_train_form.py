@@ -5,8 +5,8 @@ arrives, as long as the page did not rerun in between (`ui.live.new_submission`)
 
 import pytest
 
-from flower_core import jobs
-from flower_core.runs import ACTIVE_STATES, RunStore, peek_status
+from flower_core.store.runs import ACTIVE_STATES, RunStore, peek_status
+from flower_core.training import jobs
 from tests.browser import needs_chromium, page_on_home, streamlit_server
 
 from .conftest import wait_until
@@ -17,7 +17,7 @@ pytestmark = needs_chromium
 
 @pytest.fixture
 def page_and_runs(tmp_path):
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     generate(tmp_path / "flowers", per_class=4, size=48, seed=0)
     runs = tmp_path / "runs"

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from flower_core.data import Split, scan_dataset, split_dataset
-from flower_core.eda import (
+from flower_core.data.dataset import Split, scan_dataset, split_dataset
+from flower_core.data.eda import (
     NEAR_DUPLICATE_BITS,
     dataset_report,
     format_report,
@@ -23,7 +23,7 @@ from flower_core.eda import (
     split_leaks,
     split_table,
 )
-from flower_core.synthetic import generate
+from flower_core.data.synthetic import generate
 
 from .conftest import REAL_DATA, needs_real_data
 

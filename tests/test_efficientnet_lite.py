@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.backbone_specs import BACKBONES
-from flower_core.backbones import keras_cache_dir, packaged_checkpoint, ready_offline, weights_status
 from flower_core.config import make_config
-from flower_core.efficientnet_lite import (
+from flower_core.errors import FlowerError
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.backbones import keras_cache_dir, packaged_checkpoint, ready_offline, weights_status
+from flower_core.models.classifier import Preprocess, build_classifier, preprocessing_mode, set_fine_tuning
+from flower_core.models.efficientnet_lite import (
     BN_EPSILON,
     VARIANTS,
     converted_weights,
     efficientnet_lite,
 )
-from flower_core.errors import FlowerError
-from flower_core.features import cache_key
-from flower_core.model import Preprocess, build_classifier, preprocessing_mode, set_fine_tuning
-from flower_core.torch_checkpoint import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
+from flower_core.models.features import cache_key
+from flower_core.models.torch_checkpoint import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
 
 from .conftest import REAL_DATA, needs_real_data
 

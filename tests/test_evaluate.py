@@ -12,14 +12,14 @@ import pytest
 from PIL import Image
 
 from flower_core.errors import FlowerError
-from flower_core.evaluate import (
+from flower_core.evaluation.evaluate import (
     confusion_matrix,
     evaluate_model,
     evaluate_run,
     format_metrics,
     summarise,
 )
-from flower_core.predict import load_run, predict_paths
+from flower_core.evaluation.predict import load_run, predict_paths
 
 CLASSES = ["daisy", "rose", "tulip"]
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core.backbone_specs import BACKBONES
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
 from flower_core.explain import (
@@ -23,7 +22,8 @@ from flower_core.explain import (
     overlay_heatmap,
     preprocessed_view,
 )
-from flower_core.model import build_classifier
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.classifier import build_classifier
 
 from .conftest import MOBILENET_NO_TOP, needs_mobilenet_weights
 
@@ -210,9 +210,9 @@ def test_pointing_game_after_short_training(synthetic_dataset):
     standard pointing game (Zhang et al., 2016) counts a hit within 15 px of the object at
     224 px; here 7 % of the photo's side.
     """
-    from flower_core.data import scan_dataset
-    from flower_core.images import model_input
-    from flower_core.synthetic import load_mask
+    from flower_core.data.dataset import scan_dataset
+    from flower_core.data.images import model_input
+    from flower_core.data.synthetic import load_mask
 
     dataset = scan_dataset(synthetic_dataset)
     config = make_config(

@@ -24,10 +24,8 @@ import pytest
 
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
-from flower_core.features import FeatureCache
-from flower_core.jobs import queued_runs, submit, worker_active
-from flower_core.progress import BestModelKeeper, update_status
-from flower_core.runs import (
+from flower_core.models.features import FeatureCache
+from flower_core.store.runs import (
     CONFIG,
     FACTS,
     HISTORY,
@@ -45,7 +43,9 @@ from flower_core.runs import (
     read_status,
     write_json,
 )
-from flower_core.train import run_training
+from flower_core.training.jobs import queued_runs, submit, worker_active
+from flower_core.training.progress import BestModelKeeper, update_status
+from flower_core.training.train import run_training
 
 from .conftest import wait_until
 
@@ -67,7 +67,7 @@ _LOAD_LOCK = threading.Lock()
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     """30 small synthetic photos: 4 train, 1 validation and 1 test photo per class."""
-    from flower_core.synthetic import generate
+    from flower_core.data.synthetic import generate
 
     out = tmp_path_factory.mktemp("faults") / "flowers"
     generate(out, per_class=6, size=48, seed=0)

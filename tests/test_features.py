@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from flower_core.config import make_config
-from flower_core.data import fingerprint, scan_dataset
-from flower_core.features import (
+from flower_core.data.dataset import fingerprint, scan_dataset
+from flower_core.models.classifier import build_classifier
+from flower_core.models.features import (
     FeatureCache,
     _compiled,
     cache_key,
@@ -22,9 +23,8 @@ from flower_core.features import (
     cached_maps,
     cached_views,
 )
-from flower_core.model import build_classifier
-from flower_core.runs import read_json, read_status, run_facts
-from flower_core.train import train_new_run
+from flower_core.store.runs import read_json, read_status, run_facts
+from flower_core.training.jobs import train_new_run
 
 from .conftest import WEIGHTS_DIR, needs_mobilenet_weights
 
@@ -290,7 +290,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from flower_core.config import make_config
-from flower_core.train import train_new_run
+from flower_core.training.jobs import train_new_run
 
 data, runs, weights = sys.argv[1:]
 keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
@@ -334,7 +334,7 @@ def test_pixel_scratch_is_removed_after_use_sweeps_dead_processes_and_survives_a
     import shutil
     from collections import namedtuple
 
-    from flower_core.features import PIXELS_DIR, pixel_scratch
+    from flower_core.models.features import PIXELS_DIR, pixel_scratch
 
     cache = FeatureCache(tmp_path / "cache")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from flower_core.config import TrainConfig
+from flower_core.data.images import HELD_PHOTO_SIDE, bounded_photo, load_image
 from flower_core.explain import DISPLAY_SIZE
-from flower_core.images import HELD_PHOTO_SIDE, bounded_photo, load_image
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flower_core.data.images import load_image, model_input
 from flower_core.errors import ImageError
-from flower_core.images import load_image, model_input
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 
@@ -255,7 +255,7 @@ def test_large_jpeg_decodes_at_reduced_scale():
 
 
 def test_catalogue_through_batch_prediction(tiny_classifier_run, tmp_path):
-    from flower_core.predict import predict_paths
+    from flower_core.evaluation.predict import predict_paths
 
     folder = tmp_path / "uploads"
     folder.mkdir()
@@ -278,8 +278,8 @@ def test_catalogue_through_batch_prediction(tiny_classifier_run, tmp_path):
 
 def test_training_pipeline_and_prediction_see_identical_pixels(tmp_path, monkeypatch):
     """The same file, through the tf.data training pipeline and through `predict_image`."""
-    from flower_core import predict
-    from flower_core.pipeline import image_dataset
+    from flower_core.data.pipeline import image_dataset
+    from flower_core.evaluation import predict
 
     (tmp_path / "rose").mkdir()
     files = ["rose/rotated.jpg", "rose/alpha.png", "rose/anim.gif", "rose/big.jpg"]

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from flower_core.config import make_config
+from flower_core.evaluation.predict import predict_batch
 from flower_core.explain import explain_image, faithfulness
 from flower_core.explain.base import _compiled_forward, resolve_layer
-from flower_core.inference import cached_for_model, forward
-from flower_core.model import build_classifier
-from flower_core.predict import predict_batch
+from flower_core.models.classifier import build_classifier
+from flower_core.models.inference import cached_for_model, forward
 
 from .test_explain import CLASSES, _photo
 

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from flower_core.config import make_config
-from flower_core.jobs import cancel, queued_runs, submit, worker_active
-from flower_core.runs import read_history, read_status
+from flower_core.store.runs import read_history, read_status
+from flower_core.training.jobs import cancel, queued_runs, submit, worker_active
 
 from .conftest import wait_until
 
@@ -47,7 +47,7 @@ def test_cancel_a_queued_job_and_a_running_job(synthetic_dataset, tmp_path):
 
 
 def _run_with(runs, state: str, **status) -> object:
-    from flower_core.runs import STATUS, RunStore, read_json, write_json
+    from flower_core.store.runs import STATUS, RunStore, read_json, write_json
 
     run_dir = RunStore(runs).create({"epochs": 1}, "base", "mobilenet")
     write_json(run_dir / STATUS, {**read_json(run_dir / STATUS), "state": state, **status})
@@ -55,8 +55,8 @@ def _run_with(runs, state: str, **status) -> object:
 
 
 def test_the_followed_run_is_the_one_training_then_the_next_queued_then_the_chosen(tmp_path):
-    from flower_core.jobs import followed_run
-    from flower_core.runs import STATUS
+    from flower_core.store.runs import STATUS
+    from flower_core.training.jobs import followed_run
 
     runs = tmp_path / "runs"
     assert followed_run(runs) is None
@@ -76,7 +76,7 @@ def test_the_followed_run_is_the_one_training_then_the_next_queued_then_the_chos
 def test_a_queued_run_stalls_only_after_the_wait_with_no_worker(tmp_path):
     import datetime as dt
 
-    from flower_core.jobs import STALL_SECONDS, stalled
+    from flower_core.training.jobs import STALL_SECONDS, stalled
 
     runs = tmp_path / "runs"
     long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=STALL_SECONDS + 5)).isoformat()

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from flower_core.runs import RunStore, load_run_model, read_history, read_status
+from flower_core.store.runs import RunStore, load_run_model, read_history, read_status
 from tests.test_train import _start_long_run
 
 

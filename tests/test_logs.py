@@ -3,7 +3,7 @@ one-line error, and stops collecting when the training ends."""
 
 import logging
 
-from flower_core.logs import ROOT_LOGGER, log_to_file
+from flower_core.store.logs import ROOT_LOGGER, log_to_file
 
 
 def test_run_log_keeps_the_traceback_and_only_what_was_logged_during_the_block(tmp_path):

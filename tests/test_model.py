@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from flower_core.backbone_specs import BACKBONES
-from flower_core.backbones import build_backbone, get_backbone, weights_status
 from flower_core.config import PRESETS, STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
-from flower_core.model import (
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.backbones import build_backbone, get_backbone, weights_status
+from flower_core.models.classifier import (
     MapAugmentation,
     Preprocess,
     augmentation_layers,
@@ -177,7 +177,7 @@ def test_preprocessing_modes(mode, pixel, expected):
 
 
 def test_saved_model_loads_in_safe_mode_with_identical_predictions(tmp_path):
-    from flower_core.runs import load_run_model
+    from flower_core.store.runs import load_run_model
 
     clf = build_classifier(make_config("batchnorm", backbone="mobilenet", weights="none", image_size=64), 4)
     clf.model.save(tmp_path / "model.keras")

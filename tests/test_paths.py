@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flower_core.data import list_candidates, scan_dataset
+from flower_core.data.dataset import list_candidates, scan_dataset
 from flower_core.errors import FlowerError
 from flower_core.paths import allowed_roots, check_allowed_path
 
@@ -99,7 +99,7 @@ def test_several_roots_and_odd_inputs(tree, monkeypatch):
 def test_every_entry_point_is_protected(tree, tmp_path):
     """The CLI (eda and train) and the app's background jobs all refuse an escaping path."""
     from flower_core.config import make_config
-    from flower_core.jobs import submit
+    from flower_core.training.jobs import submit
 
     escape = str(tree / "data" / "flowers" / ".." / ".." / "secret")
     config = make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=1)
@@ -135,9 +135,9 @@ def test_every_entry_point_is_protected(tree, tmp_path):
 
 def test_a_weights_file_outside_the_allowed_roots_is_refused_before_a_run(tree, tmp_path):
     """A weights path typed into the Train form cannot probe or read files outside."""
-    from flower_core.backbones import ensure_weights
     from flower_core.config import make_config
-    from flower_core.jobs import submit
+    from flower_core.models.backbones import ensure_weights
+    from flower_core.training.jobs import submit
 
     outside = tree / "secret" / "weights.h5"
     outside.write_bytes(b"not really weights")
@@ -152,7 +152,7 @@ def test_a_weights_file_outside_the_allowed_roots_is_refused_before_a_run(tree, 
 
 
 def test_evaluating_a_run_on_a_folder_outside_the_allowed_roots_is_refused(tree, monkeypatch):
-    from flower_core.evaluate import folder_files
+    from flower_core.evaluation.evaluate import folder_files
 
     with pytest.raises(FlowerError, match="outside the allowed folders"):
         folder_files(tree / "data" / "flowers" / ".." / ".." / "secret", ["daisy", "rose"])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flower_core import backbones
-from flower_core.data import folder_stamp, list_candidates
+from flower_core.data.dataset import folder_stamp, list_candidates
 from flower_core.errors import FlowerError
+from flower_core.models import backbones
 from flower_core.paths import check_allowed_path, outside_message
 
 OUTSIDE_KINDS = [

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from flower_core import predict
 from flower_core.errors import FlowerError
-from flower_core.predict import (
+from flower_core.evaluation import predict
+from flower_core.evaluation.predict import (
     MIN_TOP_PROBABILITY,
     assess,
     describe,
@@ -165,7 +165,7 @@ def test_cli_predict_in_a_subprocess(tiny_classifier_run, tmp_path):
     """The real entry point: the last stdout line is JSON; bad input exits 2 with one line."""
     photo = _photos(tmp_path, 1)[0]
     command = [sys.executable, "-m", "flower_core", "predict", "--run", str(tiny_classifier_run)]
-    root = Path(predict.__file__).resolve().parents[1]
+    root = Path(predict.__file__).resolve().parents[2]
     done = subprocess.run(
         [*command, str(photo), "--json"], capture_output=True, text=True, cwd=root, timeout=120
     )

@@ -8,8 +8,8 @@ full figures (3 seeds) are in docs/RESULTS.md.
 import pytest
 
 from flower_core.config import make_config
-from flower_core.runs import read_json
-from flower_core.train import train_new_run
+from flower_core.store.runs import read_json
+from flower_core.training.jobs import train_new_run
 
 from .conftest import REAL_DATA, WEIGHTS_DIR, needs_mobilenet_weights, needs_real_data
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from flower_core.config import make_config
+from flower_core.data.synthetic import CLASSES, generate
 from flower_core.errors import FlowerError
-from flower_core.jobs import create_run
-from flower_core.predict import load_run, predict_paths
-from flower_core.runs import CONFIG, FACTS, RunStore, read_record, run_facts, write_json
-from flower_core.synthetic import CLASSES, generate
-from flower_core.train import run_training
+from flower_core.evaluation.predict import load_run, predict_paths
+from flower_core.store.runs import CONFIG, FACTS, RunStore, read_record, run_facts, write_json
+from flower_core.training.jobs import create_run
+from flower_core.training.train import run_training
 
 from .conftest import _save_tiny_run
 
@@ -104,9 +104,9 @@ def test_a_wrong_typed_facts_file_is_a_one_line_reason(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_in_the_old_layout_lists_predicts_and_exports_its_card(synthetic_dataset, tmp_path):
-    from flower_core.data import scan_dataset, split_dataset
-    from flower_core.export import export_run
-    from flower_core.export_card import CARD_JSON
+    from flower_core.data.dataset import scan_dataset, split_dataset
+    from flower_core.export.card import CARD_JSON
+    from flower_core.export.exporter import export_run
 
     split = split_dataset(scan_dataset(synthetic_dataset)).to_json()
     run_dir = _save_tiny_run(

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from flower_core.config import TrainConfig
 from flower_core.errors import FlowerError
-from flower_core.runs import RunStore, peek_status, read_json, read_record, run_file_schema
+from flower_core.store.runs import RunStore, peek_status, read_json, read_record, run_file_schema
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FINISHED = "20260101-000100-dropout20-mobilenet-bbbb"

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from flower_core.errors import FlowerError
-from flower_core.progress import BestModelKeeper, RunProgress, update_status
-from flower_core.runs import (
+from flower_core.store.runs import (
     HISTORY,
     RunStore,
     append_jsonl,
@@ -23,6 +22,7 @@ from flower_core.runs import (
     request_cancel,
     write_json,
 )
+from flower_core.training.progress import BestModelKeeper, RunProgress, update_status
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from flower_core.errors import FlowerError
-from flower_core.settings import SETTINGS_FILE, save_data_root, saved_data_root
-from flower_core.uploads import UPLOAD_QUOTA_ENV, unpack_upload, upload_quota_mb
+from flower_core.intake.uploads import UPLOAD_QUOTA_ENV, unpack_upload, upload_quota_mb
+from flower_core.store.settings import SETTINGS_FILE, save_data_root, saved_data_root
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PHOTO = {"daisy/a.png": "daisy/daisy_0000.jpg", "rose/b.png": "rose/rose_0000.jpg"}

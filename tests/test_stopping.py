@@ -2,8 +2,8 @@
 
 import json
 
-from flower_core.runs import write_json
-from flower_core.stopping import run_stop_reason, stop_reason
+from flower_core.store.runs import write_json
+from flower_core.training.stopping import run_stop_reason, stop_reason
 
 
 def _history(val_losses, phase="head", start=1):

@@ -6,16 +6,12 @@ import math
 
 import pytest
 
-from flower_core import estimate, groups
-from flower_core.backbone_specs import BACKBONES
 from flower_core.cli import main
 from flower_core.config import DEFAULT_MAX_RUNS, STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
-from flower_core.features import INDEX_FILE, FeatureCache
-from flower_core.progress import update_status
-from flower_core.runs import CONFIG, RunStore, peek_status, read_json, write_json
-from flower_core.study import BASELINE, STUDY_PRESETS, plan_study, start_study, study_table
-from flower_core.sweep import (
+from flower_core.groups import group as groups
+from flower_core.groups.study import BASELINE, STUDY_PRESETS, plan_study, start_study, study_table
+from flower_core.groups.sweep import (
     best_by_validation,
     best_config,
     combinations,
@@ -24,6 +20,11 @@ from flower_core.sweep import (
     start_sweep,
     sweep_results,
 )
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.features import INDEX_FILE, FeatureCache
+from flower_core.store.runs import CONFIG, RunStore, peek_status, read_json, write_json
+from flower_core.training import estimate
+from flower_core.training.progress import update_status
 
 TINY = {"backbone": "mobilenet", "weights": "none", "image_size": 32, "epochs": 1}
 

@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from flower_core import groups, jobs
-from flower_core.progress import update_status
-from flower_core.runs import (
+from flower_core.groups import group as groups
+from flower_core.store.runs import (
     CONFIG,
     HISTORY,
     METRICS,
@@ -17,6 +16,8 @@ from flower_core.runs import (
     read_json,
     write_json,
 )
+from flower_core.training import jobs
+from flower_core.training.progress import update_status
 
 from .test_app_pages import app_env, assert_clean, open_page, synthetic, texts  # noqa: F401
 

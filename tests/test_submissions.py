@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from flower_core import jobs
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
+from flower_core.training import jobs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

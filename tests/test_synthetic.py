@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_core import synthetic
-from flower_core.data import list_candidates, scan_dataset
+from flower_core.data import synthetic
+from flower_core.data.dataset import list_candidates, scan_dataset
+from flower_core.data.synthetic import CLASSES, draw_flower, generate, is_synthetic, load_mask, mask_path
 from flower_core.errors import FlowerError
-from flower_core.synthetic import CLASSES, draw_flower, generate, is_synthetic, load_mask, mask_path
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -2,7 +2,7 @@
 
 import io
 
-from flower_core.progress import TerminalReporter, Throughput
+from flower_core.training.progress import TerminalReporter, Throughput
 
 
 def _clock(*times):

@@ -5,7 +5,7 @@ import io
 
 from PIL import Image
 
-from flower_core.thumbnails import thumbnail_uri
+from flower_core.data.thumbnails import thumbnail_uri
 
 
 def test_a_photo_becomes_a_small_jpeg_data_uri(tmp_path):

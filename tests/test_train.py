@@ -13,12 +13,13 @@ import keras
 import numpy as np
 import pytest
 
-from flower_core import cli
+from flower_core.cli import commands as cli
 from flower_core.config import PRESETS, make_config
-from flower_core.evaluate import evaluate_run
-from flower_core.features import FeatureCache
-from flower_core.runs import RunStore, load_run_model, read_history, read_json, read_status, run_facts
-from flower_core.train import _compile, _view_dataset, train_new_run
+from flower_core.evaluation.evaluate import evaluate_run
+from flower_core.models.features import FeatureCache
+from flower_core.store.runs import RunStore, load_run_model, read_history, read_json, read_status, run_facts
+from flower_core.training.jobs import train_new_run
+from flower_core.training.train import _compile, _view_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -247,12 +248,13 @@ def test_the_commands_import_keras_without_pandas_and_pandas_still_imports_after
     for it, and whatever needs pandas later in the process must still get it."""
     script = (
         "import sys\n"
-        "from flower_core import cli\n"
-        "cli._import_tensorflow_quietly()\n"
+        "from flower_core.cli import commands\n"
+        "commands._import_tensorflow_quietly()\n"
         "assert 'keras' in sys.modules and 'pandas' not in sys.modules, 'pandas came with Keras'\n"
-        "from flower_core import evaluate, train  # what a training imports, its test evaluation too\n"
+        "from flower_core.evaluation import evaluate  # what a training imports, its test evaluation too\n"
+        "from flower_core.training import train\n"
         "assert 'pandas' not in sys.modules, 'a training module imports pandas'\n"
-        "from flower_core.predict import predictions_table\n"
+        "from flower_core.evaluation.predict import predictions_table\n"
         "print(type(predictions_table([{'path': 'a.jpg', 'predicted_class': 'daisy'}])).__name__)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
@@ -268,7 +270,7 @@ def test_missing_dataset_is_one_clear_line(tmp_path):
 def _start_long_run(data: Path, runs: Path) -> subprocess.Popen:
     script = (
         "from flower_core.config import make_config\n"
-        "from flower_core.train import train_new_run\n"
+        "from flower_core.training.jobs import train_new_run\n"
         f"train_new_run(make_config('base', backbone='mobilenet', weights='none', image_size=64,"
         f" epochs=200, patience=500, batch_size=8), {str(data)!r}, {str(runs)!r})\n"
     )

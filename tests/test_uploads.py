@@ -3,7 +3,7 @@
 import pytest
 
 from flower_core.errors import FlowerError
-from flower_core.uploads import check_total, check_upload
+from flower_core.intake.uploads import check_total, check_upload
 
 MB = 1024**2
 

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from flower_core import jobs
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
-from flower_core.jobs import IDLE_ENV, WORKER_IDLE_S, idle_seconds, submit, worker_active
-from flower_core.runs import RunStore, read_status
+from flower_core.store.runs import RunStore, read_status
+from flower_core.training import jobs
+from flower_core.training.jobs import IDLE_ENV, WORKER_IDLE_S, idle_seconds, submit, worker_active
 
 from .conftest import wait_until
 

@@ -1,11 +1,12 @@
 """The Train form's augmentation preview: one training photo and 8 augmented versions drawn with
-the form's current settings, and what the cached-maps mode does instead (`flower_core.augment_preview`)."""
+the form's current settings, and what the cached-maps mode does instead
+(`flower_core.data.augment_preview`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from flower_core.augment_preview import PREVIEW_VERSIONS, augmented_versions, maps_note
+from flower_core.data.augment_preview import PREVIEW_VERSIONS, augmented_versions, maps_note
 from ui import loaders
 from ui.common import data_root
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from flower_core.features import FeatureCache
+from flower_core.models.features import FeatureCache
 
 
 def cache_panel() -> None:

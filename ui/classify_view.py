@@ -14,8 +14,8 @@ from flower_core.errors import FlowerError
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
-from flower_core.runs import CONFIG, METRICS, read_json
-from flower_core.uploads import MAX_PHOTO_MB, check_total, check_upload
+from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
+from flower_core.store.runs import CONFIG, METRICS, read_json
 from ui import loaders
 from ui.common import data_root, guard, percent, runs_root, short_name, upload_limit_mb
 from ui.compare_view import label

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core import jobs
-from flower_core.data import resolve_data_root
+from flower_core.data.dataset import resolve_data_root
 from flower_core.errors import FlowerError
-from flower_core.logs import ROOT_LOGGER, log_to_stderr
-from flower_core.runs import resolve_runs_root
-from flower_core.settings import save_data_root, saved_data_root
+from flower_core.store.logs import ROOT_LOGGER, log_to_stderr
+from flower_core.store.runs import resolve_runs_root
+from flower_core.store.settings import save_data_root, saved_data_root
+from flower_core.training import jobs
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 APP_NAME = "Flower Studio"

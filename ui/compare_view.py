@@ -9,13 +9,13 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.compare import MORE_COLUMNS, TABLE_COLUMNS, run_details, table_columns
-from flower_core.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
+from flower_core.evaluation.compare import MORE_COLUMNS, TABLE_COLUMNS, run_details, table_columns
+from flower_core.store.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui import export_view, study_view
 from ui.common import guard, runs_root
 
 _SMALL = "small"
-# How each column of the runs table (`flower_core.compare.TABLE_COLUMNS`) is shown: short labels
+# How each column of the runs table (`flower_core.evaluation.compare.TABLE_COLUMNS`) is shown: short labels
 # and widths in pixels, so that the compact set (926 px with the selection column) fits a 1400 px
 # window with no sideways scroll (about 940 px beside the sidebar); abbreviations are spelled out
 # in their help.
@@ -113,7 +113,7 @@ def _column_label(column: str) -> str:
 
 
 def table(frame: pd.DataFrame) -> list[str]:
-    """The sortable table, its compact columns and those a user adds (`flower_core.compare`);
+    """The sortable table, its compact columns and those a user adds (`flower_core.evaluation.compare`);
     returns the selected run ids (default: the three best)."""
     more = st.multiselect(
         "More columns",
@@ -143,7 +143,7 @@ def table(frame: pd.DataFrame) -> list[str]:
 
 
 def details(run_ids: list[str]) -> list[dict]:
-    """Summary, settings, history and metrics of each selected run (`flower_core.compare`)."""
+    """Summary, settings, history and metrics of each selected run (`flower_core.evaluation.compare`)."""
     return [{**row, "label": label(row)} for row in run_details(runs_root(), run_ids)]
 
 
@@ -220,7 +220,7 @@ def per_class(selected: list[dict]) -> None:
 
 
 def study(frame: pd.DataFrame) -> None:
-    """Each study as it fills, beside the study's figures (`ui.study_view`, `flower_core.study`)."""
+    """Each study as it fills, beside the study's figures (`ui.study_view`, `flower_core.groups.study`)."""
     study_view.studies(frame)
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.data import DEFAULT_SPLIT
-from flower_core.thumbnails import THUMBNAIL_PX, thumbnail_uri
+from flower_core.data.dataset import DEFAULT_SPLIT
+from flower_core.data.thumbnails import THUMBNAIL_PX, thumbnail_uri
 from ui import loaders
 from ui.common import plural, short_name
 

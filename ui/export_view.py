@@ -1,4 +1,5 @@
-"""The Export button of a finished run: export the default formats, verified, then download one zip."""
+"""The Export button of a finished run: export the default formats, verified (one that disagrees
+with the Keras model is left out, and said), then download one zip."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from flower_core.export import export_problem, export_zip
-from flower_core.export_formats import DEFAULT_FORMATS
+from flower_core.export.exporter import export_problem, export_zip
+from flower_core.export.formats import DEFAULT_FORMATS
 from ui.common import guard
 
 
@@ -31,7 +32,7 @@ def export_panel(run_dir: Path, key: str) -> None:
         bar = st.progress(0.0, text="Exporting")
         with guard("Cannot export the run"):
             st.session_state[stored] = export_zip(
-                run_dir, DEFAULT_FORMATS, progress=lambda step, done: bar.progress(min(done, 1.0), text=step)
+                run_dir, progress=lambda step, done: bar.progress(min(done, 1.0), text=step)
             )
         bar.empty()
     if stored not in st.session_state:
@@ -45,6 +46,8 @@ def export_panel(run_dir: Path, key: str) -> None:
         icon=":material/download:",
         key=f"{key}_export_download",
     )
+    for name, why in report["skipped"].items():
+        st.warning(f"{name} left out: {why}", icon=":material/block:")
     st.dataframe(
         pd.DataFrame(report["formats"]).T[["size_bytes", "agreement", "max_abs_diff", "test_accuracy"]],
         key=f"{key}_export_table",

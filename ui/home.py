@@ -6,11 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core.backbone_specs import BACKBONES
-from flower_core.backbones import ready_offline, weights_status
-from flower_core.download import is_online
-from flower_core.runs import ACTIVE_STATES
-from flower_core.synthetic import is_synthetic
+from flower_core.data.synthetic import is_synthetic
+from flower_core.intake.download import is_online
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.backbones import ready_offline, weights_status
+from flower_core.store.runs import ACTIVE_STATES
 from ui import loaders
 from ui.common import link, percent
 

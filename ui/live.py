@@ -13,10 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core import charts, jobs
+from flower_core import charts
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
-from flower_core.runs import (
+from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
     METRICS,
@@ -25,7 +25,8 @@ from flower_core.runs import (
     read_json,
     read_record,
 )
-from flower_core.stopping import run_stop_reason
+from flower_core.training import jobs
+from flower_core.training.stopping import run_stop_reason
 from ui import export_view
 from ui.common import PAGES, percent, runs_root
 

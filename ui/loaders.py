@@ -13,10 +13,10 @@ from pathlib import Path
 import streamlit as st
 from PIL import ImageOps
 
-from flower_core.data import Dataset, folder_stamp, scan_dataset, split_dataset
+from flower_core.data.dataset import Dataset, folder_stamp, scan_dataset, split_dataset
+from flower_core.data.images import bounded_photo, load_image
 from flower_core.errors import FlowerError
-from flower_core.images import bounded_photo, load_image
-from flower_core.runs import MODEL, RunStore
+from flower_core.store.runs import MODEL, RunStore
 from ui.common import runs_root
 
 
@@ -42,7 +42,7 @@ def dataset_or_none(root: str | os.PathLike) -> tuple[Dataset | None, str]:
 @st.cache_data(show_spinner="Measuring every photo (sizes, colours, duplicates)…", max_entries=4)
 def eda_tables(root: str, stamp: str) -> dict:
     """The EDA of a dataset: the per-photo table, per-class summary, duplicates and the split."""
-    from flower_core import eda
+    from flower_core.data import eda
 
     dataset = load_dataset(root, stamp)
     table = eda.image_table(dataset)
@@ -81,7 +81,7 @@ def model_stamp(run_dir: str | os.PathLike) -> float:
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model…")
 def _load_run(run_dir: str, stamp: float):
-    from flower_core.predict import load_run
+    from flower_core.evaluation.predict import load_run
 
     return load_run(run_dir)
 
@@ -93,8 +93,8 @@ def run_model(run_dir: str | os.PathLike):
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
-    """The prediction record of a photo (see `flower_core.predict.describe`)."""
-    from flower_core.predict import predict_image, run_threshold
+    """The prediction record of a photo (see `flower_core.evaluation.predict.describe`)."""
+    from flower_core.evaluation.predict import predict_image, run_threshold
 
     model, class_names = _load_run(run_dir, stamp)
     return predict_image(model, class_names, image, top_k=top_k, threshold=run_threshold(run_dir))

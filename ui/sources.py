@@ -7,12 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from flower_core.data import find_datasets
-from flower_core.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
+from flower_core.data.dataset import find_datasets
+from flower_core.data.synthetic import generate, is_synthetic
 from flower_core.errors import FlowerError
-from flower_core.settings import data_home
-from flower_core.synthetic import generate, is_synthetic
-from flower_core.uploads import check_upload, unpack_upload
+from flower_core.intake.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
+from flower_core.intake.uploads import check_upload, unpack_upload
+from flower_core.store.settings import data_home
 from ui import loaders
 from ui.common import (
     data_root,

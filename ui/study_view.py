@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from flower_core import groups
-from flower_core.backbone_specs import BACKBONES, DEFAULT_BACKBONE
 from flower_core.config import DEFAULTS, MAX_SEEDS, SETTINGS
-from flower_core.data import Dataset
-from flower_core.estimate import estimate_group, format_duration
-from flower_core.group_charts import study_bars
-from flower_core.study import list_studies, plan_study, start_study, study_table, table_cells
+from flower_core.data.dataset import Dataset
+from flower_core.groups import group as groups
+from flower_core.groups.charts import study_bars
+from flower_core.groups.study import list_studies, plan_study, start_study, study_table, table_cells
+from flower_core.models.backbone_specs import BACKBONES, DEFAULT_BACKBONE
+from flower_core.training.estimate import estimate_group, format_duration
 from ui.common import guard, plural, runs_root
 from ui.train_form import WEIGHTS
 

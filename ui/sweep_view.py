@@ -6,13 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from flower_core import groups, jobs
 from flower_core.config import DEFAULT_MAX_RUNS, PRESETS, SETTINGS, make_config
-from flower_core.data import Dataset
-from flower_core.estimate import estimate_group, format_duration
-from flower_core.group_charts import sweep_parallel
-from flower_core.groups import list_groups
-from flower_core.sweep import (
+from flower_core.data.dataset import Dataset
+from flower_core.groups import group as groups
+from flower_core.groups.charts import sweep_parallel
+from flower_core.groups.group import list_groups
+from flower_core.groups.sweep import (
     KIND,
     best_by_validation,
     best_config,
@@ -22,6 +21,8 @@ from flower_core.sweep import (
     sweep_results,
     sweepable,
 )
+from flower_core.training import jobs
+from flower_core.training.estimate import estimate_group, format_duration
 from ui.common import guard, percent, plural, runs_root
 from ui.train_form import WEIGHTS
 

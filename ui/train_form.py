@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from flower_core.backbone_specs import BACKBONES
-from flower_core.backbones import ready_offline, weights_status
 from flower_core.config import (
     BEST_RESULT,
     PRESET_DESCRIPTIONS,
@@ -15,9 +13,11 @@ from flower_core.config import (
     SUGGESTED_PRESET,
     make_config,
 )
-from flower_core.data import Dataset
+from flower_core.data.dataset import Dataset
 from flower_core.errors import FlowerError
-from flower_core.estimate import estimate_run, format_duration
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.backbones import ready_offline, weights_status
+from flower_core.training.estimate import estimate_run, format_duration
 from ui import augment_preview
 from ui.common import runs_root
 from ui.home import online
@@ -120,7 +120,7 @@ def _estimate(preset: str, backbone: str, data_root: str, photos: int, runs: str
 
 def estimate_note(preset: str, dataset: Dataset) -> None:
     """Before the click: how long the preset's run should take on this machine, and whether its
-    backbone features are already cached (`flower_core.estimate`).
+    backbone features are already cached (`flower_core.training.estimate`).
 
     Args:
         preset: the preset the form starts from.

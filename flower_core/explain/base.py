@@ -10,7 +10,7 @@ therefore costs about one forward pass. When the head cannot be cut out on its o
 inside a residual block, whose skip connection bypasses it), one gradient model over the whole
 network is used instead. Both, and the forward pass with its gradient as one compiled graph,
 are built once per (model, layer) and reused by every later call and thread: run eagerly, the
-feature model would hold every layer's output until it returned (`flower_core.inference`).
+feature model would hold every layer's output until it returned (`flower_core.models.inference`).
 
 Gradients are taken of the logits (the `predictions` layer without its softmax), as in the
 Keras Grad-CAM example, because the softmax saturates and mixes the classes.
@@ -24,10 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from flower_core.backbone_specs import BACKBONES
 from flower_core.errors import FlowerError
-from flower_core.inference import cached_for_model, pixel_spec
-from flower_core.model import HEAD_POOL, PREDICTIONS, class_scores, is_backbone_layer
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.classifier import HEAD_POOL, PREDICTIONS, class_scores, is_backbone_layer
+from flower_core.models.inference import cached_for_model, pixel_spec
 
 
 def spatial_layers(model: keras.Model) -> list[str]:
@@ -79,7 +79,7 @@ def _split(model: keras.Model, layer: str) -> tuple:
 def _compiled_forward(model: keras.Model, layer: str, with_gradients: bool):
     """`forward(pixels, target)` -> (activations, logits, target, gradients or None) as one
     graph, traced once per model, layer and kind: run eagerly, the feature model holds every
-    layer's output until it returns (see `flower_core.inference`). A `target` below 0 means
+    layer's output until it returns (see `flower_core.models.inference`). A `target` below 0 means
     the predicted class."""
 
     def build():

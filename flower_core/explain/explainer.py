@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from flower_core.data.images import ImageSource, load_image, model_input
 from flower_core.errors import FlowerError
 from flower_core.explain.base import BaseCAM, normalise
 from flower_core.explain.faithfulness import faithfulness as faithfulness_score
@@ -17,7 +18,6 @@ from flower_core.explain.gradcam import GradCAM
 from flower_core.explain.gradcam_plus_plus import GradCAMPlusPlus
 from flower_core.explain.overlay import DEFAULT_ALPHA, overlay_heatmap, resize_heatmap, save_png
 from flower_core.explain.score_cam import ScoreCAM
-from flower_core.images import ImageSource, load_image, model_input
 
 METHODS: dict[str, type[BaseCAM]] = {cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM)}
 # Photos are shown (and heatmaps upsampled) at most this many pixels on the long side.
@@ -180,7 +180,7 @@ def explain_path(
     Returns:
         `heatmap_path`, `model_view_path`, `image` and the fields of `Explanation.summary`.
     """
-    from flower_core.predict import load_run
+    from flower_core.evaluation.predict import load_run
 
     get_method(method)
     model, class_names = load_run(run)

@@ -23,7 +23,7 @@ import cv2
 import keras
 import numpy as np
 
-from flower_core.inference import predict_probabilities
+from flower_core.models.inference import predict_probabilities
 
 REMOVE_FRACTION = 0.2
 RANDOM_DRAWS = 4

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from flower_core.model import PREPROCESS_LAYER
+from flower_core.models.classifier import PREPROCESS_LAYER
 
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET,

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from flower_core.explain.base import BaseCAM
-from flower_core.inference import predict_probabilities
+from flower_core.models.inference import predict_probabilities
 
 MAX_CHANNELS = 32
 BATCH_SIZE = 16

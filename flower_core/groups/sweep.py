@@ -1,0 +1,188 @@
+"""Sweeps: a grid, or a random sample of it, over training settings, queued as one group.
+
+The settings a sweep may vary, and how their values are read, come from `TrainConfig`'s fields
+(names and types), less the few that must stay fixed across a sweep (`FIXED`); values are then
+checked by `TrainConfig.validate`, so a sweep accepts exactly what a run accepts. All runs of a
+sweep share one split (`flower_core.groups.group`) and, when they differ only in head settings, one
+feature-cache entry: one backbone pass over the photos for the whole sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import statistics
+
+from flower_core.config import DEFAULT_MAX_RUNS, SETTINGS, TrainConfig, make_config, parse_setting
+from flower_core.errors import FlowerError
+from flower_core.groups.group import Planned, state_counts, submit_group
+
+KIND = "sweep"
+# Settings a sweep cannot vary: what it starts from, what `--seeds` repeats, and the split
+# fractions (every run of a sweep reads the group's one split).
+FIXED = {
+    "preset": "choose it with --preset",
+    "seed": "use --seeds to repeat each combination",
+    "val_fraction": "a sweep's runs share one split",
+    "test_fraction": "a sweep's runs share one split",
+}
+
+
+def sweepable() -> dict[str, str]:
+    """The settings a sweep may vary, each with its type as `TrainConfig` declares it."""
+    return {
+        f.name: str(f.type)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name in SETTINGS and f.name not in FIXED
+    }
+
+
+def parse_value(name: str, text: str):
+    """One value of setting `name` from text (`config.parse_setting`); a list (`dense_units`) is
+    written `512/128`, since commas separate a grid's values."""
+    if not text.strip():
+        raise FlowerError(f"empty value for {name}")
+    return parse_setting(name, text.replace("/", ","))
+
+
+def parse_grid(text: str) -> dict[str, list]:
+    """`"dropout=0.2,0.5;learning_rate=1e-3,1e-4"` as `{"dropout": [0.2, 0.5], ...}`.
+
+    Names may use dashes (`learning-rate`); a list value (`dense_units`) is written `512/128`.
+    """
+    grid: dict[str, list] = {}
+    for part in filter(str.strip, (text or "").split(";")):
+        name, sep, values = part.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise FlowerError(f"each part of the grid is name=value,value. Received: {part.strip()!r}")
+        if name in FIXED:
+            raise FlowerError(f"a sweep cannot vary {name}: {FIXED[name]}")
+        if name not in sweepable():
+            raise FlowerError(f"unknown training setting '{name}'. Choose from: {', '.join(sweepable())}")
+        if name in grid:
+            raise FlowerError(f"{name} appears twice in the grid")
+        parsed = [parse_value(name, value) for value in values.split(",") if value.strip()]
+        if not parsed:
+            raise FlowerError(f"no values for {name}. Received: {part.strip()!r}")
+        grid[name] = list(dict.fromkeys(map(_hashable, parsed)))
+        grid[name] = [list(v) if isinstance(v, tuple) else v for v in grid[name]]
+    if not grid:
+        raise FlowerError('empty grid: give at least one setting, e.g. --grid "dropout=0.2,0.5"')
+    return grid
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def combinations(grid: dict[str, list], samples: int | None = None, seed: int = 0) -> list[dict]:
+    """Every combination of the grid, or `samples` of them drawn at random (seeded, no repeats)."""
+    names = list(grid)
+    every = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+    if samples is None or samples >= len(every):
+        return every
+    if samples < 1:
+        raise FlowerError(f"samples must be at least 1. Received: samples={samples}")
+    return random.Random(seed).sample(every, samples)
+
+
+def combo_label(combo: dict) -> str:
+    return " ".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in combo.items())
+
+
+def plan_sweep(
+    preset: str,
+    grid: dict[str, list],
+    *,
+    samples: int | None = None,
+    seeds: int = 1,
+    max_runs: int = DEFAULT_MAX_RUNS,
+    **common,
+) -> list[Planned]:
+    """The runs of a sweep: each combination (over `preset` and `common` settings) x seeds.
+
+    Raises a `FlowerError`, before anything is queued, for a value `TrainConfig` refuses or more
+    than `max_runs` runs.
+    """
+    if seeds < 1:
+        raise FlowerError(f"seeds must be at least 1. Received: seeds={seeds}")
+    combos = combinations(grid, samples)
+    if len(combos) * seeds > max_runs:
+        raise FlowerError(
+            f"the sweep would queue {len(combos) * seeds} runs, more than the maximum of "
+            f"{max_runs}: use fewer values, --samples or a higher --max-runs"
+        )
+    return [
+        Planned(combo_label(combo), make_config(preset, **{**common, **combo, "seed": seed}))
+        for combo in combos
+        for seed in range(seeds)
+    ]
+
+
+def start_sweep(
+    data_root, runs_root=None, *, preset: str, grid: dict[str, list], start: bool = True, **options
+) -> dict:
+    """Queue a sweep (see `plan_sweep`) as one group; returns the group record."""
+    planned = plan_sweep(preset, grid, **options)
+    info = {"preset": preset, "grid": grid, **{k: v for k, v in options.items() if v is not None}}
+    return submit_group(KIND, planned, data_root, runs_root, info=info, start=start)
+
+
+def sweep_results(rows: list[dict], settings: list[str]) -> list[dict]:
+    """One row per combination: its settings, mean validation and test accuracy over its finished
+    seeds, and how many runs are still queued or training. Best validation first."""
+    combos: dict[str, dict] = {}
+    for row in rows:
+        config = row.get("config") or {}
+        entry = combos.setdefault(
+            row.get("group_label") or row["run_id"],
+            {
+                "combination": row.get("group_label") or row["run_id"],
+                **{name: _cell(config.get(name)) for name in settings},
+                "rows": [],
+            },
+        )
+        entry["rows"].append(row)
+    results = []
+    for entry in combos.values():
+        done = [r for r in entry.pop("rows") if r.get("state") == "done"]
+        val = [r["best_val_accuracy"] for r in done if r.get("best_val_accuracy") is not None]
+        test = [r["test_accuracy"] for r in done if r.get("test_accuracy") is not None]
+        results.append(
+            {
+                **entry,
+                "runs": len(done),
+                "val_accuracy": statistics.fmean(val) if val else None,
+                "test_accuracy": statistics.fmean(test) if test else None,
+                "states": state_counts(
+                    [
+                        r
+                        for r in rows
+                        if r.get("group_label") == entry["combination"] and r.get("state") != "done"
+                    ]
+                ),
+            }
+        )
+    return sorted(results, key=lambda r: -1 if r["val_accuracy"] is None else r["val_accuracy"], reverse=True)
+
+
+def _cell(value):
+    return "/".join(map(str, value)) if isinstance(value, list) else value
+
+
+def best_by_validation(rows: list[dict], settings: list[str]) -> dict | None:
+    """The combination with the highest mean validation accuracy (never test: the test photos
+    stay unseen for choosing), or `None` while no run of the sweep has finished."""
+    results = [r for r in sweep_results(rows, settings) if r["val_accuracy"] is not None]
+    return results[0] if results else None
+
+
+def best_config(rows: list[dict], settings: list[str]) -> TrainConfig:
+    """A standalone run's config of the best-by-validation combination (seed 0, own split)."""
+    best = best_by_validation(rows, settings)
+    if best is None:
+        raise FlowerError("no run of this sweep has finished yet")
+    config = next(r["config"] for r in rows if r.get("group_label") == best["combination"])
+    return dataclasses.replace(TrainConfig.from_json(config), seed=0).validate()

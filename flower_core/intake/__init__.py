@@ -1,0 +1,3 @@
+"""What comes from outside: uploaded archives (safely unpacked), upload quotas, the public dataset
+download.
+"""

@@ -1,0 +1,158 @@
+"""Size limits on what people upload, checked in code as well as by the Streamlit server, and
+where uploaded datasets are unpacked.
+
+The server refuses a single file over `server.maxUploadSize` (`.streamlit/config.toml`), but only
+per file. The app checks every upload again here, before decoding anything: each photo against a
+per-photo limit, and the photos sent together against a total, so one person's batch of huge
+photos cannot set a shared server decoding and explaining gigabytes of pixels. Uploaded zips
+are unpacked each into its own folder, all of them together under a quota.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from flower_core.data.dataset import list_candidates
+from flower_core.errors import FlowerError
+from flower_core.intake.archive import MAX_BYTES, extract_zip
+
+MAX_PHOTO_MB = 50
+UPLOADS_DIR = "uploads"
+UPLOAD_QUOTA_ENV = "FLOWER_UPLOAD_QUOTA_MB"
+# All uploaded datasets together (`FLOWER_UPLOAD_QUOTA_MB`): five zips of the largest size each.
+DEFAULT_UPLOAD_QUOTA_MB = 10 * 1024
+_MB = 1024**2
+
+
+def _mb(size: int) -> str:
+    return f"{size / _MB:,.1f} MB"
+
+
+def check_upload(name: str, size: int, max_mb: float) -> None:
+    """Refuse one uploaded file over `max_mb` megabytes (MiB, as Streamlit counts them).
+
+    Raises:
+        FlowerError: one line naming the file, its size and the limit.
+    """
+    if size > max_mb * _MB:
+        raise FlowerError(f"{name} is {_mb(size)}, over the limit of {max_mb:g} MB per file")
+
+
+def check_total(sizes: Iterable[int], max_mb: float) -> None:
+    """Refuse files sent together whose sizes add up to more than `max_mb` megabytes.
+
+    Raises:
+        FlowerError: one line with the total and the limit.
+    """
+    sizes = list(sizes)
+    total = sum(sizes)
+    if total > max_mb * _MB:
+        raise FlowerError(
+            f"{len(sizes)} files of {_mb(total)} in all, over the limit of {max_mb:g} MB at once; "
+            "upload fewer at a time"
+        )
+
+
+def upload_quota_mb() -> float:
+    """The most megabytes all uploaded datasets together may take (`FLOWER_UPLOAD_QUOTA_MB`).
+
+    Raises:
+        FlowerError: the variable is set but is not a positive number.
+    """
+    value = os.environ.get(UPLOAD_QUOTA_ENV, "").strip()
+    if not value:
+        return DEFAULT_UPLOAD_QUOTA_MB
+    try:
+        quota = float(value)
+    except ValueError:
+        quota = -1.0
+    if not 0 < quota < float("inf"):
+        raise FlowerError(f"{UPLOAD_QUOTA_ENV} must be a positive number of MB. Received: {value!r}")
+    return quota
+
+
+def uploaded_bytes(uploads: str | os.PathLike) -> int:
+    """Bytes taken by the files under the uploads folder (links are not followed)."""
+    total = 0
+    for folder, _, files in os.walk(uploads):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _reserve(uploads: Path, name: str) -> Path:
+    """A new, empty folder under `uploads` named after `name`: made with `mkdir`, which only one
+    of several people uploading the same name at once can win; the others get `name-2`, ..."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "dataset"
+    uploads.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = uploads / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FlowerError(f"no free folder name for {stem!r} in {uploads}; choose another name")
+
+
+def unpack_upload(
+    source: BinaryIO, name: str, home: str | os.PathLike, progress: Callable[[int, int], None] | None = None
+) -> Path:
+    """Unpack an uploaded .zip of class folders into its own new folder `home/uploads/<name>`.
+
+    Each upload gets a folder of its own, even when several people upload the same name at
+    once; the uploads together stay under `upload_quota_mb()`; and an upload that is refused
+    (unsafe, over a limit, not a dataset of two classes or more) leaves nothing behind.
+
+    Args:
+        source: the uploaded zip, an open binary file.
+        name: the name the person gave the new dataset (made safe here).
+        home: the folder new datasets go to (`settings.data_home()`).
+        progress: called as `progress(done, total)` per member. Defaults to `None`.
+
+    Returns:
+        The new dataset's root folder.
+
+    Raises:
+        FlowerError: one line saying why the upload was refused.
+    """
+    uploads = Path(home) / UPLOADS_DIR
+    quota = upload_quota_mb() * _MB
+    used = uploaded_bytes(uploads)
+    declared = _declared_size(source)
+    if used + declared > quota:
+        raise FlowerError(
+            f"the uploads would take {_mb(used + declared)}, over the quota of {_mb(quota)} for all "
+            f"uploaded datasets ({_mb(used)} in use); delete old uploads in {uploads} or ask the "
+            f"server's admin ({UPLOAD_QUOTA_ENV})"
+        )
+    folder = _reserve(uploads, name)
+    try:
+        root = extract_zip(
+            source, folder, max_bytes=int(min(MAX_BYTES, quota - used)), progress=progress, reserved=True
+        )
+        list_candidates(root)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return root
+
+
+def _declared_size(source: BinaryIO) -> int:
+    """The unpacked size a zip declares (checked again against the bytes written)."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        return 0  # `extract_zip` says it in one line
+    finally:
+        source.seek(0)

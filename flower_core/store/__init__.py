@@ -1,0 +1,1 @@
+"""What is kept on disk: run folders, logs, the app's settings."""
