@@ -384,7 +384,7 @@ def kept_model_note(run_dir: Path, status: dict | None = None) -> str:
     """What a stopped run kept, exactly: which epoch's model `model.keras` holds, or none."""
     status = read_record(Path(run_dir) / STATUS) if status is None else status
     if not (Path(run_dir) / MODEL).is_file():
-        return "no model was kept: no epoch had finished with a validation loss"
+        return "no model was kept (none had been saved yet)"
     epoch = status.get("kept_epoch")
     return (
         f"the model of epoch {epoch} (the best until then) is kept"
