@@ -10,7 +10,8 @@ check the path here, so neither a link nor a `../` can step outside.
 With roots set, a path is resolved one component at a time and nothing outside the roots (or
 above them, on the way in) is ever stat-ed, listed or read: a refusal is the same sentence
 whether the outside path exists, is unreadable or is missing, so the app tells nobody what lies
-outside. Unset, nothing is restricted.
+outside; the same for `~name`, whether or not an account `name` exists. Unset, nothing is
+restricted.
 """
 
 from __future__ import annotations
@@ -106,7 +107,11 @@ def _contained(path: str | os.PathLike, what: str, roots: list[Path] | None = No
     if not entries:
         return _resolve(path, what)
     roots = roots or [_resolve(entry) for entry in entries]
-    resolved = _walk(_expand(path, what), entries + roots)
+    try:
+        expanded = _expand(path, what)
+    except FlowerError:  # `~name` of no account: refused like any outside path, so no name shows
+        return None
+    resolved = _walk(expanded, entries + roots)
     return resolved if resolved is not None and _inside(resolved, roots) else None
 
 
@@ -142,7 +147,8 @@ def check_allowed_path(path: str | os.PathLike, what: str = "dataset folder") ->
 
     Raises:
         FlowerError: the path resolves outside every allowed folder (`outside_message`, the same
-            whatever lies there), or `~user` names no user.
+            whatever lies there, and for `~user` of no account); with no roots set, `~user`
+            naming no account.
 
     Example:
         >>> os.environ["FLOWER_ALLOWED_ROOTS"] = "/srv/flowers"

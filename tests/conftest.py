@@ -165,6 +165,7 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
                 "epoch": len(history),
                 "epochs": len(history),
                 "message": "finished",
+                "kept_epoch": len(history),
                 "started": "2026-01-01T00:00:00+00:00",
                 "finished": "2026-01-01T00:01:00+00:00",
             }

@@ -292,6 +292,23 @@ def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     assert not jobs.queued_runs()
 
 
+def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
+    run_dir = Path(os.environ["FLOWER_RUNS"]) / "20260101-000000-base-mobilenet-dead"
+    run_dir.mkdir(parents=True)
+    config = {"preset": "base", "backbone": "mobilenet", "epochs": 30}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "status.json").write_text(
+        json.dumps({"state": "running", "epoch": 2, "epochs": 30, "pid": -1, "host": os.uname().nodename})
+    )
+    epoch = {"epoch": 1, "phase": "head", "loss": 1.2, "accuracy": 0.5, "val_loss": 0.9, "val_accuracy": 0.6}
+    append_jsonl(run_dir / "history.jsonl", {**epoch, "lr": 1e-3, "seconds": 2.0})
+    at = open_page("pages/2_Train.py")
+    assert texts(at.warning) == (
+        "the training process stopped (killed or crashed) after epoch 1 of 30; "
+        "no model was kept (none had been saved yet)"
+    )
+
+
 def test_a_queue_without_a_worker_can_be_restarted(synthetic, no_worker):
     started = no_worker
     at = _submit_small_run(open_page("pages/2_Train.py"))
@@ -313,7 +330,9 @@ def test_a_finished_job_shows_its_results_and_a_second_session_sees_the_running_
     at.run().switch_page("pages/2_Train.py").run()
     assert_clean(at)
     assert "Test accuracy" in [m.label for m in at.metric]
-    assert texts(at.success).startswith("Stopped: stopped at epoch 2 of 30; the model of epoch 2 is kept")
+    assert texts(at.success).startswith(
+        "Stopped: stopped at epoch 2 of 30; the model of epoch 2 (the best until then) is kept"
+    )
     assert "epoch   2" in texts(at.code)
     assert any("Confusion matrix" in json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
     at.button(key="train_explain").click().run()

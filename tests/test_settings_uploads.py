@@ -5,6 +5,9 @@ at once, a refused upload leaves nothing behind, and all uploads together stay u
 import errno
 import io
 import os
+import signal
+import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -13,10 +16,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from flower_core.errors import FlowerError
-from flower_core.intake.uploads import UPLOAD_QUOTA_ENV, unpack_upload, upload_quota_mb
+from flower_core.intake.uploads import (
+    QUOTA_LOCK,
+    UPLOAD_QUOTA_ENV,
+    unpack_upload,
+    upload_quota_mb,
+    uploaded_bytes,
+)
 from flower_core.store.settings import SETTINGS_FILE, save_data_root, saved_data_root
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+MB = 1024**2
 PHOTO = {"daisy/a.png": "daisy/daisy_0000.jpg", "rose/b.png": "rose/rose_0000.jpg"}
 
 
@@ -27,6 +38,11 @@ def _zip(members: dict[str, bytes]) -> io.BytesIO:
             archive.writestr(name, data)
     buffer.seek(0)
     return buffer
+
+
+def _entries(home: Path) -> list[str]:
+    """What the uploads folder shows, its quota lock aside."""
+    return sorted(p.name for p in (home / "uploads").iterdir() if p.name != QUOTA_LOCK)
 
 
 def _dataset_zip(synthetic: Path) -> io.BytesIO:
@@ -144,7 +160,7 @@ def test_a_refused_upload_leaves_nothing_behind(synthetic_dataset, tmp_path, cas
         )
     with pytest.raises(FlowerError, match=reason):
         unpack_upload(source, "refused", tmp_path)
-    assert list((tmp_path / "uploads").iterdir()) == []
+    assert _entries(tmp_path) == []
 
 
 def test_uploads_together_stay_under_the_quota(synthetic_dataset, tmp_path, monkeypatch):
@@ -154,9 +170,80 @@ def test_uploads_together_stay_under_the_quota(synthetic_dataset, tmp_path, monk
     with pytest.raises(FlowerError, match=rf"over the quota of .* \({UPLOAD_QUOTA_ENV}\)") as caught:
         unpack_upload(_dataset_zip(synthetic_dataset), "second", tmp_path)
     assert "\n" not in str(caught.value)
-    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["first"]
+    assert _entries(tmp_path) == ["first"]
     monkeypatch.setenv(UPLOAD_QUOTA_ENV, str(3 * used / 1024**2))
     assert unpack_upload(_dataset_zip(synthetic_dataset), "second", tmp_path).is_dir()
+
+
+def _bigger_zip(synthetic: Path) -> io.BytesIO:
+    """Ten photos in two classes, so one photo is a small part of the upload."""
+    return _zip(
+        {
+            f"flowers/{name}/{i}.png": (synthetic / name / f"{name}_{i:04d}.jpg").read_bytes()
+            for name in ("daisy", "rose")
+            for i in range(5)
+        }
+    )
+
+
+def _unpacked_size(source: io.BytesIO) -> int:
+    with zipfile.ZipFile(source) as archive:
+        size = sum(info.file_size for info in archive.infolist())
+    source.seek(0)
+    return size
+
+
+def test_uploads_at_once_stay_under_the_quota_together(synthetic_dataset, tmp_path, monkeypatch):
+    size = _unpacked_size(_bigger_zip(synthetic_dataset))
+    quota = 2.5 * size
+    monkeypatch.setenv(UPLOAD_QUOTA_ENV, str(quota / MB))
+    # An upload that passed the quota check waits after its first photo until the three have each
+    # passed it or been refused: every check sees the others started and none finished.
+    turn = threading.Condition()
+    started, refused, roots = [], [], []
+
+    def wait_for_the_others(done, _total):
+        with turn:
+            if done == 1:
+                started.append(done)
+                turn.notify_all()
+            assert turn.wait_for(lambda: len(started) + len(refused) == 3, timeout=120)
+
+    def upload(name):
+        try:
+            roots.append(unpack_upload(_bigger_zip(synthetic_dataset), name, tmp_path, wait_for_the_others))
+        except FlowerError as error:
+            with turn:
+                refused.append(str(error))
+                turn.notify_all()
+
+    threads = [threading.Thread(target=upload, args=(f"upload {i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(roots) == 2 and len(refused) == 1 and "over the quota" in refused[0]
+    assert uploaded_bytes(tmp_path / "uploads") <= quota
+    assert sorted(_entries(tmp_path)) == sorted(r.parent.name for r in roots)
+
+
+KILLED_MID_UPLOAD = """
+import io, os, signal, sys
+from flower_core.intake.uploads import unpack_upload
+source = io.BytesIO(sys.stdin.buffer.read())
+unpack_upload(source, "killed", sys.argv[1], lambda done, total: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_an_upload_killed_while_unpacking_gives_its_room_back(synthetic_dataset, tmp_path, monkeypatch):
+    source = _bigger_zip(synthetic_dataset)
+    monkeypatch.setenv(UPLOAD_QUOTA_ENV, str(1.5 * _unpacked_size(source) / MB))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_UPLOAD, str(tmp_path)], input=source.getvalue(), cwd=ROOT
+    )
+    assert killed.returncode == -signal.SIGKILL
+    root = unpack_upload(_bigger_zip(synthetic_dataset), "after", tmp_path)
+    assert _entries(tmp_path) == [root.parent.name]
 
 
 @pytest.mark.parametrize("value", ["lots", "0", "-5", "inf", "nan"])

@@ -9,6 +9,9 @@ a study or sweep is scored on the same test photos.
 
 The group's own folder, `<runs>/.groups/<id>/`, holds `group.json` (kind, when, what was asked)
 and the shared `split.json`; it is not a run folder (no `config.json`), so run lists skip it.
+Anyone who can write in the runs folder can plant a `group.json`, so a group's id must be a plain
+name and its file is checked before it is used (`group_record`): the fields the code reads, and
+every run it lists inside the runs folder, links followed; cancel and delete act on nothing else.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from flower_core.store.runs import (
     SPLIT,
     RunStore,
     clear_write_errors,
+    is_plain_id,
     now_iso,
     peek_status,
     read_json,
@@ -40,6 +44,8 @@ GROUPS_DIR = ".groups"
 GROUP_FILE = "group.json"
 # How long `wait_group` lets a queue go without a worker before it starts one.
 WORKER_RESTART_S = 120.0
+# The fields of `group.json` the code reads, and what each must be.
+_GROUP_FIELDS = {"id": str, "kind": str, "created": str, "info": dict, "runs": list}
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,15 @@ class Planned:
 
 
 def group_dir(runs_root, group_id: str) -> Path:
+    """`<runs>/.groups/<id>`, for a plain id only (`../x` would name a folder outside)."""
+    if not is_plain_id(group_id):
+        raise FlowerError(f"invalid study or sweep id: use an id that `groups` lists. Received: {group_id!r}")
     return RunStore(runs_root).root / GROUPS_DIR / group_id
+
+
+def _leads_out(root: Path, path: Path) -> bool:
+    """True when `path`, links followed, is not the place its name says under the runs folder."""
+    return path.resolve() != root.resolve() / path.relative_to(root)
 
 
 def new_group_id(kind: str) -> str:
@@ -131,19 +145,55 @@ def list_groups(runs_root=None, kind: str | None = None) -> list[dict]:
     records = []
     for folder in sorted(root.iterdir(), reverse=True) if root.is_dir() else []:
         try:
-            record = read_record(folder / GROUP_FILE)
+            record = group_record(runs_root, folder.name)
         except FlowerError:
             continue
-        if record.get("id") and (kind is None or record.get("kind") == kind):
+        if kind is None or record["kind"] == kind:
             records.append(record)
     return records
 
 
 def group_record(runs_root, group_id: str) -> dict:
-    record = read_json(group_dir(runs_root, group_id) / GROUP_FILE) if group_id else None
-    if not isinstance(record, dict):
-        raise FlowerError(f"no study or sweep '{group_id}' in {RunStore(runs_root).root}")
+    """A group's `group.json`, checked (`_record_problem`): a damaged or planted file is one line.
+
+    Raises:
+        FlowerError: no such group, or its file is malformed or lists a run outside the runs folder.
+    """
+    root = RunStore(runs_root).root
+    folder = group_dir(root, group_id)
+    if _leads_out(root, folder):
+        raise FlowerError(
+            f"the group folder {folder} leads outside the runs folder {root.resolve()}; "
+            "remove that link by hand"
+        )
+    record = read_json(folder / GROUP_FILE)
+    if record is None:
+        raise FlowerError(f"no study or sweep '{group_id}' in {root}")
+    problem = _record_problem(record, group_id, root)
+    if problem:
+        raise FlowerError(
+            f"corrupt group file {folder / GROUP_FILE}: {problem}; remove that folder by hand "
+            "if it is not a study or sweep of yours"
+        )
     return record
+
+
+def _record_problem(record, group_id: str, root: Path) -> str | None:
+    """What is wrong with a `group.json`, in a few words, or `None`."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, found {type(record).__name__}"
+    for key, kind in _GROUP_FIELDS.items():
+        if not isinstance(record.get(key), kind):
+            found = type(record[key]).__name__ if key in record else "nothing"
+            return f"'{key}' should be {kind.__name__}, found {found}"
+    if record["id"] != group_id:
+        return f"it names the group {record['id']!r}, not {group_id!r}"
+    if record["kind"] == "sweep" and not isinstance(record["info"].get("grid"), dict):
+        return "a sweep's 'info' should hold its 'grid' object"
+    for run_id in record["runs"]:
+        if not is_plain_id(run_id) or _leads_out(root, root / run_id):
+            return f"it lists the run {run_id!r}, outside the runs folder {root.resolve()}"
+    return None
 
 
 def group_run_dirs(runs_root, group_id: str) -> list[Path]:

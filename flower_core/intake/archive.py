@@ -103,11 +103,9 @@ def dataset_root_in(folder: Path) -> Path:
     return Path(folder)
 
 
-def _unpack(members, out: Path, max_files: int, max_bytes: int, progress, reserved=False) -> Path:
+def _unpack(members, out: Path, max_files: int, max_bytes: int, progress) -> Path:
     out = Path(out)
-    # A reserved `out` is an empty folder the caller made to claim its name (`uploads.unpack_upload`):
-    # the rename below replaces it atomically, and fails if anything was put into it meanwhile.
-    if out.exists() and not (reserved and out.is_dir() and not any(out.iterdir())):
+    if out.exists():
         raise FlowerError(f"folder already exists; choose a new name. Received: out={out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     plan = _plan(members, max_files, max_bytes)
@@ -128,7 +126,6 @@ def extract_zip(
     max_files: int = MAX_FILES,
     max_bytes: int = MAX_BYTES,
     progress: Callable[[int, int], None] | None = None,
-    reserved: bool = False,
 ) -> Path:
     """Unpack a .zip of class folders into the new folder `out`.
 
@@ -138,8 +135,6 @@ def extract_zip(
         max_files: the most members accepted. Defaults to `MAX_FILES`.
         max_bytes: the most unpacked bytes accepted. Defaults to `MAX_BYTES`.
         progress: called as `progress(done, total)` per member. Defaults to `None`.
-        reserved: `out` is an empty folder the caller created to claim the name. Defaults to
-            `False`.
 
     Returns:
         The dataset root: `out`, or its single top folder when the archive wraps one.
@@ -152,7 +147,7 @@ def extract_zip(
     """
     try:
         with zipfile.ZipFile(source) as archive:
-            return _unpack(_zip_members(archive), Path(out), max_files, max_bytes, progress, reserved)
+            return _unpack(_zip_members(archive), Path(out), max_files, max_bytes, progress)
     except zipfile.BadZipFile:
         raise FlowerError("not a valid .zip file; upload a zip of one folder per class") from None
 

@@ -6,17 +6,25 @@ per file. The app checks every upload again here, before decoding anything: each
 per-photo limit, and the photos sent together against a total, so one person's batch of huge
 photos cannot set a shared server decoding and explaining gigabytes of pixels. Uploaded zips
 are unpacked each into its own folder, all of them together under a quota.
+
+Several people may upload at once, in threads of one server or in several servers, so checking
+the quota and reserving room is one step under a file lock (`QUOTA_LOCK`): an upload being
+unpacked counts for all the bytes its zip declares (and may write no more), in a hidden folder
+`.<name>.upload/` whose `reserved` file its process holds locked; the room of a process that
+died there is given back at the next upload.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from flower_core.data.dataset import list_candidates
 from flower_core.errors import FlowerError
@@ -24,6 +32,10 @@ from flower_core.intake.archive import MAX_BYTES, extract_zip
 
 MAX_PHOTO_MB = 50
 UPLOADS_DIR = "uploads"
+# In the uploads folder: held while the quota is measured and room reserved or given back.
+QUOTA_LOCK = ".quota.lock"
+# `.<name>.upload/` beside `<name>`: an upload being unpacked, its room in `reserved`.
+_UNPACKING, _RESERVED = ".upload", "reserved"
 UPLOAD_QUOTA_ENV = "FLOWER_UPLOAD_QUOTA_MB"
 # All uploaded datasets together (`FLOWER_UPLOAD_QUOTA_MB`): five zips of the largest size each.
 DEFAULT_UPLOAD_QUOTA_MB = 10 * 1024
@@ -89,11 +101,54 @@ def uploaded_bytes(uploads: str | os.PathLike) -> int:
     return total
 
 
+@contextmanager
+def _quota_lock(uploads: Path) -> Iterator[None]:
+    """One upload at a time measures the quota and reserves or gives back room."""
+    uploads.mkdir(parents=True, exist_ok=True)
+    with open(uploads / QUOTA_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _reserved_bytes(unpacking: Path) -> int | None:
+    """The room an upload being unpacked in `unpacking` reserved, or `None` once its process
+    is gone (its `reserved` file is no longer locked)."""
+    try:
+        with open(unpacking / _RESERVED) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return int(handle.read())
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _committed_bytes(uploads: Path) -> int:
+    """Bytes on disk plus the room reserved by uploads still unpacking; the leftovers of an
+    upload whose process died are removed. Called under `_quota_lock`."""
+    room = 0
+    for unpacking in uploads.glob(f".*{_UNPACKING}"):
+        reserved = _reserved_bytes(unpacking)
+        if reserved is None:
+            shutil.rmtree(unpacking, ignore_errors=True)
+            _remove_if_empty(uploads / unpacking.name[1 : -len(_UNPACKING)])
+        else:
+            room += max(0, reserved - uploaded_bytes(unpacking))
+    return uploaded_bytes(uploads) + room
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 def _reserve(uploads: Path, name: str) -> Path:
     """A new, empty folder under `uploads` named after `name`: made with `mkdir`, which only one
     of several people uploading the same name at once can win; the others get `name-2`, ..."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "dataset"
-    uploads.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         candidate = uploads / (stem if n == 1 else f"{stem}-{n}")
         try:
@@ -102,6 +157,23 @@ def _reserve(uploads: Path, name: str) -> Path:
             continue
         return candidate
     raise FlowerError(f"no free folder name for {stem!r} in {uploads}; choose another name")
+
+
+def _hold_room(folder: Path, size: int) -> tuple[Path, TextIO]:
+    """The hidden folder where `folder`'s upload is unpacked, and its `reserved` file holding
+    `size`, locked for as long as the returned file stays open."""
+    unpacking = folder.parent / f".{folder.name}{_UNPACKING}"
+    unpacking.mkdir()
+    handle = open(unpacking / _RESERVED, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(str(size))
+        handle.flush()
+    except BaseException:
+        handle.close()
+        shutil.rmtree(unpacking, ignore_errors=True)
+        raise
+    return unpacking, handle
 
 
 def unpack_upload(
@@ -127,23 +199,38 @@ def unpack_upload(
     """
     uploads = Path(home) / UPLOADS_DIR
     quota = upload_quota_mb() * _MB
-    used = uploaded_bytes(uploads)
     declared = _declared_size(source)
-    if used + declared > quota:
-        raise FlowerError(
-            f"the uploads would take {_mb(used + declared)}, over the quota of {_mb(quota)} for all "
-            f"uploaded datasets ({_mb(used)} in use); delete old uploads in {uploads} or ask the "
-            f"server's admin ({UPLOAD_QUOTA_ENV})"
-        )
-    folder = _reserve(uploads, name)
+    with _quota_lock(uploads):
+        used = _committed_bytes(uploads)
+        if used + declared > quota:
+            raise FlowerError(
+                f"the uploads would take {_mb(used + declared)}, over the quota of {_mb(quota)} for "
+                f"all uploaded datasets ({_mb(used)} in use); delete old uploads in {uploads} or ask "
+                f"the server's admin ({UPLOAD_QUOTA_ENV})"
+            )
+        folder = _reserve(uploads, name)
+        try:
+            unpacking, held = _hold_room(folder, declared)
+        except BaseException:
+            folder.rmdir()
+            raise
     try:
-        root = extract_zip(
-            source, folder, max_bytes=int(min(MAX_BYTES, quota - used)), progress=progress, reserved=True
+        # It may write no more than the room it reserved.
+        unpacked = extract_zip(
+            source, unpacking / "data", max_bytes=min(MAX_BYTES, declared), progress=progress
         )
+        with _quota_lock(uploads):
+            os.replace(unpacking / "data", folder)
+            shutil.rmtree(unpacking)
+        root = folder / unpacked.relative_to(unpacking / "data")
         list_candidates(root)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        with _quota_lock(uploads):
+            shutil.rmtree(unpacking, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
         raise
+    finally:
+        held.close()
     return root
 
 

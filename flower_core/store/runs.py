@@ -52,6 +52,12 @@ ACTIVE_STATES = ("queued", "running")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
+def is_plain_id(name) -> bool:
+    """True for a plain folder name (a run's or a group's id): no `/`, no leading dot, so
+    `<runs>/<id>` cannot name a place outside the runs folder."""
+    return isinstance(name, str) and bool(_RUN_ID.match(name))
+
+
 def resolve_runs_root(explicit: str | os.PathLike | None = None) -> Path:
     """The runs folder: `explicit`, else `FLOWER_RUNS`, else `runs/`."""
     return Path(explicit or os.environ.get("FLOWER_RUNS") or DEFAULT_RUNS_DIR)
@@ -378,7 +384,7 @@ def kept_model_note(run_dir: Path, status: dict | None = None) -> str:
     """What a stopped run kept, exactly: which epoch's model `model.keras` holds, or none."""
     status = read_record(Path(run_dir) / STATUS) if status is None else status
     if not (Path(run_dir) / MODEL).is_file():
-        return "no model was kept: no epoch had finished with a validation loss"
+        return "no model was kept (none had been saved yet)"
     epoch = status.get("kept_epoch")
     return (
         f"the model of epoch {epoch} (the best until then) is kept"

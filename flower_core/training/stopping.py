@@ -5,9 +5,10 @@ Decided from what the run folder already holds (its state and message, `config.j
 and the app and the CLI can say it for older runs too, without a field of their own.
 
 The early-stopping callback ends a phase after `patience` epochs without a lower validation
-loss; a phase that ran fewer epochs than planned, in a run that finished, was stopped so. The
-model kept is the one of the epoch with the lowest validation loss of the whole run
-(`progress.BestModelKeeper`; fine-tuning starts from the head's best).
+loss; a phase that ran fewer epochs than planned, in a run that finished, was stopped so. Which
+model is kept is what `model.keras` holds, as `runs.kept_model_note` says it (the file, and the
+epoch `status.json` says it holds), never the history's best: a run killed mid-training may
+have saved an older best, or none.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from flower_core.errors import FlowerError
-from flower_core.store.runs import CONFIG, STATUS, read_history, read_record
+from flower_core.store.runs import CONFIG, kept_model_note, read_history, read_record, read_status
 
 STOP_REASON = "stop_reason"
 
@@ -66,12 +67,7 @@ def _phase_end(phase: str, records: list[dict], offset: int, config: dict, sever
     )
 
 
-def _kept(history: list[dict]) -> str:
-    best = _lowest_val_loss_epoch(history)
-    return f"the model of epoch {best} is kept" if best else "the model of the last epoch is kept"
-
-
-def stop_reason(state: str, message: str, history: list[dict], config: dict) -> str:
+def stop_reason(state: str, message: str, history: list[dict], config: dict, kept: str) -> str:
     """Why a run stopped, in one line for a person.
 
     Args:
@@ -79,20 +75,22 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict) -> 
         message: the status message the trainer wrote with that state.
         history: the finished epochs (`runs.read_history`).
         config: the run's `config.json` (for the planned epochs).
+        kept: what `model.keras` holds, as `runs.kept_model_note` says it.
 
     Returns:
         For example "early stopping at epoch 12 of 30: validation loss had not improved for 5
-        epochs; the model of epoch 7 is kept", "cancelled by request after epoch 3 of 30; the
-        model of epoch 3 is kept" or "failed: <the reason>".
+        epochs; the model of epoch 7 (the best until then) is kept", "cancelled by request after
+        epoch 3 of 30; <kept>" or "failed: <the reason>".
 
     Example:
 
     >>> history = [{"epoch": e, "phase": "head", "val_loss": l} for e, l in enumerate([3, 2, 2.5, 2.4], 1)]
-    >>> reason = stop_reason("done", "finished", history, {"epochs": 30, "patience": 2})
+    >>> kept = "the model of epoch 2 (the best until then) is kept"
+    >>> reason = stop_reason("done", "finished", history, {"epochs": 30, "patience": 2}, kept)
     >>> for part in reason.split("; "):
     ...     print(part)
     early stopping at epoch 4 of 30: validation loss had not improved for 2 epochs
-    the model of epoch 2 is kept
+    the model of epoch 2 (the best until then) is kept
     """
     if state == "failed":
         return f"failed: {message or 'no reason recorded'}"
@@ -102,27 +100,28 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict) -> 
         if state == "done":
             return message or "finished"
         what = "cancelled by request" if state == "cancelled" else "the training process stopped"
-        return f"{what} before any epoch finished; no model was saved"
+        return f"{what} before any epoch finished; {kept}"
     phases, offset, parts = _phases(history), 0, []
     for phase, records in phases:
         parts.append(_phase_end(phase, records, offset, config, len(phases) > 1))
         offset += len(records)
     if state == "done":
-        return "; ".join(parts) + f"; {_kept(history)}"
+        return "; ".join(parts) + f"; {kept}"
     last_phase, last_records = phases[-1]
     total = max(offset - len(last_records) + (_planned(last_phase, config) or 0), offset)
     what = (
         "cancelled by request" if state == "cancelled" else "the training process stopped (killed or crashed)"
     )
-    return f"{what} after epoch {history[-1]['epoch']} of {total}; {_kept(history)}"
+    return f"{what} after epoch {history[-1]['epoch']} of {total}; {kept}"
 
 
 def run_stop_reason(run_dir: str | Path, status: dict | None = None) -> str:
     """A run's stop reason: the one its trainer wrote, else decided now from its files (runs
-    trained before the field existed, or killed ones); never raises."""
+    trained before the field existed, or killed ones); never raises. `status` defaults to
+    `runs.read_status` (a run whose process died reads as `interrupted`)."""
     run_dir = Path(run_dir)
     try:
-        status = status if status is not None else read_record(run_dir / STATUS)
+        status = status if status is not None else read_status(run_dir)
         if status.get(STOP_REASON) and status.get("state") != "interrupted":
             return status[STOP_REASON]
         return stop_reason(
@@ -130,6 +129,7 @@ def run_stop_reason(run_dir: str | Path, status: dict | None = None) -> str:
             status.get("message", ""),
             read_history(run_dir),
             read_record(run_dir / CONFIG),
+            kept_model_note(run_dir),
         )
     except (FlowerError, OSError):
         return (status or {}).get("message", "")
