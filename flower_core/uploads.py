@@ -105,7 +105,11 @@ def _reserve(uploads: Path, name: str) -> Path:
 
 
 def unpack_upload(
-    source: BinaryIO, name: str, home: str | os.PathLike, progress: Callable[[int, int], None] | None = None
+    source: BinaryIO,
+    name: str,
+    home: str | os.PathLike,
+    progress: Callable[[int, int], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> Path:
     """Unpack an uploaded .zip of class folders into its own new folder `home/uploads/<name>`.
 
@@ -118,6 +122,8 @@ def unpack_upload(
         name: the name the person gave the new dataset (made safe here).
         home: the folder new datasets go to (`settings.data_home()`).
         progress: called as `progress(done, total)` per member. Defaults to `None`.
+        on_skip: called with the name of each file left out (only photos are unpacked).
+            Defaults to `None`.
 
     Returns:
         The new dataset's root folder.
@@ -138,7 +144,12 @@ def unpack_upload(
     folder = _reserve(uploads, name)
     try:
         root = extract_zip(
-            source, folder, max_bytes=int(min(MAX_BYTES, quota - used)), progress=progress, reserved=True
+            source,
+            folder,
+            max_bytes=int(min(MAX_BYTES, quota - used)),
+            progress=progress,
+            on_skip=on_skip,
+            reserved=True,
         )
         list_candidates(root)
     except BaseException:
