@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 import statistics
 
@@ -78,15 +79,29 @@ def _hashable(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def combination_count(grid: dict[str, list]) -> int:
+    """How many combinations the grid has, counted without building any."""
+    return math.prod(len(values) for values in grid.values())
+
+
+def _combination(grid: dict[str, list], index: int) -> dict:
+    """The `index`-th combination in `itertools.product`'s order (the last setting varies fastest)."""
+    picked = {}
+    for name in reversed(grid):
+        index, position = divmod(index, len(grid[name]))
+        picked[name] = grid[name][position]
+    return {name: picked[name] for name in grid}
+
+
 def combinations(grid: dict[str, list], samples: int | None = None, seed: int = 0) -> list[dict]:
-    """Every combination of the grid, or `samples` of them drawn at random (seeded, no repeats)."""
-    names = list(grid)
-    every = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
-    if samples is None or samples >= len(every):
-        return every
+    """Every combination of the grid, or `samples` of them drawn at random (seeded, no repeats);
+    a sample is drawn by index, so only the combinations drawn are ever built."""
+    count = combination_count(grid)
+    if samples is None or samples >= count:
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     if samples < 1:
         raise FlowerError(f"samples must be at least 1. Received: samples={samples}")
-    return random.Random(seed).sample(every, samples)
+    return [_combination(grid, index) for index in random.Random(seed).sample(range(count), samples)]
 
 
 def combo_label(combo: dict) -> str:
@@ -105,19 +120,20 @@ def plan_sweep(
     """The runs of a sweep: each combination (over `preset` and `common` settings) x seeds.
 
     Raises a `FlowerError`, before anything is queued, for a value `TrainConfig` refuses or more
-    than `max_runs` runs.
+    than `max_runs` runs (counted from the grid's lengths, before any combination is built).
     """
     if seeds < 1:
         raise FlowerError(f"seeds must be at least 1. Received: seeds={seeds}")
-    combos = combinations(grid, samples)
-    if len(combos) * seeds > max_runs:
+    count = combination_count(grid)
+    runs = (count if samples is None else min(samples, count)) * seeds
+    if runs > max_runs:
         raise FlowerError(
-            f"the sweep would queue {len(combos) * seeds} runs, more than the maximum of "
+            f"the sweep would queue {runs:,} runs, more than the maximum of "
             f"{max_runs}: use fewer values, --samples or a higher --max-runs"
         )
     return [
         Planned(combo_label(combo), make_config(preset, **{**common, **combo, "seed": seed}))
-        for combo in combos
+        for combo in combinations(grid, samples)
         for seed in range(seeds)
     ]
 

@@ -204,6 +204,41 @@ def test_cli_sweep_bad_grid_exits_2_with_one_line(synthetic_dataset, tmp_path, c
     assert not runs.exists()
 
 
+# Five settings with forty values each: 40**5 combinations, which building before counting
+# would take tens of GB.
+FORTY = range(1, 41)
+GRID_BOMB = ";".join(
+    [
+        "dropout=" + ",".join(f"{i / 100}" for i in FORTY),
+        "label_smoothing=" + ",".join(f"{i / 100}" for i in FORTY),
+        "epochs=" + ",".join(map(str, FORTY)),
+        "patience=" + ",".join(map(str, FORTY)),
+        "batch_size=" + ",".join(map(str, FORTY)),
+    ]
+)
+
+
+def _args(command, dataset, runs, *options) -> list[str]:
+    return [command, "--data", str(dataset), "--runs", str(runs), *options]
+
+
+def test_a_grid_bomb_is_refused_from_its_counts_and_creates_nothing(synthetic_dataset, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code = main(_args("sweep", synthetic_dataset, runs, "--grid", GRID_BOMB))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{40**5:,} runs, more than the maximum of {DEFAULT_MAX_RUNS}" in err
+    assert not runs.exists()
+
+
+def test_a_sample_of_a_huge_grid_is_drawn_without_building_the_grid():
+    planned = plan_sweep("base", parse_grid(GRID_BOMB), samples=5, **TINY)
+    assert len(planned) == 5 and len({p.label for p in planned}) == 5
+    small = parse_grid("dropout=0.1,0.2,0.3;epochs=1,2,3;patience=0,1")
+    every = combinations(small)
+    assert all(c in every for c in combinations(small, samples=7))
+
+
 def _cache_entry(cache: FeatureCache, name: str, **meta) -> None:
     (cache.root / name).mkdir(parents=True)
     (cache.root / name / INDEX_FILE).write_text(json.dumps(meta))
