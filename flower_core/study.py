@@ -13,9 +13,8 @@ import math
 import statistics
 
 from flower_core.config import STUDY_RESULTS, make_config
-from flower_core.errors import FlowerError
 from flower_core.groups import Planned, list_groups, state_counts, submit_group
-from flower_core.limits import MAX_SEEDS
+from flower_core.limits import check_seeds
 
 KIND = "study"
 # The study's tuning steps, in order: the presets it reports figures for.
@@ -43,8 +42,7 @@ def plan_study(
         baseline: add the no-transfer baseline (`base` with random weights) for each seed.
             Defaults to `False`.
     """
-    if not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise FlowerError(f"seeds must be between 1 and {MAX_SEEDS}. Received: seeds={seeds!r}")
+    check_seeds(seeds)
     common = {"backbone": backbone, "weights": weights, "image_size": image_size, "epochs": epochs}
     planned = [
         Planned(preset, make_config(preset, **common, seed=seed))

@@ -18,7 +18,7 @@ import statistics
 from flower_core.config import SETTINGS, TrainConfig, make_config, parse_setting
 from flower_core.errors import FlowerError
 from flower_core.groups import Planned, state_counts, submit_group
-from flower_core.limits import DEFAULT_MAX_RUNS
+from flower_core.limits import DEFAULT_MAX_RUNS, check_seeds
 
 KIND = "sweep"
 # Settings a sweep cannot vary: what it starts from, what `--seeds` repeats, and the split
@@ -119,11 +119,11 @@ def plan_sweep(
 ) -> list[Planned]:
     """The runs of a sweep: each combination (over `preset` and `common` settings) x seeds.
 
-    Raises a `FlowerError`, before anything is queued, for a value `TrainConfig` refuses or more
-    than `max_runs` runs (counted from the grid's lengths, before any combination is built).
+    Raises a `FlowerError`, before anything is queued, for seeds outside 1 to `MAX_SEEDS`, more
+    than `max_runs` runs (counted from the grid's lengths, before any combination is built), or a
+    value `TrainConfig` refuses.
     """
-    if seeds < 1:
-        raise FlowerError(f"seeds must be at least 1. Received: seeds={seeds}")
+    check_seeds(seeds)
     count = combination_count(grid)
     runs = (count if samples is None else min(samples, count)) * seeds
     if runs > max_runs:

@@ -3,6 +3,7 @@ best-by-validation, cancel and delete of a group, and the time estimate."""
 
 import json
 import math
+import re
 
 import pytest
 
@@ -11,7 +12,7 @@ from flower_core.cli import main
 from flower_core.config import STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
 from flower_core.features import INDEX_FILE, FeatureCache
-from flower_core.limits import DEFAULT_MAX_RUNS
+from flower_core.limits import DEFAULT_MAX_RUNS, MAX_SEEDS
 from flower_core.progress import update_status
 from flower_core.runs import CONFIG, RunStore, peek_status, read_json, write_json
 from flower_core.study import BASELINE, STUDY_PRESETS, plan_study, start_study, study_table
@@ -237,6 +238,21 @@ def test_a_sample_of_a_huge_grid_is_drawn_without_building_the_grid():
     small = parse_grid("dropout=0.1,0.2,0.3;epochs=1,2,3;patience=0,1")
     every = combinations(small)
     assert all(c in every for c in combinations(small, samples=7))
+
+
+def test_sweep_seeds_are_refused_past_max_seeds_like_the_studys(synthetic_dataset, tmp_path, capsys):
+    message = f"seeds must be between 1 and {MAX_SEEDS}. Received: seeds={MAX_SEEDS + 1}"
+    with pytest.raises(FlowerError, match=re.escape(message)):
+        plan_sweep("base", parse_grid("dropout=0.1"), seeds=MAX_SEEDS + 1, **TINY)
+    with pytest.raises(FlowerError, match=re.escape(message)):
+        plan_study(seeds=MAX_SEEDS + 1, **TINY)
+    runs = tmp_path / "runs"
+    code = main(
+        _args("sweep", synthetic_dataset, runs, "--grid", "dropout=0.1", "--seeds", str(MAX_SEEDS + 1))
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: {message}\n"
+    assert not runs.exists()
 
 
 def _cache_entry(cache: FeatureCache, name: str, **meta) -> None:

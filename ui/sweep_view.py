@@ -12,7 +12,7 @@ from flower_core.data import Dataset
 from flower_core.estimate import estimate_group, format_duration
 from flower_core.group_charts import sweep_parallel
 from flower_core.groups import list_groups
-from flower_core.limits import DEFAULT_MAX_RUNS
+from flower_core.limits import DEFAULT_MAX_RUNS, MAX_SEEDS
 from flower_core.sweep import (
     KIND,
     best_by_validation,
@@ -89,7 +89,7 @@ def launcher(data_root, dataset: Dataset | None) -> None:
         )
         grid_text = ";".join(f"{name}={_values(name, base[name])}" for name in names)
         left, right = st.columns(2)
-        seeds = int(left.number_input("Seeds per combination", 1, 10, 1, key="sweep_seeds"))
+        seeds = int(left.number_input("Seeds per combination", 1, MAX_SEEDS, 1, key="sweep_seeds"))
         samples = (
             int(
                 right.number_input(
