@@ -13,7 +13,7 @@ import math
 import statistics
 
 from flower_core.config import STUDY_RESULTS, make_config
-from flower_core.groups import Planned, list_groups, state_counts, submit_group
+from flower_core.groups import Planned, check_weights_files, list_groups, state_counts, submit_group
 from flower_core.limits import check_seeds
 
 KIND = "study"
@@ -56,7 +56,7 @@ def plan_study(
             "weights": "none",
         }
         planned += [Planned(BASELINE, make_config("base", **settings, seed=seed)) for seed in range(seeds)]
-    return planned
+    return check_weights_files(planned)
 
 
 def start_study(data_root, runs_root=None, *, start: bool = True, **options) -> dict:

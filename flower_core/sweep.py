@@ -17,7 +17,7 @@ import statistics
 
 from flower_core.config import SETTINGS, TrainConfig, make_config, parse_setting
 from flower_core.errors import FlowerError
-from flower_core.groups import Planned, state_counts, submit_group
+from flower_core.groups import Planned, check_weights_files, state_counts, submit_group
 from flower_core.limits import DEFAULT_MAX_RUNS, check_seeds
 
 KIND = "sweep"
@@ -42,10 +42,11 @@ def sweepable() -> dict[str, str]:
 
 def parse_value(name: str, text: str):
     """One value of setting `name` from text (`config.parse_setting`); a list (`dense_units`) is
-    written `512/128`, since commas separate a grid's values."""
+    written `512/128`, since commas separate a grid's values (any other value, a weights path
+    included, is read as typed)."""
     if not text.strip():
         raise FlowerError(f"empty value for {name}")
-    return parse_setting(name, text.replace("/", ","))
+    return parse_setting(name, text.replace("/", ",") if sweepable()[name] == "list[int]" else text)
 
 
 def parse_grid(text: str) -> dict[str, list]:
@@ -120,8 +121,8 @@ def plan_sweep(
     """The runs of a sweep: each combination (over `preset` and `common` settings) x seeds.
 
     Raises a `FlowerError`, before anything is queued, for seeds outside 1 to `MAX_SEEDS`, more
-    than `max_runs` runs (counted from the grid's lengths, before any combination is built), or a
-    value `TrainConfig` refuses.
+    than `max_runs` runs (counted from the grid's lengths, before any combination is built), a
+    value `TrainConfig` refuses, or a weights file train would refuse.
     """
     check_seeds(seeds)
     count = combination_count(grid)
@@ -131,11 +132,12 @@ def plan_sweep(
             f"the sweep would queue {runs:,} runs, more than the maximum of "
             f"{max_runs}: use fewer values, --samples or a higher --max-runs"
         )
-    return [
+    planned = [
         Planned(combo_label(combo), make_config(preset, **{**common, **combo, "seed": seed}))
         for combo in combinations(grid, samples)
         for seed in range(seeds)
     ]
+    return check_weights_files(planned)
 
 
 def start_sweep(

@@ -255,6 +255,27 @@ def test_sweep_seeds_are_refused_past_max_seeds_like_the_studys(synthetic_datase
     assert not runs.exists()
 
 
+@pytest.mark.parametrize("weights, roots", [("/etc/passwd", True), ("/no/such/weights.h5", False)])
+def test_a_weights_path_in_a_grid_is_checked_as_train_checks_it(
+    synthetic_dataset, tmp_path, capsys, monkeypatch, weights, roots
+):
+    if roots:
+        monkeypatch.setenv("FLOWER_ALLOWED_ROOTS", f"{synthetic_dataset}:{tmp_path}")
+    runs = tmp_path / "runs"
+    tiny = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "weights"]
+    assert (
+        main(["train", "--data", str(synthetic_dataset), "--runs", str(runs), "--weights", weights, *tiny])
+        == 2
+    )
+    train_error = capsys.readouterr().err
+    assert weights in train_error and train_error.count("\n") == 1
+    code = main(_args("sweep", synthetic_dataset, runs, "--grid", f"weights={weights},imagenet", *tiny))
+    assert code == 2 and capsys.readouterr().err == train_error
+    code = main(_args("study", synthetic_dataset, runs, "--weights", weights, *tiny))
+    assert code == 2 and capsys.readouterr().err == train_error
+    assert not runs.exists() or not any(runs.iterdir())
+
+
 def _cache_entry(cache: FeatureCache, name: str, **meta) -> None:
     (cache.root / name).mkdir(parents=True)
     (cache.root / name / INDEX_FILE).write_text(json.dumps(meta))
