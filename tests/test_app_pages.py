@@ -138,11 +138,15 @@ def _zip_of(dataset: Path, names: list[str]) -> bytes:
 
 def test_home_unpacks_an_uploaded_zip_and_refuses_an_unsafe_one(synthetic, tmp_path):
     at = open_page()
-    good = _zip_of(synthetic, ["daisy/daisy_0000.jpg", "rose/rose_0000.jpg"])
-    at.file_uploader(key="home_zip").set_value(("my flowers.zip", good, "application/zip")).run()
+    good = io.BytesIO(_zip_of(synthetic, ["daisy/daisy_0000.jpg", "rose/rose_0000.jpg"]))
+    with zipfile.ZipFile(good, "a") as archive:
+        archive.writestr("flowers/daisy/weights.pth", b"a checkpoint a weights path could name")
+    at.file_uploader(key="home_zip").set_value(("my flowers.zip", good.getvalue(), "application/zip")).run()
     at.button(key="home_unzip").click().run()
     assert_clean(at)
     assert Path(at.session_state["data_root"]) == tmp_path / "data/uploads/my-flowers/flowers"
+    assert "1 non-photo file(s) left out" in texts(at.success)
+    assert not (tmp_path / "data/uploads/my-flowers/flowers/daisy/weights.pth").exists()
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as archive:
         archive.writestr("../evil.jpg", b"x")

@@ -43,6 +43,23 @@ def test_a_single_wrapping_folder_becomes_the_root(tmp_path):
     assert not (tmp_path / "up" / "__MACOSX").exists()
 
 
+def test_only_photo_files_are_unpacked(tmp_path):
+    # A checkpoint in an upload could be named by the Train form's weights path: never kept.
+    members = CLASSES | {"daisy/weights.pth": b"pickle", "rose/run.sh": b"#!/bin/sh", "notes.txt": b"hi"}
+    root = extract_zip(io.BytesIO(_zip(members)), tmp_path / "up")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
+        "daisy/a.jpg",
+        "rose/b.jpg",
+    ]
+
+
+def test_members_left_out_are_reported_with_the_other_skipped_entries(tmp_path):
+    members = CLASSES | {"daisy/weights.pth": b"pickle", "__MACOSX/daisy/._a.jpg": b""}
+    left_out = []
+    extract_zip(io.BytesIO(_zip(members)), tmp_path / "up", on_skip=left_out.append)
+    assert left_out == ["daisy/weights.pth", "__MACOSX/daisy/._a.jpg"]
+
+
 @pytest.mark.parametrize(
     "members, links, reason",
     [

@@ -20,6 +20,10 @@ def _bad_split(kind: str, tmp_path: Path) -> str:
     if kind == "lists_of_numbers":
         (tmp_path / "nums.json").write_text(json.dumps({"train": [1], "val": [], "test": [], "seed": 0}))
         return str(tmp_path / "nums.json")
+    if kind == "another_dataset":
+        other = {"train": ["cat/cat_0000.jpg"], "val": ["dog/dog_0000.jpg"], "test": [], "seed": 0}
+        (tmp_path / "other.json").write_text(json.dumps(other))
+        return str(tmp_path / "other.json")
     return {"missing": str(tmp_path / "nothing.json"), "folder": str(tmp_path)}[kind]
 
 
@@ -28,6 +32,7 @@ CASES = {
     "split_folder": lambda t: ["--split", _bad_split("folder", t)],
     "split_list": lambda t: ["--split", _bad_split("list", t)],
     "split_wrong_lists": lambda t: ["--split", _bad_split("lists_of_numbers", t)],
+    "split_of_another_dataset": lambda t: ["--split", _bad_split("another_dataset", t)],
     "seed_negative": lambda t: ["--seed", "-1"],
     "seed_huge": lambda t: ["--seed", str(2**40)],
     "learning_rate_inf": lambda t: ["--learning-rate", "inf"],

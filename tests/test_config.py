@@ -2,6 +2,7 @@
 the command line and the Train form, so these tests check each of those against the one source."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,24 @@ def test_bad_settings_exit_2_before_any_run_folder_exists(args, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
     assert not runs.exists() or not any(runs.iterdir())
+
+
+OPERATIONS = Path(__file__).resolve().parents[1] / "docs" / "OPERATIONS.md"
+# The settings whose limits docs/OPERATIONS.md states, in the words `validate` refuses a value with.
+QUOTED_LIMITS = [
+    "image_size",
+    "epochs",
+    "fine_tune_epochs",
+    "patience",
+    "seed",
+    "learning_rate",
+    "fine_tune_learning_rate",
+]
+
+
+@pytest.mark.parametrize("name", QUOTED_LIMITS)
+def test_the_operations_guide_quotes_each_settings_limits_as_a_refusal_words_them(name):
+    lines = OPERATIONS.read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| training settings |"))
+    spec = SETTINGS[name]
+    assert f"{spec.noun} must be {spec.limits_text()}" in row

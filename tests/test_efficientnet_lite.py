@@ -8,6 +8,9 @@ import os
 import pickle
 import re
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -26,7 +29,12 @@ from flower_core.models.efficientnet_lite import (
     efficientnet_lite,
 )
 from flower_core.models.features import cache_key
-from flower_core.models.torch_checkpoint import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
+from flower_core.models.torch_checkpoint import (
+    MAGIC_NUMBER,
+    MAX_ARRAY_BYTES,
+    PROTOCOL_VERSION,
+    read_state_dict,
+)
 
 from .conftest import REAL_DATA, needs_real_data
 
@@ -62,8 +70,10 @@ def _emit(value) -> bytes:
         return b"N"
     if isinstance(value, bool):
         return b"\x88" if value else b"\x89"
-    if isinstance(value, int):
+    if isinstance(value, int) and -(2**31) <= value < 2**31:
         return b"J" + struct.pack("<i", value)
+    if isinstance(value, int):
+        return b"\x8a\x08" + value.to_bytes(8, "little", signed=True)
     if isinstance(value, str):
         data = value.encode()
         return b"X" + struct.pack("<I", len(data)) + data
@@ -154,6 +164,68 @@ def test_a_pickle_that_imports_os_is_refused_and_never_runs(tmp_path, position):
     assert "refused" in str(info.value) and "system" in str(info.value)
     assert "\n" not in str(info.value)
     assert not marker.exists()
+
+
+# Each tensor a crafted file may describe (offset, shape, stride), in a storage of 4 floats: a
+# negative stride (reads before the buffer: a segfault), a zero stride on a long dimension (a
+# 1 KB file asks for 1 GiB), and its last element past the storage.
+HOSTILE_TENSORS = {
+    "negative stride": (0, (2,), (-(2**31),)),
+    "zero stride": (0, (2**28,), (0,)),
+    "past the storage": (2, (3,), (1,)),
+}
+
+
+def _read_in_subprocess(path):
+    """Read `path` in a child process, so a crash on a crafted file fails the test, not pytest."""
+    script = (
+        "import sys\n"
+        "from flower_core.errors import FlowerError\n"
+        "from flower_core.models.torch_checkpoint import read_state_dict\n"
+        "try:\n"
+        "    read_state_dict(sys.argv[1])\n"
+        "except FlowerError as error:\n"
+        "    print(error)\n"
+        "    sys.exit(3)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, "-c", script, str(path)], cwd=root, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("attack", HOSTILE_TENSORS)
+def test_a_tensor_outside_its_storage_is_refused_before_any_view(tmp_path, attack):
+    offset, shape, stride = HOSTILE_TENSORS[attack]
+    state = {"ok": _tensor("1", "FloatStorage", 4, 0, (4,), (1,))}
+    state["crafted.weight"] = _tensor("1", "FloatStorage", 4, offset, shape, stride)
+    path = _legacy_file(tmp_path / "crafted.pth", state, {"1": np.ones(4, "<f4")})
+    done = _read_in_subprocess(path)
+    assert done.returncode == 3, (done.returncode, done.stderr[-2000:])
+    message = done.stdout.strip()
+    assert "\n" not in message
+    assert "crafted.pth" in message and "crafted.weight" in message
+
+
+def test_a_storage_longer_than_the_file_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "long.pth"
+    state = {"long.weight": _tensor("1", "DoubleStorage", 2**45, 0, (4,), (1,))}
+    parts = [*_header(), _pickle(state), pickle.dumps(["1"], protocol=2), (2**45).to_bytes(8, "little")]
+    path.write_bytes(b"".join(parts) + bytes(32))
+    done = _read_in_subprocess(path)
+    assert done.returncode == 3, (done.returncode, done.stderr[-2000:])
+    assert "long.pth" in done.stdout and "\n" not in done.stdout.strip()
+
+
+def test_views_adding_up_past_the_size_cap_are_refused_before_any_copy(tmp_path):
+    # One real storage of 4 MiB and enough whole views of it to pass MAX_ARRAY_BYTES.
+    count = 2**20
+    views = MAX_ARRAY_BYTES // (4 * count) + 1
+    state = {f"view{i}": _tensor("1", "FloatStorage", count, 0, (count,), (1,)) for i in range(views)}
+    path = _legacy_file(tmp_path / "views.pth", state, {"1": np.zeros(count, "<f4")})
+    done = _read_in_subprocess(path)
+    assert done.returncode == 3, (done.returncode, done.stderr[-2000:])
+    assert "views.pth" in done.stdout and "\n" not in done.stdout.strip()
 
 
 def test_a_file_that_is_not_a_checkpoint_is_one_clear_error(tmp_path):

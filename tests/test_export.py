@@ -148,6 +148,50 @@ def test_bad_input_is_one_line_and_leaves_nothing(trained_run, tmp_path, capsys)
 
 
 @pytest.mark.slow
+def test_a_dangling_link_at_out_is_refused_in_one_line_and_left_as_it_was(trained_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / "nowhere")
+    argv = ["export", "--run", str(trained_run), "--out", str(out), "--formats", "tflite"]
+    assert "already exists" in _cli_error(argv, capsys)
+    assert out.is_symlink() and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+# Runs the export command on a tmpfs of the given size, mounted in a private mount namespace (a
+# user namespace maps the caller to root there), then lists what the disk holds afterwards.
+_ON_A_SMALL_DISK = """
+mount -t tmpfs -o size="$1" tmpfs "$2" || exit 99
+"$3" -m flower_core export --run "$4" --out "$2/out"
+code=$?
+ls -A "$2"
+exit $code
+"""
+
+
+# Sizes that fill up while TensorFlow writes the SavedModel, while it is copied into the export,
+# and while the TFLite model is written (the SavedModel of `trained_run` takes 14 MB).
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["1m", "20m", "30m"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(trained_run, tmp_path, size):
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        ["unshare", "-m", "-r", "sh", "-c", _ON_A_SMALL_DISK, "sh", size, disk, sys.executable, trained_run],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 99:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {done.stderr.strip()}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1].startswith("error: no space left on device while writing")
+    assert done.stdout == ""
+
+
+@pytest.mark.slow
 def test_formats_named_explicitly_are_all_or_nothing(trained_run, tmp_path, monkeypatch):
     import flower_core.export.exporter as exporter
 

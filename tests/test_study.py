@@ -3,11 +3,12 @@ best-by-validation, cancel and delete of a group, and the time estimate."""
 
 import json
 import math
+import re
 
 import pytest
 
 from flower_core.cli import main
-from flower_core.config import DEFAULT_MAX_RUNS, STUDY_RESULTS, make_config
+from flower_core.config import DEFAULT_MAX_RUNS, MAX_SEEDS, STUDY_RESULTS, make_config
 from flower_core.errors import FlowerError
 from flower_core.groups import group as groups
 from flower_core.groups.study import BASELINE, STUDY_PRESETS, plan_study, start_study, study_table
@@ -203,6 +204,77 @@ def test_cli_sweep_bad_grid_exits_2_with_one_line(synthetic_dataset, tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: unknown training setting 'nope'") and err.count("\n") == 1
     assert not runs.exists()
+
+
+# Five settings with forty values each: 40**5 combinations, which building before counting
+# would take tens of GB.
+FORTY = range(1, 41)
+GRID_BOMB = ";".join(
+    [
+        "dropout=" + ",".join(f"{i / 100}" for i in FORTY),
+        "label_smoothing=" + ",".join(f"{i / 100}" for i in FORTY),
+        "epochs=" + ",".join(map(str, FORTY)),
+        "patience=" + ",".join(map(str, FORTY)),
+        "batch_size=" + ",".join(map(str, FORTY)),
+    ]
+)
+
+
+def _args(command, dataset, runs, *options) -> list[str]:
+    return [command, "--data", str(dataset), "--runs", str(runs), *options]
+
+
+def test_a_grid_bomb_is_refused_from_its_counts_and_creates_nothing(synthetic_dataset, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code = main(_args("sweep", synthetic_dataset, runs, "--grid", GRID_BOMB))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{40**5:,} runs, more than the maximum of {DEFAULT_MAX_RUNS}" in err
+    assert not runs.exists()
+
+
+def test_a_sample_of_a_huge_grid_is_drawn_without_building_the_grid():
+    planned = plan_sweep("base", parse_grid(GRID_BOMB), samples=5, **TINY)
+    assert len(planned) == 5 and len({p.label for p in planned}) == 5
+    small = parse_grid("dropout=0.1,0.2,0.3;epochs=1,2,3;patience=0,1")
+    every = combinations(small)
+    assert all(c in every for c in combinations(small, samples=7))
+
+
+def test_sweep_seeds_are_refused_past_max_seeds_like_the_studys(synthetic_dataset, tmp_path, capsys):
+    message = f"seeds must be between 1 and {MAX_SEEDS}. Received: seeds={MAX_SEEDS + 1}"
+    with pytest.raises(FlowerError, match=re.escape(message)):
+        plan_sweep("base", parse_grid("dropout=0.1"), seeds=MAX_SEEDS + 1, **TINY)
+    with pytest.raises(FlowerError, match=re.escape(message)):
+        plan_study(seeds=MAX_SEEDS + 1, **TINY)
+    runs = tmp_path / "runs"
+    code = main(
+        _args("sweep", synthetic_dataset, runs, "--grid", "dropout=0.1", "--seeds", str(MAX_SEEDS + 1))
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: {message}\n"
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("weights, roots", [("/etc/passwd", True), ("/no/such/weights.h5", False)])
+def test_a_weights_path_in_a_grid_is_checked_as_train_checks_it(
+    synthetic_dataset, tmp_path, capsys, monkeypatch, weights, roots
+):
+    if roots:
+        monkeypatch.setenv("FLOWER_ALLOWED_ROOTS", f"{synthetic_dataset}:{tmp_path}")
+    runs = tmp_path / "runs"
+    tiny = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "weights"]
+    assert (
+        main(["train", "--data", str(synthetic_dataset), "--runs", str(runs), "--weights", weights, *tiny])
+        == 2
+    )
+    train_error = capsys.readouterr().err
+    assert weights in train_error and train_error.count("\n") == 1
+    code = main(_args("sweep", synthetic_dataset, runs, "--grid", f"weights={weights},imagenet", *tiny))
+    assert code == 2 and capsys.readouterr().err == train_error
+    code = main(_args("study", synthetic_dataset, runs, "--weights", weights, *tiny))
+    assert code == 2 and capsys.readouterr().err == train_error
+    assert not runs.exists() or not any(runs.iterdir())
 
 
 def _cache_entry(cache: FeatureCache, name: str, **meta) -> None:

@@ -63,7 +63,7 @@ def zip_upload() -> None:
     st.caption(
         "A .zip with one folder per class (optionally inside one top folder). It is "
         "unpacked into a new folder under the data folder; links, absolute paths and "
-        "'..' are refused."
+        "'..' are refused, and only photo files are kept."
     )
     upload = st.file_uploader(
         "Zip of class folders", type=["zip"], key="home_zip", help=f"Up to {upload_limit_mb()} MB."
@@ -78,9 +78,13 @@ def zip_upload() -> None:
     name = st.text_input("Name of the new dataset", value=Path(upload.name).stem, key="home_zname")
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
         bar = st.progress(0.0, text="Unpacking…")
+        left_out: list[str] = []
         with guard("The zip was refused"):
-            root = unpack_upload(upload, name, data_home(), progress_reporter(bar, "Unpacking"))
-        _use(root, f"the upload '{upload.name}'")
+            root = unpack_upload(
+                upload, name, data_home(), progress_reporter(bar, "Unpacking"), on_skip=left_out.append
+            )
+        note = f" ({len(left_out):,} non-photo file(s) left out)" if left_out else ""
+        _use(root, f"the upload '{upload.name}'{note}")
 
 
 def synthetic_set() -> None:

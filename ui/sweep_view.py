@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from flower_core.config import DEFAULT_MAX_RUNS, PRESETS, SETTINGS, make_config
+from flower_core.config import DEFAULT_MAX_RUNS, MAX_SEEDS, PRESETS, SETTINGS, make_config
 from flower_core.data.dataset import Dataset
 from flower_core.groups import group as groups
 from flower_core.groups.charts import sweep_parallel
@@ -89,7 +89,7 @@ def launcher(data_root, dataset: Dataset | None) -> None:
         )
         grid_text = ";".join(f"{name}={_values(name, base[name])}" for name in names)
         left, right = st.columns(2)
-        seeds = int(left.number_input("Seeds per combination", 1, 10, 1, key="sweep_seeds"))
+        seeds = int(left.number_input("Seeds per combination", 1, MAX_SEEDS, 1, key="sweep_seeds"))
         samples = (
             int(
                 right.number_input(

@@ -283,6 +283,19 @@ def load_split(path: str | os.PathLike) -> Split:
     return Split.from_json(data)
 
 
+def check_split_files(split: Split, files, path) -> Split:
+    """`split`, if every file it lists is one of the dataset's `files`: the split of another
+    dataset is refused in one line (before the run is created, `jobs.create_run`, and again when
+    it trains, in case photos went meanwhile)."""
+    missing = set(split.train + split.val + split.test) - set(files)
+    if missing:
+        raise FlowerError(
+            f"{len(missing)} files of the split file are not in the dataset, e.g. {sorted(missing)[0]}; "
+            f"pass the split.json of a run on this dataset. Received: {path}"
+        )
+    return split
+
+
 # The split every run makes unless told otherwise (TrainConfig's defaults come from here).
 DEFAULT_SPLIT = {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}
 

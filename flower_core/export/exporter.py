@@ -10,11 +10,13 @@ and the report says why (int8 may flip a model's near-ties); formats named expli
 or nothing.
 
 Everything is written into a private folder beside `out` and renamed into place only when all
-went well, so a failed export leaves nothing behind.
+went well, so a failed export leaves nothing behind; a failed write (a full disk, whichever
+library was writing) is one line (`_write_errors`).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -23,6 +25,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,8 @@ BATCH_SIZE = 32
 # 8 photos to 2.3 GB (3.6 GB); the 32 photos themselves are only 57 MB of float32.
 BATCH_PIXELS = 8 * 384 * 384
 Progress = Callable[[str, float], None]
+# A full disk, as an errno or in the system's words for it (`os.strerror`), and as we say it.
+_FULL_DISK = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 
 
 def _check_run(run_dir: Path) -> tuple[dict, dict]:
@@ -87,13 +92,36 @@ def export_problem(run_dir: str | os.PathLike) -> str | None:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists():
+    if os.path.lexists(out):  # a link to nowhere too: the rename into place would fail on it
         raise FlowerError(f"--out already exists; choose a new folder. Received: out={out}")
     parent = out.parent
     if not parent.is_dir():
         raise FlowerError(f"the folder for --out does not exist: {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise FlowerError(f"cannot write to {parent}: choose another --out")
+
+
+@contextmanager
+def _write_errors(out: Path) -> Iterator[None]:
+    """A full disk while exporting as one line, whichever library was writing: TensorFlow raises
+    its own `ResourceExhaustedError`, and `shutil.copytree` one `shutil.Error` for all its files,
+    both saying it only in the system's words."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (OSError, tf.errors.ResourceExhaustedError) as error:
+        problem = next(
+            (
+                problem
+                for code, problem in _FULL_DISK.items()
+                if getattr(error, "errno", None) == code or os.strerror(code) in str(error)
+            ),
+            None,
+        )
+        if problem is None:
+            raise
+        raise FlowerError(f"{problem} while writing {out}; free some space or choose another --out") from None
 
 
 def batch_size(size: int) -> int:
@@ -342,8 +370,11 @@ def export_run(
     except OSError as error:
         raise FlowerError(f"cannot write to {out.parent}: {error.strerror}") from None
     try:
-        result = _build(run_dir, staging, names, config, split, progress, keep_what_agrees=formats is None)
-        os.replace(staging, out)
+        with _write_errors(out):
+            result = _build(
+                run_dir, staging, names, config, split, progress, keep_what_agrees=formats is None
+            )
+            os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

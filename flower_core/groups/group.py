@@ -25,6 +25,7 @@ from pathlib import Path
 
 from flower_core.config import TrainConfig
 from flower_core.errors import FlowerError
+from flower_core.models.backbones import weights_file
 from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
@@ -54,6 +55,16 @@ class Planned:
 
     label: str
     config: TrainConfig
+
+
+def check_weights_files(planned: list[Planned]) -> list[Planned]:
+    """`planned`, once every weights file it names passed train's check (`weights_file`: it exists
+    and lies inside `FLOWER_ALLOWED_ROOTS`): the time estimate reads those files before any run is
+    queued."""
+    for weights in dict.fromkeys(item.config.weights for item in planned):
+        if weights not in ("imagenet", "none"):
+            weights_file(weights)
+    return planned
 
 
 def group_dir(runs_root, group_id: str) -> Path:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from flower_core.config import MAX_SEEDS, STUDY_RESULTS, make_config
-from flower_core.errors import FlowerError
-from flower_core.groups.group import Planned, list_groups, state_counts, submit_group
+from flower_core.config import STUDY_RESULTS, check_seeds, make_config
+from flower_core.groups.group import Planned, check_weights_files, list_groups, state_counts, submit_group
 
 KIND = "study"
 # The study's tuning steps, in order: the presets it reports figures for.
@@ -42,8 +41,7 @@ def plan_study(
         baseline: add the no-transfer baseline (`base` with random weights) for each seed.
             Defaults to `False`.
     """
-    if not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise FlowerError(f"seeds must be between 1 and {MAX_SEEDS}. Received: seeds={seeds!r}")
+    check_seeds(seeds)
     common = {"backbone": backbone, "weights": weights, "image_size": image_size, "epochs": epochs}
     planned = [
         Planned(preset, make_config(preset, **common, seed=seed))
@@ -57,7 +55,7 @@ def plan_study(
             "weights": "none",
         }
         planned += [Planned(BASELINE, make_config("base", **settings, seed=seed)) for seed in range(seeds)]
-    return planned
+    return check_weights_files(planned)
 
 
 def start_study(data_root, runs_root=None, *, start: bool = True, **options) -> dict:

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 import statistics
 
-from flower_core.config import DEFAULT_MAX_RUNS, SETTINGS, TrainConfig, make_config, parse_setting
+from flower_core.config import (
+    DEFAULT_MAX_RUNS,
+    SETTINGS,
+    TrainConfig,
+    check_seeds,
+    make_config,
+    parse_setting,
+)
 from flower_core.errors import FlowerError
-from flower_core.groups.group import Planned, state_counts, submit_group
+from flower_core.groups.group import Planned, check_weights_files, state_counts, submit_group
 
 KIND = "sweep"
 # Settings a sweep cannot vary: what it starts from, what `--seeds` repeats, and the split
@@ -40,10 +48,11 @@ def sweepable() -> dict[str, str]:
 
 def parse_value(name: str, text: str):
     """One value of setting `name` from text (`config.parse_setting`); a list (`dense_units`) is
-    written `512/128`, since commas separate a grid's values."""
+    written `512/128`, since commas separate a grid's values (any other value, a weights path
+    included, is read as typed)."""
     if not text.strip():
         raise FlowerError(f"empty value for {name}")
-    return parse_setting(name, text.replace("/", ","))
+    return parse_setting(name, text.replace("/", ",") if sweepable()[name] == "list[int]" else text)
 
 
 def parse_grid(text: str) -> dict[str, list]:
@@ -77,15 +86,29 @@ def _hashable(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def combination_count(grid: dict[str, list]) -> int:
+    """How many combinations the grid has, counted without building any."""
+    return math.prod(len(values) for values in grid.values())
+
+
+def _combination(grid: dict[str, list], index: int) -> dict:
+    """The `index`-th combination in `itertools.product`'s order (the last setting varies fastest)."""
+    picked = {}
+    for name in reversed(grid):
+        index, position = divmod(index, len(grid[name]))
+        picked[name] = grid[name][position]
+    return {name: picked[name] for name in grid}
+
+
 def combinations(grid: dict[str, list], samples: int | None = None, seed: int = 0) -> list[dict]:
-    """Every combination of the grid, or `samples` of them drawn at random (seeded, no repeats)."""
-    names = list(grid)
-    every = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
-    if samples is None or samples >= len(every):
-        return every
+    """Every combination of the grid, or `samples` of them drawn at random (seeded, no repeats);
+    a sample is drawn by index, so only the combinations drawn are ever built."""
+    count = combination_count(grid)
+    if samples is None or samples >= count:
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     if samples < 1:
         raise FlowerError(f"samples must be at least 1. Received: samples={samples}")
-    return random.Random(seed).sample(every, samples)
+    return [_combination(grid, index) for index in random.Random(seed).sample(range(count), samples)]
 
 
 def combo_label(combo: dict) -> str:
@@ -103,22 +126,24 @@ def plan_sweep(
 ) -> list[Planned]:
     """The runs of a sweep: each combination (over `preset` and `common` settings) x seeds.
 
-    Raises a `FlowerError`, before anything is queued, for a value `TrainConfig` refuses or more
-    than `max_runs` runs.
+    Raises a `FlowerError`, before anything is queued, for seeds outside 1 to `MAX_SEEDS`, more
+    than `max_runs` runs (counted from the grid's lengths, before any combination is built), a
+    value `TrainConfig` refuses, or a weights file train would refuse.
     """
-    if seeds < 1:
-        raise FlowerError(f"seeds must be at least 1. Received: seeds={seeds}")
-    combos = combinations(grid, samples)
-    if len(combos) * seeds > max_runs:
+    check_seeds(seeds)
+    count = combination_count(grid)
+    runs = (count if samples is None else min(samples, count)) * seeds
+    if runs > max_runs:
         raise FlowerError(
-            f"the sweep would queue {len(combos) * seeds} runs, more than the maximum of "
+            f"the sweep would queue {runs:,} runs, more than the maximum of "
             f"{max_runs}: use fewer values, --samples or a higher --max-runs"
         )
-    return [
+    planned = [
         Planned(combo_label(combo), make_config(preset, **{**common, **combo, "seed": seed}))
-        for combo in combos
+        for combo in combinations(grid, samples)
         for seed in range(seeds)
     ]
+    return check_weights_files(planned)
 
 
 def start_sweep(

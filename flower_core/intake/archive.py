@@ -4,7 +4,9 @@ An archive comes from outside, so nothing in it is trusted: every member name is
 anything is written (no absolute paths, no "..", no links or devices), the member count and the
 unpacked size are capped (checked against the declared sizes up front and against the bytes
 actually written, so a lying header cannot fill the disk), and everything is unpacked into a
-private temp folder that is renamed into place only when all went well.
+private temp folder that is renamed into place only when all went well. Only photo files (the
+extensions dataset discovery accepts) and folders are unpacked: anything else, a weights file
+a form could then point at included, is left out and reported through `on_skip`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from flower_core.data.images import is_candidate_image
 from flower_core.errors import FlowerError
 
 MAX_FILES = 20_000
@@ -26,6 +29,7 @@ MAX_BYTES = 2 * 1024**3
 _CHUNK = 1024 * 1024
 _IGNORED_PARTS = ("__MACOSX",)
 Opener = Callable[[], BinaryIO]
+OnSkip = Callable[[str], None] | None
 
 
 def _safe_parts(name: str) -> tuple[str, ...] | None:
@@ -56,12 +60,18 @@ def _tar_members(archive: tarfile.TarFile) -> Iterator[tuple[str, bool, int, Ope
         yield info.name, info.isdir(), info.size, lambda i=info: archive.extractfile(i)
 
 
-def _plan(members, max_files: int, max_bytes: int) -> list[tuple[tuple[str, ...], bool, Opener]]:
+def _plan(
+    members, max_files: int, max_bytes: int, on_skip: OnSkip
+) -> list[tuple[tuple[str, ...], bool, Opener]]:
     """Check every member before writing anything; returns (parts, is_dir, opener) to write."""
-    plan, total = [], 0
+    plan, total, left_out = [], 0, 0
     for name, is_dir, size, opener in members:
         parts = _safe_parts(name)
-        if parts is None:
+        if parts is None or not (is_dir or is_candidate_image(PurePosixPath(*parts))):
+            if not is_dir:
+                left_out += 1
+                if on_skip:
+                    on_skip(name)
             continue
         plan.append((parts, is_dir, opener))
         total += 0 if is_dir else size
@@ -69,7 +79,7 @@ def _plan(members, max_files: int, max_bytes: int) -> list[tuple[tuple[str, ...]
             raise FlowerError(f"archive refused: more than {max_files:,} files in it")
         if total > max_bytes:
             raise FlowerError(f"archive refused: it unpacks to more than {max_bytes / 1e6:,.0f} MB")
-    if not plan:
+    if not plan and not left_out:
         raise FlowerError("archive is empty: expected one folder per class with photos inside")
     return plan
 
@@ -103,12 +113,12 @@ def dataset_root_in(folder: Path) -> Path:
     return Path(folder)
 
 
-def _unpack(members, out: Path, max_files: int, max_bytes: int, progress) -> Path:
+def _unpack(members, out: Path, max_files: int, max_bytes: int, progress, on_skip) -> Path:
     out = Path(out)
     if out.exists():
         raise FlowerError(f"folder already exists; choose a new name. Received: out={out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    plan = _plan(members, max_files, max_bytes)
+    plan = _plan(members, max_files, max_bytes, on_skip)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
     try:
         _write(plan, staging, max_bytes, progress)
@@ -126,6 +136,7 @@ def extract_zip(
     max_files: int = MAX_FILES,
     max_bytes: int = MAX_BYTES,
     progress: Callable[[int, int], None] | None = None,
+    on_skip: OnSkip = None,
 ) -> Path:
     """Unpack a .zip of class folders into the new folder `out`.
 
@@ -135,6 +146,8 @@ def extract_zip(
         max_files: the most members accepted. Defaults to `MAX_FILES`.
         max_bytes: the most unpacked bytes accepted. Defaults to `MAX_BYTES`.
         progress: called as `progress(done, total)` per member. Defaults to `None`.
+        on_skip: called with the name of each file left out (not a photo, or `__MACOSX`).
+            Defaults to `None`.
 
     Returns:
         The dataset root: `out`, or its single top folder when the archive wraps one.
@@ -147,7 +160,7 @@ def extract_zip(
     """
     try:
         with zipfile.ZipFile(source) as archive:
-            return _unpack(_zip_members(archive), Path(out), max_files, max_bytes, progress)
+            return _unpack(_zip_members(archive), Path(out), max_files, max_bytes, progress, on_skip)
     except zipfile.BadZipFile:
         raise FlowerError("not a valid .zip file; upload a zip of one folder per class") from None
 
@@ -163,6 +176,6 @@ def extract_tar(
     """Unpack a .tar/.tgz of class folders into the new folder `out`, as `extract_zip` does."""
     try:
         with tarfile.open(source) as archive:
-            return _unpack(_tar_members(archive), Path(out), max_files, max_bytes, progress)
+            return _unpack(_tar_members(archive), Path(out), max_files, max_bytes, progress, None)
     except tarfile.TarError as error:
         raise FlowerError(f"not a valid tar archive: {error}") from None

@@ -177,7 +177,11 @@ def _hold_room(folder: Path, size: int) -> tuple[Path, TextIO]:
 
 
 def unpack_upload(
-    source: BinaryIO, name: str, home: str | os.PathLike, progress: Callable[[int, int], None] | None = None
+    source: BinaryIO,
+    name: str,
+    home: str | os.PathLike,
+    progress: Callable[[int, int], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> Path:
     """Unpack an uploaded .zip of class folders into its own new folder `home/uploads/<name>`.
 
@@ -190,6 +194,8 @@ def unpack_upload(
         name: the name the person gave the new dataset (made safe here).
         home: the folder new datasets go to (`settings.data_home()`).
         progress: called as `progress(done, total)` per member. Defaults to `None`.
+        on_skip: called with the name of each file left out (only photos are unpacked).
+            Defaults to `None`.
 
     Returns:
         The new dataset's root folder.
@@ -217,7 +223,11 @@ def unpack_upload(
     try:
         # It may write no more than the room it reserved.
         unpacked = extract_zip(
-            source, unpacking / "data", max_bytes=min(MAX_BYTES, declared), progress=progress
+            source,
+            unpacking / "data",
+            max_bytes=min(MAX_BYTES, declared),
+            progress=progress,
+            on_skip=on_skip,
         )
         with _quota_lock(uploads):
             os.replace(unpacking / "data", folder)

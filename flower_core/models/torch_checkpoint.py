@@ -10,11 +10,18 @@ A pickle can run any importable callable, so an unrestricted `pickle.load` of a 
 is a way to run someone else's code. `_Unpickler.find_class` allows only the globals this format
 names, each mapped to a harmless stand-in here; anything else (`os.system`, `builtins.eval`, ...)
 is refused with a `FlowerError` before it is called. Torch itself is never imported.
+
+The file also says where each tensor lies in its storage (offset, shape, strides), so every
+tensor is checked against its storage, and all of them against `MAX_ARRAY_BYTES`, before numpy
+makes any view: a negative stride would read outside the buffer, a zero one repeat an element
+into gigabytes.
 """
 
 from __future__ import annotations
 
 import collections
+import math
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,9 @@ from flower_core.errors import FlowerError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
+# The most bytes the arrays of one checkpoint may take: ten times the largest packaged one
+# (EfficientNet-Lite2), so a small crafted file cannot make the reader allocate more.
+MAX_ARRAY_BYTES = 256 * 2**20
 # The storage classes of the legacy format and the numpy type of their elements (little-endian).
 STORAGE_DTYPES = {
     "FloatStorage": np.dtype("<f4"),
@@ -132,21 +142,40 @@ def _read_storages(file, source: Path, keys: list, storages: dict[str, _Storage]
             raise FlowerError(
                 f"{source.name}: storage {key!r} holds {count} elements, {storage.size} expected"
             )
-        raw = file.read(count * storage.dtype.itemsize)
-        if len(raw) != count * storage.dtype.itemsize:
+        # Checked before reading: `read` would first allocate all the bytes a storage declares.
+        size = count * storage.dtype.itemsize
+        if size > os.fstat(file.fileno()).st_size - file.tell():
             raise FlowerError(f"{source.name} is truncated (in storage {key!r})")
-        data[key] = np.frombuffer(raw, dtype=storage.dtype)
+        data[key] = np.frombuffer(file.read(size), dtype=storage.dtype)
     if file.read(1):
         raise FlowerError(f"{source.name} has unexpected bytes after its last storage")
     return data
 
 
-def _materialise(name: str, tensor: _Tensor, data: dict) -> np.ndarray:
+def _checked_bytes(source: Path, name: str, tensor: _Tensor) -> int:
+    """The bytes `tensor` will take, once it is known to lie inside its storage.
+
+    Refuses negative numbers, a zero stride on a dimension longer than 1, and a last element
+    past the storage, so the strided view of `_materialise` reads only the storage's bytes.
+    """
+    shape, stride, offset = tensor.shape, tensor.stride, tensor.offset
+    where = (
+        f"refused to read {source.name}: tensor {name!r} (offset {offset}, shape {shape}, stride {stride})"
+    )
+    numbers = (offset, *shape, *stride)
+    if len(shape) != len(stride) or not all(type(n) is int and n >= 0 for n in numbers):
+        raise FlowerError(f"{where} needs whole numbers of 0 or more, one stride per dimension")
+    if any(n > 1 and s == 0 for n, s in zip(shape, stride)):
+        raise FlowerError(f"{where} repeats one element along a dimension (stride 0)")
+    elements = math.prod(shape)
+    if elements and offset + sum((n - 1) * s for n, s in zip(shape, stride)) >= tensor.storage.size:
+        raise FlowerError(f"{where} reaches past its storage of {tensor.storage.size} elements")
+    return elements * tensor.storage.dtype.itemsize
+
+
+def _materialise(tensor: _Tensor, data: dict) -> np.ndarray:
     flat = data[tensor.storage.key]
     itemsize = flat.dtype.itemsize
-    extent = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride)) + 1
-    if tensor.offset < 0 or (all(tensor.shape) and extent > flat.size):
-        raise FlowerError(f"tensor {name} lies outside its storage")
     view = np.lib.stride_tricks.as_strided(
         flat[tensor.offset :], shape=tensor.shape, strides=[s * itemsize for s in tensor.stride]
     )
@@ -163,8 +192,9 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         The state dict: each parameter's name mapped to a numpy array of its shape and type.
 
     Raises:
-        FlowerError: the file is not in this format, is truncated, or asks the unpickler for
-            anything the format does not need (one line naming the file and what was refused).
+        FlowerError: the file is not in this format, is truncated, asks the unpickler for
+            anything the format does not need, or places a tensor outside its storage or past
+            `MAX_ARRAY_BYTES` (one line naming the file and what was refused).
     """
     source = Path(path)
     with open(source, "rb") as file:
@@ -181,9 +211,14 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         if not isinstance(state, dict) or not isinstance(keys, list):
             raise FlowerError(f"{source.name} holds no state dict of tensors")
         data = _read_storages(file, source, keys, unpickler.storages)
-    arrays = {}
+    total = 0
     for name, tensor in state.items():
         if not isinstance(tensor, _Tensor):
             raise FlowerError(f"{source.name}: entry {name!r} is not a tensor")
-        arrays[str(name)] = _materialise(name, tensor, data)
-    return arrays
+        total += _checked_bytes(source, name, tensor)
+        if total > MAX_ARRAY_BYTES:
+            raise FlowerError(
+                f"refused to read {source.name}: its tensors up to {name!r} take more than "
+                f"{MAX_ARRAY_BYTES // 2**20} MiB, more than any weights file of these models"
+            )
+    return {str(name): _materialise(tensor, data) for name, tensor in state.items()}

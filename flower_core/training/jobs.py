@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flower_core.config import SUGGESTED_PRESET, TrainConfig, make_config
-from flower_core.data.dataset import list_candidates, load_split
+from flower_core.data.dataset import check_split_files, list_candidates, load_split
 from flower_core.errors import FlowerError
 from flower_core.models.backbones import ensure_weights
 from flower_core.store.runs import (
@@ -121,10 +121,11 @@ def create_run(
     backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
     keys to the run's `config.json` (a group's id and shared split, `flower_core.groups.group`)."""
     config.validate()
-    list_candidates(data_root)
+    _, candidates = list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     if split_file:
-        load_split(split_file)
+        files = [file for names in candidates.values() for file in names]
+        check_split_files(load_split(split_file), files, split_file)
     return RunStore(runs_root).create(
         {
             **config.to_json(),

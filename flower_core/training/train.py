@@ -21,6 +21,7 @@ from flower_core.config import MIN_MAP_POSITIONS, REDUCE_LR_FACTOR, TrainConfig
 from flower_core.data.dataset import (
     Dataset,
     Split,
+    check_split_files,
     fingerprint,
     labels_for,
     load_split,
@@ -210,12 +211,8 @@ class TrainingRun:
             )
             write_json(Path(self.stored["split_file"]), split.to_json())
         elif self.stored.get("split_file"):
-            split = load_split(self.stored["split_file"])
-            missing = set(split.train + split.val + split.test) - set(self.dataset.files)
-            if missing:
-                raise FlowerError(
-                    f"{len(missing)} files of the split are not in the dataset, e.g. {sorted(missing)[0]}"
-                )
+            path = self.stored["split_file"]
+            split = check_split_files(load_split(path), self.dataset.files, path)
         else:
             split = split_dataset(
                 self.dataset,
