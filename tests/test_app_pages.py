@@ -5,6 +5,7 @@ Classify page predicts and explains an uploaded photo; Home's dataset sources wo
 import io
 import json
 import os
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def test_home_offers_every_dataset_source_and_says_why_download_is_unavailable()
     assert "Get a dataset" in texts(at.subheader)
     assert len(at.tabs) == 4
     assert "no internet connection" in texts(at.warning)
-    assert at.file_uploader(key="home_zip").allowed_type == [".zip"]
+    assert at.file_uploader(key="home_zip").allowed_type == [".zip", ".tar", ".tar.gz", ".tgz"]
+    assert ".tgz" in texts(at.warning)  # the offline download says to upload the archive it names
 
 
 def test_home_lists_only_folders_with_photos_in_two_class_folders(synthetic_dataset, tmp_path):
@@ -152,8 +154,22 @@ def test_home_unpacks_an_uploaded_zip_and_refuses_an_unsafe_one(synthetic, tmp_p
         archive.writestr("../evil.jpg", b"x")
     at.file_uploader(key="home_zip").set_value(("evil.zip", evil.getvalue(), "application/zip"))
     at.run().button(key="home_unzip").click().run()
-    assert "The zip was refused" in texts(at.error) and "'..'" in texts(at.error)
+    assert "The archive was refused" in texts(at.error) and "'..'" in texts(at.error)
     assert not (tmp_path / "data" / "evil.jpg").exists()
+
+
+def test_home_unpacks_an_uploaded_tgz(synthetic, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name in ["daisy/daisy_0000.jpg", "rose/rose_0000.jpg"]:
+            archive.add(synthetic / name, f"flower_photos/{name}")
+    at = open_page()
+    at.file_uploader(key="home_zip").set_value(("flower_photos.tgz", buffer.getvalue(), "application/gzip"))
+    at.run()
+    assert at.text_input(key="home_zname").value == "flower_photos"
+    at.button(key="home_unzip").click().run()
+    assert_clean(at)
+    assert Path(at.session_state["data_root"]) == tmp_path / "data/uploads/flower_photos/flower_photos"
 
 
 def _submit_small_run(at: AppTest) -> AppTest:
@@ -488,7 +504,7 @@ def test_home_refuses_a_zip_over_the_upload_limit(synthetic, tmp_path, upload_li
         archive.writestr("flowers/rose/big.jpg", os.urandom(1_200_000))
     at.file_uploader(key="home_zip").set_value(("big.zip", buffer.getvalue(), "application/zip"))
     at.run()
-    assert "The zip was refused: big.zip is 1.1 MB, over the limit of 1 MB" in texts(at.error)
+    assert "The archive was refused: big.zip is 1.1 MB, over the limit of 1 MB" in texts(at.error)
     assert "home_unzip" not in [button.key for button in at.button]
     assert "home_synth" in [button.key for button in at.button], "the other tabs must stay usable"
 

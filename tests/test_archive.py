@@ -1,5 +1,6 @@
 """Safe unpacking of uploaded archives, and the offline behaviour of the flower_photos download."""
 
+import gzip
 import io
 import socket
 import stat
@@ -11,7 +12,7 @@ import pytest
 
 from flower_core.errors import FlowerError
 from flower_core.intake import download
-from flower_core.intake.archive import extract_tar, extract_zip
+from flower_core.intake.archive import MAX_BYTES, declared_size, extract_archive, extract_tar, extract_zip
 
 
 def _zip(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
@@ -116,10 +117,82 @@ def test_tar_extraction_and_link_refusal(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def _tar(members: dict[str, bytes], *, compress: str = "", links: dict[str, tuple[bytes, str]] | None = None):
+    """An in-memory tar of `members`, plus `links` as name -> (tar type, target)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compress}") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            archive.addfile(info)
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.parametrize("compress", ["", "gz"])
+def test_a_tar_upload_unpacks_like_a_zip(tmp_path, compress):
+    members = {f"flowers/{k}": v for k, v in CLASSES.items()} | {"flowers/daisy/weights.pth": b"pickle"}
+    left_out = []
+    root = extract_archive(_tar(members, compress=compress), tmp_path / "up", on_skip=left_out.append)
+    assert root == tmp_path / "up" / "flowers"
+    assert (root / "rose" / "b.jpg").read_bytes() == b"y" * 10
+    assert left_out == ["flowers/daisy/weights.pth"]
+
+
+@pytest.mark.parametrize(
+    "members, links, reason",
+    [
+        ({"/etc/evil.jpg": b"x"}, {}, "absolute path"),
+        ({"daisy/../../evil.jpg": b"x"}, {}, "'..'"),
+        (CLASSES, {"daisy/link.jpg": (tarfile.SYMTYPE, "/etc/passwd")}, "link"),
+        (CLASSES, {"daisy/hard.jpg": (tarfile.LNKTYPE, "/etc/passwd")}, "link"),
+        (CLASSES, {"daisy/fifo.jpg": (tarfile.FIFOTYPE, "")}, "special file"),
+        ({}, {}, "empty"),
+    ],
+)
+def test_unsafe_tars_are_refused_and_leave_nothing(tmp_path, members, links, reason):
+    with pytest.raises(FlowerError, match=reason):
+        extract_archive(_tar(members, compress="gz", links=links), tmp_path / "up")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _tar_bomb(declared: int) -> io.BytesIO:
+    """A .tar.gz whose first member's header declares `declared` bytes, then a class of photos:
+    the member's data is left out, as if it were gigabytes of zeros compressed to nothing."""
+    info = tarfile.TarInfo("daisy/huge.jpg")
+    info.size = declared
+    return io.BytesIO(gzip.compress(info.tobuf() + b"\0" * 1024))
+
+
+def test_a_tar_bomb_is_refused_at_its_first_oversized_header(tmp_path):
+    # Read lazily, the bomb is refused for its size before its data would be decompressed.
+    with pytest.raises(FlowerError, match="unpacks to more than"):
+        extract_archive(_tar_bomb(3 * 1024**3), tmp_path / "up")
+    assert declared_size(_tar_bomb(3 * 1024**3)) > MAX_BYTES
+    with pytest.raises(FlowerError, match="more than 1 files"):
+        extract_archive(_tar(CLASSES, compress="gz"), tmp_path / "a", max_files=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tar_whose_data_runs_short_is_one_line(tmp_path):
+    truncated = _tar(CLASSES, compress="gz").getvalue()[:-30]
+    with pytest.raises(FlowerError, match="not a valid tar archive") as caught:
+        extract_archive(io.BytesIO(truncated), tmp_path / "up")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(FlowerError, match=r"not a valid \.zip, \.tar, \.tar\.gz or \.tgz file"):
+        extract_archive(io.BytesIO(b"neither a zip nor a tar"), tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_offline_download_says_why(tmp_path, monkeypatch):
     monkeypatch.setattr(download, "is_online", lambda url=None: False)
-    with pytest.raises(FlowerError, match="no internet connection"):
+    with pytest.raises(FlowerError, match=r"no internet connection.*uploads take .*\.tgz") as caught:
         download.download_flower_photos(tmp_path / "fp")
+    assert "\n" not in str(caught.value)
     assert not (tmp_path / "fp").exists()
 
 

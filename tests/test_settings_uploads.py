@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -251,3 +252,27 @@ def test_a_bad_quota_setting_is_one_line(monkeypatch, value):
     monkeypatch.setenv(UPLOAD_QUOTA_ENV, value)
     with pytest.raises(FlowerError, match=f"{UPLOAD_QUOTA_ENV} must be a positive number of MB"):
         upload_quota_mb()
+
+
+def _tgz(members: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def test_a_tgz_upload_is_unpacked_under_the_same_quota(synthetic_dataset, tmp_path, monkeypatch):
+    photos = {f"flowers/{name}": (synthetic_dataset / source).read_bytes() for name, source in PHOTO.items()}
+    root = unpack_upload(_tgz(photos), "flower_photos", tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == ["daisy", "rose"]
+    # A compressed bomb: megabytes of zeros in a few kilobytes, counted at its declared size.
+    monkeypatch.setenv(UPLOAD_QUOTA_ENV, "1")
+    bomb = _tgz(photos | {"flowers/daisy/zeros.jpg": bytes(4 * MB)})
+    assert len(bomb.getvalue()) < 64 * 1024
+    with pytest.raises(FlowerError, match="over the quota"):
+        unpack_upload(bomb, "bomb", tmp_path)
+    assert _entries(tmp_path) == ["flower_photos"]

@@ -1,4 +1,4 @@
-"""Ways to get a dataset: a local folder, a .zip upload, the synthetic demo set, or a download."""
+"""Ways to get a dataset: a local folder, an archive upload, the synthetic demo set, or a download."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import streamlit as st
 from flower_core.data.dataset import find_datasets
 from flower_core.data.synthetic import generate, is_synthetic
 from flower_core.errors import FlowerError
+from flower_core.intake.archive import ARCHIVE_TYPES, archive_kinds, archive_stem
 from flower_core.intake.download import FLOWER_PHOTOS_BYTES, download_flower_photos, offline_message
 from flower_core.intake.uploads import check_upload, unpack_upload
 from flower_core.store.settings import data_home
@@ -59,27 +60,30 @@ def local_folder() -> None:
 
 
 def zip_upload() -> None:
-    """Upload a .zip of class folders; it is unpacked, with safety checks, into a new folder."""
+    """Upload an archive of class folders; it is unpacked, with safety checks, into a new folder."""
     st.caption(
-        "A .zip with one folder per class (optionally inside one top folder). It is "
-        "unpacked into a new folder under the data folder; links, absolute paths and "
+        f"An archive ({archive_kinds()}) with one folder per class (optionally inside one top folder). "
+        "It is unpacked into a new folder under the data folder; links, absolute paths and "
         "'..' are refused, and only photo files are kept."
     )
     upload = st.file_uploader(
-        "Zip of class folders", type=["zip"], key="home_zip", help=f"Up to {upload_limit_mb()} MB."
+        "Archive of class folders",
+        type=list(ARCHIVE_TYPES),
+        key="home_zip",
+        help=f"Up to {upload_limit_mb()} MB.",
     )
     if upload is None:
         return
     try:
         check_upload(upload.name, upload.size, upload_limit_mb())
     except FlowerError as error:  # the other tabs and the page links stay usable
-        st.error(f"The zip was refused: {error}", icon=":material/error:")
+        st.error(f"The archive was refused: {error}", icon=":material/error:")
         return
-    name = st.text_input("Name of the new dataset", value=Path(upload.name).stem, key="home_zname")
+    name = st.text_input("Name of the new dataset", value=archive_stem(upload.name), key="home_zname")
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
         bar = st.progress(0.0, text="Unpacking…")
         left_out: list[str] = []
-        with guard("The zip was refused"):
+        with guard("The archive was refused"):
             root = unpack_upload(
                 upload, name, data_home(), progress_reporter(bar, "Unpacking"), on_skip=left_out.append
             )
@@ -143,7 +147,7 @@ def chooser() -> None:
     tabs = st.tabs(
         [
             ":material/folder: Local folder",
-            ":material/upload_file: Upload a .zip",
+            ":material/upload_file: Upload an archive",
             ":material/draw: Synthetic demo set",
             ":material/cloud_download: Download",
         ]

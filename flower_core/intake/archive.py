@@ -1,4 +1,5 @@
-"""Unpack an uploaded or downloaded archive of class folders, safely, into a new folder.
+"""Unpack an uploaded or downloaded archive of class folders (.zip, .tar, .tar.gz, .tgz), safely,
+into a new folder.
 
 An archive comes from outside, so nothing in it is trusted: every member name is checked before
 anything is written (no absolute paths, no "..", no links or devices), the member count and the
@@ -6,17 +7,22 @@ unpacked size are capped (checked against the declared sizes up front and agains
 actually written, so a lying header cannot fill the disk), and everything is unpacked into a
 private temp folder that is renamed into place only when all went well. Only photo files (the
 extensions dataset discovery accepts) and folders are unpacked: anything else, a weights file
-a form could then point at included, is left out and reported through `on_skip`.
+a form could then point at included, is left out and reported through `on_skip`. A zip and a
+tar go through the same checks (`extract_archive` tells them apart by their bytes); a tar's
+headers are read one at a time, so a compressed bomb is refused at its first oversized member,
+before the rest of it is decompressed.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -26,8 +32,12 @@ from flower_core.errors import FlowerError
 
 MAX_FILES = 20_000
 MAX_BYTES = 2 * 1024**3
+# What `extract_archive` accepts, as upload forms list them.
+ARCHIVE_TYPES = ("zip", "tar", "tar.gz", "tgz")
 _CHUNK = 1024 * 1024
 _IGNORED_PARTS = ("__MACOSX",)
+# What reading a corrupt or truncated (compressed) tar raises.
+_BAD_TAR = (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error)
 Opener = Callable[[], BinaryIO]
 OnSkip = Callable[[str], None] | None
 
@@ -54,7 +64,7 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, bool, int, Ope
 
 
 def _tar_members(archive: tarfile.TarFile) -> Iterator[tuple[str, bool, int, Opener]]:
-    for info in archive.getmembers():
+    for info in archive:  # one header at a time: `_plan` stops at the first one over a limit
         if not (info.isfile() or info.isdir()):
             raise FlowerError(f"archive refused: link or special file inside it. Received: {info.name!r}")
         yield info.name, info.isdir(), info.size, lambda i=info: archive.extractfile(i)
@@ -165,17 +175,100 @@ def extract_zip(
         raise FlowerError("not a valid .zip file; upload a zip of one folder per class") from None
 
 
+def _open_tar(source: str | os.PathLike | BinaryIO) -> tarfile.TarFile:
+    if hasattr(source, "read"):
+        return tarfile.open(fileobj=source, mode="r:*")
+    return tarfile.open(source, mode="r:*")
+
+
 def extract_tar(
-    source: str | os.PathLike,
+    source: str | os.PathLike | BinaryIO,
     out: str | os.PathLike,
     *,
     max_files: int = MAX_FILES,
     max_bytes: int = MAX_BYTES,
     progress: Callable[[int, int], None] | None = None,
+    on_skip: OnSkip = None,
 ) -> Path:
-    """Unpack a .tar/.tgz of class folders into the new folder `out`, as `extract_zip` does."""
+    """Unpack a .tar, .tar.gz or .tgz of class folders into the new folder `out`, as `extract_zip` does."""
     try:
-        with tarfile.open(source) as archive:
-            return _unpack(_tar_members(archive), Path(out), max_files, max_bytes, progress, None)
-    except tarfile.TarError as error:
+        with _open_tar(source) as archive:
+            return _unpack(_tar_members(archive), Path(out), max_files, max_bytes, progress, on_skip)
+    except _BAD_TAR as error:
         raise FlowerError(f"not a valid tar archive: {error}") from None
+
+
+def _is_zip(source: str | os.PathLike | BinaryIO) -> bool:
+    try:
+        return zipfile.is_zipfile(source)
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+
+
+def _is_tar(source: str | os.PathLike | BinaryIO) -> bool:
+    try:
+        return tarfile.is_tarfile(source)
+    except _BAD_TAR:
+        return False
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+
+
+def extract_archive(
+    source: str | os.PathLike | BinaryIO,
+    out: str | os.PathLike,
+    *,
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+    on_skip: OnSkip = None,
+) -> Path:
+    """Unpack a .zip, .tar, .tar.gz or .tgz of class folders into the new folder `out`.
+
+    The kind is read from the archive's bytes, not its name; both kinds get the same checks
+    (see the module docstring). Args, returns and raises as `extract_zip`.
+
+    Example:
+        >>> root = extract_archive("flower_photos.tgz", "data/uploads/flowers")
+    """
+    kwargs = dict(max_files=max_files, max_bytes=max_bytes, progress=progress, on_skip=on_skip)
+    if _is_zip(source):
+        return extract_zip(source, out, **kwargs)
+    if _is_tar(source):
+        return extract_tar(source, out, **kwargs)
+    raise FlowerError(f"not a valid {archive_kinds()} file; upload an archive of one folder per class")
+
+
+def archive_kinds() -> str:
+    """`.zip, .tar, .tar.gz or .tgz`: the kinds accepted, for messages."""
+    return ", ".join(f".{t}" for t in ARCHIVE_TYPES[:-1]) + f" or .{ARCHIVE_TYPES[-1]}"
+
+
+def archive_stem(name: str) -> str:
+    """`flowers` for `flowers.tar.gz`, `flowers.tgz` or `flowers.zip`: a name for what it unpacks to."""
+    for kind in sorted(ARCHIVE_TYPES, key=len, reverse=True):
+        if name.lower().endswith(f".{kind}"):
+            return name[: -len(kind) - 1]
+    return name
+
+
+def declared_size(source: BinaryIO, limit: int = MAX_BYTES) -> int:
+    """The unpacked size an archive's headers declare, counted up to just over `limit` (its
+    bytes are checked again as they are written); 0 when it is no archive (unpacking says so)."""
+    try:
+        if _is_zip(source):
+            with zipfile.ZipFile(source) as archive:
+                return sum(info.file_size for info in archive.infolist())
+        total = 0
+        with _open_tar(source) as archive:
+            for count, info in enumerate(archive, 1):
+                total += info.size
+                if total > limit or count > MAX_FILES:
+                    break
+        return total
+    except (zipfile.BadZipFile, *_BAD_TAR):
+        return 0
+    finally:
+        source.seek(0)

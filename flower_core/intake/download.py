@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from flower_core.errors import FlowerError
-from flower_core.intake.archive import extract_tar
+from flower_core.intake.archive import archive_kinds, extract_tar
 
 FLOWER_PHOTOS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 FLOWER_PHOTOS_BYTES = 228_813_984
@@ -52,7 +52,8 @@ def offline_message(url: str = FLOWER_PHOTOS_URL) -> str:
     """Why the download is unavailable, and what to do instead."""
     return (
         f"no internet connection: cannot reach {urlparse(url).hostname}. Download "
-        f"{url} on another machine and upload it, or use a local folder or the synthetic set"
+        f"{url} on another machine and upload it (uploads take {archive_kinds()}), or use a local "
+        "folder or the synthetic set"
     )
 
 

@@ -4,12 +4,13 @@ where uploaded datasets are unpacked.
 The server refuses a single file over `server.maxUploadSize` (`.streamlit/config.toml`), but only
 per file. The app checks every upload again here, before decoding anything: each photo against a
 per-photo limit, and the photos sent together against a total, so one person's batch of huge
-photos cannot set a shared server decoding and explaining gigabytes of pixels. Uploaded zips
-are unpacked each into its own folder, all of them together under a quota.
+photos cannot set a shared server decoding and explaining gigabytes of pixels. Uploaded archives
+(.zip, .tar, .tar.gz, .tgz) are unpacked each into its own folder, all of them together under a
+quota.
 
 Several people may upload at once, in threads of one server or in several servers, so checking
 the quota and reserving room is one step under a file lock (`QUOTA_LOCK`): an upload being
-unpacked counts for all the bytes its zip declares (and may write no more), in a hidden folder
+unpacked counts for all the bytes its archive declares (and may write no more), in a hidden folder
 `.<name>.upload/` whose `reserved` file its process holds locked; the room of a process that
 died there is given back at the next upload.
 """
@@ -20,7 +21,6 @@ import fcntl
 import os
 import re
 import shutil
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import BinaryIO, TextIO
 
 from flower_core.data.dataset import list_candidates
 from flower_core.errors import FlowerError
-from flower_core.intake.archive import MAX_BYTES, extract_zip
+from flower_core.intake.archive import MAX_BYTES, declared_size, extract_archive
 
 MAX_PHOTO_MB = 50
 UPLOADS_DIR = "uploads"
@@ -37,7 +37,7 @@ QUOTA_LOCK = ".quota.lock"
 # `.<name>.upload/` beside `<name>`: an upload being unpacked, its room in `reserved`.
 _UNPACKING, _RESERVED = ".upload", "reserved"
 UPLOAD_QUOTA_ENV = "FLOWER_UPLOAD_QUOTA_MB"
-# All uploaded datasets together (`FLOWER_UPLOAD_QUOTA_MB`): five zips of the largest size each.
+# All uploaded datasets together (`FLOWER_UPLOAD_QUOTA_MB`): five archives of the largest size each.
 DEFAULT_UPLOAD_QUOTA_MB = 10 * 1024
 _MB = 1024**2
 
@@ -183,14 +183,15 @@ def unpack_upload(
     progress: Callable[[int, int], None] | None = None,
     on_skip: Callable[[str], None] | None = None,
 ) -> Path:
-    """Unpack an uploaded .zip of class folders into its own new folder `home/uploads/<name>`.
+    """Unpack an uploaded archive of class folders (.zip, .tar, .tar.gz or .tgz, with the same
+    checks: `archive.extract_archive`) into its own new folder `home/uploads/<name>`.
 
     Each upload gets a folder of its own, even when several people upload the same name at
     once; the uploads together stay under `upload_quota_mb()`; and an upload that is refused
     (unsafe, over a limit, not a dataset of two classes or more) leaves nothing behind.
 
     Args:
-        source: the uploaded zip, an open binary file.
+        source: the uploaded archive, an open binary file.
         name: the name the person gave the new dataset (made safe here).
         home: the folder new datasets go to (`settings.data_home()`).
         progress: called as `progress(done, total)` per member. Defaults to `None`.
@@ -205,7 +206,7 @@ def unpack_upload(
     """
     uploads = Path(home) / UPLOADS_DIR
     quota = upload_quota_mb() * _MB
-    declared = _declared_size(source)
+    declared = declared_size(source)
     with _quota_lock(uploads):
         used = _committed_bytes(uploads)
         if used + declared > quota:
@@ -222,7 +223,7 @@ def unpack_upload(
             raise
     try:
         # It may write no more than the room it reserved.
-        unpacked = extract_zip(
+        unpacked = extract_archive(
             source,
             unpacking / "data",
             max_bytes=min(MAX_BYTES, declared),
@@ -242,14 +243,3 @@ def unpack_upload(
     finally:
         held.close()
     return root
-
-
-def _declared_size(source: BinaryIO) -> int:
-    """The unpacked size a zip declares (checked again against the bytes written)."""
-    try:
-        with zipfile.ZipFile(source) as archive:
-            return sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile:
-        return 0  # `extract_zip` says it in one line
-    finally:
-        source.seek(0)
