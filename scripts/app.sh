@@ -10,4 +10,5 @@ source scripts/venv.sh
 # Two arenas cut the server's memory after many sessions (docs/OPERATIONS.md, "Memory and CPU").
 # A value already set is kept.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+echo "==> Starting the app (streamlit run app.py $*)"
 exec "$PY" -m streamlit run app.py "$@"
