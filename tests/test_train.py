@@ -20,6 +20,7 @@ from flower_core.models.features import FeatureCache
 from flower_core.store.runs import RunStore, load_run_model, read_history, read_json, read_status, run_facts
 from flower_core.training.jobs import train_new_run
 from flower_core.training.train import _compile, _view_dataset
+from tests.test_tensorboard import event_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +55,7 @@ def _assert_complete_run(run_dir: Path, epochs: int, classes: list[str]):
     history = read_history(run_dir)
     assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(history[0])
+    assert event_steps(run_dir / "tensorboard" / "validation") == [h["epoch"] for h in history]
     metrics = read_json(run_dir / "metrics.json")
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["class_names"] == classes
     assert sum(map(sum, metrics["confusion"])) == len(split["test"])

@@ -44,6 +44,8 @@ FACTS = "facts.json"
 CANCEL_FLAG = "cancel.request"
 # What a training logged, with the traceback behind a failure (`flower_core/store/logs.py`).
 RUN_LOG = "run.log"
+# TensorBoard's event files of a run, one step per epoch (`progress.EpochEvents`).
+TENSORBOARD_DIR = "tensorboard"
 # Touched in the runs folder each time a run is queued: a waiting worker watches this one file
 # instead of reading every run's status (`jobs.run_worker`).
 QUEUE_SIGNAL = ".queued"

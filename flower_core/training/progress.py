@@ -7,6 +7,8 @@ during the epoch, `history.jsonl` at each epoch's end), which any other process 
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import sys
 import time
@@ -20,6 +22,7 @@ from flower_core.errors import FlowerError
 from flower_core.store.runs import (
     HISTORY,
     STATUS,
+    TENSORBOARD_DIR,
     append_jsonl,
     atomic_write,
     cancel_requested,
@@ -252,6 +255,38 @@ class BestModelKeeper(keras.callbacks.Callback):
         update_status(self.path.parent, kept_epoch=self.best_epoch)
         self._saved_at = time.monotonic()
         self._unsaved = False
+
+
+class EpochEvents(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, its steps the run's epoch numbers (1, 2, ... over the head and
+    fine-tuning phases, as in `history.jsonl`), so `tensorboard --logdir runs` shows every run.
+
+    Writes once per epoch, with no graph and no profile: a run pays a few file appends.
+
+    Args:
+        log_dir: the run's event folder (`<run>/tensorboard`); Keras writes `train/` and
+            `validation/` in it.
+        epoch_offset: epochs done in earlier phases. Defaults to `0`.
+    """
+
+    def __init__(self, log_dir: Path, epoch_offset: int = 0):
+        super().__init__(str(log_dir), write_graph=False, profile_batch=0)
+        self.epoch_offset = epoch_offset
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(self.epoch_offset + epoch + 1, logs)
+
+
+def epoch_events(run_dir: Path, epoch_offset: int = 0) -> list[keras.callbacks.Callback]:
+    """`[EpochEvents]` into `<run>/tensorboard`, or none (with a warning in the run's log) when the
+    `tensorboard` package, which TensorFlow writes scalars through, is not installed."""
+    if importlib.util.find_spec("tensorboard") is None:
+        logging.getLogger(__name__).warning(
+            "no TensorBoard events for this run: the tensorboard package is not installed "
+            "(pip install -r requirements.txt)"
+        )
+        return []
+    return [EpochEvents(Path(run_dir) / TENSORBOARD_DIR, epoch_offset)]
 
 
 class Throughput:

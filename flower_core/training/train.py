@@ -61,6 +61,7 @@ from flower_core.training.progress import (
     RunProgress,
     StopOnNaN,
     Throughput,
+    epoch_events,
     update_status,
 )
 from flower_core.training.stopping import run_stop_reason
@@ -243,6 +244,7 @@ class TrainingRun:
             StopOnNaN(),
             keeper,
             keras.callbacks.EarlyStopping("val_loss", patience=self.config.patience),
+            *epoch_events(self.run_dir, offset),
         ]
         if self.config.reduce_lr:
             callbacks.append(
