@@ -37,7 +37,7 @@ def test_an_unknown_table_column_is_refused_in_one_line():
 
 def test_the_table_shows_the_compact_set_then_the_chosen_columns_in_table_order():
     assert table_columns() == list(COMPACT_COLUMNS)
-    assert COMPACT_COLUMNS[:4] == ("label", "state", "test_accuracy", "test_loss")
+    assert COMPACT_COLUMNS[:4] == ("label", "state", "test_accuracy", "test_ci")
     assert set(COMPACT_COLUMNS) | set(MORE_COLUMNS) == set(TABLE_COLUMNS)
     assert not set(COMPACT_COLUMNS) & set(MORE_COLUMNS)
     chosen = table_columns(["run_id", "weights"])

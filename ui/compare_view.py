@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.evaluation.compare import MORE_COLUMNS, TABLE_COLUMNS, run_details, table_columns
+from flower_core.evaluation.compare import MORE_COLUMNS, TABLE_COLUMNS, run_details, table_columns, table_rows
+from flower_core.evaluation.uncertainty import CI_LABEL
 from flower_core.store.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui import export_view, study_view
 from ui.common import guard, runs_root
@@ -25,8 +26,11 @@ COLUMN_CONFIG = {
     "test_accuracy": st.column_config.NumberColumn(
         "test acc", format="percent", width=70, help="Accuracy on the run's test photos"
     ),
-    "test_loss": st.column_config.NumberColumn(
-        "test loss", format="%.4f", width=75, help="Cross-entropy loss on the run's test photos"
+    "test_ci": st.column_config.TextColumn(
+        CI_LABEL,
+        width=75,
+        help=f"Where the test accuracy would likely fall on other photos like these: its {CI_LABEL} "
+        "(Wilson interval) on the run's test photos, wide on a small test set",
     ),
     "best_val_accuracy": st.column_config.NumberColumn(
         "val acc", format="percent", width=70, help="The best validation accuracy over the run's epochs"
@@ -38,6 +42,9 @@ COLUMN_CONFIG = {
     ),
     "started": st.column_config.DatetimeColumn(
         "started", format="D MMM, HH:mm", width=100, help="When training started (UTC)"
+    ),
+    "test_loss": st.column_config.NumberColumn(
+        "test loss", format="%.4f", width=_SMALL, help="Cross-entropy loss on the run's test photos"
     ),
     "weights": st.column_config.TextColumn("weights", width=_SMALL),
     "batch_size": st.column_config.NumberColumn("batch", width=_SMALL, help="Batch size"),
@@ -63,7 +70,7 @@ def label(row: dict) -> str:
 
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """The runs table, one row per run, newest first."""
-    frame = pd.DataFrame([{**row, "label": label(row)} for row in rows if "preset" in row])
+    frame = pd.DataFrame([{**row, "label": label(row)} for row in table_rows(rows) if "preset" in row])
     frame = frame.reindex(columns=list(TABLE_COLUMNS))
     return frame.assign(started=pd.to_datetime(frame["started"], utc=True, errors="coerce"))
 

@@ -16,6 +16,7 @@ import streamlit as st
 from flower_core import charts
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
+from flower_core.evaluation.uncertainty import interval_text
 from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
@@ -195,7 +196,14 @@ def results(run_dir: Path) -> None:
     metrics = read_record(run_dir / METRICS)
     if metrics.get("confusion") and metrics.get("class_names"):
         cells = st.columns(3)
-        cells[0].metric("Test accuracy", percent(metrics.get("test_accuracy")))
+        accuracy, photos = metrics.get("test_accuracy"), metrics.get("num_files")
+        cells[0].metric(
+            "Test accuracy",
+            percent(accuracy),
+            delta=interval_text(accuracy, photos) or None,
+            delta_color="off",
+            delta_arrow="off",
+        )
         cells[1].metric("Test loss", f"{metrics.get('test_loss', 0):.4f}")
         cells[2].metric("Epochs", len(history))
         st.plotly_chart(

@@ -8,6 +8,7 @@ import streamlit as st
 
 from flower_core.config import DEFAULT_MAX_RUNS, MAX_SEEDS, PRESETS, SETTINGS, make_config
 from flower_core.data.dataset import Dataset
+from flower_core.evaluation.uncertainty import CI_LABEL, interval_text
 from flower_core.groups import group as groups
 from flower_core.groups.charts import sweep_parallel
 from flower_core.groups.group import list_groups
@@ -15,6 +16,7 @@ from flower_core.groups.sweep import (
     KIND,
     best_by_validation,
     best_config,
+    leaders,
     parse_grid,
     plan_sweep,
     start_sweep,
@@ -137,8 +139,13 @@ def results() -> None:
     with guard("Cannot read the sweep"):
         rows = groups.group_rows(runs_root(), chosen)
     table = sweep_results(rows, settings)
-    frame = pd.DataFrame(table).assign(
-        states=lambda f: f["states"].map(lambda s: ", ".join(f"{n} {k}" for k, n in s.items()) or "done")
+    frame = (
+        pd.DataFrame(table)
+        .assign(
+            states=lambda f: f["states"].map(lambda s: ", ".join(f"{n} {k}" for k, n in s.items()) or "done"),
+            test_ci=[interval_text(r["test_accuracy"], r["test_photos"]) or "–" for r in table],
+        )
+        .drop(columns=["test_interval", "leader"])
     )
     st.dataframe(
         frame,
@@ -147,12 +154,21 @@ def results() -> None:
         column_config={
             "val_accuracy": st.column_config.NumberColumn("val acc (mean)", format="percent"),
             "test_accuracy": st.column_config.NumberColumn("test acc (mean)", format="percent"),
+            "test_ci": st.column_config.TextColumn(f"test acc, {CI_LABEL}"),
         },
     )
     st.plotly_chart(sweep_parallel(table, settings), key="compare_sweep_chart")
-    best = best_by_validation(rows, settings)
-    if best is None:
+    best, tied = best_by_validation(rows, settings), leaders(rows, settings)
+    if not tied:
         st.info("No run of this sweep has finished yet.", icon=":material/hourglass_top:")
+    elif best is None:
+        names = ", ".join(f"**{r['combination']}**" for r in tied)
+        st.info(
+            f"A tie, no single best: {names} have equal validation accuracies, or ones within the "
+            f"noise of the validation photos (inside each other's {CI_LABEL}). More seeds or photos "
+            "could tell them apart.",
+            icon=":material/balance:",
+        )
     else:
         st.success(
             f"Best by validation accuracy: **{best['combination']}** ({percent(best['val_accuracy'])} "

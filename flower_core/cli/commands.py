@@ -91,26 +91,35 @@ def _cmd_train(args) -> None:
     from flower_core.training.stopping import run_stop_reason
 
     stopped = run_stop_reason(run_dir, status)
+    from flower_core.evaluation.uncertainty import accuracy_text, wilson_interval
+
+    accuracy, photos = metrics.get("test_accuracy"), metrics.get("num_files")
     payload = {
         "run_id": run_dir.name,
         "run_dir": str(run_dir),
         "state": status.get("state"),
-        "test_accuracy": metrics.get("test_accuracy"),
+        "test_accuracy": accuracy,
+        "test_interval": list(wilson_interval(accuracy, photos)) if accuracy is not None and photos else None,
+        "test_photos": photos,
         "test_loss": metrics.get("test_loss"),
         "stop_reason": stopped,
     }
-    accuracy = metrics.get("test_accuracy")
-    summary = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test metrics"
+    summary = "no test metrics" if accuracy is None else f"test accuracy {accuracy_text(accuracy, photos)}"
     emit(
         args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.get('state')}, {summary} ({run_dir})"
     )
 
 
 def _cmd_runs(args) -> None:
+    from flower_core.evaluation.uncertainty import accuracy_text
     from flower_core.store.runs import RunStore
 
     rows = RunStore(args.runs).list_runs()
-    lines = [f"{r['run_id']:<48} {r.get('state') or '':<11} acc={r.get('test_accuracy')}" for r in rows]
+    lines = [
+        f"{r['run_id']:<48} {r.get('state') or '':<11} "
+        f"acc={accuracy_text(r.get('test_accuracy'), r.get('test_photos'))}"
+        for r in rows
+    ]
     emit(
         args,
         {"runs": rows, "studies": studies_payload(args.runs) if args.json else {}},

@@ -59,22 +59,29 @@ def _results(kind: str, rows: list[dict], record: dict) -> tuple[dict, str]:
 
         table = study_table(rows)
         return {"states": states, "table": table}, format_table(table)
+    from flower_core.evaluation.uncertainty import accuracy_text
     from flower_core.groups.sweep import best_by_validation, sweep_results
 
     settings = list(record["info"]["grid"])
     results = sweep_results(rows, settings)
     best = best_by_validation(rows, settings)
+    tied = [r["combination"] for r in results if r["leader"]]
 
     def shown(value):
         return value if value is None else round(value, 4)
 
     lines = [
-        f"{r['combination']:<40} val {shown(r['val_accuracy'])}  test {shown(r['test_accuracy'])}"
+        f"{r['combination']:<40} val {shown(r['val_accuracy'])}  "
+        f"test {accuracy_text(r['test_accuracy'], r['test_photos'])}"
         for r in results
     ]
     if best:
         lines.append(f"best by validation: {best['combination']}")
-    return {"states": states, "results": results, "best": best}, "\n".join(lines)
+    elif tied:
+        lines.append(
+            f"a tie by validation, no single best (within the validation photos' noise): {', '.join(tied)}"
+        )
+    return {"states": states, "results": results, "best": best, "tied": tied}, "\n".join(lines)
 
 
 def _cmd_study(args) -> None:

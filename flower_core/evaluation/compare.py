@@ -6,20 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flower_core.errors import FlowerError
+from flower_core.evaluation.uncertainty import interval_range
 from flower_core.store.runs import CONFIG, METRICS, RunStore, read_history, read_json, run_facts
 
 # The runs table's columns, in order: the run's name, its state and results first, then the
-# settings that tell runs apart, then the rest (keys of `RunStore.summary`, plus `label`).
+# settings that tell runs apart, then the rest (keys of `RunStore.summary`, plus `label` and
+# `test_ci`, the test accuracy's 95% interval: `table_rows`).
 TABLE_COLUMNS = (
     "label",
     "state",
     "test_accuracy",
-    "test_loss",
+    "test_ci",
     "best_val_accuracy",
     "preset",
     "backbone",
     "image_size",
     "started",
+    "test_loss",
     "weights",
     "batch_size",
     "dropout",
@@ -57,6 +60,14 @@ def table_columns(more: Iterable[str] = ()) -> list[str]:
             f"{', '.join(MORE_COLUMNS)}. Received: {sorted(more)}"
         )
     return [column for column in TABLE_COLUMNS if column in COMPACT_COLUMNS or column in more]
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """`RunStore.summary` rows with `test_ci`: the test accuracy's 95% Wilson interval on the
+    run's test photos (`70–97%`), `''` before the run is evaluated."""
+    return [
+        {**row, "test_ci": interval_range(row.get("test_accuracy"), row.get("test_photos"))} for row in rows
+    ]
 
 
 def run_details(runs_root, run_ids: list[str]) -> list[dict]:

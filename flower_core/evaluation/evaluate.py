@@ -19,6 +19,7 @@ from flower_core.data.dataset import labels_for, list_candidates
 from flower_core.errors import FlowerError, ImageError
 from flower_core.evaluation.calibration import confidence_threshold, reliability
 from flower_core.evaluation.predict import load_run, model_image_size, predict_files
+from flower_core.evaluation.uncertainty import accuracy_text
 from flower_core.store.runs import CONFIG, SPLIT, read_json
 
 # Keras' categorical cross-entropy clips probabilities to [eps, 1 - eps] the same way.
@@ -220,8 +221,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_root: str | os.PathLike | None
 def format_metrics(metrics: dict) -> str:
     """A terminal report: loss and accuracy, the per-class table, the worst mistakes."""
     lines = [
-        f"loss {metrics['test_loss']:.4f}  accuracy {metrics['test_accuracy']:.2%}  "
-        f"({metrics['num_files']} photos)",
+        f"loss {metrics['test_loss']:.4f}  accuracy "
+        f"{accuracy_text(metrics['test_accuracy'], metrics['num_files'], digits=2)}",
         f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
     ]
     for name, row in metrics["per_class"].items():

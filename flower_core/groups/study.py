@@ -4,7 +4,9 @@
 optional no-transfer baseline), `start_study` queues them as one group (`flower_core.groups.group`),
 and `study_table` turns any runs' rows into the table the Compare page, `study --json` and
 `runs --json` show: per preset, our mean ± sd over seeds beside the study's figure, the
-per-seed values, how many runs are still queued or training, and each step's gain.
+per-seed values, how many runs are still queued or training, and each step's gain, with the
+95% interval of each mean on its test photos and whether a gain is within that noise
+(`flower_core.evaluation.uncertainty`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import math
 import statistics
 
 from flower_core.config import STUDY_RESULTS, check_seeds, make_config
+from flower_core.evaluation.uncertainty import CI_LABEL, accuracy_text, wilson_interval, within_noise
 from flower_core.groups.group import Planned, check_weights_files, list_groups, state_counts, submit_group
 
 KIND = "study"
 # The study's tuning steps, in order: the presets it reports figures for.
 STUDY_PRESETS = tuple(STUDY_RESULTS)
 BASELINE = "baseline"
+# What a gain within its test photos' noise is called in the tables.
+NOISE_WORDS = "within noise"
 # The no-transfer baseline (random weights, the whole network trained) as docs/RESULTS.md ran
 # it: smaller photos and fewer epochs, to fit a CPU budget; a study's own size and epochs win.
 BASELINE_SETTINGS = {"weights": "none", "image_size": 96, "epochs": 15}
@@ -93,8 +98,9 @@ def study_table(rows: list[dict]) -> list[dict]:
             accuracy and loss, and `group_label` for runs of a study.
 
     Returns:
-        Rows with preset, runs, mean, sd, loss_mean, per_seed ({seed: accuracy}), study_accuracy,
-        study_loss, states ({state: count} of unfinished runs), gain and study_gain.
+        Rows with preset, runs, mean, sd, loss_mean, per_seed ({seed: accuracy}), test_photos,
+        interval (the mean's 95% Wilson interval on them), study_accuracy, study_loss, states
+        ({state: count} of unfinished runs), gain, gain_within_noise and study_gain.
     """
     table, previous, previous_study = [], None, None
     labels = list(STUDY_PRESETS) + ([BASELINE] if any(_label(r) == BASELINE for r in rows) else [])
@@ -105,6 +111,8 @@ def study_table(rows: list[dict]) -> list[dict]:
         loss_mean, _ = _mean_sd([r["test_loss"] for r in done if r.get("test_loss") is not None])
         study_loss, study_accuracy = STUDY_RESULTS.get(preset, (None, None))
         states = state_counts([r for r in mine if r.get("state") != "done"])
+        photos = max((r.get("test_photos") or 0 for r in done), default=0) or None
+        gain = _difference(mean, previous) if preset != BASELINE else None
         table.append(
             {
                 "preset": preset,
@@ -113,10 +121,15 @@ def study_table(rows: list[dict]) -> list[dict]:
                 "sd": sd,
                 "loss_mean": loss_mean,
                 "per_seed": {str(r.get("seed")): r["test_accuracy"] for r in done},
+                "test_photos": photos,
+                "interval": wilson_interval(mean, photos) if mean is not None and photos else None,
                 "study_accuracy": study_accuracy,
                 "study_loss": study_loss,
                 "states": states,
-                "gain": _difference(mean, previous) if preset != BASELINE else None,
+                "gain": gain,
+                "gain_within_noise": None
+                if gain is None or not photos
+                else within_noise(mean, previous, photos),
                 "study_gain": _difference(study_accuracy, previous_study),
             }
         )
@@ -140,16 +153,28 @@ def pending_text(states: dict[str, int]) -> str:
 
 def format_table(table: list[dict]) -> str:
     """The study table as text for the terminal."""
-    lines = [f"{'preset':<10} {'runs':>4} {'ours (mean ± sd)':>18} {'study':>7} {'gain':>7}  per seed"]
+    lines = [
+        f"{'preset':<10} {'runs':>4} {'ours (mean ± sd)':>18} {CI_LABEL:>11} {'study':>7} "
+        f"{'gain':>7} {'':12}  per seed"
+    ]
     for row in table:
         if row["mean"] is None:
             ours = pending_text(row["states"])
         else:
             ours = f"{row['mean']:.4f} ± {row['sd']:.4f}" if row["sd"] is not None else f"{row['mean']:.4f}"
+        interval = f"{row['interval'][0]:.3f}-{row['interval'][1]:.3f}" if row["interval"] else "–"
         study = f"{row['study_accuracy']:.4f}" if row["study_accuracy"] is not None else "–"
         gain = f"{row['gain']:+.4f}" if row["gain"] is not None else "–"
         seeds = " ".join(f"{s}:{v:.3f}" for s, v in row["per_seed"].items())
-        lines.append(f"{row['preset']:<10} {row['runs']:>4} {ours:>18} {study:>7} {gain:>7}  {seeds}")
+        lines.append(
+            f"{row['preset']:<10} {row['runs']:>4} {ours:>18} {interval:>11} {study:>7} {gain:>7} "
+            f"{NOISE_WORDS if row['gain_within_noise'] else '':12}  {seeds}"
+        )
+    photos = {row["test_photos"] for row in table if row["test_photos"]}
+    if photos:
+        lines.append(
+            f"{CI_LABEL}: Wilson interval of the mean on {', '.join(map(str, sorted(photos)))} test photos"
+        )
     return "\n".join(lines)
 
 
@@ -168,6 +193,7 @@ def table_cells(table: list[dict]) -> list[dict]:
             if row["mean"] is None
             else (f"{row['mean']:.1%}" + (f" ± {row['sd']:.1%}" if row["sd"] is not None else ""))
         )
+        interval = accuracy_text(row["mean"], row["test_photos"]) if row["mean"] is not None else "–"
         if row["mean"] is not None and pending != "–":
             ours += f" ({pending})"
         cells.append(
@@ -177,7 +203,8 @@ def table_cells(table: list[dict]) -> list[dict]:
                 "ours (mean ± sd)": ours,
                 "runs": row["runs"],
                 "per seed": " · ".join(f"{v:.1%}" for v in row["per_seed"].values()),
-                "our gain": pct(row["gain"], "+"),
+                f"mean, {CI_LABEL}": interval,
+                "our gain": pct(row["gain"], "+") + (f" ({NOISE_WORDS})" if row["gain_within_noise"] else ""),
                 "study's gain": pct(row["study_gain"], "+"),
             }
         )

@@ -5,6 +5,10 @@ The settings a sweep may vary, and how their values are read, come from `TrainCo
 checked by `TrainConfig.validate`, so a sweep accepts exactly what a run accepts. All runs of a
 sweep share one split (`flower_core.groups.group`) and, when they differ only in head settings, one
 feature-cache entry: one backbone pass over the photos for the whole sweep.
+
+The best combination is chosen on validation accuracy, and only when it leads by more than the
+validation photos' noise (`evaluation.uncertainty.within_noise`): combinations within noise of
+the top one, or equal to it, are a tie, and a tie has no single best.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from flower_core.config import (
     parse_setting,
 )
 from flower_core.errors import FlowerError
+from flower_core.evaluation.uncertainty import wilson_interval, within_noise
 from flower_core.groups.group import Planned, check_weights_files, state_counts, submit_group
 
 KIND = "sweep"
@@ -157,7 +162,9 @@ def start_sweep(
 
 def sweep_results(rows: list[dict], settings: list[str]) -> list[dict]:
     """One row per combination: its settings, mean validation and test accuracy over its finished
-    seeds, and how many runs are still queued or training. Best validation first."""
+    seeds, the photos each was measured on, the test accuracy's 95% Wilson interval, whether it
+    is among the leaders (`leaders`), and how many runs are still queued or training. Best
+    validation first."""
     combos: dict[str, dict] = {}
     for row in rows:
         config = row.get("config") or {}
@@ -175,12 +182,21 @@ def sweep_results(rows: list[dict], settings: list[str]) -> list[dict]:
         done = [r for r in entry.pop("rows") if r.get("state") == "done"]
         val = [r["best_val_accuracy"] for r in done if r.get("best_val_accuracy") is not None]
         test = [r["test_accuracy"] for r in done if r.get("test_accuracy") is not None]
+        test_photos = max((r.get("test_photos") or 0 for r in done), default=0) or None
+        test_accuracy = statistics.fmean(test) if test else None
         results.append(
             {
                 **entry,
                 "runs": len(done),
                 "val_accuracy": statistics.fmean(val) if val else None,
-                "test_accuracy": statistics.fmean(test) if test else None,
+                "test_accuracy": test_accuracy,
+                "val_photos": max((r.get("val_photos") or 0 for r in done), default=0) or None,
+                "test_photos": test_photos,
+                "test_interval": (
+                    wilson_interval(test_accuracy, test_photos)
+                    if test_accuracy is not None and test_photos
+                    else None
+                ),
                 "states": state_counts(
                     [
                         r
@@ -190,7 +206,31 @@ def sweep_results(rows: list[dict], settings: list[str]) -> list[dict]:
                 ),
             }
         )
-    return sorted(results, key=lambda r: -1 if r["val_accuracy"] is None else r["val_accuracy"], reverse=True)
+    results.sort(key=lambda r: -1 if r["val_accuracy"] is None else r["val_accuracy"], reverse=True)
+    leading = {r["combination"] for r in _leaders(results)}
+    return [{**r, "leader": r["combination"] in leading} for r in results]
+
+
+def _leaders(results: list[dict]) -> list[dict]:
+    """The top combination by validation and every other within its noise (or equal to it)."""
+    scored = [r for r in results if r["val_accuracy"] is not None]
+    if not scored:
+        return []
+    top = scored[0]
+    photos = top["val_photos"]
+    return [
+        r
+        for r in scored
+        if r["val_accuracy"] == top["val_accuracy"]
+        or (photos and within_noise(top["val_accuracy"], r["val_accuracy"], photos))
+    ]
+
+
+def leaders(rows: list[dict], settings: list[str]) -> list[dict]:
+    """The combinations tied for best by validation: the top one and every other whose mean
+    validation accuracy is equal to it or within its validation photos' noise. One when a
+    combination leads clearly; none while no run of the sweep has finished."""
+    return [r for r in sweep_results(rows, settings) if r["leader"]]
 
 
 def _cell(value):
@@ -199,15 +239,22 @@ def _cell(value):
 
 def best_by_validation(rows: list[dict], settings: list[str]) -> dict | None:
     """The combination with the highest mean validation accuracy (never test: the test photos
-    stay unseen for choosing), or `None` while no run of the sweep has finished."""
-    results = [r for r in sweep_results(rows, settings) if r["val_accuracy"] is not None]
-    return results[0] if results else None
+    stay unseen for choosing) when it leads by more than noise; `None` while no run of the sweep
+    has finished, or when the best are tied (`leaders`)."""
+    tied = leaders(rows, settings)
+    return tied[0] if len(tied) == 1 else None
 
 
 def best_config(rows: list[dict], settings: list[str]) -> TrainConfig:
     """A standalone run's config of the best-by-validation combination (seed 0, own split)."""
     best = best_by_validation(rows, settings)
     if best is None:
+        tied = leaders(rows, settings)
+        if tied:
+            raise FlowerError(
+                f"no single best: {', '.join(r['combination'] for r in tied)} are within the validation "
+                "photos' noise of each other; add seeds or photos to tell them apart"
+            )
         raise FlowerError("no run of this sweep has finished yet")
     config = next(r["config"] for r in rows if r.get("group_label") == best["combination"])
     return dataclasses.replace(TrainConfig.from_json(config), seed=0).validate()

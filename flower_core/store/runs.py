@@ -479,6 +479,7 @@ class RunStore:
         meta = read_record(run_dir / META)
         facts = run_facts(run_dir)
         val_accs = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
+        sizes = facts.get("split_sizes") or {}
         return {
             "run_id": run_dir.name,
             "name": meta.get("name", run_dir.name),
@@ -499,6 +500,9 @@ class RunStore:
             "best_val_accuracy": max(val_accs) if val_accs else None,
             "test_accuracy": metrics.get("test_accuracy"),
             "test_loss": metrics.get("test_loss"),
+            # The photos each accuracy was measured on, for its interval (`evaluation.uncertainty`).
+            "test_photos": metrics.get("num_files") or sizes.get("test"),
+            "val_photos": sizes.get("val"),
             "seconds": round(sum(h.get("seconds", 0) for h in history), 1),
             "started": status.get("started"),
             "finished": status.get("finished"),
