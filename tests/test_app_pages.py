@@ -2,6 +2,7 @@
 synthetic set and with runs present; the Train button queues a job whose progress shows; the
 Classify page predicts and explains an uploaded photo; Home's dataset sources work."""
 
+import datetime as dt
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from flower_core.evaluation.compare import COMPACT_COLUMNS, TABLE_COLUMNS
 from flower_core.explain.faithfulness import VERDICTS
 from flower_core.store.runs import append_jsonl
 from flower_core.training import jobs
-from flower_core.training.progress import Throughput, update_status
+from flower_core.training.progress import ExtractionProgress, update_status
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/1_Dataset.py", "pages/2_Train.py", "pages/3_Compare.py", "pages/4_Classify.py"]
@@ -252,14 +253,25 @@ def test_train_button_queues_a_job_and_the_page_follows_its_progress(synthetic, 
     assert (run_dir / "cancel.request").is_file()
 
 
-def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthetic, no_worker):
+def test_train_page_shows_feature_extraction_once_with_the_whole_run_s_eta(synthetic, no_worker):
     at = _submit_small_run(open_page("pages/2_Train.py"))
-    stats = Throughput("train features", clock=iter([0.0, 2.0]).__next__).update(70, 140)
-    update_status(jobs.queued_runs()[0], state="running", message=stats["message"], extraction=stats)
+    run_dir = jobs.queued_runs()[0]
+    at.run()
+    estimate = json.loads((run_dir / "status.json").read_text())["estimate"]["seconds"]
+    assert str(dt.timedelta(seconds=int(estimate))) in texts(at.metric)  # queued: the ETA is the estimate
+    passes = {"train features": 100, "validation features": 20, "test features": 20}
+    extraction = ExtractionProgress(passes, clock=iter([0.0, 2.0]).__next__)
+    extraction.finish("train features")  # the cache held them
+    stats = extraction.update("validation features", 10, 20)
+    update_status(run_dir, state="running", message=stats["message"], extraction=stats, eta=65.0)
     at.run()
     assert_clean(at)
     bar = at.get("progress")[0]
-    assert bar.value == 50 and bar.proto.text == "computing train features 70/140 · 35.0 photos/s · 2 s left"
+    assert bar.value == 25
+    assert bar.proto.text == "computing features 10/40 (validation features) · 5.0 photos/s"
+    shown = texts(at.caption) + texts(at.code) + texts(at.markdown)
+    assert stats["message"] not in shown  # the bar says it, once
+    assert "0:01:05" in texts(at.metric)
 
 
 def test_train_form_previews_augmentation_with_its_settings(synthetic):

@@ -284,12 +284,12 @@ def _cache_entry(cache: FeatureCache, name: str, **meta) -> None:
 
 def test_estimate_measures_speed_from_the_cache_and_shares_features_in_a_group(synthetic_dataset, tmp_path):
     cache = FeatureCache(tmp_path / "cache")
-    fallback = estimate.backbone_speed("mobilenet", 112, cache.root)
-    assert fallback.source == "fallback"
-    assert fallback.photos_per_s == pytest.approx(BACKBONES["mobilenet"].fallback_photos_per_s * 4)
+    typical = estimate.backbone_speed("mobilenet", 112, cache.root)
+    assert typical.source == "typical"
+    assert typical.photos_per_s == pytest.approx(BACKBONES["mobilenet"].fallback_photos_per_s * 4)
     _cache_entry(cache, "a", backbone="mobilenet", image_size=224, photos=100, seconds=4.0)
     measured = estimate.backbone_speed("mobilenet", 224, cache.root)
-    assert measured == estimate.Speed(25.0, "measured")
+    assert measured == estimate.Speed(25.0, "measured", 25.0 * 0.7, 25.0 * 1.3)
 
     base = make_config("base", backbone="mobilenet", image_size=224)
     plateau = make_config("plateau", backbone="mobilenet", image_size=224)

@@ -121,6 +121,31 @@ def test_every_preset_trains_on_cached_features(
 
 
 @pytest.mark.slow
+def test_extraction_counts_once_over_train_validation_and_test_with_the_run_s_eta(
+    synthetic_dataset, random_mobilenet_weights, tmp_path
+):
+    config = make_config(
+        "dropout20", backbone="mobilenet", weights=random_mobilenet_weights, image_size=64, epochs=2
+    )
+    seen = []
+
+    def reporter(event):
+        if "photos_done" in event:
+            [training] = RunStore(tmp_path / "runs").run_dirs()
+            eta = read_status(training).get("eta")
+            seen.append((event["what"], event["photos_done"], event["photos_total"], eta))
+
+    run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs", reporter=reporter)
+    split = read_json(run_dir / "split.json")
+    total = len(split["train"]) * config.augment_views + len(split["val"]) + len(split["test"])
+    assert {t for _, _, t, _ in seen} == {total}  # one count for the whole run
+    done = [d for _, d, _, _ in seen]
+    assert done == sorted(done) and done[-1] == total  # never restarts
+    assert [w for w, *_ in seen][-1] == "test features"
+    assert all(eta is not None for *_, eta in seen)  # the ETA holds during extraction
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "way, size, kinds, ran",
     [

@@ -27,6 +27,7 @@ from flower_core.store.runs import (
     read_record,
 )
 from flower_core.training import jobs
+from flower_core.training.estimate import run_eta
 from flower_core.training.stopping import run_stop_reason
 from ui import export_view
 from ui.common import PAGES, percent, runs_root
@@ -91,7 +92,8 @@ def _log_lines(history: list[dict], status: dict) -> str:
             f"epoch {h['epoch']:>3} [{h.get('phase', 'train')}] loss {h['loss']:.4f} · "
             f"acc {h['accuracy']:.1%}{val} · {h.get('seconds', 0):.1f}s"
         )
-    lines.append(f"> {status.get('message', '')}")
+    if not status.get("extraction"):  # the extraction bar says it
+        lines.append(f"> {status.get('message', '')}")
     return "\n".join(lines[-200:])
 
 
@@ -108,7 +110,8 @@ def _elapsed(status: dict) -> str:
 
 
 def progress(status: dict) -> None:
-    """Feature extraction (photos/s, time left), epoch and batch progress bars, elapsed, ETA."""
+    """Feature extraction over all its passes (photos/s), epoch and batch progress bars, elapsed,
+    and the whole run's ETA (`estimate.run_eta`: during extraction too)."""
     extraction = status.get("extraction")
     if extraction and extraction.get("photos_total"):
         st.progress(
@@ -125,9 +128,14 @@ def progress(status: dict) -> None:
         text=f"Batch {batch} of {batches}" if batches else "No batch yet",
     )
     cells = st.columns(3)
-    eta = status.get("eta")
+    eta = run_eta(status)
     cells[0].metric("Elapsed", _elapsed(status))
-    cells[1].metric("ETA", "–" if eta is None else str(dt.timedelta(seconds=int(eta))))
+    cells[1].metric(
+        "ETA",
+        "–" if eta is None else str(dt.timedelta(seconds=int(eta))),
+        help="Time left for the whole run: from its estimate at first, then from the speed measured "
+        "while its features are computed and its epochs run.",
+    )
     cells[2].metric(
         "Phase",
         status.get("phase") or "setup",
@@ -144,7 +152,8 @@ def live(run_dir: Path) -> None:
         st.rerun()
     _title(run_dir)
     badge(status["state"])
-    st.caption(status.get("message", ""))
+    if not status.get("extraction"):  # the extraction bar says it
+        st.caption(status.get("message", ""))
     progress(status)
     if jobs.stalled(status, runs_root()):
         st.warning(

@@ -11,15 +11,16 @@ from flower_core.groups import group as groups
 from flower_core.groups.charts import study_bars
 from flower_core.groups.study import list_studies, plan_study, start_study, study_table, table_cells
 from flower_core.models.backbone_specs import BACKBONES, DEFAULT_BACKBONE
-from flower_core.training.estimate import estimate_group, format_duration
+from flower_core.training.estimate import estimate_group, estimate_text
 from ui.common import guard, plural, runs_root
 from ui.train_form import WEIGHTS
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner="Measuring this machine's speed…")
 def _estimate(data_root: str, photos: int, runs: str, options: dict) -> dict:
     planned = plan_study(**options)
-    return estimate_group([p.config for p in planned], data_root, runs_root=runs, photos=photos)
+    configs = [p.config for p in planned]
+    return estimate_group(configs, data_root, runs_root=runs, photos=photos, calibrate_here=True)
 
 
 def launcher(data_root, dataset: Dataset | None) -> None:
@@ -57,8 +58,8 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
         runs = len(estimate["runs"])
         st.caption(
-            f"{plural(runs, 'run')}, about **{format_duration(estimate['seconds'])}** on this machine "
-            f"({estimate['speed_source']} speed; early stopping usually ends runs sooner)."
+            f"{plural(runs, 'run')}, {estimate_text(estimate)}. The shorter end is when early "
+            "stopping ends runs early."
         )
         if st.button("Run the study", icon=":material/play_arrow:", type="primary", key="study_start"):
             with guard("Cannot start the study"):

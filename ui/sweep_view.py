@@ -24,7 +24,7 @@ from flower_core.groups.sweep import (
     sweepable,
 )
 from flower_core.training import jobs
-from flower_core.training.estimate import estimate_group, format_duration
+from flower_core.training.estimate import estimate_group, estimate_text
 from ui.common import guard, percent, plural, runs_root
 from ui.train_form import WEIGHTS
 
@@ -55,10 +55,11 @@ def _values(name: str, default) -> str:
     )
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner="Measuring this machine's speed…")
 def _estimate(data_root: str, photos: int, runs: str, preset: str, grid_text: str, options: dict) -> dict:
     planned = plan_sweep(preset, parse_grid(grid_text), **options)
-    return estimate_group([p.config for p in planned], data_root, runs_root=runs, photos=photos)
+    configs = [p.config for p in planned]
+    return estimate_group(configs, data_root, runs_root=runs, photos=photos, calibrate_here=True)
 
 
 def launcher(data_root, dataset: Dataset | None) -> None:
@@ -109,8 +110,8 @@ def launcher(data_root, dataset: Dataset | None) -> None:
                 str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options
             )
         st.caption(
-            f"{plural(len(estimate['runs']), 'run')}, about **{format_duration(estimate['seconds'])}** "
-            f"on this machine ({estimate['speed_source']} speed)."
+            f"{plural(len(estimate['runs']), 'run')}, {estimate_text(estimate)}. The shorter end is "
+            "when early stopping ends runs early."
         )
         if st.button("Start the sweep", icon=":material/play_arrow:", key="sweep_start"):
             with guard("Cannot start the sweep"):

@@ -17,7 +17,7 @@ from flower_core.data.dataset import Dataset
 from flower_core.errors import FlowerError
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.backbones import ready_offline, weights_status
-from flower_core.training.estimate import estimate_run, format_duration
+from flower_core.training.estimate import estimate_run, estimate_text, format_duration
 from ui import augment_preview
 from ui.common import runs_root
 from ui.home import online
@@ -113,9 +113,11 @@ def preset_picker() -> str:
 # Keyed by the photo count of the dataset the page loaded (`ui.loaders`, cached by the folder's
 # stamp), so no rerun lists the dataset's folders again; the cache and past runs, which say how
 # fast this machine is and what is cached, are read again after `ttl` seconds.
-@st.cache_data(ttl=30, show_spinner=False)
+# The first estimate of a backbone and size times it here once (`estimate.calibrate`, kept on disk).
+@st.cache_data(ttl=30, show_spinner="Measuring this machine's speed…")
 def _estimate(preset: str, backbone: str, data_root: str, photos: int, runs: str) -> dict:
-    return estimate_run(make_config(preset, backbone=backbone), data_root, runs_root=runs, photos=photos)
+    config = make_config(preset, backbone=backbone)
+    return estimate_run(config, data_root, runs_root=runs, photos=photos, calibrate_here=True)
 
 
 def estimate_note(preset: str, dataset: Dataset) -> None:
@@ -139,8 +141,8 @@ def estimate_note(preset: str, dataset: Dataset) -> None:
         else f"features computed first, about {format_duration(estimate['extraction_s'])}"
     )
     st.caption(
-        f":material/timer: With the preset's settings, about **{format_duration(estimate['seconds'])}** "
-        f"on this machine ({cache}; {estimate['speed_source']} speed; early stopping often ends sooner)."
+        f":material/timer: With the preset's settings, {estimate_text(estimate)}; {cache}. "
+        "The shorter end is when early stopping ends it early."
     )
 
 

@@ -19,16 +19,14 @@ def _data_root(args):
 def _queue(args, kind: str, planned_fn, start_fn, **options) -> None:
     """Estimate, queue, and (with --wait) follow a group; prints what it queued, or the table."""
     from flower_core.groups.group import group_rows, wait_group
-    from flower_core.training.estimate import estimate_group, format_duration
+    from flower_core.training.estimate import estimate_group, estimate_text
 
     data_root = _data_root(args)
     planned = planned_fn(**options)
-    estimate = estimate_group([p.config for p in planned], data_root, runs_root=args.runs, probe=True)
+    configs = [p.config for p in planned]
+    estimate = estimate_group(configs, data_root, runs_root=args.runs, calibrate_here=True)
     record = start_fn(data_root, args.runs, **options)
-    note = (
-        f"{kind} {record['id']}: {len(record['runs'])} runs queued, about "
-        f"{format_duration(estimate['seconds'])} here ({estimate['speed_source']} speed)"
-    )
+    note = f"{kind} {record['id']}: {len(record['runs'])} runs queued, {estimate_text(estimate)}"
     if args.wait:
         print(note, file=sys.stderr)
         rows = wait_group(
@@ -44,6 +42,7 @@ def _queue(args, kind: str, planned_fn, start_fn, **options) -> None:
             "kind": kind,
             "runs": record["runs"],
             "estimate_s": round(estimate["seconds"], 1),
+            "estimate_range_s": [round(estimate["low_s"], 1), round(estimate["high_s"], 1)],
             **payload,
         },
         f"{note}\n{text}",

@@ -124,11 +124,14 @@ def submit_group(
         "info": info or {},
         "runs": [],
     }
+    from flower_core.training.estimate import estimate_group
+
+    estimates = estimate_group([item.config for item in planned], data_root, runs_root=store.root)["runs"]
     made: list[Path] = []
     try:
         with clear_write_errors():
             folder.mkdir(parents=True)
-            for item in planned:
+            for item, estimate in zip(planned, estimates, strict=True):
                 extra = {
                     "group": group_id,
                     "group_kind": kind,
@@ -136,7 +139,11 @@ def submit_group(
                     "split_file": str((folder / SPLIT).resolve()),
                     "share_split": True,
                 }
-                made.append(jobs.submit(item.config, data_root, store.root, extra=extra, start=False))
+                made.append(
+                    jobs.submit(
+                        item.config, data_root, store.root, extra=extra, start=False, estimate=estimate
+                    )
+                )
                 store.set_meta(made[-1].name, tags=[group_id])
             record["runs"] = [run_dir.name for run_dir in made]
             write_json(folder / GROUP_FILE, record)

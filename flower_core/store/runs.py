@@ -145,6 +145,7 @@ _STATUS_SCHEMA = {
     "elapsed": "number?",
     "eta": "number?",
     "kept_epoch": "int?",
+    "estimate": "dict?",
 }
 _METRICS_SCHEMA = {
     "test_loss": "number?",
@@ -417,8 +418,11 @@ class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = resolve_runs_root(root)
 
-    def create(self, config: dict, preset: str = "run", backbone: str = "") -> Path:
-        """A new run folder with `config.json` and a `queued` status; returns its path.
+    def create(
+        self, config: dict, preset: str = "run", backbone: str = "", estimate: dict | None = None
+    ) -> Path:
+        """A new run folder with `config.json` and a `queued` status (holding the time `estimate`
+        made as it was queued, if any); returns its path.
 
         Two sessions may create runs in the same second, so a taken id is retried; a write that
         fails (disk full, no permission) removes the half-made folder and raises one line.
@@ -437,6 +441,7 @@ class RunStore:
                         "message": "waiting to start",
                         "queued": now_iso(),
                         "queued_ns": time.time_ns(),
+                        **({"estimate": estimate} if estimate else {}),
                     },
                 )
             except BaseException:

@@ -115,17 +115,28 @@ def queued_runs(runs_root=None) -> list[Path]:
 
 
 def create_run(
-    config: TrainConfig, data_root, runs_root=None, split_file=None, extra: dict | None = None
+    config: TrainConfig,
+    data_root,
+    runs_root=None,
+    split_file=None,
+    extra: dict | None = None,
+    estimate: dict | None = None,
 ) -> Path:
     """A `queued` run folder for `config`, made only once the settings, the dataset and the
     backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
-    keys to the run's `config.json` (a group's id and shared split, `flower_core.groups.group`)."""
+    keys to the run's `config.json` (a group's id and shared split, `flower_core.groups.group`).
+    Its status keeps the time estimated for it (`estimate.estimate_run`, as a page showed it, or
+    made here from the speeds recorded), so its actual time can be compared with it."""
+    from flower_core.training.estimate import estimate_run, recorded_estimate
+
     config.validate()
     _, candidates = list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
+    files = [file for names in candidates.values() for file in names]
     if split_file:
-        files = [file for names in candidates.values() for file in names]
         check_split_files(load_split(split_file), files, split_file)
+    if estimate is None:
+        estimate = estimate_run(config, data_root, runs_root=runs_root, photos=len(files))
     return RunStore(runs_root).create(
         {
             **config.to_json(),
@@ -135,6 +146,7 @@ def create_run(
         },
         config.preset,
         config.backbone,
+        recorded_estimate(estimate),
     )
 
 
@@ -147,12 +159,15 @@ def submit(
     extra: dict | None = None,
     start: bool = True,
     token: str | None = None,
+    estimate: dict | None = None,
 ) -> Path:
     """Queue a training run and make sure a worker will train it; returns at once.
 
     Args:
         extra: keys added to the run's `config.json` (a group's id and shared split,
             `flower_core.groups.group`). Defaults to `None`.
+        estimate: the run's time estimate (`estimate.estimate_run`) as shown before the click,
+            kept in its status. Defaults to one made from the speeds recorded here.
         start: `False` leaves starting the worker to the caller, which queues a whole group
             before starting one worker. Defaults to `True`.
         token: names one submission of a form (a double-click sends it twice): the first call
@@ -163,7 +178,7 @@ def submit(
     with _claimed(root, token) as earlier:
         if earlier is not None:
             return earlier
-        run_dir = create_run(config, data_root, runs_root, split_file, extra)
+        run_dir = create_run(config, data_root, runs_root, split_file, extra, estimate)
         if token:
             atomic_write_bytes(root / SUBMISSIONS / token, run_dir.name.encode())
     if start:

@@ -68,10 +68,18 @@ class RunProgress(keras.callbacks.Callback):
         total_epochs: epochs across all phases, for the overall progress. Defaults to `None`.
         epoch_offset: epochs already done in earlier phases. Defaults to `0`.
         phase: `"head"` or `"fine-tune"`, shown in events. Defaults to `"head"`.
+        then_s: seconds the run still needs once these epochs end (the test photos' features),
+            so the ETA is the whole run's; called at each report. Defaults to none.
     """
 
     def __init__(
-        self, run_dir, reporter: Reporter | None = None, total_epochs=None, epoch_offset=0, phase="head"
+        self,
+        run_dir,
+        reporter: Reporter | None = None,
+        total_epochs=None,
+        epoch_offset=0,
+        phase="head",
+        then_s: Callable[[], float | None] | None = None,
     ):
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -79,6 +87,7 @@ class RunProgress(keras.callbacks.Callback):
         self.total_epochs = total_epochs
         self.epoch_offset = epoch_offset
         self.phase = phase
+        self.then_s = then_s
 
     def on_train_begin(self, logs=None):
         self.cancelled = False
@@ -98,6 +107,7 @@ class RunProgress(keras.callbacks.Callback):
         done = self.epoch_in_phase + fraction
         overall = self.epoch_offset + self.epoch_in_phase
         eta = elapsed / done * max(self.epochs - self.epoch_offset - done, 0)
+        eta += (self.then_s() or 0.0) if self.then_s else 0.0
         return {
             "kind": kind,
             "phase": self.phase,
@@ -339,6 +349,76 @@ class Throughput:
             "eta_s": None if eta is None else round(eta, 1),
             "message": message,
         }
+
+
+class ExtractionProgress:
+    """One progress over a run's feature-extraction passes (train, validation, test), so its
+    count never restarts: `computing features 1200/4317 · 21.3 photos/s (validation)`.
+
+    The passes are planned up front with the backbone passes each needs; one the cache already
+    holds is dropped when it is found there (`finish` without a report). The rate is the
+    current pass's (`Throughput`: the first batch of a pass also traces a graph), else the last
+    pass's, else `photos_per_s` (the run's estimate); time spent training between two passes
+    never counts as extracting.
+
+    Args:
+        planned: `{what: backbone passes}` in the order they run, e.g.
+            `{"train features": 3000, "validation features": 650, "test features": 650}`.
+        photos_per_s: the speed to assume before one is measured. Defaults to `None`.
+        clock: seconds, monotonic. Defaults to `time.monotonic`.
+
+    Example:
+
+    >>> progress = ExtractionProgress({"train": 100, "test": 50}, 10.0, clock=iter([0.0, 1.0, 2.0]).__next__)
+    >>> progress.update("train", 10, 100)["message"]
+    'computing features 10/150 (train) · 10.0 photos/s'
+    >>> progress.update("train", 30, 100)["eta_s"]
+    6.0
+    """
+
+    def __init__(
+        self,
+        planned: dict[str, int],
+        photos_per_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.planned, self.done = dict(planned), dict.fromkeys(planned, 0)
+        self.rate, self.clock = photos_per_s, clock
+        self.passes: dict[str, Throughput] = {}
+
+    def update(self, what: str, done: int, total: int) -> dict:
+        """The state after `done` of `total` passes of `what`: overall counts, `photos_per_s`,
+        `eta_s` (all extraction left) and a one-line `message`."""
+        if what not in self.passes:
+            self.passes[what] = Throughput(what, self.clock)
+        rate = self.passes[what].update(done, total)["photos_per_s"]
+        self.rate = rate or self.rate
+        self.planned[what], self.done[what] = total, done
+        overall, photos = sum(self.done.values()), sum(self.planned.values())
+        message = f"computing features {overall}/{photos} ({what})"
+        if self.rate:
+            message += f" · {self.rate:.1f} photos/s"
+        return {
+            "what": what,
+            "photos_done": overall,
+            "photos_total": photos,
+            "photos_per_s": None if self.rate is None else round(self.rate, 2),
+            "eta_s": self.left_s(),
+            "message": message,
+        }
+
+    def finish(self, what: str) -> None:
+        """`what` is done: computed, or found in the cache (then it is no longer counted)."""
+        if what not in self.passes:
+            self.planned.pop(what, None)
+            self.done.pop(what, None)
+
+    def left_s(self) -> float | None:
+        """Seconds of extraction left over every pass, at the rate known; `None` before one is."""
+        left = sum(self.planned.values()) - sum(self.done.values())
+        if not left:
+            return 0.0
+        return None if not self.rate else round(left / self.rate, 1)
 
 
 def _float(value):

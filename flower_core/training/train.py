@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import time
 from pathlib import Path
 
 import keras
@@ -50,6 +51,7 @@ from flower_core.store.runs import (
     clear_write_errors,
     kept_model_note,
     now_iso,
+    peek_status,
     read_history,
     read_json,
     request_cancel,
@@ -57,10 +59,10 @@ from flower_core.store.runs import (
 )
 from flower_core.training.progress import (
     BestModelKeeper,
+    ExtractionProgress,
     Reporter,
     RunProgress,
     StopOnNaN,
-    Throughput,
     epoch_events,
     update_status,
 )
@@ -152,6 +154,11 @@ class TrainingRun:
         self.split: Split | None = None
         self.fingerprint = ""
         self.clf: Classifier | None = None
+        # The estimate made as the run was queued: the whole run's ETA until measured figures replace it.
+        self.estimate = peek_status(self.run_dir).get("estimate") or {}
+        self.began = time.monotonic()
+        self.extraction = ExtractionProgress({})
+        self.trained = False
 
     def run(self) -> None:
         self._prepare_data()
@@ -161,11 +168,24 @@ class TrainingRun:
             self._train()
 
     def stage(self, message: str, done: bool = False) -> None:
-        """Say what the run is doing: in its log, its `status.json` and to the reporter."""
+        """Say what the run is doing: in its log, its `status.json` (with the whole run's ETA
+        from its estimate, before anything is measured) and to the reporter."""
         log.info(message)
-        update_status(self.run_dir, state="running", message=message)
+        update_status(self.run_dir, state="running", message=message, eta=self._eta_before_training())
         if self.reporter:
             self.reporter({"kind": "stage", "message": message, "done": done})
+
+    def _eta_before_training(self) -> float | None:
+        """Seconds left in the whole run until its epochs start: the extraction left at the speed
+        measured so far plus the estimate's training, else the estimate less the time spent."""
+        if self.trained:
+            return self.extraction.left_s()
+        if not self.estimate:
+            return None
+        extraction = self.extraction.left_s() if self.extraction.passes else None
+        if extraction is not None:
+            return round(extraction + self.estimate["training_s"], 1)
+        return round(max(self.estimate["seconds"] - (time.monotonic() - self.began), 0.0), 1)
 
     @property
     def class_names(self) -> list[str]:
@@ -230,14 +250,37 @@ class TrainingRun:
         self.clf = build_classifier(self.config, len(self.class_names))
         self._views_when_maps_are_too_small()
         self._write_facts()
+        self.extraction = ExtractionProgress(self._planned_passes(), self.estimate.get("photos_per_s"))
         best = self._fit_head_on_features() if self.config.head_on_cache else self._fit_end_to_end()
         if self.config.fine_tune_blocks:
             self._fine_tune(best)
         self.stage("evaluating on the test split")
         self._write_metrics()
 
+    def _planned_passes(self) -> dict[str, int]:
+        """The feature-extraction passes this run may make, in order, with their backbone passes
+        (`_cached`'s names); those the cache holds are dropped as they are found."""
+        config, split = self.config, self.split
+        if not config.head_on_cache:
+            return {}
+        if config.augments_maps:
+            names, train = (
+                ("train feature maps", "validation feature maps", "test feature maps"),
+                len(split.train),
+            )
+        elif config.augment:
+            names = ("augmented features", "validation features", "test features")
+            train = len(split.train) * config.augment_views
+        else:
+            names, train = ("train features", "validation features", "test features"), len(split.train)
+        sizes = (train, len(split.val), len(split.test) if split.test and not config.fine_tune_blocks else 0)
+        return {name: size for name, size in zip(names, sizes, strict=True) if size}
+
     def _callbacks(self, total_epochs, offset, phase, best=np.inf):
-        progress = RunProgress(self.run_dir, self.reporter, total_epochs, offset, phase)
+        self.trained = True  # the estimate's training seconds give way to the epochs' own ETA
+        progress = RunProgress(
+            self.run_dir, self.reporter, total_epochs, offset, phase, then_s=self.extraction.left_s
+        )
         keeper = BestModelKeeper(self.clf.model, self.run_dir / MODEL, best, epoch_offset=offset)
         callbacks = [
             progress,
@@ -373,25 +416,27 @@ class TrainingRun:
         )
 
     def _extraction_reporter(self, what: str):
-        """Progress of a feature-cache build, with photos/s and time left (in `status.json` as
-        `extraction` while it lasts); a cancel request stops it between batches. The run's log
-        gets one line when it ends."""
-        throughput = Throughput(what)
+        """Progress of a feature-cache build, counted over all the run's passes
+        (`ExtractionProgress`), with photos/s (in `status.json` as `extraction` while it lasts)
+        and the whole run's ETA; a cancel request stops it between batches. The run's log gets
+        one line when it ends."""
 
         def report(done, total):
             if cancel_requested(self.run_dir):
                 raise _Cancelled()
-            stats = throughput.update(done, total)
+            stats = self.extraction.update(what, done, total)
             update_status(
                 self.run_dir,
                 state="running",
                 message=stats["message"],
                 extraction=stats if done < total else None,
+                eta=self._eta_before_training(),
             )
             if self.reporter:
                 self.reporter({"kind": "stage", **stats, "done": done == total})
             if done == total:
-                log.info("computed %s in %.1f s (%d backbone passes)", what, throughput.seconds(), total)
+                seconds = self.extraction.passes[what].seconds()
+                log.info("computed %s in %.1f s (%d backbone passes)", what, seconds, total)
 
         return report
 
