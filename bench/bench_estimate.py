@@ -41,7 +41,7 @@ def first_run(data: Path, work: Path, preset: str, backbone: str, size: int, epo
     os.environ["FLOWER_CACHE"] = str(work / "cache")
     runs = work / "runs"
     config = make_config(preset, backbone=backbone, image_size=size, epochs=epochs)
-    estimate = estimate_run(config, data, runs_root=runs, calibrate_here=True)
+    estimate = estimate_run(config, data, runs_root=runs, calibration="now")
     run_dir = create_run(config, data, runs, estimate=estimate)
     run_training(run_dir)
     status = read_status(run_dir)

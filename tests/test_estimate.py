@@ -12,6 +12,7 @@ from flower_core.training import estimate
 from flower_core.training.estimate import SPEED_SOURCES, SPEEDS_FILE, backbone_speed, estimate_run
 from flower_core.training.jobs import create_run
 from flower_core.training.progress import ExtractionProgress
+from tests.conftest import wait_until
 
 
 def test_a_backbone_is_calibrated_once_on_the_photos_and_its_speed_kept_on_disk(
@@ -80,3 +81,21 @@ def test_extraction_counts_once_over_its_passes_and_skips_what_the_cache_holds()
     test = progress.update("test features", 10, 20)
     assert (test["photos_done"], test["photos_total"]) == (110, 120)
     assert test["message"].startswith("computing features 110/120 (test features)")
+
+
+def test_a_page_s_calibration_runs_in_the_background_and_the_next_estimate_uses_it(
+    synthetic_dataset, tmp_path
+):
+    cache = tmp_path / "cache"
+    first = backbone_speed("mobilenet", 48, cache, calibrate_on=synthetic_dataset, background=True)
+    assert first.source == "typical" and first.calibrating  # the page does not wait for it
+    run = estimate_run(
+        make_config("base", backbone="mobilenet", image_size=48),
+        synthetic_dataset,
+        runs_root=tmp_path / "runs",
+        cache_root=cache,
+        calibration="background",
+    )
+    assert run["calibrating"] and "timing the backbone here now" in estimate.estimate_text(run)
+    wait_until(lambda: estimate.calibrated_speed("mobilenet", 48, cache) is not None, timeout=120)
+    assert backbone_speed("mobilenet", 48, cache).source == "calibrated"

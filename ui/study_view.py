@@ -16,11 +16,11 @@ from ui.common import guard, plural, runs_root
 from ui.train_form import WEIGHTS
 
 
-@st.cache_data(ttl=30, show_spinner="Measuring this machine's speed…")
+@st.cache_data(ttl=30, show_spinner=False)
 def _estimate(data_root: str, photos: int, runs: str, options: dict) -> dict:
     planned = plan_study(**options)
     configs = [p.config for p in planned]
-    return estimate_group(configs, data_root, runs_root=runs, photos=photos, calibrate_here=True)
+    return estimate_group(configs, data_root, runs_root=runs, photos=photos, calibration="background")
 
 
 def launcher(data_root, dataset: Dataset | None) -> None:
@@ -56,6 +56,8 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             return
         with guard("Cannot estimate the study"):
             estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
+        if estimate["calibrating"]:  # the next rerun estimates again, from the timing once it is done
+            _estimate.clear()
         runs = len(estimate["runs"])
         st.caption(
             f"{plural(runs, 'run')}, {estimate_text(estimate)}. The shorter end is when early "

@@ -55,11 +55,11 @@ def _values(name: str, default) -> str:
     )
 
 
-@st.cache_data(ttl=30, show_spinner="Measuring this machine's speed…")
+@st.cache_data(ttl=30, show_spinner=False)
 def _estimate(data_root: str, photos: int, runs: str, preset: str, grid_text: str, options: dict) -> dict:
     planned = plan_sweep(preset, parse_grid(grid_text), **options)
     configs = [p.config for p in planned]
-    return estimate_group(configs, data_root, runs_root=runs, photos=photos, calibrate_here=True)
+    return estimate_group(configs, data_root, runs_root=runs, photos=photos, calibration="background")
 
 
 def launcher(data_root, dataset: Dataset | None) -> None:
@@ -109,6 +109,8 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             estimate = _estimate(
                 str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options
             )
+        if estimate["calibrating"]:  # the next rerun estimates again, from the timing once it is done
+            _estimate.clear()
         st.caption(
             f"{plural(len(estimate['runs']), 'run')}, {estimate_text(estimate)}. The shorter end is "
             "when early stopping ends runs early."

@@ -113,11 +113,11 @@ def preset_picker() -> str:
 # Keyed by the photo count of the dataset the page loaded (`ui.loaders`, cached by the folder's
 # stamp), so no rerun lists the dataset's folders again; the cache and past runs, which say how
 # fast this machine is and what is cached, are read again after `ttl` seconds.
-# The first estimate of a backbone and size times it here once (`estimate.calibrate`, kept on disk).
-@st.cache_data(ttl=30, show_spinner="Measuring this machine's speed…")
+# The first estimate of a backbone and size starts timing it here (`estimate.calibrate`, kept on disk).
+@st.cache_data(ttl=30, show_spinner=False)
 def _estimate(preset: str, backbone: str, data_root: str, photos: int, runs: str) -> dict:
     config = make_config(preset, backbone=backbone)
-    return estimate_run(config, data_root, runs_root=runs, photos=photos, calibrate_here=True)
+    return estimate_run(config, data_root, runs_root=runs, photos=photos, calibration="background")
 
 
 def estimate_note(preset: str, dataset: Dataset) -> None:
@@ -135,6 +135,8 @@ def estimate_note(preset: str, dataset: Dataset) -> None:
         )
     except FlowerError:
         return
+    if estimate["calibrating"]:  # the next rerun estimates again, from the timing once it is done
+        _estimate.clear()
     cache = (
         "features cached: training starts at once"
         if estimate["cached"]

@@ -24,7 +24,7 @@ def _queue(args, kind: str, planned_fn, start_fn, **options) -> None:
     data_root = _data_root(args)
     planned = planned_fn(**options)
     configs = [p.config for p in planned]
-    estimate = estimate_group(configs, data_root, runs_root=args.runs, calibrate_here=True)
+    estimate = estimate_group(configs, data_root, runs_root=args.runs, calibration="now")
     record = start_fn(data_root, args.runs, **options)
     note = f"{kind} {record['id']}: {len(record['runs'])} runs queued, {estimate_text(estimate)}"
     if args.wait:

@@ -11,8 +11,8 @@ calibration timed). The speed comes from, in order:
    speed is measured from its own past runs, photo decoding included (`"measured"`);
 2. a calibration: a few of the dataset's photos through the backbone, timed on this machine as
    a run computes its features, and kept on disk (`<cache>/.speeds.json`, per host), made when
-   nothing was measured and a caller asks for it (`calibrate_here=True`), so a page pays for it
-   once (`"calibrated"`);
+   nothing was measured and a caller asks for it (`calibration="now"`; a page asks for it in the
+   `"background"` and shows a typical figure until it is done), once (`"calibrated"`);
 3. the backbone's `fallback_photos_per_s` (`backbone_specs`): a typical 2-core CPU at 224 px,
    used only when this machine has measured nothing and no calibration was asked for (`"typical"`).
 
@@ -25,11 +25,14 @@ either way; wider for a typical figure), and early stopping, which may end a run
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import itertools
+import logging
 import os
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,7 @@ from pathlib import Path
 from flower_core.config import MIN_MAP_POSITIONS, TrainConfig
 from flower_core.data.dataset import list_candidates
 from flower_core.data.images import is_candidate_image
+from flower_core.errors import FlowerError
 from flower_core.models.backbones import get_backbone
 from flower_core.models.classifier import preprocessing_mode
 from flower_core.models.features import FeatureCache, weights_identity
@@ -91,6 +95,7 @@ class Speed:
     slowest: float
     fastest: float
     setup_s: float = RUN_OVERHEAD_S / SETUP_GRAPHS
+    calibrating: bool = False
 
 
 def _spread(rate: float, source: str, seen: list[float] = (), setup_s: float | None = None) -> Speed:
@@ -143,10 +148,16 @@ def calibrate(backbone: str, image_size: int, data_root, cache_root=None) -> dic
 
 
 def backbone_speed(
-    backbone: str, image_size: int, cache_root=None, *, calibrate_on: str | os.PathLike | None = None
+    backbone: str,
+    image_size: int,
+    cache_root=None,
+    *,
+    calibrate_on: str | os.PathLike | None = None,
+    background: bool = False,
 ) -> Speed:
     """This machine's forward speed for `backbone` at `image_size` (see the module docstring);
-    `calibrate_on` names the dataset whose photos a calibration times, when one is needed."""
+    `calibrate_on` names the dataset whose photos a calibration times, when one is needed, and
+    `background` starts it in a thread and returns the typical figure (`calibrating`) meanwhile."""
     rates = []
     for entry in FeatureCache(cache_root).entries():
         if entry.get("backbone") == backbone and entry.get("seconds") and entry.get("photos"):
@@ -155,14 +166,38 @@ def backbone_speed(
     calibrated = calibrated_speed(backbone, image_size, cache_root)
     if rates:
         return _spread(statistics.median(rates), "measured", rates, calibrated and calibrated["setup_s"])
-    if calibrated is None and calibrate_on is not None:
+    if calibrated is None and calibrate_on is not None and not background:
         calibrated = calibrate(backbone, image_size, calibrate_on, cache_root)
     if calibrated is not None:
         return _spread(calibrated["photos_per_s"], "calibrated", setup_s=calibrated["setup_s"])
     fallback = get_backbone(backbone).fallback_photos_per_s
-    return _spread(
-        fallback * (REFERENCE_SIZE / image_size) ** 2, "typical", setup_s=RUN_OVERHEAD_S / SETUP_GRAPHS
-    )
+    typical = _spread(fallback * (REFERENCE_SIZE / image_size) ** 2, "typical")
+    if calibrate_on is None:
+        return typical
+    _calibrate_in_background(backbone, image_size, str(calibrate_on), str(FeatureCache(cache_root).root))
+    return dataclasses.replace(typical, calibrating=True)
+
+
+_CALIBRATIONS: dict[tuple, threading.Thread] = {}
+_CALIBRATIONS_LOCK = threading.Lock()
+
+
+def _calibrate_in_background(backbone: str, image_size: int, data_root: str, cache_root: str) -> None:
+    """One calibration thread per backbone, size and cache at a time; a failed one is logged
+    and tried again at the next estimate."""
+
+    def run():
+        try:
+            calibrate(backbone, image_size, data_root, cache_root)
+        except Exception:  # a page's estimate keeps the typical figure
+            logging.getLogger(__name__).warning("calibrating %s failed", backbone, exc_info=True)
+
+    key = (backbone, image_size, cache_root)
+    with _CALIBRATIONS_LOCK:
+        if key in _CALIBRATIONS and _CALIBRATIONS[key].is_alive():
+            return
+        _CALIBRATIONS[key] = threading.Thread(target=run, name=f"calibrate-{backbone}", daemon=True)
+        _CALIBRATIONS[key].start()
 
 
 def _sample_photos(root: Path, count: int) -> tuple[list[str], list[str]]:
@@ -297,7 +332,7 @@ def estimate_run(
     *,
     runs_root=None,
     cache_root=None,
-    calibrate_here: bool = False,
+    calibration: str | None = None,
     photos: int | None = None,
     computed: set | None = None,
     head: dict | None = None,
@@ -310,8 +345,9 @@ def estimate_run(
         data_root: the dataset folder (its photos are counted, not decoded).
         runs_root, cache_root: where past runs and the feature cache live. Default to
             `FLOWER_RUNS` / `FLOWER_CACHE`.
-        calibrate_here: time the backbone (once, kept on disk) when nothing has measured its
-            speed here yet. Defaults to `False` (a typical figure then).
+        calibration: when nothing has measured the backbone's speed here yet, time it (once,
+            kept on disk) `"now"`, or in the `"background"` (the typical figure meanwhile, with
+            `calibrating` true). Defaults to `None` (a typical figure).
         photos: the number of photos, when already known. Defaults to counting them.
         computed: cache signatures an earlier run of the same group will have built; this run's
             are added to it. Defaults to `None`.
@@ -326,8 +362,14 @@ def estimate_run(
     """
     if photos is None:
         photos = sum(len(files) for files in list_candidates(data_root)[1].values())
+    if calibration not in (None, "now", "background"):
+        raise FlowerError(f"calibration is 'now', 'background' or None. Received: {calibration!r}")
     speed = backbone_speed(
-        config.backbone, config.image_size, cache_root, calibrate_on=data_root if calibrate_here else None
+        config.backbone,
+        config.image_size,
+        cache_root,
+        calibrate_on=data_root if calibration else None,
+        background=calibration == "background",
     )
     parts = _parts(config, photos)
     entries = FeatureCache(cache_root).entries()
@@ -354,6 +396,7 @@ def estimate_run(
         "passes": passes,
         "photos_per_s": speed.photos_per_s,
         "speed_source": speed.source,
+        "calibrating": speed.calibrating,
         "cached": passes == 0,
     }
 
@@ -364,7 +407,7 @@ def estimate_group(
     *,
     runs_root=None,
     cache_root=None,
-    calibrate_here: bool = False,
+    calibration: str | None = None,
     photos: int | None = None,
 ) -> dict:
     """Seconds a group of runs should take, in order: features one run builds, the next ones
@@ -375,7 +418,8 @@ def estimate_group(
         Others: as `estimate_run`.
 
     Returns:
-        `{"seconds", "low_s", "high_s", "runs": [per-run estimates], "photos", "speed_source"}`.
+        `{"seconds", "low_s", "high_s", "runs": [per-run estimates], "photos", "speed_source",
+        "calibrating"}`.
     """
     if photos is None:
         photos = sum(len(files) for files in list_candidates(data_root)[1].values())
@@ -387,7 +431,7 @@ def estimate_group(
             data_root,
             runs_root=runs_root,
             cache_root=cache_root,
-            calibrate_here=calibrate_here,
+            calibration=calibration,
             photos=photos,
             computed=computed,
             head=head,
@@ -401,6 +445,7 @@ def estimate_group(
         "runs": runs,
         "photos": photos,
         "speed_source": _least_sure(r["speed_source"] for r in runs),
+        "calibrating": any(r["calibrating"] for r in runs),
     }
 
 
@@ -439,10 +484,11 @@ def format_range(low: float, high: float) -> str:
 
 def estimate_text(estimate: dict) -> str:
     """`about 2–4 min (this machine's speed, measured on ...)`: a range and what it rests on."""
-    return (
-        f"about {format_range(estimate['low_s'], estimate['high_s'])} "
-        f"({SPEED_SOURCES[estimate['speed_source']]})"
-    )
+    source = SPEED_SOURCES[estimate["speed_source"]]
+    text = f"about {format_range(estimate['low_s'], estimate['high_s'])} ({source}"
+    if estimate.get("calibrating"):
+        text += "; timing the backbone here now, for the next estimate"
+    return text + ")"
 
 
 def run_eta(status: dict) -> float | None:
