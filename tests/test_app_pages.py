@@ -608,3 +608,36 @@ def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthet
     at.run().switch_page("pages/2_Train.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert texts(at.error).startswith(f"Cannot show run {run_id}: corrupt run file")
+
+
+def _export_on_compare(run_id: str) -> AppTest:
+    at = open_page("pages/3_Compare.py")
+    at.selectbox(key="compare_manage").set_value(run_id).run()
+    at.button(key="compare_export_button").click().run()
+    return at
+
+
+def test_an_export_refused_is_one_line_and_leaves_no_progress_bar(synthetic, app_runs):
+    run_id = "20260101-000100-dropout20-mobilenet-bbbb"
+    (app_runs / run_id / "model.keras").write_bytes(b"not a model")
+    at = _export_on_compare(run_id)
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Cannot export the run: not a Keras model file") and "\n" not in error
+    assert not at.get("progress"), "the export's progress bar stayed after it failed"
+
+
+def test_an_export_fault_is_one_line_that_says_where_its_traceback_is(synthetic, app_runs, caplog):
+    """A run whose config.json lacks its backbone (hand-edited) breaks the export with a KeyError,
+    not a refusal: the page says so in one line, the server's log keeps the traceback."""
+    run_id = "20260101-000100-dropout20-mobilenet-bbbb"
+    config = json.loads((app_runs / run_id / "config.json").read_text())
+    del config["backbone"]
+    (app_runs / run_id / "config.json").write_text(json.dumps(config))
+    at = _export_on_compare(run_id)
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error == "Cannot export the run: KeyError: 'backbone' (the traceback is in the server's log)"
+    assert not at.get("progress"), "the export's progress bar stayed after it failed"
+    logged = [r for r in caplog.records if r.getMessage().startswith("Cannot export the run")]
+    assert logged and logged[-1].exc_info, "the traceback behind the one line was not logged"

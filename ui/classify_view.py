@@ -17,7 +17,7 @@ from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
 from flower_core.store.runs import CONFIG, METRICS, read_json
 from ui import loaders
-from ui.common import data_root, guard, percent, runs_root, short_name, upload_limit_mb
+from ui.common import data_root, failure, guard, percent, runs_root, short_name, upload_limit_mb
 from ui.compare_view import label
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
@@ -67,7 +67,8 @@ def _dataset_photo() -> list[tuple[str, bytes]]:
     name = left.selectbox("Class", dataset.class_names, key="classify_class")
     files = [rel for rel in dataset.files if rel.split("/", 1)[0] == name]
     rel = right.selectbox("Photo", files, key=f"classify_file_{name}", format_func=lambda r: r.split("/")[-1])
-    return [(rel, (dataset.root / rel).read_bytes())]
+    with guard(f"Cannot read {rel}"):
+        return [(rel, (dataset.root / rel).read_bytes())]
 
 
 def _camera_photo() -> list[tuple[str, bytes]]:
@@ -143,8 +144,8 @@ def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:
                     "problem": "",
                 }
             )
-        except FlowerError as error:  # one unreadable upload must not hide the others
-            rows.append({"photo": name, "problem": str(error)})
+        except Exception as error:  # one photo that fails must not hide the others
+            rows.append({"photo": name, "problem": failure(error)})
     st.dataframe(
         pd.DataFrame(rows),
         hide_index=True,

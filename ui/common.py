@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from flower_core.data.dataset import resolve_data_root
-from flower_core.errors import FlowerError
+from flower_core.errors import FlowerError, one_line
 from flower_core.store.logs import ROOT_LOGGER, log_to_stderr
 from flower_core.store.runs import resolve_runs_root
 from flower_core.store.settings import save_data_root, saved_data_root
@@ -21,6 +21,7 @@ APP_NAME = "Flower Studio"
 log = logging.getLogger(f"{ROOT_LOGGER}.ui")
 # The server's log (its console): what pages refused, and the traceback behind each one-line error.
 log_to_stderr()
+SERVER_LOG = "the server's log"
 PAGES: dict[str, object] = {
     "home": None,  # the Home page object, registered by app.py (`register_home`)
     "dataset": "pages/1_Dataset.py",
@@ -86,20 +87,42 @@ def page(title: str, caption: str, icon: str = "") -> None:
     warm_worker()
 
 
+def failure(error: Exception, action: str = "") -> str:
+    """The one line a user sees for `error` during `action`, logged on the server: a `FlowerError`
+    is a refusal whose message says it all; any other error is a fault, logged with its
+    traceback, and the line says where that is."""
+    line = f"{action}: {one_line(error)}" if action else one_line(error)
+    if isinstance(error, FlowerError):
+        log.info("%s", line, exc_info=True)
+        return line
+    log.exception("%s", line)
+    return f"{line} (the traceback is in {SERVER_LOG})"
+
+
 @contextmanager
-def guard(action: str = ""):
-    """Show an error as one line (never a traceback) and stop the page's script there."""
+def guard(action: str, progress: str | None = None):
+    """Run a page action so that any error shows as one line (`failure`), never as Streamlit's
+    traceback box, and the page's script stops there.
+
+    Args:
+        action: what failed, as the line starts, e.g. `"Cannot export the run"`.
+        progress: the first text of a progress bar the block receives and that is removed when
+            the block ends, however it ends. Defaults to `None` (no bar; the block gets `None`).
+    """
+    bar = st.progress(0.0, text=progress) if progress is not None else None
     try:
-        yield
-    except FlowerError as error:
-        log.info("%s: %s", action or "refused", error, exc_info=True)
-        st.error(f"{action}{': ' if action else ''}{error}", icon=":material/error:")
+        yield bar
+    except Exception as error:  # a fault of any kind must not take the page down
+        _clear(bar)  # before `st.stop`, after which the page takes no more changes
+        st.error(failure(error, action), icon=":material/error:")
         st.stop()
-    except (OSError, ValueError) as error:
-        # Not a user's mistake as far as the core knows: the server log keeps the traceback.
-        log.exception("%s failed", action or "a page action")
-        st.error(f"{action or 'Something went wrong'}: {error}", icon=":material/error:")
-        st.stop()
+    finally:
+        _clear(bar)
+
+
+def _clear(bar) -> None:
+    if bar is not None:
+        bar.empty()
 
 
 def empty_state(message: str, page: str | None = None, label: str = "", icon: str = "") -> None:

@@ -291,7 +291,8 @@ def manage(frame: pd.DataFrame) -> None:
         "Tags (comma-separated)", value=", ".join(row["tags"] or []), key=f"compare_tags_{run_id}"
     )
     if st.button("Save name and tags", icon=":material/sell:", key="compare_save"):
-        store.set_meta(run_id, name=name, tags=tags.split(","))
+        with guard("Cannot save the name and tags"):
+            store.set_meta(run_id, name=name, tags=tags.split(","))
         st.rerun()
     downloads(run_dir, run_id)
     export_view.export_panel(run_dir, "compare")

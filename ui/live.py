@@ -28,7 +28,7 @@ from flower_core.store.runs import (
 from flower_core.training import jobs
 from flower_core.training.stopping import run_stop_reason
 from ui import export_view
-from ui.common import PAGES, percent, runs_root
+from ui.common import PAGES, guard, percent, runs_root
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
@@ -151,7 +151,8 @@ def live(run_dir: Path) -> None:
             icon=":material/warning:",
         )
         if st.button("Start the worker", icon=":material/play_arrow:", key="train_resume"):
-            jobs.start_worker(runs_root())
+            with guard("Cannot start the worker"):
+                jobs.start_worker(runs_root())
     history = read_history(run_dir)
     if history:
         st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
@@ -160,7 +161,8 @@ def live(run_dir: Path) -> None:
     with st.expander("Log", icon=":material/terminal:", expanded=True):
         st.code(_log_lines(history, status), language=None, height=200)
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
-        jobs.cancel(run_dir)
+        with guard("Cannot cancel the run"):
+            jobs.cancel(run_dir)
         st.toast("Cancel requested: the job stops within one batch.", icon=":material/cancel:")
     queue(run_dir)
 
@@ -176,7 +178,8 @@ def queue(current: Path | None) -> None:
         left, right = st.columns([4, 1])
         left.write(f"`{run_dir.name}` · {config.get('preset')} · {config.get('backbone')}")
         if right.button("Cancel", key=f"train_cancel_{run_dir.name}"):
-            jobs.cancel(run_dir)
+            with guard("Cannot cancel the run"):
+                jobs.cancel(run_dir)
             st.rerun()
 
 
