@@ -85,6 +85,22 @@ def test_cache_key_ignores_head_and_training_settings(change):
     assert _key(**change) == _key()
 
 
+@pytest.mark.parametrize(
+    "files",
+    [KEY_FILES[:1], [*KEY_FILES, "tulip/3.jpg"], KEY_FILES[::-1]],
+    ids=["fewer", "more", "reordered"],
+)
+def test_cache_key_follows_the_file_list(files):
+    """Two runs on one dataset with other splits must not share features: each row of an entry
+    is the photo at that place in its file list."""
+    config = make_config("base", **KEY_BASE)
+    same_dataset = cache_key(config, "fingerprint-a", KEY_FILES)
+    assert cache_key(config, "fingerprint-a", list(KEY_FILES)) == same_dataset
+    assert cache_key(config, "fingerprint-a", files) != same_dataset, (
+        f"the file lists {KEY_FILES} and {files} of one dataset share a cache key: the key ignores the files"
+    )
+
+
 def test_feature_maps_are_keyed_before_pooling():
     assert _key(maps=True, pooling="avg") == _key(maps=True, pooling="max")
 
