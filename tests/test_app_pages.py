@@ -313,6 +313,18 @@ def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
     )
 
 
+def test_train_refuses_an_empty_weights_path_in_one_line(synthetic):
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="train_best_weights").set_value("file")
+    at.button(key="train_submit").click().run()
+    assert not at.exception
+    assert texts(at.error) == (
+        "Cannot start training: no weights given: choose imagenet or none, or give the path of a "
+        "weights file. Received: weights=''"
+    )
+    assert not jobs.queued_runs()
+
+
 def test_a_queue_without_a_worker_can_be_restarted(synthetic, no_worker):
     started = no_worker
     at = _submit_small_run(open_page("pages/2_Train.py"))

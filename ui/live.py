@@ -15,7 +15,6 @@ import streamlit as st
 
 from flower_core import charts
 from flower_core.config import make_config
-from flower_core.errors import FlowerError
 from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
@@ -43,9 +42,6 @@ STATE_BADGES = {
 
 def start(values: dict, preset: str, data_root: Path) -> Path:
     """Queue a run with the form's settings; a worker process trains it. Returns its folder."""
-    weights = values["weights"]
-    if not weights:
-        raise FlowerError("enter the path of the weights file, or choose ImageNet or none")
     token = st.session_state.setdefault("train_token", secrets.token_hex(8))
     run_dir = jobs.submit(make_config(preset, **values), data_root, runs_root(), token=token)
     st.session_state["train_run"] = run_dir.name

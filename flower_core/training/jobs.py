@@ -121,6 +121,11 @@ def create_run(
     backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
     keys to the run's `config.json` (a group's id and shared split, `flower_core.groups.group`)."""
     config.validate()
+    if not config.weights.strip():  # the form's "a weights file…" with its path left blank
+        raise FlowerError(
+            "no weights given: choose imagenet or none, or give the path of a weights file. "
+            f"Received: weights={config.weights!r}"
+        )
     _, candidates = list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     if split_file:
