@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 
 from flower_core import charts
 from flower_core.errors import FlowerError
+from flower_core.evaluation.compare import run_label
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
@@ -18,7 +19,6 @@ from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
 from flower_core.store.runs import CONFIG, METRICS, read_json
 from ui import loaders
 from ui.common import data_root, failure, guard, percent, runs_root, short_name, upload_limit_mb
-from ui.compare_view import label
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
@@ -38,7 +38,7 @@ class Controls:
 
 
 def _run_label(row: dict) -> str:
-    return f"{label(row)} — test accuracy {percent(row.get('test_accuracy'))}"
+    return f"{run_label(row)} — test accuracy {percent(row.get('test_accuracy'))}"
 
 
 def choose_run(rows: list[dict]) -> str:

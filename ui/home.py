@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from flower_core.data.synthetic import is_synthetic
+from flower_core.evaluation.compare import best_evaluated
 from flower_core.intake.download import is_online
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.backbones import ready_offline, weights_status
@@ -107,10 +108,10 @@ def runs_card() -> None:
     with st.container(border=True):
         st.markdown("#### :material/leaderboard: Runs")
         rows = loaders.runs()
-        scores = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+        best = best_evaluated(rows, 1)
         left, right = st.columns(2)
         left.metric("Runs", len(rows))
-        right.metric("Best test accuracy", percent(max(scores)) if scores else "–")
+        right.metric("Best test accuracy", percent(best[0]["test_accuracy"]) if best else "–")
         active = [r for r in rows if r.get("state") in ACTIVE_STATES]
         if active:
             st.info(f"{len(active)} job(s) queued or training.", icon=":material/sync:")
