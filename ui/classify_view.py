@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.evaluation.compare import run_label
+from flower_core.evaluation.evaluate import mistakes_by_cell
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
@@ -289,18 +290,9 @@ def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_
         explanation(run_dir, data, ctl)
 
 
-def _cells(metrics: dict) -> dict[str, tuple[str, str]]:
-    names, confusion = metrics["class_names"], metrics["confusion"]
-    return {
-        f"{names[t]} taken for {names[p]} ({confusion[t][p]})": (names[t], names[p])
-        for t in range(len(names))
-        for p in range(len(names))
-        if t != p and confusion[t][p]
-    }
-
-
 def mistakes(run_dir: str, ctl: Controls) -> None:
-    """Choose a cell of the run's confusion matrix; see those test photos with heatmaps."""
+    """Choose a cell of the run's confusion matrix (`evaluate.mistakes_by_cell`, most confused
+    first); see those test photos with heatmaps."""
     metrics = read_json(Path(run_dir) / METRICS, {}) or {}
     if not metrics.get("confusion"):
         st.info("This run has no test metrics.", icon=":material/info:")
@@ -312,19 +304,17 @@ def mistakes(run_dir: str, ctl: Controls) -> None:
         ),
         key="classify_confusion",
     )
-    cells = _cells(metrics)
+    cells = {
+        f"{cell['true']} taken for {cell['predicted']} ({cell['count']})": cell
+        for cell in mistakes_by_cell(metrics)
+    }
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
-    true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
+    cell = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
     root = Path((read_json(Path(run_dir) / CONFIG, {}) or {}).get("data_root", ""))
-    wrong = [
-        m
-        for m in metrics.get("misclassified", [])
-        if m["true_class"] == true_name and m["predicted_class"] == predicted
-    ]
     with right:
-        _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
+        _mistake_grid(run_dir, root, cell["photos"][:MISTAKES_SHOWN], ctl)
 
 
 def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) -> None:
