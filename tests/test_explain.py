@@ -103,6 +103,13 @@ def test_unknown_layer_class_and_method_list_the_choices():
         explain_image(model, _photo(), method="lime")
 
 
+def test_each_method_carries_its_own_name_and_label():
+    """A method is one class: its key and the label the app shows are set on it, not elsewhere."""
+    for key, method in METHODS.items():
+        assert method.name == key and {"name", "label"} <= set(vars(method)), method
+    assert [method.label for method in METHODS.values()] == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
+
+
 def test_unreadable_photo_is_a_one_line_error():
     with pytest.raises(FlowerError, match="not an image"):
         explain_image(_model("mobilenet"), b"<svg/>")

@@ -22,7 +22,6 @@ from ui import loaders
 from ui.common import data_root, failure, guard, percent, runs_root, short_name, upload_limit_mb
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
-METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 MISTAKES_SHOWN = 6
 CAMERA_PHOTO_NAME = "webcam.jpg"
 
@@ -183,7 +182,7 @@ def controls(run_dir: str, class_names: list[str]) -> Controls:
     method = cells[0].selectbox(
         "Method",
         list(METHODS),
-        format_func=METHOD_LABELS.get,
+        format_func=lambda method: METHODS[method].label,
         key="classify_method",
         help="Grad-CAM is fastest; Score-CAM is the least noisy and the slowest.",
     )
@@ -224,7 +223,7 @@ def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
     left.image(
         result.overlay(ctl.alpha, ctl.colormap),
         width="stretch",
-        caption=f"{METHOD_LABELS[result.method]} for '{result.target_class}' at {result.layer}",
+        caption=f"{METHODS[result.method].label} for '{result.target_class}' at {result.layer}",
     )
     middle.image(
         preprocessed_view(model, result.model_view),
