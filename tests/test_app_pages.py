@@ -72,6 +72,18 @@ def test_home_offers_every_dataset_source_and_says_why_download_is_unavailable()
     assert at.file_uploader(key="home_zip").allowed_type == [".zip"]
 
 
+def test_the_menu_and_homes_directory_show_the_pages_of_one_table():
+    from ui.common import PAGES as TABLE
+
+    at = open_page()
+    menu = [(link.proto.label, link.proto.icon) for link in at.sidebar.get("page_link")]
+    assert menu == [(entry.title, entry.icon) for entry in TABLE.values()]
+    directory = [(link.proto.label, link.proto.icon) for link in at.main.get("page_link")]
+    others = [entry for entry in TABLE.values() if entry.script]
+    assert directory == [(entry.title, entry.icon) for entry in others]
+    assert {entry.description for entry in others} <= {caption.value for caption in at.caption}
+
+
 def test_home_lists_only_folders_with_photos_in_two_class_folders(synthetic_dataset, tmp_path):
     home = tmp_path / "data"
     (home / "project" / "flower_core").mkdir(parents=True)

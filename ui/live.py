@@ -27,7 +27,7 @@ from flower_core.store.runs import (
 from flower_core.training import jobs
 from flower_core.training.stopping import run_stop_reason
 from ui import export_view
-from ui.common import PAGES, guard, percent, runs_root
+from ui.common import guard, percent, runs_root, target
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
@@ -205,7 +205,7 @@ def results(run_dir: Path) -> None:
         )
         if st.button("Explain its predictions", icon=":material/center_focus_strong:", key="train_explain"):
             st.session_state["classify_run"] = run_dir.name
-            st.switch_page(PAGES["classify"])
+            st.switch_page(target("classify"))
         export_view.export_panel(run_dir, "train")
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
