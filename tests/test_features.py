@@ -6,7 +6,6 @@ import json
 import multiprocessing
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -169,10 +168,10 @@ def test_hit_restart_entries_and_clear(tiny_features, synthetic_dataset, photos,
 def _build_at_once(root, barrier, results):
     """One of two processes that miss the same entry together and both build it."""
     cache = FeatureCache(root)
-    barrier.wait()
+    barrier.wait(timeout=60)
 
     def build(path):
-        time.sleep(0.5)  # both have missed before either publishes
+        barrier.wait(timeout=60)  # both have missed before either publishes
         np.save(path, np.arange(24, dtype="float32").reshape(6, 4))
 
     array, hit = cache.get_or_build("samekey", build, {"kind": "test"})
