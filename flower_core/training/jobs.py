@@ -381,8 +381,10 @@ def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, o
             # A grown worker still takes the next run at once if it comes soon (the same
             # settings again, say); it restarts only once nobody has queued one for a while.
             grown = bool(on_grown and idle_s) and resident_mb() - baseline > WORKER_RECYCLE_MB
+            _say(root, "waiting")
             if not _wait_for_queue(root, min(idle_s, RESTART_WHEN_IDLE_S) if grown else idle_s):
                 break
+            _say(root, "working")
         _say(root, "restarting" if grown else "leaving")
     if grown and root.is_dir():  # a deleted runs folder ends the worker, restarted or not
         on_grown()
@@ -422,8 +424,9 @@ def resident_mb() -> float:
 
 
 def _say(root: Path, doing: str) -> None:
-    """Note in the lock file what its holder is doing (`<pid> working`, `restarting`, `leaving`):
-    a worker that has said it is leaving no longer counts as starting (`start_worker`)."""
+    """Note in the lock file what its holder is doing (`<pid> working`, `waiting` for a run,
+    `restarting`, `leaving`): a worker that has said it is leaving no longer counts as starting
+    (`start_worker`)."""
     try:
         (root / LOCK_FILE).write_text(f"{os.getpid()} {doing}")
     except OSError:
