@@ -624,6 +624,16 @@ def test_pages_survive_a_run_whose_files_are_corrupt(synthetic, app_runs, page):
         assert (app_runs / "20260101-000000-base-mobilenet-aaaa").is_dir()
 
 
+def test_a_failed_run_says_why_in_one_line_and_where_its_traceback_is(synthetic, app_runs):
+    failed = app_runs / "20260101-000200-batchnorm-vgg16-cccc"
+    (failed / "run.log").write_text("Traceback (most recent call last):\n  ...\nFlowerError: ...\n")
+    at = open_page("pages/2_Train.py", errors=True)
+    assert texts(at.error) == (
+        "Training failed: ImageNet weights for backbone 'vgg16' could not be loaded "
+        f"(the traceback is in {failed / 'run.log'})"
+    )
+
+
 def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthetic, app_runs):
     run_id = "20260101-000100-dropout20-mobilenet-bbbb"
     (app_runs / run_id / "metrics.json").write_text("[1]")

@@ -19,6 +19,7 @@ from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
     METRICS,
+    RUN_LOG,
     peek_status,
     read_history,
     read_json,
@@ -186,7 +187,9 @@ def results(run_dir: Path) -> None:
     badge(status.get("state", "unknown"))
     reason = run_stop_reason(run_dir, status)
     if status.get("state") == "failed":
-        st.error(f"Training {reason}", icon=":material/error:")
+        log = run_dir / RUN_LOG
+        where = f" (the traceback is in {log})" if log.is_file() else ""
+        st.error(f"Training {reason}{where}", icon=":material/error:")
     elif status.get("state") in ("cancelled", "interrupted", "corrupt"):
         st.warning(reason, icon=":material/warning:")
     elif status.get("state") == "done":
