@@ -7,10 +7,9 @@ from flower_core.data.synthetic import is_synthetic
 from ui import common, eda_view, loaders
 
 common.page(
-    "Dataset",
+    "dataset",
     "Look at the photos before training on them: class balance, samples, "
     "sizes, colour, unreadable files, duplicates and the split.",
-    icon=":material/photo_library:",
 )
 root = common.data_root()
 dataset, problem = loaders.dataset_or_none(root)

@@ -6,10 +6,9 @@ from flower_core.store.runs import ACTIVE_STATES, peek_status
 from ui import cache_view, common, live, loaders, study_view, sweep_view, train_form
 
 common.page(
-    "Train",
+    "train",
     "Start a training run in the background and follow it live. It keeps "
     "going if you leave the page; one job trains at a time, the others wait in a queue.",
-    icon=":material/model_training:",
 )
 root = common.data_root()
 dataset, problem = loaders.dataset_or_none(root)

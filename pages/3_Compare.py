@@ -5,10 +5,9 @@ import streamlit as st
 from ui import common, compare_view, loaders, sweep_view
 
 common.page(
-    "Compare",
+    "compare",
     "Every run in one table: sort by a column, filter, and select rows to "
     "compare their curves, test results, settings and confusion matrices.",
-    icon=":material/leaderboard:",
 )
 rows = loaders.runs()
 if not rows:

@@ -16,14 +16,15 @@ WEIGHTS_DIR = Path(os.environ.get("FLOWER_WEIGHTS_DIR") or _SHARED / "weights")
 MOBILENET_NO_TOP = WEIGHTS_DIR / "mobilenet_1_0_224_tf_no_top.h5"
 
 
-def wait_until(predicate, timeout: float = 300, interval: float = 0.1) -> None:
-    """Poll `predicate` until it is true; fail the test when `timeout` seconds pass first."""
+def wait_until(predicate, timeout: float = 300, interval: float = 0.1, what: str = "condition") -> None:
+    """Poll `predicate` until it is true; fail the test, naming `what` was awaited, when
+    `timeout` seconds pass first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"{what} not reached in {timeout:g} s")
 
 
 needs_real_data = pytest.mark.skipif(

@@ -72,6 +72,18 @@ def test_home_offers_every_dataset_source_and_says_why_download_is_unavailable()
     assert at.file_uploader(key="home_zip").allowed_type == [".zip"]
 
 
+def test_the_menu_and_homes_directory_show_the_pages_of_one_table():
+    from ui.common import PAGES as TABLE
+
+    at = open_page()
+    menu = [(link.proto.label, link.proto.icon) for link in at.sidebar.get("page_link")]
+    assert menu == [(entry.title, entry.icon) for entry in TABLE.values()]
+    directory = [(link.proto.label, link.proto.icon) for link in at.main.get("page_link")]
+    others = [entry for entry in TABLE.values() if entry.script]
+    assert directory == [(entry.title, entry.icon) for entry in others]
+    assert {entry.description for entry in others} <= {caption.value for caption in at.caption}
+
+
 def test_home_lists_only_folders_with_photos_in_two_class_folders(synthetic_dataset, tmp_path):
     home = tmp_path / "data"
     (home / "project" / "flower_core").mkdir(parents=True)
@@ -311,6 +323,18 @@ def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
         "the training process stopped (killed or crashed) after epoch 1 of 30; "
         "no model was kept (none had been saved yet)"
     )
+
+
+def test_train_refuses_an_empty_weights_path_in_one_line(synthetic):
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="train_best_weights").set_value("file")
+    at.button(key="train_submit").click().run()
+    assert not at.exception
+    assert texts(at.error) == (
+        "Cannot start training: no weights given: choose imagenet or none, or give the path of a "
+        "weights file. Received: weights=''"
+    )
+    assert not jobs.queued_runs()
 
 
 def test_a_queue_without_a_worker_can_be_restarted(synthetic, no_worker):
@@ -600,6 +624,16 @@ def test_pages_survive_a_run_whose_files_are_corrupt(synthetic, app_runs, page):
         assert (app_runs / "20260101-000000-base-mobilenet-aaaa").is_dir()
 
 
+def test_a_failed_run_says_why_in_one_line_and_where_its_traceback_is(synthetic, app_runs):
+    failed = app_runs / "20260101-000200-batchnorm-vgg16-cccc"
+    (failed / "run.log").write_text("Traceback (most recent call last):\n  ...\nFlowerError: ...\n")
+    at = open_page("pages/2_Train.py", errors=True)
+    assert texts(at.error) == (
+        "Training failed: ImageNet weights for backbone 'vgg16' could not be loaded "
+        f"(the traceback is in {failed / 'run.log'})"
+    )
+
+
 def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthetic, app_runs):
     run_id = "20260101-000100-dropout20-mobilenet-bbbb"
     (app_runs / run_id / "metrics.json").write_text("[1]")
@@ -608,3 +642,36 @@ def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthet
     at.run().switch_page("pages/2_Train.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert texts(at.error).startswith(f"Cannot show run {run_id}: corrupt run file")
+
+
+def _export_on_compare(run_id: str) -> AppTest:
+    at = open_page("pages/3_Compare.py")
+    at.selectbox(key="compare_manage").set_value(run_id).run()
+    at.button(key="compare_export_button").click().run()
+    return at
+
+
+def test_an_export_refused_is_one_line_and_leaves_no_progress_bar(synthetic, app_runs):
+    run_id = "20260101-000100-dropout20-mobilenet-bbbb"
+    (app_runs / run_id / "model.keras").write_bytes(b"not a model")
+    at = _export_on_compare(run_id)
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Cannot export the run: not a Keras model file") and "\n" not in error
+    assert not at.get("progress"), "the export's progress bar stayed after it failed"
+
+
+def test_an_export_fault_is_one_line_that_says_where_its_traceback_is(synthetic, app_runs, caplog):
+    """A run whose config.json lacks its backbone (hand-edited) breaks the export with a KeyError,
+    not a refusal: the page says so in one line, the server's log keeps the traceback."""
+    run_id = "20260101-000100-dropout20-mobilenet-bbbb"
+    config = json.loads((app_runs / run_id / "config.json").read_text())
+    del config["backbone"]
+    (app_runs / run_id / "config.json").write_text(json.dumps(config))
+    at = _export_on_compare(run_id)
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error == "Cannot export the run: KeyError: 'backbone' (the traceback is in the server's log)"
+    assert not at.get("progress"), "the export's progress bar stayed after it failed"
+    logged = [r for r in caplog.records if r.getMessage().startswith("Cannot export the run")]
+    assert logged and logged[-1].exc_info, "the traceback behind the one line was not logged"

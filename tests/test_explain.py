@@ -22,6 +22,7 @@ from flower_core.explain import (
     overlay_heatmap,
     preprocessed_view,
 )
+from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.classifier import build_classifier
 
@@ -100,6 +101,13 @@ def test_unknown_layer_class_and_method_list_the_choices():
         explain_image(model, _photo(), target_class="lily", class_names=CLASSES)
     with pytest.raises(FlowerError, match="gradcam, gradcam\\+\\+, scorecam"):
         explain_image(model, _photo(), method="lime")
+
+
+def test_each_method_carries_its_own_name_and_label():
+    """A method is one class: its key and the label the app shows are set on it, not elsewhere."""
+    for key, method in METHODS.items():
+        assert method.name == key and {"name", "label"} <= set(vars(method)), method
+    assert [method.label for method in METHODS.values()] == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
 
 
 def test_unreadable_photo_is_a_one_line_error():
@@ -191,6 +199,32 @@ def test_cli_explain_json(tiny_classifier_run, tmp_path, capsys):
     assert main(["explain", "--run", str(tiny_classifier_run), str(image), "--layer", "nope"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: unknown layer") and "\n" not in error
+
+
+def test_faithfulness_fills_what_it_removes_with_the_photos_mean_colour():
+    """The fill is the documented one (`faithfulness`, step 2). The model's class scores are the
+    photo's mean red, green and blue (a fourth class scores 0), so the confidences after the
+    removal give back the colour the removed pixels were given."""
+    inputs = keras.Input((20, 20, 3))
+    dense = keras.layers.Dense(4, activation="softmax")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))
+    dense.set_weights([np.eye(3, 4, dtype=np.float32) / 255, np.zeros(4, np.float32)])
+    red, blue = np.array([240.0, 20.0, 20.0]), np.array([20.0, 60.0, 240.0])
+    pixels = np.zeros((20, 20, 3), np.float32)
+    pixels[:, :10], pixels[:, 10:] = red, blue
+    heatmap = np.zeros((20, 20), np.float32)
+    heatmap[:, :10] = 1.0  # the removed pixels are all red
+    after = [faithfulness(model, pixels, heatmap, target=c, grid=(2, 2)) for c in range(3)]
+    kept = np.array([row["confidence"] - row["cam_drop"] for row in after])
+    means_after = 255 * np.log(kept / (1 - kept.sum()))
+    fill = red + (means_after - pixels.mean(axis=(0, 1))) / REMOVE_FRACTION
+    mean_colour = (red + blue) / 2
+    np.testing.assert_allclose(
+        fill,
+        mean_colour,
+        atol=0.5,
+        err_msg=f"the removed pixels were filled with {fill.round(1)}, not the photo's mean {mean_colour}",
+    )
 
 
 def _pointing_hit(heatmap: np.ndarray, mask: np.ndarray, tolerance: int) -> tuple[bool, float]:

@@ -438,8 +438,9 @@ def test_two_sessions_pressing_train_at_once_queue_one_behind_the_other_while_re
         runs_made = [f.result() for f in [pool.submit(press_train) for _ in range(2)]]
     reader = _Reader([runs])
     reader.start()
-    pairs = set()
+    pairs, deadline = set(), time.monotonic() + 600
     while {read_status(r)["state"] for r in runs_made} != {"done"}:
+        assert time.monotonic() < deadline, f"runs not done: {[read_status(r) for r in runs_made]}"
         first, second, first_again = (read_status(r)["state"] for r in (*runs_made, runs_made[0]))
         assert (first, second, first_again).count("running") < 3, "two runs trained at once"
         pairs.add((first, second))

@@ -6,7 +6,6 @@ import json
 import multiprocessing
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +84,22 @@ def test_cache_key_ignores_head_and_training_settings(change):
     assert _key(**change) == _key()
 
 
+@pytest.mark.parametrize(
+    "files",
+    [KEY_FILES[:1], [*KEY_FILES, "tulip/3.jpg"], KEY_FILES[::-1]],
+    ids=["fewer", "more", "reordered"],
+)
+def test_cache_key_follows_the_file_list(files):
+    """Two runs on one dataset with other splits must not share features: each row of an entry
+    is the photo at that place in its file list."""
+    config = make_config("base", **KEY_BASE)
+    same_dataset = cache_key(config, "fingerprint-a", KEY_FILES)
+    assert cache_key(config, "fingerprint-a", list(KEY_FILES)) == same_dataset
+    assert cache_key(config, "fingerprint-a", files) != same_dataset, (
+        f"the file lists {KEY_FILES} and {files} of one dataset share a cache key: the key ignores the files"
+    )
+
+
 def test_feature_maps_are_keyed_before_pooling():
     assert _key(maps=True, pooling="avg") == _key(maps=True, pooling="max")
 
@@ -153,10 +168,10 @@ def test_hit_restart_entries_and_clear(tiny_features, synthetic_dataset, photos,
 def _build_at_once(root, barrier, results):
     """One of two processes that miss the same entry together and both build it."""
     cache = FeatureCache(root)
-    barrier.wait()
+    barrier.wait(timeout=60)
 
     def build(path):
-        time.sleep(0.5)  # both have missed before either publishes
+        barrier.wait(timeout=60)  # both have missed before either publishes
         np.save(path, np.arange(24, dtype="float32").reshape(6, 4))
 
     array, hit = cache.get_or_build("samekey", build, {"kind": "test"})

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from flower_core.config import make_config
+from flower_core.errors import FlowerError
 from flower_core.store.runs import read_history, read_status
-from flower_core.training.jobs import cancel, queued_runs, submit, worker_active
+from flower_core.training.jobs import cancel, create_run, queued_runs, submit, worker_active
 
 from .conftest import wait_until
 
@@ -14,6 +15,14 @@ from .conftest import wait_until
 @pytest.fixture
 def quick_config():
     return make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1)
+
+
+@pytest.mark.parametrize("weights", ["", "  "])
+def test_a_run_without_weights_is_refused_before_anything_is_queued(synthetic_dataset, tmp_path, weights):
+    config = make_config("base", backbone="mobilenet", weights=weights, image_size=64)
+    with pytest.raises(FlowerError, match="^no weights given: choose imagenet or none, or give the path"):
+        create_run(config, synthetic_dataset, tmp_path / "runs")
+    assert queued_runs(tmp_path / "runs") == []
 
 
 @pytest.mark.slow

@@ -127,17 +127,17 @@ def test_run_ids_cannot_escape_the_store(store, bad):
 
 def test_progress_callback_reports_logs_and_cancels(store):
     run_dir = store.create({}, "x")
-    events = []
-    callback = RunProgress(run_dir, events.append, total_epochs=4)
+    events, now = [], [1000.0]
+    callback = RunProgress(run_dir, events.append, total_epochs=4, clock=lambda: now[0])
     callback.set_model(_tiny_model())
     callback.set_params({"epochs": 4, "steps": 10})
     callback.on_train_begin()
     callback.on_epoch_begin(0)
-    time.sleep(0.2)
+    now[0] += 0.2
     callback.on_train_batch_end(4, {"loss": 0.9, "accuracy": 0.5})
     assert events[-1]["kind"] == "batch" and events[-1]["batch"] == 5 and events[-1]["batches"] == 10
-    # Half an epoch took ~0.2 s, so 3.5 epochs remain at ~0.4 s each.
-    assert events[-1]["eta"] == pytest.approx(1.4, abs=0.5) and events[-1]["epochs"] == 4
+    # Half an epoch took 0.2 s, so 3.5 epochs remain at 0.4 s each.
+    assert events[-1]["eta"] == pytest.approx(1.4) and events[-1]["epochs"] == 4
     assert read_status(run_dir)["state"] == "running"
     callback.on_epoch_end(0, {"loss": 0.8, "accuracy": 0.6, "val_loss": 0.7, "val_accuracy": 0.65})
     (record,) = read_history(run_dir)

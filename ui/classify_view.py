@@ -11,17 +11,17 @@ from PIL import Image, ImageOps
 
 from flower_core import charts
 from flower_core.errors import FlowerError
+from flower_core.evaluation.compare import run_label
+from flower_core.evaluation.evaluate import mistakes_by_cell
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
 from flower_core.store.runs import CONFIG, METRICS, read_json
 from ui import loaders
-from ui.common import data_root, guard, percent, runs_root, short_name, upload_limit_mb
-from ui.compare_view import label
+from ui.common import data_root, failure, guard, percent, runs_root, short_name, upload_limit_mb
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
-METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 MISTAKES_SHOWN = 6
 CAMERA_PHOTO_NAME = "webcam.jpg"
 
@@ -38,7 +38,7 @@ class Controls:
 
 
 def _run_label(row: dict) -> str:
-    return f"{label(row)} — test accuracy {percent(row.get('test_accuracy'))}"
+    return f"{run_label(row)} — test accuracy {percent(row.get('test_accuracy'))}"
 
 
 def choose_run(rows: list[dict]) -> str:
@@ -67,7 +67,8 @@ def _dataset_photo() -> list[tuple[str, bytes]]:
     name = left.selectbox("Class", dataset.class_names, key="classify_class")
     files = [rel for rel in dataset.files if rel.split("/", 1)[0] == name]
     rel = right.selectbox("Photo", files, key=f"classify_file_{name}", format_func=lambda r: r.split("/")[-1])
-    return [(rel, (dataset.root / rel).read_bytes())]
+    with guard(f"Cannot read {rel}"):
+        return [(rel, (dataset.root / rel).read_bytes())]
 
 
 def _camera_photo() -> list[tuple[str, bytes]]:
@@ -143,8 +144,8 @@ def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:
                     "problem": "",
                 }
             )
-        except FlowerError as error:  # one unreadable upload must not hide the others
-            rows.append({"photo": name, "problem": str(error)})
+        except Exception as error:  # one photo that fails must not hide the others
+            rows.append({"photo": name, "problem": failure(error)})
     st.dataframe(
         pd.DataFrame(rows),
         hide_index=True,
@@ -181,7 +182,7 @@ def controls(run_dir: str, class_names: list[str]) -> Controls:
     method = cells[0].selectbox(
         "Method",
         list(METHODS),
-        format_func=METHOD_LABELS.get,
+        format_func=lambda method: METHODS[method].label,
         key="classify_method",
         help="Grad-CAM is fastest; Score-CAM is the least noisy and the slowest.",
     )
@@ -222,7 +223,7 @@ def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
     left.image(
         result.overlay(ctl.alpha, ctl.colormap),
         width="stretch",
-        caption=f"{METHOD_LABELS[result.method]} for '{result.target_class}' at {result.layer}",
+        caption=f"{METHODS[result.method].label} for '{result.target_class}' at {result.layer}",
     )
     middle.image(
         preprocessed_view(model, result.model_view),
@@ -288,18 +289,9 @@ def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_
         explanation(run_dir, data, ctl)
 
 
-def _cells(metrics: dict) -> dict[str, tuple[str, str]]:
-    names, confusion = metrics["class_names"], metrics["confusion"]
-    return {
-        f"{names[t]} taken for {names[p]} ({confusion[t][p]})": (names[t], names[p])
-        for t in range(len(names))
-        for p in range(len(names))
-        if t != p and confusion[t][p]
-    }
-
-
 def mistakes(run_dir: str, ctl: Controls) -> None:
-    """Choose a cell of the run's confusion matrix; see those test photos with heatmaps."""
+    """Choose a cell of the run's confusion matrix (`evaluate.mistakes_by_cell`, most confused
+    first); see those test photos with heatmaps."""
     metrics = read_json(Path(run_dir) / METRICS, {}) or {}
     if not metrics.get("confusion"):
         st.info("This run has no test metrics.", icon=":material/info:")
@@ -311,19 +303,17 @@ def mistakes(run_dir: str, ctl: Controls) -> None:
         ),
         key="classify_confusion",
     )
-    cells = _cells(metrics)
+    cells = {
+        f"{cell['true']} taken for {cell['predicted']} ({cell['count']})": cell
+        for cell in mistakes_by_cell(metrics)
+    }
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
-    true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
+    cell = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
     root = Path((read_json(Path(run_dir) / CONFIG, {}) or {}).get("data_root", ""))
-    wrong = [
-        m
-        for m in metrics.get("misclassified", [])
-        if m["true_class"] == true_name and m["predicted_class"] == predicted
-    ]
     with right:
-        _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
+        _mistake_grid(run_dir, root, cell["photos"][:MISTAKES_SHOWN], ctl)
 
 
 def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) -> None:

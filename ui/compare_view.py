@@ -9,7 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.evaluation.compare import MORE_COLUMNS, TABLE_COLUMNS, run_details, table_columns
+from flower_core.evaluation.compare import (
+    MORE_COLUMNS,
+    TABLE_COLUMNS,
+    best_evaluated,
+    run_details,
+    run_label,
+    table_columns,
+)
 from flower_core.store.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
 from ui import export_view, study_view
 from ui.common import guard, runs_root
@@ -54,16 +61,9 @@ COLUMN_CONFIG = {
 }
 
 
-def label(row: dict) -> str:
-    """A short name for a run in charts: its given name, else preset · backbone · id suffix."""
-    if row.get("name") and row["name"] != row["run_id"]:
-        return row["name"]
-    return f"{row.get('preset')} · {row.get('backbone')} · {row['run_id'].rsplit('-', 1)[-1]}"
-
-
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """The runs table, one row per run, newest first."""
-    frame = pd.DataFrame([{**row, "label": label(row)} for row in rows if "preset" in row])
+    frame = pd.DataFrame([{**row, "label": run_label(row)} for row in rows if "preset" in row])
     frame = frame.reindex(columns=list(TABLE_COLUMNS))
     return frame.assign(started=pd.to_datetime(frame["started"], utc=True, errors="coerce"))
 
@@ -136,15 +136,12 @@ def table(frame: pd.DataFrame) -> list[str]:
     rows = event.selection.rows if event is not None else []
     if rows:
         return frame.iloc[rows]["run_id"].tolist()
-    # `to_numeric`: while every run is still queued the column holds only None (dtype object).
-    scored = frame.assign(test_accuracy=pd.to_numeric(frame["test_accuracy"]))
-    best = scored.dropna(subset=["test_accuracy"]).nlargest(3, "test_accuracy")
-    return best["run_id"].tolist()
+    return [row["run_id"] for row in best_evaluated(frame.to_dict("records"), 3)]
 
 
 def details(run_ids: list[str]) -> list[dict]:
     """Summary, settings, history and metrics of each selected run (`flower_core.evaluation.compare`)."""
-    return [{**row, "label": label(row)} for row in run_details(runs_root(), run_ids)]
+    return [{**row, "label": run_label(row)} for row in run_details(runs_root(), run_ids)]
 
 
 def curves(selected: list[dict]) -> None:
@@ -291,7 +288,8 @@ def manage(frame: pd.DataFrame) -> None:
         "Tags (comma-separated)", value=", ".join(row["tags"] or []), key=f"compare_tags_{run_id}"
     )
     if st.button("Save name and tags", icon=":material/sell:", key="compare_save"):
-        store.set_meta(run_id, name=name, tags=tags.split(","))
+        with guard("Cannot save the name and tags"):
+            store.set_meta(run_id, name=name, tags=tags.split(","))
         st.rerun()
     downloads(run_dir, run_id)
     export_view.export_panel(run_dir, "compare")

@@ -15,11 +15,11 @@ import streamlit as st
 
 from flower_core import charts
 from flower_core.config import make_config
-from flower_core.errors import FlowerError
 from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
     METRICS,
+    RUN_LOG,
     peek_status,
     read_history,
     read_json,
@@ -28,7 +28,7 @@ from flower_core.store.runs import (
 from flower_core.training import jobs
 from flower_core.training.stopping import run_stop_reason
 from ui import export_view
-from ui.common import PAGES, percent, runs_root
+from ui.common import guard, percent, runs_root, target
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
@@ -43,9 +43,6 @@ STATE_BADGES = {
 
 def start(values: dict, preset: str, data_root: Path) -> Path:
     """Queue a run with the form's settings; a worker process trains it. Returns its folder."""
-    weights = values["weights"]
-    if not weights:
-        raise FlowerError("enter the path of the weights file, or choose ImageNet or none")
     token = st.session_state.setdefault("train_token", secrets.token_hex(8))
     run_dir = jobs.submit(make_config(preset, **values), data_root, runs_root(), token=token)
     st.session_state["train_run"] = run_dir.name
@@ -151,7 +148,8 @@ def live(run_dir: Path) -> None:
             icon=":material/warning:",
         )
         if st.button("Start the worker", icon=":material/play_arrow:", key="train_resume"):
-            jobs.start_worker(runs_root())
+            with guard("Cannot start the worker"):
+                jobs.start_worker(runs_root())
     history = read_history(run_dir)
     if history:
         st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
@@ -160,7 +158,8 @@ def live(run_dir: Path) -> None:
     with st.expander("Log", icon=":material/terminal:", expanded=True):
         st.code(_log_lines(history, status), language=None, height=200)
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
-        jobs.cancel(run_dir)
+        with guard("Cannot cancel the run"):
+            jobs.cancel(run_dir)
         st.toast("Cancel requested: the job stops within one batch.", icon=":material/cancel:")
     queue(run_dir)
 
@@ -176,7 +175,8 @@ def queue(current: Path | None) -> None:
         left, right = st.columns([4, 1])
         left.write(f"`{run_dir.name}` · {config.get('preset')} · {config.get('backbone')}")
         if right.button("Cancel", key=f"train_cancel_{run_dir.name}"):
-            jobs.cancel(run_dir)
+            with guard("Cannot cancel the run"):
+                jobs.cancel(run_dir)
             st.rerun()
 
 
@@ -187,7 +187,9 @@ def results(run_dir: Path) -> None:
     badge(status.get("state", "unknown"))
     reason = run_stop_reason(run_dir, status)
     if status.get("state") == "failed":
-        st.error(f"Training {reason}", icon=":material/error:")
+        log = run_dir / RUN_LOG
+        where = f" (the traceback is in {log})" if log.is_file() else ""
+        st.error(f"Training {reason}{where}", icon=":material/error:")
     elif status.get("state") in ("cancelled", "interrupted", "corrupt"):
         st.warning(reason, icon=":material/warning:")
     elif status.get("state") == "done":
@@ -206,7 +208,7 @@ def results(run_dir: Path) -> None:
         )
         if st.button("Explain its predictions", icon=":material/center_focus_strong:", key="train_explain"):
             st.session_state["classify_run"] = run_dir.name
-            st.switch_page(PAGES["classify"])
+            st.switch_page(target("classify"))
         export_view.export_panel(run_dir, "train")
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")

@@ -16,6 +16,7 @@ from PIL import ImageOps
 from flower_core.data.dataset import Dataset, folder_stamp, scan_dataset, split_dataset
 from flower_core.data.images import bounded_photo, load_image
 from flower_core.errors import FlowerError
+from flower_core.evaluation.compare import best_first
 from flower_core.store.runs import MODEL, RunStore
 from ui.common import runs_root
 
@@ -124,6 +125,5 @@ def runs() -> list[dict]:
 
 
 def finished_runs() -> list[dict]:
-    """Runs with a model, the best test accuracy first."""
-    rows = [r for r in runs() if r.get("has_model")]
-    return sorted(rows, key=lambda r: -(r.get("test_accuracy") or -1))
+    """Runs with a model, the best test accuracy first (`compare.best_first`)."""
+    return best_first(r for r in runs() if r.get("has_model"))

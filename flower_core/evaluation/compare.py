@@ -1,8 +1,10 @@
 """What the Compare page shows: the runs table's columns (all of them, and the compact set
-shown by default), and the details of the runs a user selects, gathered in one place."""
+shown by default), how a run is named and runs are ranked, and the details of the runs a user
+selects, gathered in one place."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from flower_core.errors import FlowerError
@@ -57,6 +59,47 @@ def table_columns(more: Iterable[str] = ()) -> list[str]:
             f"{', '.join(MORE_COLUMNS)}. Received: {sorted(more)}"
         )
     return [column for column in TABLE_COLUMNS if column in COMPACT_COLUMNS or column in more]
+
+
+def run_label(row: dict) -> str:
+    """How a run is named in lists, tables and charts: the name a user gave it, else
+    `preset · backbone · ` and the last part of its id (its random suffix).
+
+    Args:
+        row: a runs-table row (`RunStore.summary`): `run_id`, and `name`, `preset`, `backbone`.
+
+    Example:
+
+    >>> run_label({"run_id": "20260101-000000-base-vgg16-ab12", "preset": "base", "backbone": "vgg16"})
+    'base · vgg16 · ab12'
+    """
+    if row.get("name") and row["name"] != row["run_id"]:
+        return row["name"]
+    return f"{row.get('preset')} · {row.get('backbone')} · {row['run_id'].rsplit('-', 1)[-1]}"
+
+
+def _test_accuracy(row: dict) -> float | None:
+    score = row.get("test_accuracy")
+    return None if score is None or math.isnan(score) else float(score)  # NaN: a table's empty cell
+
+
+def best_first(rows: Iterable[dict]) -> list[dict]:
+    """Runs by test accuracy, best first; runs not evaluated yet last, in the order given.
+
+    Args:
+        rows: runs-table rows with `test_accuracy` (`None`, or NaN from a table, when unknown).
+
+    Example:
+
+    >>> [row["run_id"] for row in best_first([{"run_id": "a"}, {"run_id": "b", "test_accuracy": 0.9}])]
+    ['b', 'a']
+    """
+    return sorted(rows, key=lambda row: (_test_accuracy(row) is None, -(_test_accuracy(row) or 0.0)))
+
+
+def best_evaluated(rows: Iterable[dict], count: int) -> list[dict]:
+    """The `count` runs with the best test accuracies (fewer when fewer were evaluated)."""
+    return [row for row in best_first(rows) if _test_accuracy(row) is not None][:count]
 
 
 def run_details(runs_root, run_ids: list[str]) -> list[dict]:

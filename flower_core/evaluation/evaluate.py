@@ -46,8 +46,9 @@ def per_class_report(confusion: np.ndarray, class_names: list[str]) -> dict:
     }
 
 
-def most_confused(confusion: np.ndarray, class_names: list[str], top: int = 5) -> list[dict]:
-    """The largest off-diagonal cells: which class is most often taken for which."""
+def most_confused(confusion: np.ndarray, class_names: list[str], top: int | None = 5) -> list[dict]:
+    """The largest off-diagonal cells: which class is most often taken for which. `top=None`
+    lists every cell with a mistake."""
     off_diagonal = np.array(confusion)
     np.fill_diagonal(off_diagonal, 0)
     order = np.argsort(-off_diagonal, axis=None, kind="stable")[:top]
@@ -56,6 +57,32 @@ def most_confused(confusion: np.ndarray, class_names: list[str], top: int = 5) -
         {"true": class_names[t], "predicted": class_names[p], "count": int(off_diagonal[t, p])}
         for t, p in cells
         if off_diagonal[t, p] > 0
+    ]
+
+
+def mistakes_by_cell(metrics: dict) -> list[dict]:
+    """Every confusion cell with mistakes, most confused first, with its test photos: what the
+    Classify page lets a user pick and look at.
+
+    Args:
+        metrics: a run's metrics (`summarise`): `confusion`, `class_names`, `misclassified`.
+
+    Returns:
+        `{"true", "predicted", "count", "photos"}` per cell; `photos` are its rows of
+        `misclassified`, the highest loss first.
+    """
+    cells = most_confused(np.asarray(metrics["confusion"]), metrics["class_names"], top=None)
+    wrong = metrics.get("misclassified", [])
+    return [
+        {
+            **cell,
+            "photos": [
+                row
+                for row in wrong
+                if (row["true_class"], row["predicted_class"]) == (cell["true"], cell["predicted"])
+            ],
+        }
+        for cell in cells
     ]
 
 

@@ -111,7 +111,8 @@ def _compiled_forward(model: keras.Model, layer: str, with_gradients: bool):
 class BaseCAM:
     """Compute a class activation map of one photo at one layer of a classifier.
 
-    Subclasses set `name` and `uses_gradients`, and implement `get_cam_weights`.
+    Subclasses set `name` (the key of `METHODS`), `label` (how the app shows it) and
+    `uses_gradients`, and implement `get_cam_weights`.
 
     Args:
         model: the classifier as trained (raw 0-255 pixels in, softmax out).
@@ -120,6 +121,7 @@ class BaseCAM:
     """
 
     name = "base"
+    label = "Base CAM"
     uses_gradients = True
 
     def __init__(self, model: keras.Model, layer: str | None = None):

@@ -33,6 +33,7 @@ class ScoreCAM(BaseCAM):
     """
 
     name = "scorecam"
+    label = "Score-CAM"
     uses_gradients = False
 
     def __init__(self, model, layer: str | None = None, max_channels: int = MAX_CHANNELS):

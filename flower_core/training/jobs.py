@@ -121,6 +121,11 @@ def create_run(
     backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
     keys to the run's `config.json` (a group's id and shared split, `flower_core.groups.group`)."""
     config.validate()
+    if not config.weights.strip():  # the form's "a weights file…" with its path left blank
+        raise FlowerError(
+            "no weights given: choose imagenet or none, or give the path of a weights file. "
+            f"Received: weights={config.weights!r}"
+        )
     _, candidates = list_candidates(data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     if split_file:
@@ -376,8 +381,10 @@ def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, o
             # A grown worker still takes the next run at once if it comes soon (the same
             # settings again, say); it restarts only once nobody has queued one for a while.
             grown = bool(on_grown and idle_s) and resident_mb() - baseline > WORKER_RECYCLE_MB
+            _say(root, "waiting")
             if not _wait_for_queue(root, min(idle_s, RESTART_WHEN_IDLE_S) if grown else idle_s):
                 break
+            _say(root, "working")
         _say(root, "restarting" if grown else "leaving")
     if grown and root.is_dir():  # a deleted runs folder ends the worker, restarted or not
         on_grown()
@@ -417,8 +424,9 @@ def resident_mb() -> float:
 
 
 def _say(root: Path, doing: str) -> None:
-    """Note in the lock file what its holder is doing (`<pid> working`, `restarting`, `leaving`):
-    a worker that has said it is leaving no longer counts as starting (`start_worker`)."""
+    """Note in the lock file what its holder is doing (`<pid> working`, `waiting` for a run,
+    `restarting`, `leaving`): a worker that has said it is leaving no longer counts as starting
+    (`start_worker`)."""
     try:
         (root / LOCK_FILE).write_text(f"{os.getpid()} {doing}")
     except OSError:

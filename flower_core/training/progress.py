@@ -65,10 +65,17 @@ class RunProgress(keras.callbacks.Callback):
         total_epochs: epochs across all phases, for the overall progress. Defaults to `None`.
         epoch_offset: epochs already done in earlier phases. Defaults to `0`.
         phase: `"head"` or `"fine-tune"`, shown in events. Defaults to `"head"`.
+        clock: seconds, for the elapsed time, the ETA and the heartbeat. Defaults to `time.time`.
     """
 
     def __init__(
-        self, run_dir, reporter: Reporter | None = None, total_epochs=None, epoch_offset=0, phase="head"
+        self,
+        run_dir,
+        reporter: Reporter | None = None,
+        total_epochs=None,
+        epoch_offset=0,
+        phase="head",
+        clock: Callable[[], float] = time.time,
     ):
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -76,21 +83,22 @@ class RunProgress(keras.callbacks.Callback):
         self.total_epochs = total_epochs
         self.epoch_offset = epoch_offset
         self.phase = phase
+        self.clock = clock
 
     def on_train_begin(self, logs=None):
         self.cancelled = False
         self.batches = self.params.get("steps")
         self.epochs = self.total_epochs or self.params.get("epochs")
-        self.started = time.time()
+        self.started = self.clock()
         self._last_beat = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_in_phase = epoch
-        self.epoch_started = time.time()
+        self.epoch_started = self.clock()
 
     def _event(self, kind: str, logs: dict, batch: int | None = None) -> dict:
         """A progress event; ETA assumes the remaining epochs take as long as the ones so far."""
-        elapsed = time.time() - self.started
+        elapsed = self.clock() - self.started
         fraction = (batch + 1) / self.batches if batch is not None and self.batches else 1.0
         done = self.epoch_in_phase + fraction
         overall = self.epoch_offset + self.epoch_in_phase
@@ -115,8 +123,8 @@ class RunProgress(keras.callbacks.Callback):
         event = self._event("batch", logs or {}, batch)
         if self.reporter:
             self.reporter(event)
-        if time.time() - self._last_beat >= HEARTBEAT_INTERVAL_S:
-            self._last_beat = time.time()
+        if self.clock() - self._last_beat >= HEARTBEAT_INTERVAL_S:
+            self._last_beat = self.clock()
             update_status(
                 self.run_dir,
                 state="running",
@@ -140,7 +148,7 @@ class RunProgress(keras.callbacks.Callback):
             "phase": self.phase,
             **{k: _float(logs.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
             "lr": _learning_rate(self.model),
-            "seconds": round(time.time() - self.epoch_started, 2),
+            "seconds": round(self.clock() - self.epoch_started, 2),
         }
         if not self.cancelled:
             append_jsonl(self.run_dir / HISTORY, record)
