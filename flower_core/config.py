@@ -177,7 +177,11 @@ class TrainConfig:
         False, "Random shear, zoom, 10° rotation and horizontal flips of the training photos.", "Augmentation"
     )
     epochs: int = setting(
-        30, "The most passes over the training photos; early stopping may end sooner.", "Epochs", minimum=1
+        30,
+        "The most passes over the training photos; early stopping may end sooner.",
+        "Epochs",
+        minimum=1,
+        maximum=500,
     )
     batch_size: int = setting(
         32, "Photos per gradient step.", "Batch size", minimum=1, options=(8, 16, 32, 64, 128)
@@ -194,6 +198,7 @@ class TrainConfig:
         "Early stopping: epochs without a lower validation loss before training stops.",
         "Early-stopping patience",
         minimum=0,
+        maximum=50,
     )
     reduce_lr: bool = setting(
         False,
@@ -234,7 +239,7 @@ class TrainConfig:
         maximum=20,
     )
     fine_tune_epochs: int = setting(
-        10, "Epochs of fine-tuning, when fine-tune blocks > 0.", "Fine-tune epochs", minimum=1
+        10, "Epochs of fine-tuning, when fine-tune blocks > 0.", "Fine-tune epochs", minimum=1, maximum=200
     )
     fine_tune_learning_rate: float = setting(
         1e-5, "Adam's step size while fine-tuning.", "Fine-tune learning rate", above=0

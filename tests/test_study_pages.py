@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+from flower_core.config import make_config
 from flower_core.groups import group as groups
+from flower_core.models.backbones import ready_offline
 from flower_core.store.runs import (
     CONFIG,
     HISTORY,
@@ -96,10 +98,22 @@ def test_a_study_is_cancelled_and_deleted_from_compare(no_worker):
 
 
 @pytest.mark.usefixtures("synthetic")
+def test_the_launchers_open_on_backbones_that_train_here_and_the_sweeps_follows_its_preset(no_worker):
+    at = open_page("pages/2_Train.py")
+    assert at.selectbox(key="study_backbone").value in ready_offline()
+    at.selectbox(key="sweep_preset").set_value("best").run()
+    assert at.selectbox(key="sweep_best_backbone").value == make_config("best").backbone
+    at.selectbox(key="sweep_best_backbone").set_value("efficientnet_lite2").run()
+    at.selectbox(key="sweep_preset").set_value("dropout20").run()
+    assert at.selectbox(key="sweep_dropout20_backbone").value in ready_offline()
+    assert at.selectbox(key="sweep_dropout20_backbone").value != "efficientnet_lite2"
+
+
+@pytest.mark.usefixtures("synthetic")
 def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="sweep_preset").set_value("dropout20").run()
-    at.selectbox(key="sweep_backbone").set_value("mobilenet")
+    at.selectbox(key="sweep_dropout20_backbone").set_value("mobilenet")
     at.selectbox(key="sweep_weights").set_value("none")
     at.selectbox(key="sweep_size").set_value(32)
     at.text_input(key="sweep_values_dropout").set_value("0.1,0.3")

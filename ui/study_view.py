@@ -5,14 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from flower_core.config import DEFAULTS, MAX_SEEDS, SETTINGS
+from flower_core.config import DEFAULTS, MAX_SEEDS, SETTINGS, SUGGESTED_PRESET, make_config
 from flower_core.data.dataset import Dataset
 from flower_core.groups import group as groups
 from flower_core.groups.charts import study_bars
 from flower_core.groups.study import list_studies, plan_study, start_study, study_table, table_cells
-from flower_core.models.backbone_specs import BACKBONES, DEFAULT_BACKBONE
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.backbones import opening_backbone
 from flower_core.training.estimate import estimate_group, format_duration
 from ui.common import guard, plural, runs_root
+from ui.home import online
 from ui.train_form import WEIGHTS
 
 
@@ -31,8 +33,12 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             "split, queued as one group. The Compare page shows them as they finish."
         )
         cells = st.columns(4)
+        opening = opening_backbone(make_config(SUGGESTED_PRESET).backbone, online())
         backbone = cells[0].selectbox(
-            "Backbone", list(BACKBONES), index=list(BACKBONES).index(DEFAULT_BACKBONE), key="study_backbone"
+            SETTINGS["backbone"].label,
+            list(BACKBONES),
+            index=list(BACKBONES).index(opening),
+            key="study_backbone",
         )
         weights = cells[1].selectbox(
             "Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="study_weights"

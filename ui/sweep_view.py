@@ -21,9 +21,11 @@ from flower_core.groups.sweep import (
     sweep_results,
     sweepable,
 )
+from flower_core.models.backbones import opening_backbone
 from flower_core.training import jobs
 from flower_core.training.estimate import estimate_group, format_duration
 from ui.common import guard, percent, plural, runs_root
+from ui.home import online
 from ui.train_form import WEIGHTS
 
 _SIZE = SETTINGS["image_size"]
@@ -74,8 +76,8 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             "backbone": cells[0].selectbox(
                 SETTINGS["backbone"].label,
                 SETTINGS["backbone"].choices,
-                index=SETTINGS["backbone"].choices.index(base["backbone"]),
-                key="sweep_backbone",
+                index=SETTINGS["backbone"].choices.index(opening_backbone(base["backbone"], online())),
+                key=f"sweep_{preset}_backbone",
             ),
             "weights": cells[1].selectbox(
                 "Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="sweep_weights"

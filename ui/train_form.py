@@ -16,7 +16,7 @@ from flower_core.config import (
 from flower_core.data.dataset import Dataset
 from flower_core.errors import FlowerError
 from flower_core.models.backbone_specs import BACKBONES
-from flower_core.models.backbones import ready_offline, weights_status
+from flower_core.models.backbones import opening_backbone, ready_offline, trains_here
 from flower_core.training.estimate import estimate_run, format_duration
 from ui import augment_preview
 from ui.common import runs_root
@@ -35,8 +35,6 @@ PRESET_HELP = (
     "The study's tuning steps, in order; each changes the one before. Every setting "
     "below starts from the preset and can be changed."
 )
-# The widget of each setting that is neither a list of choices, a switch nor a slider of options.
-NUMBER_LIMITS = {"epochs": 500, "fine_tune_epochs": 200, "patience": 50}
 
 
 def _label(name: str) -> str:
@@ -62,7 +60,7 @@ def _widget(container, name: str, base, k: str, format_func=None):
         return container.select_slider(
             _label(name), spec.options, value, key=key, help=spec.help, format_func=lambda v: f"{v:g}"
         )
-    high = spec.maximum if spec.maximum is not None else NUMBER_LIMITS.get(name)
+    high = spec.maximum
     return int(
         container.number_input(
             _label(name), int(spec.minimum), high and int(high), value, key=key, help=spec.help
@@ -70,13 +68,9 @@ def _widget(container, name: str, base, k: str, format_func=None):
     )
 
 
-def _available(name: str) -> bool:
-    return bool(weights_status(name)["found"]) or online()
-
-
 def weights_note() -> None:
     """Which backbones have ImageNet weights here, so a run does not fail on a missing file."""
-    ready = [name for name in BACKBONES if _available(name)]
+    ready = [name for name in BACKBONES if trains_here(name, online())]
     missing = [name for name in BACKBONES if name not in ready]
     if missing and ready:
         st.caption(
@@ -129,7 +123,11 @@ def estimate_note(preset: str, dataset: Dataset) -> None:
     base = make_config(preset)
     try:
         estimate = _estimate(
-            preset, _default_backbone(base), str(dataset.root), len(dataset.files), str(runs_root())
+            preset,
+            opening_backbone(base.backbone, online()),
+            str(dataset.root),
+            len(dataset.files),
+            str(runs_root()),
         )
     except FlowerError:
         return
@@ -144,13 +142,6 @@ def estimate_note(preset: str, dataset: Dataset) -> None:
     )
 
 
-def _default_backbone(base) -> str:
-    """The preset's backbone when its weights are here, else the first backbone that has them."""
-    if _available(base.backbone):
-        return base.backbone
-    return next((name for name in BACKBONES if _available(name)), base.backbone)
-
-
 def _backbone_label(name: str) -> str:
     return f"{name} (no download)" if name in ready_offline() else name
 
@@ -160,7 +151,7 @@ def _model_settings(base, k: str) -> dict:
     backbone = left.selectbox(
         _label("backbone"),
         list(BACKBONES),
-        list(BACKBONES).index(_default_backbone(base)),
+        list(BACKBONES).index(opening_backbone(base.backbone, online())),
         key=k + "backbone",
         format_func=_backbone_label,
         help=SETTINGS["backbone"].help,

@@ -75,6 +75,23 @@ def ready_offline() -> list[str]:
     return [name for name, backbone in BACKBONES.items() if find_local_weights(backbone)]
 
 
+def trains_here(name: str, online: bool = False) -> bool:
+    """Whether `name` can start training now: its ImageNet weights are on this machine, or
+    `online` says Keras can download them."""
+    return online or find_local_weights(get_backbone(name)) is not None
+
+
+def opening_backbone(preferred: str, online: bool = False) -> str:
+    """The backbone a form opens on: `preferred` when it trains here, else the first whose weights
+    ship in a package (ready on every machine), else any that trains here; so a first click never
+    waits on a download that cannot happen."""
+    packaged_first = sorted(BACKBONES, key=lambda name: not BACKBONES[name].packaged)
+    for name in [preferred, *packaged_first]:
+        if trains_here(name, online):
+            return name
+    return preferred
+
+
 def missing_weights_message(backbone: BackboneSpec) -> str:
     if backbone.packaged:
         return (
