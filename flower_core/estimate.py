@@ -26,9 +26,10 @@ from pathlib import Path
 
 from flower_core.config import MIN_MAP_POSITIONS, TrainConfig
 from flower_core.data import list_candidates
+from flower_core.errors import FlowerError
 from flower_core.features import FeatureCache, _weights_identity
 from flower_core.model import preprocessing_mode
-from flower_core.runs import CONFIG, RunStore, read_history, read_record, run_facts
+from flower_core.runs import Run, RunStore
 
 # bench/README.md, "backbone | px | photos/s": frozen forward passes at 224 px, 2 CPU cores. The
 # EfficientNet-Lites: Lite2's 23 photos/s at 384 px (issue 18's probe) scaled to 224 px; Lite0
@@ -154,16 +155,15 @@ def _head_s_per_photo(runs_root) -> dict[str, float]:
     samples: dict[str, list[float]] = {"features": [], "maps": []}
     store = RunStore(runs_root)
     for run_dir in store.run_dirs():
+        run = Run(run_dir)
         try:
-            config, facts = read_record(run_dir / CONFIG), run_facts(run_dir)
-        except Exception:  # an unreadable run says nothing about speed
+            settings, train = run.config.settings, run.facts.split_sizes.get("train")
+        except (FlowerError, OSError):  # an unreadable run says nothing about speed
             continue
-        train = (facts.get("split_sizes") or {}).get("train")
-        if not train or config.get("weights") == "none" or config.get("fine_tune_blocks"):
+        if not train or settings.weights == "none" or settings.fine_tune_blocks:
             continue
-        ran = facts.get("augment_cache", config.get("augment_cache"))
-        kind = "maps" if config.get("augment") and ran == "maps" else "features"
-        samples[kind] += [h["seconds"] / train for h in read_history(run_dir) if h.get("seconds")]
+        kind = "maps" if settings.augment and run.augment_cache_ran == "maps" else "features"
+        samples[kind] += [row.seconds / train for row in run.history if row.seconds]
     return {k: statistics.median(v) if v else FALLBACK_HEAD_S_PER_PHOTO[k] for k, v in samples.items()}
 
 

@@ -16,10 +16,10 @@ import keras
 import numpy as np
 
 from flower_core.calibration import confidence_threshold, reliability
-from flower_core.data import labels_for, list_candidates
+from flower_core.data import labels_for, list_candidates, load_split
 from flower_core.errors import FlowerError, ImageError
 from flower_core.predict import load_run, model_image_size, predict_files
-from flower_core.runs import CONFIG, SPLIT, read_json
+from flower_core.runs import SPLIT, Run
 
 # Keras' categorical cross-entropy clips probabilities to [eps, 1 - eps] the same way.
 _EPSILON = 1e-7
@@ -204,11 +204,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_root: str | os.PathLike | None
     model, class_names = load_run(run_dir)
     ignored: list[str] = []
     if data_root is None:
-        data_root = (read_json(run_dir / CONFIG, default={}) or {}).get("data_root")
-        split = read_json(run_dir / SPLIT, default=None)
-        if not data_root or not split:
-            raise FlowerError(f"run {run_dir.name} has no dataset or split.json: pass --data DIR")
-        files, source = list(split["test"]), "test split"
+        data_root = Run(run_dir).config.data_root
+        if not data_root or not (run_dir / SPLIT).is_file():
+            raise FlowerError(f"run {run_dir.name} has no dataset or {SPLIT}: pass --data DIR")
+        files, source = list(load_split(run_dir / SPLIT).test), "test split"
     else:
         files, ignored = folder_files(data_root, class_names)
         source = "folder"

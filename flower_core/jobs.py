@@ -25,17 +25,19 @@ from flower_core.backbones import ensure_weights
 from flower_core.config import SUGGESTED_PRESET, TrainConfig, make_config
 from flower_core.data import list_candidates, load_split
 from flower_core.errors import FlowerError
+from flower_core.run_files import Status
 from flower_core.runs import (
     CONFIG,
     QUEUE_SIGNAL,
     STATUS,
+    Run,
     RunStore,
     atomic_write_bytes,
     cancel_requested,
     now_iso,
     peek_status,
-    read_json,
     request_cancel,
+    stored_status,
     write_json,
 )
 
@@ -101,12 +103,9 @@ def queued_runs(runs_root=None) -> list[Path]:
     waiting = []
     for run_dir in RunStore(runs_root).run_dirs():
         status = peek_status(run_dir)
-        if status.get("state") == "queued":
+        if status.state == "queued":
             # `queued_ns` orders runs created in the same second (two sessions pressing Train).
-            ns = status.get("queued_ns")
-            waiting.append(
-                (str(status.get("queued", "")), ns if isinstance(ns, int) else 0, run_dir.name, run_dir)
-            )
+            waiting.append((status.queued or "", status.queued_ns or 0, run_dir.name, run_dir))
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
@@ -225,12 +224,12 @@ def forget_old_submissions(runs_root=None, max_age_s: float = SUBMISSION_MAX_AGE
     return removed
 
 
-def stalled(status: dict, runs_root=None) -> bool:
+def stalled(status: Status, runs_root=None) -> bool:
     """A run queued for over `STALL_SECONDS` with no worker process to train it."""
-    if status.get("state") != "queued":
+    if status.state != "queued":
         return False
     try:
-        queued = dt.datetime.fromisoformat(status.get("queued"))
+        queued = dt.datetime.fromisoformat(status.queued)
     except (TypeError, ValueError):
         return False
     waited = (dt.datetime.now(dt.UTC) - queued).total_seconds()
@@ -241,7 +240,7 @@ def followed_run(runs_root=None, chosen: str | None = None) -> Path | None:
     """The run a Train page shows: the one training, else the next queued, else `chosen` (the
     last run this browser session started), else the newest readable one."""
     store = RunStore(runs_root)
-    states = {d: peek_status(d).get("state") for d in store.run_dirs()}
+    states = {d: peek_status(d).state for d in store.run_dirs()}
     running = [d for d, state in states.items() if state == "running"]
     if running:
         return running[-1]
@@ -295,7 +294,7 @@ def cancel(run_dir: Path) -> None:
     """Cancel a queued run at once, or ask a running one to stop within one batch."""
     run_dir = Path(run_dir)
     with _exclusive(run_dir.parent, blocking=False) as no_worker:
-        state = peek_status(run_dir).get("state")
+        state = peek_status(run_dir).state
         if state == "queued" and no_worker:
             _mark_cancelled(run_dir)
             return
@@ -303,11 +302,11 @@ def cancel(run_dir: Path) -> None:
 
 
 def _mark_cancelled(run_dir: Path) -> None:
-    status = read_json(run_dir / STATUS, {})
-    write_json(
-        run_dir / STATUS,
-        {**status, "state": "cancelled", "finished": now_iso(), "message": "cancelled before it started"},
+    path = run_dir / STATUS
+    status = stored_status(run_dir).merged(
+        path, state="cancelled", finished=now_iso(), message="cancelled before it started"
     )
+    write_json(path, status.to_json())
 
 
 def idle_seconds() -> float:
@@ -445,10 +444,10 @@ def _warm_up(root: Path, data_root) -> None:
     from flower_core.model import build_classifier
 
     newest = next(reversed(RunStore(root).run_dirs()), None)
-    stored = (read_json(newest / CONFIG, {}) if newest else None) or {}
     try:
-        config = TrainConfig.from_json(stored) if stored else make_config(SUGGESTED_PRESET)
-        data_root = data_root or stored.get("data_root")
+        stored = Run.open(newest).config if newest else None
+        config = stored.settings if stored else make_config(SUGGESTED_PRESET)
+        data_root = data_root or (stored.data_root if stored else None)
         classes = len(scan_dataset(data_root).class_names) if data_root else 5
         build_classifier(config, classes)
     except Exception as error:  # a warm-up that fails costs the next run its head start, nothing more

@@ -1,5 +1,5 @@
 """What each file of a run folder holds, as frozen dataclasses checked when read
-(docs/ARCHITECTURE.md, "The run folder").
+(docs/ARCHITECTURE.md, "The run folder"; `runs.Run` reads them).
 
 Every field an older run may lack has a default, so old runs read as they are; what changed shape
 between layouts is turned into today's layout by one function, `migrate`. A value of the wrong

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from flower_core.errors import FlowerError
-from flower_core.runs import CONFIG, STATUS, read_history, read_record
+from flower_core.run_files import Status
+from flower_core.runs import Run, stored_status
 
 STOP_REASON = "stop_reason"
 
@@ -77,7 +78,7 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict) -> 
     Args:
         state: the run's final state (`done`, `cancelled`, `failed`, `interrupted`, ...).
         message: the status message the trainer wrote with that state.
-        history: the finished epochs (`runs.read_history`).
+        history: the finished epochs as JSON objects (`HistoryRow.to_json`).
         config: the run's `config.json` (for the planned epochs).
 
     Returns:
@@ -117,19 +118,19 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict) -> 
     return f"{what} after epoch {history[-1]['epoch']} of {total}; {_kept(history)}"
 
 
-def run_stop_reason(run_dir: str | Path, status: dict | None = None) -> str:
+def run_stop_reason(run_dir: str | Path, status: Status | None = None) -> str:
     """A run's stop reason: the one its trainer wrote, else decided now from its files (runs
     trained before the field existed, or killed ones); never raises."""
-    run_dir = Path(run_dir)
+    run = Run(run_dir)
     try:
-        status = status if status is not None else read_record(run_dir / STATUS)
-        if status.get(STOP_REASON) and status.get("state") != "interrupted":
-            return status[STOP_REASON]
+        status = status if status is not None else stored_status(run.path)
+        if status.stop_reason and status.state != "interrupted":
+            return status.stop_reason
         return stop_reason(
-            status.get("state", ""),
-            status.get("message", ""),
-            read_history(run_dir),
-            read_record(run_dir / CONFIG),
+            status.state,
+            status.message,
+            [row.to_json() for row in run.history],
+            run.config.settings.to_json(),
         )
     except (FlowerError, OSError):
-        return (status or {}).get("message", "")
+        return status.message if status is not None else ""

@@ -33,6 +33,7 @@ from flower_core.logs import log_to_file
 from flower_core.model import Classifier, build_classifier, set_fine_tuning
 from flower_core.pipeline import image_dataset
 from flower_core.progress import BestModelKeeper, Reporter, RunProgress, StopOnNaN, Throughput, update_status
+from flower_core.run_files import RunConfig, Status
 from flower_core.runs import (
     CONFIG,
     FACTS,
@@ -40,12 +41,12 @@ from flower_core.runs import (
     MODEL,
     RUN_LOG,
     SPLIT,
+    Run,
     cancel_requested,
     clear_write_errors,
     kept_model_note,
     now_iso,
     read_history,
-    read_json,
     request_cancel,
     write_json,
 )
@@ -104,7 +105,7 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
                 state=state,
                 message=message,
                 finished=now_iso(),
-                stop_reason=run_stop_reason(run_dir, {"state": state, "message": message}),
+                stop_reason=run_stop_reason(run_dir, Status(state=state, message=message)),
             )
     return state
 
@@ -113,7 +114,7 @@ def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
     """Train, and say how it ended: the final state and a one-line message."""
     try:
         with clear_write_errors():
-            TrainingRun(run_dir, read_json(run_dir / CONFIG), reporter).run()
+            TrainingRun(run_dir, Run.open(run_dir).config, reporter).run()
     except _Cancelled:
         return "cancelled", f"cancelled by request; {kept_model_note(run_dir)}"
     except FlowerError as error:
@@ -140,9 +141,9 @@ class TrainingRun:
     the model and the feature cache.
     """
 
-    def __init__(self, run_dir: Path, stored: dict, reporter: Reporter | None = None):
+    def __init__(self, run_dir: Path, stored: RunConfig, reporter: Reporter | None = None):
         self.run_dir, self.stored, self.reporter = Path(run_dir), stored, reporter
-        self.config = TrainConfig.from_json(stored)
+        self.config = stored.settings
         self.cache = FeatureCache()
         self.dataset: Dataset | None = None
         self.split: Split | None = None
@@ -176,13 +177,15 @@ class TrainingRun:
             if done % 200 == 0 or done == total:
                 self.stage(f"checking photos {done}/{total}", done == total)
 
-        self.dataset = scan_dataset(Path(self.stored["data_root"]), progress=scanned)
+        if not self.stored.data_root:
+            raise FlowerError(f"{CONFIG} names no dataset (data_root): queue the run again")
+        self.dataset = scan_dataset(Path(self.stored.data_root), progress=scanned)
         self.fingerprint = fingerprint(self.dataset)
         self.split = self._split()
         write_json(self.run_dir / SPLIT, self.split.to_json())
 
     def _write_facts(self) -> None:
-        """What the run learned about its data and how it will train, once (`runs.run_facts`):
+        """What the run learned about its data and how it will train, once (`runs.Run.facts`):
         `config.json` stays the settings it was queued with."""
         write_json(
             self.run_dir / FACTS,
@@ -198,7 +201,7 @@ class TrainingRun:
     def _split(self) -> Split:
         """The split of an earlier run (`--split`) or of the run's group, else a new stratified,
         seeded one."""
-        if self.stored.get("share_split") and not Path(self.stored["split_file"]).is_file():
+        if self.stored.share_split and not Path(self.stored.split_file).is_file():
             # The first run of a group to train writes the split the group's other runs then read.
             split = split_dataset(
                 self.dataset,
@@ -206,9 +209,9 @@ class TrainingRun:
                 test_fraction=self.config.test_fraction,
                 seed=self.config.seed,
             )
-            write_json(Path(self.stored["split_file"]), split.to_json())
-        elif self.stored.get("split_file"):
-            split = load_split(self.stored["split_file"])
+            write_json(Path(self.stored.split_file), split.to_json())
+        elif self.stored.split_file:
+            split = load_split(self.stored.split_file)
             missing = set(split.train + split.val + split.test) - set(self.dataset.files)
             if missing:
                 raise FlowerError(

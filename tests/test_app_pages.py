@@ -573,6 +573,41 @@ def test_pages_survive_a_run_whose_files_are_corrupt(synthetic, app_runs, page):
         assert (app_runs / "20260101-000000-base-mobilenet-aaaa").is_dir()
 
 
+def _plant_finished_run(app_runs: Path, name: str, **files: str) -> Path:
+    """A finished ImageNet MobileNet run (its history read by the Train page's time estimate)
+    whose files hold `files` as text."""
+    run_dir = app_runs / f"20260101-0005{len(list(app_runs.iterdir())):02d}-{name}"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(
+        json.dumps({"preset": "base", "backbone": "mobilenet", "weights": "imagenet", "epochs": 2})
+    )
+    (run_dir / "facts.json").write_text(json.dumps({"class_names": ["a", "b"], "split_sizes": {"train": 90}}))
+    (run_dir / "status.json").write_text(json.dumps({"state": "done", "message": "finished"}))
+    for file_name, text in files.items():
+        (run_dir / file_name).write_text(text)
+    return run_dir
+
+
+@pytest.mark.parametrize("seconds", ['"z"', "NaN"])
+def test_train_page_survives_an_epoch_line_of_the_wrong_type(synthetic, app_runs, seconds):
+    history = '{"epoch": 1, "loss": 0.9, "accuracy": 0.5, "seconds": 1.0}\n' + (
+        f'{{"epoch": 2, "loss": 0.8, "accuracy": 0.6, "seconds": {seconds}}}\n'
+    )
+    run_dir = _plant_finished_run(app_runs, "base-mobilenet-eeee", **{"history.jsonl": history})
+    at = open_page("pages/2_Train.py")
+    assert [c.value for c in at.caption if "With the preset's settings, about" in c.value]
+    assert f"Run `{run_dir.name}`" in texts(at.caption) and "epoch   2" not in texts(at.code)
+
+
+def test_compare_page_survives_a_test_accuracy_that_is_not_a_number(synthetic, app_runs):
+    # With the finished `base` run of app_runs, two runs of one study step: a mean and an sd.
+    metrics = {"metrics.json": '{"test_accuracy": NaN}'}
+    run_dir = _plant_finished_run(app_runs, "base-mobilenet-ffff", **metrics)
+    at = open_page("pages/3_Compare.py")
+    assert f"`{run_dir.name}`: corrupt run file" in texts(at.warning)
+    assert "'test_accuracy' should be a finite number" in texts(at.warning)
+
+
 def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthetic, app_runs):
     run_id = "20260101-000100-dropout20-mobilenet-bbbb"
     (app_runs / run_id / "metrics.json").write_text("[1]")
