@@ -5,7 +5,8 @@ Another process may read a run while it trains, and a training process may die a
 so every file is replaced whole (temp file + rename) and `history.jsonl` only ever grows by
 whole lines. A `running` run whose process is gone (or, trained on another host, whose
 heartbeat is stale) reads as `interrupted`. A write that fails for lack of space or permission
-becomes a one-line `FlowerError` that names the file (`clear_write_errors`).
+becomes a one-line `FlowerError` that names the file (`clear_write_errors`). A run's files are
+read through `Run`, as the checked records of `flower_core.run_files`.
 """
 
 from __future__ import annotations

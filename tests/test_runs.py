@@ -58,6 +58,17 @@ def test_create_lists_and_summarises_runs(store):
         assert store.summary(augmented)["augment_cache"] == shown
 
 
+def test_reading_a_run_but_its_settings_imports_no_keras(tmp_path):
+    """Pages poll status and history every second; only `Run.config` needs `TrainConfig`."""
+    code = (
+        "import sys; from flower_core.runs import Run, RunStore, peek_status; "
+        f"run = Run.open(RunStore({str(tmp_path)!r}).create({{'epochs': 1}})); "
+        "run.status, run.facts, run.metrics, run.meta, run.history, peek_status(run.path); "
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_torn_history_line_is_ignored(store):
     run_dir = store.create({}, "x")
     append_jsonl(run_dir / HISTORY, {"epoch": 1})
