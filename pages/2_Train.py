@@ -49,7 +49,7 @@ with panel:
             "Progress, curves and the log appear here.",
             icon=":material/info:",
         )
-    elif peek_status(run_dir).get("state") in ACTIVE_STATES:
+    elif peek_status(run_dir).state in ACTIVE_STATES:
         live.live(run_dir)
     else:
         with common.guard(f"Cannot show run {run_dir.name}"):

@@ -132,7 +132,7 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
 
     from flower_core.data.dataset import scan_dataset, split_dataset
     from flower_core.evaluation.evaluate import evaluate_model
-    from flower_core.store.runs import load_run_model, run_facts
+    from flower_core.store.runs import Run, load_run_model
 
     config = json.loads((run_dir / "config.json").read_text())
     split = split_dataset(scan_dataset(data_root))
@@ -153,7 +153,7 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
     (run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     metrics = evaluate_model(
         load_run_model(run_dir),
-        run_facts(run_dir)["class_names"],
+        list(Run(run_dir).facts.class_names),
         data_root,
         split.test,
         image_size=config["image_size"],

@@ -634,6 +634,41 @@ def test_a_failed_run_says_why_in_one_line_and_where_its_traceback_is(synthetic,
     )
 
 
+def _plant_finished_run(app_runs: Path, name: str, **files: str) -> Path:
+    """A finished ImageNet MobileNet run (its history read by the Train page's time estimate)
+    whose files hold `files` as text."""
+    run_dir = app_runs / f"20260101-0005{len(list(app_runs.iterdir())):02d}-{name}"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(
+        json.dumps({"preset": "base", "backbone": "mobilenet", "weights": "imagenet", "epochs": 2})
+    )
+    (run_dir / "facts.json").write_text(json.dumps({"class_names": ["a", "b"], "split_sizes": {"train": 90}}))
+    (run_dir / "status.json").write_text(json.dumps({"state": "done", "message": "finished"}))
+    for file_name, text in files.items():
+        (run_dir / file_name).write_text(text)
+    return run_dir
+
+
+@pytest.mark.parametrize("seconds", ['"z"', "NaN"])
+def test_train_page_survives_an_epoch_line_of_the_wrong_type(synthetic, app_runs, seconds):
+    history = '{"epoch": 1, "loss": 0.9, "accuracy": 0.5, "seconds": 1.0}\n' + (
+        f'{{"epoch": 2, "loss": 0.8, "accuracy": 0.6, "seconds": {seconds}}}\n'
+    )
+    run_dir = _plant_finished_run(app_runs, "base-mobilenet-eeee", **{"history.jsonl": history})
+    at = open_page("pages/2_Train.py")
+    assert [c.value for c in at.caption if "With the preset's settings, about" in c.value]
+    assert f"Run `{run_dir.name}`" in texts(at.caption) and "epoch   2" not in texts(at.code)
+
+
+def test_compare_page_survives_a_test_accuracy_that_is_not_a_number(synthetic, app_runs):
+    # With the finished `base` run of app_runs, two runs of one study step: a mean and an sd.
+    metrics = {"metrics.json": '{"test_accuracy": NaN}'}
+    run_dir = _plant_finished_run(app_runs, "base-mobilenet-ffff", **metrics)
+    at = open_page("pages/3_Compare.py")
+    assert f"`{run_dir.name}`: corrupt run file" in texts(at.warning)
+    assert "'test_accuracy' should be a finite number" in texts(at.warning)
+
+
 def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthetic, app_runs):
     run_id = "20260101-000100-dropout20-mobilenet-bbbb"
     (app_runs / run_id / "metrics.json").write_text("[1]")
@@ -661,17 +696,28 @@ def test_an_export_refused_is_one_line_and_leaves_no_progress_bar(synthetic, app
     assert not at.get("progress"), "the export's progress bar stayed after it failed"
 
 
-def test_an_export_fault_is_one_line_that_says_where_its_traceback_is(synthetic, app_runs, caplog):
-    """A run whose config.json lacks its backbone (hand-edited) breaks the export with a KeyError,
-    not a refusal: the page says so in one line, the server's log keeps the traceback."""
+def test_an_export_fault_is_one_line_that_says_where_its_traceback_is(synthetic, app_runs, caplog, tmp_path):
+    """A run whose split.json lists a test photo of a class it never learned (hand-edited) breaks
+    the export with a ValueError, not a refusal: the page says so in one line, and the server's
+    log keeps the traceback."""
+    import shutil
+
     run_id = "20260101-000100-dropout20-mobilenet-bbbb"
-    config = json.loads((app_runs / run_id / "config.json").read_text())
-    del config["backbone"]
-    (app_runs / run_id / "config.json").write_text(json.dumps(config))
+    run_dir = app_runs / run_id
+    data = tmp_path / "flowers"
+    shutil.copytree(json.loads((run_dir / "config.json").read_text())["data_root"], data)
+    (data / "iris").mkdir()
+    shutil.copy(next((data / "daisy").iterdir()), data / "iris" / "iris_0.jpg")
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "data_root": str(data)}))
+    split = json.loads((run_dir / "split.json").read_text())
+    (run_dir / "split.json").write_text(json.dumps({**split, "test": [*split["test"], "iris/iris_0.jpg"]}))
     at = _export_on_compare(run_id)
     assert not at.exception, [e.message for e in at.exception]
     (error,) = [e.value for e in at.error]
-    assert error == "Cannot export the run: KeyError: 'backbone' (the traceback is in the server's log)"
+    assert error == (
+        "Cannot export the run: ValueError: 'iris' is not in list (the traceback is in the server's log)"
+    )
     assert not at.get("progress"), "the export's progress bar stayed after it failed"
     logged = [r for r in caplog.records if r.getMessage().startswith("Cannot export the run")]
     assert logged and logged[-1].exc_info, "the traceback behind the one line was not logged"

@@ -13,6 +13,7 @@ from flower_core.evaluation.compare import (
     run_label,
     table_columns,
 )
+from flower_core.store.run_files import HistoryRow, Metrics
 from flower_core.store.runs import HISTORY, METRICS, RunStore, append_jsonl, write_json
 
 
@@ -25,8 +26,8 @@ def test_run_details_join_config_summary_history_and_metrics(tmp_path):
     one, two = run_details(store.root, [first.name, second.name])
     assert (one["run_id"], one["dropout"], one["seed"], one["state"]) == (first.name, 0.3, 2, "queued")
     assert one["best_val_accuracy"] == 0.7 and one["test_accuracy"] == 0.8
-    assert one["history"] == [{"epoch": 0, "val_accuracy": 0.7, "seconds": 1.5}]
-    assert (two["preset"], two["history"], two["metrics"]) == ("center", [], {})
+    assert one["history"] == (HistoryRow(epoch=0, val_accuracy=0.7, seconds=1.5),)
+    assert (two["preset"], two["history"], two["metrics"]) == ("center", (), Metrics())
     with pytest.raises(FlowerError, match="invalid run id"):
         run_details(store.root, ["../escape"])
 

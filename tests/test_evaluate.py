@@ -17,10 +17,10 @@ from flower_core.evaluation.evaluate import (
     evaluate_model,
     evaluate_run,
     format_metrics,
-    mistakes_by_cell,
     summarise,
 )
 from flower_core.evaluation.predict import load_run, predict_paths
+from flower_core.store.run_files import Metrics
 
 CLASSES = ["daisy", "rose", "tulip"]
 
@@ -83,8 +83,9 @@ def test_every_confusion_cell_with_mistakes_comes_with_its_photos_most_confused_
     probabilities = np.full((len(pairs), 4), 0.1)
     probabilities[np.arange(len(pairs)), [predicted for _, predicted in pairs]] = 0.7
     files = [f"{names[true]}/{i}.jpg" for i, (true, _) in enumerate(pairs)]
-    cells = mistakes_by_cell(summarise(probabilities, labels, names, files))
-    assert [(c["true"], c["predicted"], c["count"]) for c in cells] == [
+    metrics = Metrics.from_json(summarise(probabilities, labels, names, files), "metrics.json")
+    cells = metrics.confused_cells()
+    assert cells == [
         ("daisy", "rose", 3),
         ("rose", "daisy", 2),
         ("daisy", "tulip", 1),
@@ -93,8 +94,12 @@ def test_every_confusion_cell_with_mistakes_comes_with_its_photos_most_confused_
         ("iris", "rose", 1),
         ("iris", "tulip", 1),
     ]
-    assert [row["path"] for row in cells[0]["photos"]] == ["daisy/0.jpg", "daisy/1.jpg", "daisy/2.jpg"]
-    assert all(len(c["photos"]) == c["count"] for c in cells)
+    assert sorted(m.path for m in metrics.mistakes("daisy", "rose")) == [
+        "daisy/0.jpg",
+        "daisy/1.jpg",
+        "daisy/2.jpg",
+    ]
+    assert all(len(metrics.mistakes(true, predicted)) == count for true, predicted, count in cells)
 
 
 def test_empty_class_gives_zero_not_nan():

@@ -22,7 +22,7 @@ from flower_core.models.features import (
     cached_maps,
     cached_views,
 )
-from flower_core.store.runs import read_json, read_status, run_facts
+from flower_core.store.runs import Run, read_json, read_status
 from flower_core.training.jobs import train_new_run
 
 from .conftest import WEIGHTS_DIR, needs_mobilenet_weights
@@ -289,10 +289,10 @@ def test_cached_head_matches_end_to_end_accuracy(preset, changes, synthetic_data
                 **changes,
             )
             run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
-            assert run_facts(run_dir)["augment_cache"] == config.augment_cache
+            assert Run(run_dir).facts.augment_cache == config.augment_cache
             accuracy[name].append(read_json(run_dir / "metrics.json")["test_accuracy"])
     print(json.dumps(accuracy))
-    one_photo = 1 / run_facts(run_dir)["split_sizes"]["test"]
+    one_photo = 1 / Run(run_dir).facts.split_sizes["test"]
     noise = max(np.ptp(accuracy["cached"]), np.ptp(accuracy["end_to_end"]), one_photo)
     assert abs(np.mean(accuracy["cached"]) - np.mean(accuracy["end_to_end"])) <= noise, accuracy
 
@@ -338,9 +338,9 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
     # job worker trains them, in one process (a fresh MirroredStrategy per run used to fail the second).
     for run_dir in run_dirs:
         status = read_status(run_dir)
-        assert status["state"] == "done", status
-        assert status["replicas"] == 2
-    assert run_facts(run_dirs[-1])["augment_cache"] == "maps"
+        assert status.state == "done", status
+        assert status.replicas == 2
+    assert Run(run_dirs[-1]).facts.augment_cache == "maps"
 
 
 def test_pixel_scratch_is_removed_after_use_sweeps_dead_processes_and_survives_a_cache_clear(

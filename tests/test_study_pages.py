@@ -89,7 +89,7 @@ def test_a_study_is_cancelled_and_deleted_from_compare(no_worker):
     _finish(first, 0.5, 0.6)
     at = open_page("pages/3_Compare.py")
     at.button(key="compare_study_cancel").click().run()
-    states = [peek_status(d)["state"] for d in groups.group_run_dirs(None, record["id"])]
+    states = [peek_status(d).state for d in groups.group_run_dirs(None, record["id"])]
     assert states == ["done"] + ["cancelled"] * 13
     at.checkbox(key="compare_study_confirm").check().run()
     at.button(key="compare_study_delete").click().run()

@@ -34,21 +34,21 @@ def test_one_waiting_worker_trains_run_after_run_and_a_killed_one_is_replaced(
     runs = tmp_path / "runs"
     quick = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1)
     first = submit(quick, synthetic_dataset, runs)
-    wait_until(lambda: read_status(first)["state"] == "done")
-    pid = read_status(first)["pid"]
+    wait_until(lambda: read_status(first).state == "done")
+    pid = read_status(first).pid
     says = f"{pid} waiting"
     wait_until(lambda: (runs / jobs.LOCK_FILE).read_text() == says, timeout=120, what=f"lock file {says!r}")
     assert worker_active(runs) and _alive(pid), "the worker waits for the next run"
     second = submit(quick, synthetic_dataset, runs)
-    wait_until(lambda: read_status(second)["state"] == "done")
-    assert read_status(second)["pid"] == pid, "the waiting worker trained it; no new process"
+    wait_until(lambda: read_status(second).state == "done")
+    assert read_status(second).pid == pid, "the waiting worker trained it; no new process"
 
     os.kill(pid, signal.SIGKILL)
     # A killed process holds its lock until the kernel has unmapped its memory (seconds here).
     wait_until(lambda: not worker_active(runs), timeout=120)
     third = submit(quick, synthetic_dataset, runs)
-    wait_until(lambda: read_status(third)["state"] == "done")
-    replacement = read_status(third)["pid"]
+    wait_until(lambda: read_status(third).state == "done")
+    replacement = read_status(third).pid
     assert replacement != pid
 
     shutil.rmtree(runs)

@@ -12,12 +12,12 @@ from PIL import Image, ImageOps
 from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.evaluation.compare import run_label
-from flower_core.evaluation.evaluate import mistakes_by_cell
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
-from flower_core.store.runs import CONFIG, METRICS, read_json
+from flower_core.store.run_files import Mistake
+from flower_core.store.runs import Run
 from ui import loaders
 from ui.common import data_root, failure, guard, percent, runs_root, short_name, upload_limit_mb
 
@@ -290,38 +290,35 @@ def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_
 
 
 def mistakes(run_dir: str, ctl: Controls) -> None:
-    """Choose a cell of the run's confusion matrix (`evaluate.mistakes_by_cell`, most confused
-    first); see those test photos with heatmaps."""
-    metrics = read_json(Path(run_dir) / METRICS, {}) or {}
-    if not metrics.get("confusion"):
+    """Choose a cell of the run's confusion matrix (`Metrics.confused_cells`, most confused first);
+    see those test photos with heatmaps."""
+    run = Run.open(run_dir)
+    metrics = run.metrics
+    if not metrics.evaluated:
         st.info("This run has no test metrics.", icon=":material/info:")
         return
     left, right = st.columns([2, 3])
     left.plotly_chart(
-        charts.confusion_matrix(
-            metrics["confusion"], metrics["class_names"], "Confusion matrix (test split)"
-        ),
+        charts.confusion_matrix(metrics.confusion, metrics.class_names, "Confusion matrix (test split)"),
         key="classify_confusion",
     )
-    cells = {
-        f"{cell['true']} taken for {cell['predicted']} ({cell['count']})": cell
-        for cell in mistakes_by_cell(metrics)
-    }
+    cells = {f"{t} taken for {p} ({n})": (t, p) for t, p, n in metrics.confused_cells()}
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
-    cell = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
-    root = Path((read_json(Path(run_dir) / CONFIG, {}) or {}).get("data_root", ""))
+    true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
+    root = Path(run.config.data_root or "")
+    wrong = metrics.mistakes(true_name, predicted)
     with right:
-        _mistake_grid(run_dir, root, cell["photos"][:MISTAKES_SHOWN], ctl)
+        _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
 
 
-def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) -> None:
+def _mistake_grid(run_dir: str, root: Path, wrong: list[Mistake], ctl: Controls) -> None:
     columns = st.columns(3)
     for i, row in enumerate(wrong):
-        path = root / row["path"]
+        path = root / row.path
         if not path.is_file():
-            columns[i % 3].caption(f"{row['path']}: no longer in {root}")
+            columns[i % 3].caption(f"{row.path}: no longer in {root}")
             continue
         plain = Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
         result = _explain(run_dir, loaders.held_photo(path.read_bytes()), plain)
@@ -329,5 +326,5 @@ def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) ->
         columns[i % 3].image(
             ImageOps.pad(overlay, (320, 320), color="white"),
             width="stretch",
-            caption=f"{short_name(row['path'])}: {row['predicted_class']} {percent(row['confidence'])}",
+            caption=f"{short_name(row.path)}: {row.predicted_class} {percent(row.confidence)}",
         )

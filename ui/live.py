@@ -15,16 +15,8 @@ import streamlit as st
 
 from flower_core import charts
 from flower_core.config import make_config
-from flower_core.store.runs import (
-    ACTIVE_STATES,
-    CONFIG,
-    METRICS,
-    RUN_LOG,
-    peek_status,
-    read_history,
-    read_json,
-    read_record,
-)
+from flower_core.store.run_files import HistoryRow, Status
+from flower_core.store.runs import ACTIVE_STATES, RUN_LOG, Run, peek_status
 from flower_core.training import jobs
 from flower_core.training.stopping import run_stop_reason
 from ui import export_view
@@ -66,29 +58,14 @@ def badge(state: str) -> None:
     st.badge(label, icon=icon, color=colour)
 
 
-def _title(run_dir: Path) -> None:
-    config = read_json(run_dir / CONFIG, {}) or {}
-    st.markdown(
-        f"#### {config.get('preset', 'run')} · {config.get('backbone', '')} · "
-        f"{config.get('image_size', '')} px"
-    )
-    st.caption(f"Run `{run_dir.name}`")
+def _title(run: Run) -> None:
+    settings = run.config.settings
+    st.markdown(f"#### {settings.preset} · {settings.backbone} · {settings.image_size} px")
+    st.caption(f"Run `{run.id}`")
 
 
-def _log_lines(history: list[dict], status: dict) -> str:
-    lines = []
-    for h in history:
-        val = (
-            f" · val_loss {h['val_loss']:.4f} · val_acc {h['val_accuracy']:.1%}"
-            if h.get("val_loss") is not None
-            else ""
-        )
-        lines.append(
-            f"epoch {h['epoch']:>3} [{h.get('phase', 'train')}] loss {h['loss']:.4f} · "
-            f"acc {h['accuracy']:.1%}{val} · {h.get('seconds', 0):.1f}s"
-        )
-    lines.append(f"> {status.get('message', '')}")
-    return "\n".join(lines[-200:])
+def _log_lines(history: tuple[HistoryRow, ...], message: str) -> str:
+    return "\n".join([*(row.line for row in history), f"> {message}"][-200:])
 
 
 def _seconds_since(stamp: str | None) -> float | None:
@@ -98,20 +75,18 @@ def _seconds_since(stamp: str | None) -> float | None:
         return None
 
 
-def _elapsed(status: dict) -> str:
-    seconds = _seconds_since(status.get("started"))
+def _elapsed(status: Status) -> str:
+    seconds = _seconds_since(status.started)
     return "–" if seconds is None else str(dt.timedelta(seconds=int(max(seconds, 0))))
 
 
-def progress(status: dict) -> None:
+def progress(status: Status) -> None:
     """Feature extraction (photos/s, time left), epoch and batch progress bars, elapsed, ETA."""
-    extraction = status.get("extraction")
-    if extraction and extraction.get("photos_total"):
-        st.progress(
-            min(extraction["photos_done"] / extraction["photos_total"], 1.0), text=extraction["message"]
-        )
-    epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
-    batches, batch = status.get("batches") or 0, status.get("batch") or 0
+    extraction = status.extraction
+    if extraction and extraction.photos_total:
+        st.progress(min(extraction.photos_done / extraction.photos_total, 1.0), text=extraction.message)
+    epochs, epoch = status.epochs, status.epoch
+    batches, batch = status.batches or 0, status.batch or 0
     st.progress(
         min(epoch / epochs, 1.0) if epochs else 0.0,
         text=f"Epoch {epoch} of {epochs} done" if epochs else "Waiting to start",
@@ -121,12 +96,12 @@ def progress(status: dict) -> None:
         text=f"Batch {batch} of {batches}" if batches else "No batch yet",
     )
     cells = st.columns(3)
-    eta = status.get("eta")
+    eta = status.eta
     cells[0].metric("Elapsed", _elapsed(status))
     cells[1].metric("ETA", "–" if eta is None else str(dt.timedelta(seconds=int(eta))))
     cells[2].metric(
         "Phase",
-        status.get("phase") or "setup",
+        status.phase or "setup",
         help="setup: checking photos and building the model; head: training the new "
         "layers; train: the whole network; fine-tune: the unfrozen blocks.",
     )
@@ -136,11 +111,12 @@ def progress(status: dict) -> None:
 def live(run_dir: Path) -> None:
     """The job while it runs, refreshed every `REFRESH_SECONDS`; the page reloads once it ends."""
     status = peek_status(run_dir)
-    if status.get("state") not in ACTIVE_STATES:
+    if status.state not in ACTIVE_STATES:
         st.rerun()
-    _title(run_dir)
-    badge(status["state"])
-    st.caption(status.get("message", ""))
+    run = Run.open(run_dir)
+    _title(run)
+    badge(status.state)
+    st.caption(status.message)
     progress(status)
     if jobs.stalled(status, runs_root()):
         st.warning(
@@ -150,13 +126,13 @@ def live(run_dir: Path) -> None:
         if st.button("Start the worker", icon=":material/play_arrow:", key="train_resume"):
             with guard("Cannot start the worker"):
                 jobs.start_worker(runs_root())
-    history = read_history(run_dir)
+    history = run.history
     if history:
         st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
     else:
         st.caption(":material/show_chart: Loss and accuracy curves appear after the first epoch.")
     with st.expander("Log", icon=":material/terminal:", expanded=True):
-        st.code(_log_lines(history, status), language=None, height=200)
+        st.code(_log_lines(history, status.message), language=None, height=200)
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
         with guard("Cannot cancel the run"):
             jobs.cancel(run_dir)
@@ -171,9 +147,9 @@ def queue(current: Path | None) -> None:
         return
     st.markdown(f"##### Queue ({len(waiting)} waiting)")
     for run_dir in waiting:
-        config = read_json(run_dir / CONFIG, {}) or {}
+        settings = Run.open(run_dir).config.settings
         left, right = st.columns([4, 1])
-        left.write(f"`{run_dir.name}` · {config.get('preset')} · {config.get('backbone')}")
+        left.write(f"`{run_dir.name}` · {settings.preset} · {settings.backbone}")
         if right.button("Cancel", key=f"train_cancel_{run_dir.name}"):
             with guard("Cannot cancel the run"):
                 jobs.cancel(run_dir)
@@ -182,28 +158,27 @@ def queue(current: Path | None) -> None:
 
 def results(run_dir: Path) -> None:
     """A finished job: test accuracy and loss, the confusion matrix, or why it stopped."""
-    status, history = peek_status(run_dir), read_history(run_dir)
-    _title(run_dir)
-    badge(status.get("state", "unknown"))
+    run, status = Run.open(run_dir), peek_status(run_dir)
+    history = run.history
+    _title(run)
+    badge(status.state)
     reason = run_stop_reason(run_dir, status)
-    if status.get("state") == "failed":
+    if status.state == "failed":
         log = run_dir / RUN_LOG
         where = f" (the traceback is in {log})" if log.is_file() else ""
         st.error(f"Training {reason}{where}", icon=":material/error:")
-    elif status.get("state") in ("cancelled", "interrupted", "corrupt"):
+    elif status.state in ("cancelled", "interrupted", "corrupt"):
         st.warning(reason, icon=":material/warning:")
-    elif status.get("state") == "done":
+    elif status.state == "done":
         st.success(f"Stopped: {reason}", icon=":material/flag:")
-    metrics = read_record(run_dir / METRICS)
-    if metrics.get("confusion") and metrics.get("class_names"):
+    metrics = run.metrics
+    if metrics.evaluated:
         cells = st.columns(3)
-        cells[0].metric("Test accuracy", percent(metrics.get("test_accuracy")))
-        cells[1].metric("Test loss", f"{metrics.get('test_loss', 0):.4f}")
+        cells[0].metric("Test accuracy", percent(metrics.test_accuracy))
+        cells[1].metric("Test loss", f"{metrics.test_loss or 0:.4f}")
         cells[2].metric("Epochs", len(history))
         st.plotly_chart(
-            charts.confusion_matrix(
-                metrics["confusion"], metrics["class_names"], "Confusion matrix (test split)"
-            ),
+            charts.confusion_matrix(metrics.confusion, metrics.class_names, "Confusion matrix (test split)"),
             key="train_confusion",
         )
         if st.button("Explain its predictions", icon=":material/center_focus_strong:", key="train_explain"):
@@ -212,5 +187,5 @@ def results(run_dir: Path) -> None:
         export_view.export_panel(run_dir, "train")
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
-    with st.expander("Log", icon=":material/terminal:", expanded=status.get("state") != "done"):
-        st.code(_log_lines(history, {**status, "message": reason}), language=None, height=200)
+    with st.expander("Log", icon=":material/terminal:", expanded=status.state != "done"):
+        st.code(_log_lines(history, reason), language=None, height=200)

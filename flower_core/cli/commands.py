@@ -31,9 +31,9 @@ def _import_tensorflow_quietly() -> None:
     (without also disabling oneDNN); import it with stderr muted so ours stays one line.
 
     The garbage collector is off meanwhile, and the objects made are then frozen out of its
-    reach: they all live as long as the process, and collecting them cost 0.6 to 0.8 s of the
-    import's 3 to 4 s (bench/README.md, "The train command against ..."). Keras imports pandas
-    (0.4 s) only to accept DataFrames, which no command gives it, so pandas is held back while
+    reach: they all live as long as the process, and collecting them was a large part of the
+    import (bench/README.md, "The train command against ..."). Keras imports pandas only to
+    accept DataFrames, which no command gives it, so pandas is held back while
     Keras imports (Keras then takes no DataFrames in this process) and stays importable
     afterwards for what needs it."""
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -82,28 +82,27 @@ def _cmd_train(args) -> None:
     run_dir = train_new_run(
         config, resolve_data_root(args.data), args.runs, reporter=reporter, split_file=args.split
     )
-    from flower_core.store.runs import METRICS, read_json, read_status
+    from flower_core.store.runs import Run
 
-    status = read_status(run_dir)
-    if status.get("state") == "failed":
-        raise FlowerError(f"{status.get('message', 'training failed')} (run {run_dir.name})")
-    metrics = read_json(run_dir / METRICS, default={}) or {}
+    run = Run.open(run_dir)
+    status = run.status
+    if status.state == "failed":
+        raise FlowerError(f"{status.message or 'training failed'} (run {run_dir.name})")
+    metrics = run.metrics
     from flower_core.training.stopping import run_stop_reason
 
     stopped = run_stop_reason(run_dir, status)
     payload = {
         "run_id": run_dir.name,
         "run_dir": str(run_dir),
-        "state": status.get("state"),
-        "test_accuracy": metrics.get("test_accuracy"),
-        "test_loss": metrics.get("test_loss"),
+        "state": status.state,
+        "test_accuracy": metrics.test_accuracy,
+        "test_loss": metrics.test_loss,
         "stop_reason": stopped,
     }
-    accuracy = metrics.get("test_accuracy")
+    accuracy = metrics.test_accuracy
     summary = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test metrics"
-    emit(
-        args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.get('state')}, {summary} ({run_dir})"
-    )
+    emit(args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.state}, {summary} ({run_dir})")
 
 
 def _cmd_runs(args) -> None:

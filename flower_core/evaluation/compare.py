@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 
 from flower_core.errors import FlowerError
-from flower_core.store.runs import CONFIG, METRICS, RunStore, read_history, read_json, run_facts
+from flower_core.store.runs import Run, RunStore
 
 # The runs table's columns, in order: the run's name, its state and results first, then the
 # settings that tell runs apart, then the rest (keys of `RunStore.summary`, plus `label`).
@@ -110,21 +110,21 @@ def run_details(runs_root, run_ids: list[str]) -> list[dict]:
         run_ids: the runs to read; an id that is not a run raises a one-line `FlowerError`.
 
     Returns:
-        One dict per run: its `config.json` and facts (`runs.run_facts`) overlaid by its
-        summary row, plus `history` (a list of epochs) and `metrics` (`{}` before the run is
+        One dict per run: its settings and facts (`runs.Run`) overlaid by its summary row, plus
+        `history` (its `HistoryRow`s) and `metrics` (its `Metrics`, empty before the run is
         evaluated).
     """
     store = RunStore(runs_root)
     out = []
     for run_id in run_ids:
-        run_dir = store.path(run_id)
+        run = Run.open(store.path(run_id))
         out.append(
             {
-                **(read_json(run_dir / CONFIG, {}) or {}),
-                **run_facts(run_dir),
-                **store.summary(run_dir),
-                "history": read_history(run_dir),
-                "metrics": read_json(run_dir / METRICS, {}) or {},
+                **run.config.to_json(),
+                **run.facts.to_json(),
+                **run.summary(),
+                "history": run.history,
+                "metrics": run.metrics,
             }
         )
     return out

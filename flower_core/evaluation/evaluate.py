@@ -15,11 +15,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flower_core.data.dataset import labels_for, list_candidates
+from flower_core.data.dataset import labels_for, list_candidates, load_split
 from flower_core.errors import FlowerError, ImageError
 from flower_core.evaluation.calibration import confidence_threshold, reliability
 from flower_core.evaluation.predict import load_run, model_image_size, predict_files
-from flower_core.store.runs import CONFIG, SPLIT, read_json
+from flower_core.store.runs import SPLIT, Run
 
 # Keras' categorical cross-entropy clips probabilities to [eps, 1 - eps] the same way.
 _EPSILON = 1e-7
@@ -57,32 +57,6 @@ def most_confused(confusion: np.ndarray, class_names: list[str], top: int | None
         {"true": class_names[t], "predicted": class_names[p], "count": int(off_diagonal[t, p])}
         for t, p in cells
         if off_diagonal[t, p] > 0
-    ]
-
-
-def mistakes_by_cell(metrics: dict) -> list[dict]:
-    """Every confusion cell with mistakes, most confused first, with its test photos: what the
-    Classify page lets a user pick and look at.
-
-    Args:
-        metrics: a run's metrics (`summarise`): `confusion`, `class_names`, `misclassified`.
-
-    Returns:
-        `{"true", "predicted", "count", "photos"}` per cell; `photos` are its rows of
-        `misclassified`, the highest loss first.
-    """
-    cells = most_confused(np.asarray(metrics["confusion"]), metrics["class_names"], top=None)
-    wrong = metrics.get("misclassified", [])
-    return [
-        {
-            **cell,
-            "photos": [
-                row
-                for row in wrong
-                if (row["true_class"], row["predicted_class"]) == (cell["true"], cell["predicted"])
-            ],
-        }
-        for cell in cells
     ]
 
 
@@ -231,11 +205,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_root: str | os.PathLike | None
     model, class_names = load_run(run_dir)
     ignored: list[str] = []
     if data_root is None:
-        data_root = (read_json(run_dir / CONFIG, default={}) or {}).get("data_root")
-        split = read_json(run_dir / SPLIT, default=None)
-        if not data_root or not split:
-            raise FlowerError(f"run {run_dir.name} has no dataset or split.json: pass --data DIR")
-        files, source = list(split["test"]), "test split"
+        data_root = Run(run_dir).config.data_root
+        if not data_root or not (run_dir / SPLIT).is_file():
+            raise FlowerError(f"run {run_dir.name} has no dataset or {SPLIT}: pass --data DIR")
+        files, source = list(load_split(run_dir / SPLIT).test), "test split"
     else:
         files, ignored = folder_files(data_root, class_names)
         source = "folder"

@@ -27,14 +27,14 @@ from PIL import Image
 from flower_core.data.images import DECODE_THREADS, ImageSource, is_candidate_image, model_input
 from flower_core.errors import FlowerError, ImageError
 from flower_core.models.inference import predict_probabilities
-from flower_core.store.runs import FACTS, METRICS, load_run_model, read_json, run_facts
+from flower_core.store.run_files import Metrics
+from flower_core.store.runs import FACTS, Run, load_run_model
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# The fallback threshold for runs without their own. 0.6 comes from the reliability curve of the
-# `best` preset on the real test photos (docs/RESULTS.md, "Calibration"): below it the model was
-# right 59% of the time (131 of 221 photos), above it 96.7% (1669 of 1726).
+# The fallback threshold for runs without their own: where the `best` preset's reliability curve
+# on the real test photos turns (docs/RESULTS.md, "Calibration").
 MIN_TOP_PROBABILITY = 0.6
 BATCH_SIZE = 32
 # Photo formats Pillow cannot read: listed in a folder's results as errors, not skipped quietly.
@@ -43,7 +43,7 @@ UNSUPPORTED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".svg", ".dng", ".cr
 
 def run_class_names(run_dir: str | os.PathLike) -> list[str]:
     """The class names of a run, in label order, from what it learned when it started."""
-    names = run_facts(Path(run_dir)).get("class_names")
+    names = Run(run_dir).facts.class_names
     if not names:
         raise FlowerError(f"not a run folder with a trained model (no class names in {FACTS}): {run_dir}")
     return list(names)
@@ -76,16 +76,14 @@ def run_threshold(run_dir: str | os.PathLike) -> float:
     """The run's own "sure" threshold from its validation photos, else `MIN_TOP_PROBABILITY`
     (a run trained before thresholds were stored, or an unreadable `metrics.json`)."""
     try:
-        return metrics_threshold(read_json(Path(run_dir) / METRICS, default=None))
+        return metrics_threshold(Run(run_dir).metrics)
     except FlowerError:
         return MIN_TOP_PROBABILITY
 
 
-def metrics_threshold(metrics: dict | None) -> float:
+def metrics_threshold(metrics: Metrics) -> float:
     """The threshold stored in a run's metrics (`confidence`), else `MIN_TOP_PROBABILITY`."""
-    confidence = (metrics or {}).get("confidence") if isinstance(metrics, dict) else None
-    threshold = confidence.get("threshold") if isinstance(confidence, dict) else None
-    return float(threshold) if isinstance(threshold, int | float) else MIN_TOP_PROBABILITY
+    return MIN_TOP_PROBABILITY if metrics.threshold is None else metrics.threshold
 
 
 def assess(probabilities: np.ndarray, threshold: float = MIN_TOP_PROBABILITY) -> dict:
@@ -252,7 +250,7 @@ def predict_paths(
 def predictions_table(results: list[dict]) -> pd.DataFrame:
     """One row per photo: path, prediction, flag, error, top-k and each class's probability.
     (pandas is imported here, not with the module: a training reads this module for its test
-    evaluation and would pay 0.4 s for the import.)"""
+    evaluation and would otherwise pay for importing it.)"""
     import pandas as pd
 
     rows = []

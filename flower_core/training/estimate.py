@@ -26,17 +26,18 @@ from pathlib import Path
 
 from flower_core.config import MIN_MAP_POSITIONS, TrainConfig
 from flower_core.data.dataset import list_candidates
+from flower_core.errors import FlowerError
 from flower_core.models.backbones import get_backbone
 from flower_core.models.classifier import preprocessing_mode
 from flower_core.models.features import FeatureCache, weights_identity
-from flower_core.store.runs import CONFIG, RunStore, read_history, read_record, run_facts
+from flower_core.store.runs import Run, RunStore
 
 REFERENCE_SIZE = 224
 # A training step (forward and backward pass) costs about three forward passes.
 TRAIN_COST = 3.0
 # The head's seconds per training photo and epoch when no past run says: the medians of the
-# study's 21 MobileNet runs on the real photos (2026-12-02, 2 cores, docs/RESULTS.md); on feature
-# maps the head also augments and pools them.
+# study's MobileNet runs on the real photos (docs/RESULTS.md); on feature maps the head also
+# augments and pools them.
 FALLBACK_HEAD_S_PER_PHOTO = {"features": 0.0003, "maps": 0.0006}
 # Building the model, tracing it and scanning the photos, per run.
 RUN_OVERHEAD_S = 10.0
@@ -140,16 +141,15 @@ def _head_s_per_photo(runs_root) -> dict[str, float]:
     samples: dict[str, list[float]] = {"features": [], "maps": []}
     store = RunStore(runs_root)
     for run_dir in store.run_dirs():
+        run = Run(run_dir)
         try:
-            config, facts = read_record(run_dir / CONFIG), run_facts(run_dir)
-        except Exception:  # an unreadable run says nothing about speed
+            settings, train = run.config.settings, run.facts.split_sizes.get("train")
+        except (FlowerError, OSError):  # an unreadable run says nothing about speed
             continue
-        train = (facts.get("split_sizes") or {}).get("train")
-        if not train or config.get("weights") == "none" or config.get("fine_tune_blocks"):
+        if not train or settings.weights == "none" or settings.fine_tune_blocks:
             continue
-        ran = facts.get("augment_cache", config.get("augment_cache"))
-        kind = "maps" if config.get("augment") and ran == "maps" else "features"
-        samples[kind] += [h["seconds"] / train for h in read_history(run_dir) if h.get("seconds")]
+        kind = "maps" if settings.augment and run.augment_cache_ran == "maps" else "features"
+        samples[kind] += [row.seconds / train for row in run.history if row.seconds]
     return {k: statistics.median(v) if v else FALLBACK_HEAD_S_PER_PHOTO[k] for k, v in samples.items()}
 
 

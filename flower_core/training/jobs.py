@@ -26,17 +26,19 @@ from flower_core.config import SUGGESTED_PRESET, TrainConfig, make_config
 from flower_core.data.dataset import check_split_files, list_candidates, load_split
 from flower_core.errors import FlowerError
 from flower_core.models.backbones import ensure_weights
+from flower_core.store.run_files import Status
 from flower_core.store.runs import (
     CONFIG,
     QUEUE_SIGNAL,
     STATUS,
+    Run,
     RunStore,
     atomic_write_bytes,
     cancel_requested,
     now_iso,
     peek_status,
-    read_json,
     request_cancel,
+    stored_status,
     write_json,
 )
 
@@ -51,13 +53,13 @@ SUBMISSION_MAX_AGE_S = 24 * 3600
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 LOG_FILE = ".worker.log"
 WORKER_LOCK_WAIT_S = 2.0
-# How long a worker with an empty queue waits for the next run before it exits, holding about
-# 1 GB (docs/OPERATIONS.md); `FLOWER_WORKER_IDLE_S` sets it, 0 exits as soon as the queue is empty.
+# How long a worker with an empty queue waits for the next run before it exits, holding its
+# memory (docs/OPERATIONS.md); `FLOWER_WORKER_IDLE_S` sets it, 0 exits as soon as the queue is empty.
 WORKER_IDLE_S = 600.0
 IDLE_ENV = "FLOWER_WORKER_IDLE_S"
 # A worker that holds this many MB more than when it started restarts itself once no run has been
-# queued for `RESTART_WHEN_IDLE_S` (bench/README.md, "The warm worker": about 30 MB stays behind
-# per run, more after a feature extraction).
+# queued for `RESTART_WHEN_IDLE_S`: Keras keeps some memory of every run it trained
+# (bench/README.md, "The warm worker").
 WORKER_RECYCLE_MB = 600
 RESTART_WHEN_IDLE_S = 60.0
 # A waiting worker looks at the queue signal this often, and at the queue itself every
@@ -105,12 +107,9 @@ def queued_runs(runs_root=None) -> list[Path]:
     waiting = []
     for run_dir in RunStore(runs_root).run_dirs():
         status = peek_status(run_dir)
-        if status.get("state") == "queued":
+        if status.state == "queued":
             # `queued_ns` orders runs created in the same second (two sessions pressing Train).
-            ns = status.get("queued_ns")
-            waiting.append(
-                (str(status.get("queued", "")), ns if isinstance(ns, int) else 0, run_dir.name, run_dir)
-            )
+            waiting.append((status.queued or "", status.queued_ns or 0, run_dir.name, run_dir))
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
@@ -235,12 +234,12 @@ def forget_old_submissions(runs_root=None, max_age_s: float = SUBMISSION_MAX_AGE
     return removed
 
 
-def stalled(status: dict, runs_root=None) -> bool:
+def stalled(status: Status, runs_root=None) -> bool:
     """A run queued for over `STALL_SECONDS` with no worker process to train it."""
-    if status.get("state") != "queued":
+    if status.state != "queued":
         return False
     try:
-        queued = dt.datetime.fromisoformat(status.get("queued"))
+        queued = dt.datetime.fromisoformat(status.queued)
     except (TypeError, ValueError):
         return False
     waited = (dt.datetime.now(dt.UTC) - queued).total_seconds()
@@ -251,7 +250,7 @@ def followed_run(runs_root=None, chosen: str | None = None) -> Path | None:
     """The run a Train page shows: the one training, else the next queued, else `chosen` (the
     last run this browser session started), else the newest readable one."""
     store = RunStore(runs_root)
-    states = {d: peek_status(d).get("state") for d in store.run_dirs()}
+    states = {d: peek_status(d).state for d in store.run_dirs()}
     running = [d for d, state in states.items() if state == "running"]
     if running:
         return running[-1]
@@ -305,7 +304,7 @@ def cancel(run_dir: Path) -> None:
     """Cancel a queued run at once, or ask a running one to stop within one batch."""
     run_dir = Path(run_dir)
     with _exclusive(run_dir.parent, blocking=False) as no_worker:
-        state = peek_status(run_dir).get("state")
+        state = peek_status(run_dir).state
         if state == "queued" and no_worker:
             _mark_cancelled(run_dir)
             return
@@ -313,11 +312,11 @@ def cancel(run_dir: Path) -> None:
 
 
 def _mark_cancelled(run_dir: Path) -> None:
-    status = read_json(run_dir / STATUS, {})
-    write_json(
-        run_dir / STATUS,
-        {**status, "state": "cancelled", "finished": now_iso(), "message": "cancelled before it started"},
+    path = run_dir / STATUS
+    status = stored_status(run_dir).merged(
+        path, state="cancelled", finished=now_iso(), message="cancelled before it started"
     )
+    write_json(path, status.to_json())
 
 
 def idle_seconds() -> float:
@@ -469,10 +468,10 @@ def _warm_up(root: Path, data_root) -> None:
     from flower_core.models.classifier import build_classifier
 
     newest = next(reversed(RunStore(root).run_dirs()), None)
-    stored = (read_json(newest / CONFIG, {}) if newest else None) or {}
     try:
-        config = TrainConfig.from_json(stored) if stored else make_config(SUGGESTED_PRESET)
-        data_root = data_root or stored.get("data_root")
+        stored = Run.open(newest).config if newest else None
+        config = stored.settings if stored else make_config(SUGGESTED_PRESET)
+        data_root = data_root or (stored.data_root if stored else None)
         classes = len(scan_dataset(data_root).class_names) if data_root else 5
         build_classifier(config, classes)
     except Exception as error:  # a warm-up that fails costs the next run its head start, nothing more

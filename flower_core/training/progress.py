@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from flower_core.errors import FlowerError
+from flower_core.store.run_files import Status
 from flower_core.store.runs import (
     HISTORY,
     STATUS,
@@ -24,7 +25,7 @@ from flower_core.store.runs import (
     atomic_write,
     cancel_requested,
     process_start,
-    read_record,
+    stored_status,
     write_json,
 )
 
@@ -32,23 +33,25 @@ Reporter = Callable[[dict], None]
 HEARTBEAT_INTERVAL_S = 1.0
 
 
-def update_status(run_dir: Path, **fields) -> dict:
-    """Merge `fields` into `status.json` with a fresh heartbeat, atomically.
+def update_status(run_dir: Path, **fields) -> Status:
+    """Merge `fields` into `status.json` with a fresh heartbeat, atomically, checked as its
+    readers check it (`Status.merged`).
 
     The trainer owns this file, so a corrupt one (edited by hand) is replaced, not fatal.
     """
     try:
-        status = read_record(Path(run_dir) / STATUS)
+        status = stored_status(run_dir)
     except FlowerError:
-        status = {}
-    status.update(
-        fields,
-        heartbeat=time.time(),
-        pid=os.getpid(),
-        pid_start=process_start(os.getpid()),
-        host=os.uname().nodename,
-    )
-    write_json(Path(run_dir) / STATUS, status)
+        status = Status()
+    path = Path(run_dir) / STATUS
+    trainer = {
+        "heartbeat": time.time(),
+        "pid": os.getpid(),
+        "pid_start": process_start(os.getpid()),
+        "host": os.uname().nodename,
+    }
+    status = status.merged(path, **{**fields, **trainer})
+    write_json(path, status.to_json())
     return status
 
 
@@ -199,8 +202,8 @@ class BestModelKeeper(keras.callbacks.Callback):
     those weights when training ends (also after a cancel). A save that fails (disk full) leaves
     the previous best `model.keras` as it was and no temp file behind.
 
-    Saving the whole model, backbone included, takes about 0.7 s for MobileNet, longer than an
-    epoch of a head on cached features; so the first best model is written as soon as the first
+    Saving the whole model, backbone included, takes longer than an epoch of a head on cached
+    features; so the first best model is written as soon as the first
     epoch ends, later improvements only when `min_interval` seconds have passed since the last
     write, and the best is always written when training ends. A run killed (or failing)
     mid-training keeps a best model at most that old, and `status.json`'s `kept_epoch` says

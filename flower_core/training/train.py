@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from flower_core.config import MIN_MAP_POSITIONS, REDUCE_LR_FACTOR, TrainConfig
+from flower_core.config import MIN_MAP_POSITIONS, REDUCE_LR_FACTOR
 from flower_core.data.dataset import (
     Dataset,
     Split,
@@ -39,6 +39,7 @@ from flower_core.models.features import (
     pixel_scratch,
 )
 from flower_core.store.logs import log_to_file
+from flower_core.store.run_files import RunConfig, Status
 from flower_core.store.runs import (
     CONFIG,
     FACTS,
@@ -46,12 +47,12 @@ from flower_core.store.runs import (
     MODEL,
     RUN_LOG,
     SPLIT,
+    Run,
     cancel_requested,
     clear_write_errors,
     kept_model_note,
     now_iso,
     read_history,
-    read_json,
     request_cancel,
     write_json,
 )
@@ -107,7 +108,7 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
                 state=state,
                 message=message,
                 finished=now_iso(),
-                stop_reason=run_stop_reason(run_dir, {"state": state, "message": message}),
+                stop_reason=run_stop_reason(run_dir, Status(state=state, message=message)),
             )
     return state
 
@@ -116,7 +117,7 @@ def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
     """Train, and say how it ended: the final state and a one-line message."""
     try:
         with clear_write_errors():
-            TrainingRun(run_dir, read_json(run_dir / CONFIG), reporter).run()
+            TrainingRun(run_dir, Run.open(run_dir).config, reporter).run()
     except _Cancelled:
         return "cancelled", f"cancelled by request; {kept_model_note(run_dir)}"
     except FlowerError as error:
@@ -143,9 +144,9 @@ class TrainingRun:
     the model and the feature cache.
     """
 
-    def __init__(self, run_dir: Path, stored: dict, reporter: Reporter | None = None):
+    def __init__(self, run_dir: Path, stored: RunConfig, reporter: Reporter | None = None):
         self.run_dir, self.stored, self.reporter = Path(run_dir), stored, reporter
-        self.config = TrainConfig.from_json(stored)
+        self.config = stored.settings
         self.cache = FeatureCache()
         self.dataset: Dataset | None = None
         self.split: Split | None = None
@@ -179,13 +180,15 @@ class TrainingRun:
             if done % 200 == 0 or done == total:
                 self.stage(f"checking photos {done}/{total}", done == total)
 
-        self.dataset = scan_dataset(Path(self.stored["data_root"]), progress=scanned)
+        if not self.stored.data_root:
+            raise FlowerError(f"{CONFIG} names no dataset (data_root): queue the run again")
+        self.dataset = scan_dataset(Path(self.stored.data_root), progress=scanned)
         self.fingerprint = fingerprint(self.dataset)
         self.split = self._split()
         write_json(self.run_dir / SPLIT, self.split.to_json())
 
     def _write_facts(self) -> None:
-        """What the run learned about its data and how it will train, once (`runs.run_facts`):
+        """What the run learned about its data and how it will train, once (`runs.Run.facts`):
         `config.json` stays the settings it was queued with."""
         write_json(
             self.run_dir / FACTS,
@@ -201,7 +204,7 @@ class TrainingRun:
     def _split(self) -> Split:
         """The split of an earlier run (`--split`) or of the run's group, else a new stratified,
         seeded one."""
-        if self.stored.get("share_split") and not Path(self.stored["split_file"]).is_file():
+        if self.stored.share_split and not Path(self.stored.split_file).is_file():
             # The first run of a group to train writes the split the group's other runs then read.
             split = split_dataset(
                 self.dataset,
@@ -209,9 +212,9 @@ class TrainingRun:
                 test_fraction=self.config.test_fraction,
                 seed=self.config.seed,
             )
-            write_json(Path(self.stored["split_file"]), split.to_json())
-        elif self.stored.get("split_file"):
-            path = self.stored["split_file"]
+            write_json(Path(self.stored.split_file), split.to_json())
+        elif self.stored.split_file:
+            path = self.stored.split_file
             split = check_split_files(load_split(path), self.dataset.files, path)
         else:
             split = split_dataset(
@@ -448,8 +451,7 @@ class TrainingRun:
             head = clf.head_model
             rows = self._cached(cached_features, clf.feature_model, files, f"{what} features")
         # Called directly, not through `predict`, which traces a function of its own for these few
-        # batches (0.17 s of a 500-photo run; `predict_on_batch` returned every row twice under
-        # MirroredStrategy).
+        # batches (and `predict_on_batch` returned every row twice under MirroredStrategy).
         return np.concatenate(
             [
                 keras.ops.convert_to_numpy(head(np.asarray(rows[i : i + HEAD_PREDICT_BATCH]), training=False))
@@ -484,7 +486,7 @@ def _compile(model, config, learning_rate, steps_per_execution=1):
 def _build_training_state(model) -> None:
     """Make the optimizer's moments and the accuracy's totals now: Keras leaves them to the first
     trace of the train step, and variables made while tracing make `tf.function` trace it all a
-    second time (about 0.4 s of a head's first epoch, bench/README.md)."""
+    second time (bench/README.md)."""
     model.optimizer.build(model.trainable_variables)
     one_hot = np.eye(model.output_shape[-1], dtype="float32")[:1]
     model.compute_metrics(None, one_hot, one_hot)
@@ -527,9 +529,8 @@ def _mirrored(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
 def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Dataset:
     """Each epoch, each training photo contributes one of its K cached views, drawn at random.
 
-    One view (no augmentation) is shuffled as it is: the draw and a gather per photo cost
-    15-20 ms of each 50 ms head epoch on 350 photos (bench/README.md), and the same seeded
-    shuffle gives the same batches."""
+    One view (no augmentation) is shuffled as it is: the draw and a gather per photo are a good
+    part of a head epoch (bench/README.md), and the same seeded shuffle gives the same batches."""
     k, n = views.shape[0], views.shape[1]
     if k == 1:
         ds = tf.data.Dataset.from_tensor_slices((views[0], labels))
@@ -545,7 +546,7 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
 
 def _feature_batches(features: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
     """The validation features as a dataset made once: given as arrays, Keras slices them anew
-    every epoch (0.3 to 1.1 s of a 20-epoch head fit on 500 photos, bench/README.md)."""
+    every epoch (bench/README.md)."""
     return tf.data.Dataset.from_tensor_slices((features, labels)).batch(HEAD_PREDICT_BATCH)
 
 
