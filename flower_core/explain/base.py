@@ -108,6 +108,11 @@ def _compiled_forward(model: keras.Model, layer: str, with_gradients: bool):
     return cached_for_model(model, ("cam forward", layer, with_gradients), build)
 
 
+# Every CAM method by its `name`: each subclass of `BaseCAM` adds itself when its module is
+# imported (the package imports all of its modules), so a new method is one new file.
+METHODS: dict[str, type[BaseCAM]] = {}
+
+
 class BaseCAM:
     """Compute a class activation map of one photo at one layer of a classifier.
 
@@ -123,6 +128,12 @@ class BaseCAM:
     name = "base"
     label = "Base CAM"
     uses_gradients = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__ or "label" not in cls.__dict__:
+            raise TypeError(f"a CAM method sets its own name and label. Received: {cls.__name__}")
+        METHODS[cls.name] = cls
 
     def __init__(self, model: keras.Model, layer: str | None = None):
         self.model = model

@@ -12,14 +12,10 @@ import numpy as np
 
 from flower_core.data.images import ImageSource, load_image, model_input
 from flower_core.errors import FlowerError
-from flower_core.explain.base import BaseCAM, normalise
+from flower_core.explain.base import METHODS, BaseCAM, normalise
 from flower_core.explain.faithfulness import faithfulness as faithfulness_score
-from flower_core.explain.gradcam import GradCAM
-from flower_core.explain.gradcam_plus_plus import GradCAMPlusPlus
 from flower_core.explain.overlay import DEFAULT_ALPHA, overlay_heatmap, resize_heatmap, save_png
-from flower_core.explain.score_cam import ScoreCAM
 
-METHODS: dict[str, type[BaseCAM]] = {cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM)}
 # Photos are shown (and heatmaps upsampled) at most this many pixels on the long side.
 DISPLAY_SIZE = 1024
 
