@@ -292,3 +292,19 @@ def test_faithfulness_verdicts_say_in_plain_words_what_the_score_means():
     assert verdict(0.3) == VERDICTS["faithful"] and verdict(-0.3) == VERDICTS["unfaithful"]
     assert verdict(CHANCE_BAND) == verdict(0.0) == VERDICTS["chance"]
     assert "relies on other parts of the photo" in VERDICTS["unfaithful"]
+
+
+def test_a_cam_method_registers_itself_and_must_name_itself():
+    from flower_core.explain import METHODS, BaseCAM
+
+    assert {cls.__module__.rsplit(".", 1)[1] for cls in METHODS.values()} == {
+        "gradcam",
+        "gradcam_plus_plus",
+        "score_cam",
+    }
+    with pytest.raises(TypeError, match="sets its own name and label"):
+
+        class Unnamed(BaseCAM):
+            name = "unnamed"
+
+    assert "unnamed" not in METHODS
