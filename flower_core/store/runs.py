@@ -116,6 +116,8 @@ _FACTS_SCHEMA = {
     "skipped_files": "list",
     "split_sizes": "dict",
     "augment_cache": "str",
+    "host": "str",
+    "node": "str?",
 }
 # Runs written before `FACTS` existed added its facts to config.json when they started.
 _RUN_CONFIG_SCHEMA = {"data_root": "str?", "split_file": "str?", **_FACTS_SCHEMA}
@@ -143,6 +145,7 @@ _STATUS_SCHEMA = {
     "elapsed": "number?",
     "eta": "number?",
     "kept_epoch": "int?",
+    "lost": "str",
 }
 _METRICS_SCHEMA = {
     "test_loss": "number?",
@@ -319,7 +322,8 @@ def run_facts(run_dir: Path) -> dict:
 
     `class_names` (in label order), `dataset_fingerprint`, `skipped_files` (unreadable photos,
     each with its reason), `split_sizes` (photos in train / val / test) and `augment_cache`
-    (how augmentation was cached as it ran: `views` where the maps were too small for `maps`).
+    (how augmentation was cached as it ran: `views` where the maps were too small for `maps`),
+    `host` (the machine that trained it) and `node` (its Ray node on a cluster, else `None`).
     Training writes them once, to `facts.json`, when its model is built; `{}` before that. A run
     written before that file existed added them to its `config.json`, and they are read there.
 
@@ -367,10 +371,11 @@ def read_status(run_dir: Path) -> dict:
     """`status.json`, with a `running` run whose process is gone reported as `interrupted`.
 
     On this host the trainer's pid (and its start time) decides; a run trained on another host
-    sharing the folder is judged by its heartbeat.
+    sharing the folder is judged by its heartbeat, or by `lost`, which the queue writes when the
+    cluster task training it died (`jobs._settle`).
     """
     status = read_record(Path(run_dir) / STATUS) or {"state": "unknown"}
-    if status.get("state") == "running" and not _trainer_alive(status):
+    if status.get("state") == "running" and (status.get("lost") or not _trainer_alive(status)):
         status = {
             **status,
             "state": "interrupted",
