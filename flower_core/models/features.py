@@ -288,16 +288,27 @@ def _meta(config, root, files, kind: str, pooling: str | None) -> dict:
     }
 
 
+def clean_entry(config, root, files, fingerprint, maps: bool = False) -> tuple[str, dict]:
+    """The cache key and description of the clean pooled features of `files`, or of their
+    feature maps (`maps`): what `cached_features` and `cached_maps` build, and
+    `flower_core.models.sharded` builds from shards."""
+    if maps:
+        return cache_key(config, fingerprint, files, maps=True), _meta(
+            config, root, files, "feature maps", None
+        )
+    return cache_key(config, fingerprint, files), _meta(config, root, files, "clean", config.pooling)
+
+
+def extract_clean(model, root, files, config, out_path, progress=None) -> None:
+    """One clean pass of `model` over `files` into the `.npy` file `out_path`, rows in `files` order."""
+    _extract(model, _clean_forward(model), root, files, config, 0, out_path, progress)
+
+
 def cached_features(cache, feature_model, config, root, files, fingerprint, progress=None):
     """Clean features of `files` (rows in `files` order) and whether the cache had them."""
-    key = cache_key(config, fingerprint, files)
-    meta = _meta(config, root, files, "clean", config.pooling)
+    key, meta = clean_entry(config, root, files, fingerprint)
     return cache.get_or_build(
-        key,
-        lambda path: _extract(
-            feature_model, _clean_forward(feature_model), root, files, config, 0, path, progress
-        ),
-        meta,
+        key, lambda path: extract_clean(feature_model, root, files, config, path, progress), meta
     )
 
 
@@ -321,10 +332,7 @@ def cached_maps(cache, map_model, config, root, files, fingerprint, progress=Non
     Kept as float32, like the pooled features: float16 would halve the disk they take (200 KB
     per photo for MobileNet at 224 px) but turns the tiny activations of a random-init backbone
     into zeros."""
-    key = cache_key(config, fingerprint, files, maps=True)
-    meta = _meta(config, root, files, "feature maps", None)
+    key, meta = clean_entry(config, root, files, fingerprint, maps=True)
     return cache.get_or_build(
-        key,
-        lambda path: _extract(map_model, _clean_forward(map_model), root, files, config, 0, path, progress),
-        meta,
+        key, lambda path: extract_clean(map_model, root, files, config, path, progress), meta
     )

@@ -66,6 +66,8 @@ class Facts(JsonRecord):
     skipped_files: tuple[tuple[str, ...], ...] = ()  # (photo, why it could not be read)
     split_sizes: dict[str, int] = field(default_factory=dict)
     augment_cache: str | None = None  # as it ran: `views` where the maps were too small
+    host: str | None = None  # the machine that trained it
+    node: str | None = None  # its Ray node on a cluster (`training.cluster_runs`)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Status(JsonRecord):
     kept_epoch: int | None = None  # the epoch whose model `model.keras` holds
     extraction: Extraction | None = None
     stop_reason: str | None = None
+    lost: str | None = None  # why a cluster run's task ended without its trainer saying so
 
     def merged(self, source: str | Path, **fields) -> Status:
         """This status with `fields` changed (a name that is no field raises `TypeError`), checked

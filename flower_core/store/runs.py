@@ -243,10 +243,11 @@ def read_status(run_dir: Path) -> Status:
     """`status.json`, with a `running` run whose process is gone reported as `interrupted`.
 
     On this host the trainer's pid (and its start time) decides; a run trained on another host
-    sharing the folder is judged by its heartbeat.
+    sharing the folder is judged by its heartbeat, or by `lost`, which the queue writes when the
+    cluster task training it died (`jobs._settle`).
     """
     status = stored_status(run_dir)
-    if status.state == "running" and not _trainer_alive(status):
+    if status.state == "running" and (status.lost or not _trainer_alive(status)):
         status = dataclasses.replace(
             status,
             state="interrupted",

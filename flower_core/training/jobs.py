@@ -22,12 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flower_core import cluster
 from flower_core.config import SUGGESTED_PRESET, TrainConfig, make_config
 from flower_core.data.dataset import check_split_files, list_candidates, load_split
 from flower_core.errors import FlowerError
 from flower_core.models.backbones import ensure_weights
 from flower_core.store.run_files import Status
 from flower_core.store.runs import (
+    ACTIVE_STATES,
     CONFIG,
     QUEUE_SIGNAL,
     STATUS,
@@ -35,6 +37,7 @@ from flower_core.store.runs import (
     RunStore,
     atomic_write_bytes,
     cancel_requested,
+    kept_model_note,
     now_iso,
     peek_status,
     request_cancel,
@@ -69,6 +72,8 @@ QUEUE_RECHECK_S = 2.0
 # A worker picks a queued run up within a second or two; one queued longer with no worker alive
 # was left behind (the worker was killed, or the machine restarted).
 STALL_SECONDS = 15
+# How long the cluster's queue waits for a task to end before it looks at the queue again.
+CLUSTER_POLL_S = 0.5
 # The worker each runs folder was last given by this process, and the lock that serialises
 # starting one (Streamlit serves each session on its own thread).
 _STARTED: dict[Path, subprocess.Popen] = {}
@@ -164,6 +169,7 @@ def submit(
             Defaults to `None` (every call queues a run).
     """
     root = RunStore(runs_root).root
+    cluster.check_reachable()
     with _claimed(root, token) as earlier:
         if earlier is not None:
             return earlier
@@ -344,7 +350,9 @@ def train_new_run(
 
 def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, on_grown=None) -> int:
     """Train queued runs one at a time; with the queue empty, warm up once and wait up to `idle_s`
-    seconds (default `idle_seconds()`) for the next. Returns how many runs it trained.
+    seconds (default `idle_seconds()`) for the next. Returns how many runs it trained. With
+    `FLOWER_RAY_ADDRESS` set, the runs train on that Ray cluster instead, several at once
+    (`_serve_cluster`).
 
     `on_grown` is called when this process holds `WORKER_RECYCLE_MB` more than when it took the
     lock (Keras keeps some memory of every run it trained) and no run has been queued for
@@ -362,6 +370,10 @@ def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, o
         if not acquired:
             return 0
         _say(root, "working")
+        if cluster.address():
+            trained = _serve_cluster(root, idle_s)
+            _say(root, "leaving")
+            return trained
         baseline = resident_mb()
         while True:
             if waiting := queued_runs(root):
@@ -390,6 +402,72 @@ def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, o
     if queued_runs(root):
         trained += run_worker(root, idle_s, warm_data, on_grown=on_grown)
     return trained
+
+
+def _serve_cluster(root: Path, idle_s: float) -> int:
+    """Send every queued run to the Ray cluster as it is queued (Ray starts each once a node has
+    its CPUs free), pass on cancels, and settle runs whose tasks could not; wait up to `idle_s`
+    seconds for more once none is left. Returns how many tasks ended.
+
+    A cluster that cannot be reached is one line, in the worker's log and in each queued run's
+    status; the runs stay queued for the next worker.
+    """
+    from flower_core.training.cluster_runs import ClusterRuns
+
+    try:
+        runs = ClusterRuns()
+    except FlowerError as error:
+        _tell(str(error))
+        for run_dir in queued_runs(root):
+            _note(run_dir, f"waiting: {error}")
+        return 0
+    ended = 0
+    try:
+        while True:
+            for run_dir in queued_runs(root):
+                if run_dir in runs.pending:
+                    continue
+                if cancel_requested(run_dir):
+                    _mark_cancelled(run_dir)
+                else:
+                    _note(run_dir, f"waiting for a node of the Ray cluster with {runs.cpus:g} CPUs free")
+                    runs.send(run_dir)
+            for run_dir in list(runs.pending):
+                if cancel_requested(run_dir):
+                    runs.cancel(run_dir, started=peek_status(run_dir).state != "queued")
+            for end in runs.ended(CLUSTER_POLL_S):
+                _settle(end)
+                ended += 1
+            if not runs.pending and not _wait_for_queue(root, idle_s):
+                return ended
+    finally:
+        runs.close()
+
+
+def _note(run_dir: Path, message: str) -> None:
+    """Say why a queued run waits, in its status (the Train page shows it)."""
+    write_json(run_dir / STATUS, stored_status(run_dir).merged(run_dir / STATUS, message=message).to_json())
+
+
+def _settle(end) -> None:
+    """Write how a run whose task ended stands, where the run could not write it itself: cancelled
+    before it started or killed by its cancel, lost with its task (it reads `interrupted`), or
+    failed when the task could not even start it."""
+    status = stored_status(end.run_dir)
+    state = status.state
+    if state not in ACTIVE_STATES:
+        return
+    if end.cancelled or cancel_requested(end.run_dir):
+        if state == "queued":
+            _mark_cancelled(end.run_dir)
+            return
+        changes = {"state": "cancelled", "message": f"cancelled by request; {kept_model_note(end.run_dir)}"}
+    elif state == "running":
+        changes = {"lost": end.error or "its Ray task ended without finishing"}
+    else:
+        changes = {"state": "failed", "message": f"its Ray task could not train it: {end.error}"}
+    path = end.run_dir / STATUS
+    write_json(path, status.merged(path, finished=now_iso(), **changes).to_json())
 
 
 def serve_worker(runs_root=None, idle_s: float | None = None, warm_data=None) -> None:

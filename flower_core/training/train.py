@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from flower_core.data.dataset import (
 )
 from flower_core.data.pipeline import image_dataset
 from flower_core.errors import FlowerError
+from flower_core.models import sharded
 from flower_core.models.classifier import Classifier, build_classifier, set_fine_tuning
 from flower_core.models.features import (
     FeatureCache,
@@ -81,8 +83,9 @@ class _Cancelled(Exception):
     pass
 
 
-def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
+def run_training(run_dir: Path, *, reporter: Reporter | None = None, node: str | None = None) -> str:
     """Train the queued run in `run_dir`; returns its final state (done, cancelled or failed).
+    `node` is the Ray node training it (`cluster_runs`), recorded in its facts.
 
     Whatever goes wrong in training ends as a `failed` status with a one-line message. Only when
     `status.json` itself cannot be written (disk full) does this raise a one-line `FlowerError`;
@@ -97,7 +100,7 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
             signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
         )
         try:
-            state, message = _outcome(run_dir, reporter)
+            state, message = _outcome(run_dir, reporter, node)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -113,11 +116,11 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
     return state
 
 
-def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
+def _outcome(run_dir: Path, reporter, node: str | None) -> tuple[str, str]:
     """Train, and say how it ended: the final state and a one-line message."""
     try:
         with clear_write_errors():
-            TrainingRun(run_dir, Run.open(run_dir).config, reporter).run()
+            TrainingRun(run_dir, Run.open(run_dir).config, reporter, node).run()
     except _Cancelled:
         return "cancelled", f"cancelled by request; {kept_model_note(run_dir)}"
     except FlowerError as error:
@@ -144,8 +147,10 @@ class TrainingRun:
     the model and the feature cache.
     """
 
-    def __init__(self, run_dir: Path, stored: RunConfig, reporter: Reporter | None = None):
-        self.run_dir, self.stored, self.reporter = Path(run_dir), stored, reporter
+    def __init__(
+        self, run_dir: Path, stored: RunConfig, reporter: Reporter | None = None, node: str | None = None
+    ):
+        self.run_dir, self.stored, self.reporter, self.node = Path(run_dir), stored, reporter, node
         self.config = stored.settings
         self.cache = FeatureCache()
         self.dataset: Dataset | None = None
@@ -198,6 +203,8 @@ class TrainingRun:
                 "skipped_files": [list(s) for s in self.dataset.skipped],
                 "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")},
                 "augment_cache": self.config.augment_cache,
+                "host": os.uname().nodename,
+                "node": self.node,
             },
         )
 
@@ -331,8 +338,9 @@ class TrainingRun:
         return keeper.best
 
     def _cached(self, build, model, files: list[str], what: str):
-        """`build` (a `features.cached_*` function) over `files`, reporting as `what`."""
-        values, _ = build(
+        """`build` (a `features.cached_*` function) over `files`, reporting as `what`; in shards
+        on the cluster for a large dataset (`sharded.for_cluster`)."""
+        values, _ = sharded.for_cluster(build, len(files))(
             self.cache,
             model,
             self.config,
