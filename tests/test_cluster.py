@@ -129,7 +129,7 @@ def test_the_sweep_button_trains_on_the_cluster(on_ray, synthetic_dataset, monke
     monkeypatch.setenv("FLOWER_DATA", str(synthetic_dataset))
     monkeypatch.setattr("ui.home.is_online", lambda: False)
     at = open_page("pages/2_Train.py")
-    at.selectbox(key="sweep_backbone").set_value("mobilenet")
+    at.selectbox(key="sweep_base_backbone").set_value("mobilenet")
     at.selectbox(key="sweep_weights").set_value("none")
     at.selectbox(key="sweep_size").set_value(32)
     at.text_input(key="sweep_values_dropout").set_value("0.1,0.3").run()

@@ -220,7 +220,7 @@ def test_offline_vgg16_imagenet_is_one_clear_line(synthetic_dataset, tmp_path):
     "args, message",
     [
         (["--preset", "nope"], "unknown preset 'nope'"),
-        (["--epochs", "0"], "epochs must be between 1 and 500"),
+        (["--epochs", "0"], "epochs must be between 1 and 100000"),
         (["--backbone", "alexnet"], "backbone must be one of"),
         (["--epochs", "two"], "invalid int value"),
         (["--fine-tune-learning-rate", "0"], "fine-tune learning rate must be positive"),
