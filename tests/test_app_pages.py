@@ -194,6 +194,7 @@ def test_the_time_estimates_count_the_photos_of_the_loaded_dataset_not_its_folde
     at = open_page("pages/2_Train.py")
     listed = []
     monkeypatch.setattr(estimate, "list_candidates", lambda root: listed.append(root))
+    monkeypatch.setattr(jobs, "list_candidates", lambda root: listed.append(root))  # the launch checks
     at.selectbox(key="train_preset").set_value("dropout20")  # estimates not cached yet
     at.number_input(key="study_seeds").set_value(2)
     at.selectbox(key="sweep_preset").set_value("dropout20").run()
@@ -301,11 +302,9 @@ def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(s
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_best_weights").set_value("file")
-    at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5"))
-    at.button(key="train_submit").click()
-    at.run()
-    assert texts(at.error).startswith("Cannot start training: weights file not found")
-    assert not jobs.queued_runs()
+    at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5")).run()
+    assert texts(at.warning).startswith("Cannot start training: weights file not found")
+    assert at.button(key="train_submit").disabled and not jobs.queued_runs()
 
 
 def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
@@ -327,14 +326,13 @@ def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
 
 def test_train_refuses_an_empty_weights_path_in_one_line(synthetic):
     at = open_page("pages/2_Train.py")
-    at.selectbox(key="train_best_weights").set_value("file")
-    at.button(key="train_submit").click().run()
+    at.selectbox(key="train_best_weights").set_value("file").run()
     assert not at.exception
-    assert texts(at.error) == (
+    assert texts(at.warning) == (
         "Cannot start training: no weights given: choose imagenet or none, or give the path of a "
         "weights file. Received: weights=''"
     )
-    assert not jobs.queued_runs()
+    assert at.button(key="train_submit").disabled and not jobs.queued_runs()
 
 
 def test_a_queue_without_a_worker_can_be_restarted(synthetic, no_worker):

@@ -121,9 +121,10 @@ def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
     at.multiselect(key="sweep_values_pooling").select("avg").run()
     assert "4 runs, about" in texts(at.caption)
     at.text_input(key="sweep_values_dropout").set_value("0.1,nope").run()
-    assert "Cannot plan this sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(
-        at.error
+    assert "Cannot start the sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(
+        at.warning
     )
+    assert at.button(key="sweep_start").disabled
     at.text_input(key="sweep_values_dropout").set_value("0.1,0.3").run()
     at.button(key="sweep_start").click().run()
     assert_clean(at)

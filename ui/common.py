@@ -160,7 +160,7 @@ def failure(error: Exception, action: str = "") -> str:
 
 
 @contextmanager
-def guard(action: str, progress: str | None = None):
+def guard(action: str, progress: str | None = None, stop: bool = True):
     """Run a page action so that any error shows as one line (`failure`), never as Streamlit's
     traceback box, and the page's script stops there.
 
@@ -168,6 +168,9 @@ def guard(action: str, progress: str | None = None):
         action: what failed, as the line starts, e.g. `"Cannot export the run"`.
         progress: the first text of a progress bar the block receives and that is removed when
             the block ends, however it ends. Defaults to `None` (no bar; the block gets `None`).
+        stop: stop the page's script after the error. Defaults to `True`; `False` skips the
+            rest of the block only and draws the page on (a launch that failed leaves the Job
+            column beside it).
     """
     bar = st.progress(0.0, text=progress) if progress is not None else None
     try:
@@ -175,9 +178,21 @@ def guard(action: str, progress: str | None = None):
     except Exception as error:  # a fault of any kind must not take the page down
         _clear(bar)  # before `st.stop`, after which the page takes no more changes
         st.error(failure(error, action), icon=":material/error:")
-        st.stop()
+        if stop:
+            st.stop()
     finally:
         _clear(bar)
+
+
+def launch_button(label: str, action: str, problem: str | None, key: str, **options) -> bool:
+    """A button that starts runs, disabled while `problem` (`jobs.launch_problem`, what the
+    click would refuse with) says why they cannot start, that reason shown under it as the
+    click's error would start it (`action`). Returns whether it was pressed."""
+    disabled = options.pop("disabled", False) or problem is not None
+    pressed = st.button(label, key=key, disabled=disabled, **options)
+    if problem is not None:
+        st.warning(f"{action}: {problem}", icon=":material/block:")
+    return pressed
 
 
 def _clear(bar) -> None:
