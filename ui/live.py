@@ -140,6 +140,26 @@ def live(run_dir: Path) -> None:
     queue(run_dir)
 
 
+def follow_runs() -> None:
+    """Keep a page of runs (Compare) current: while runs are queued or training, say so, and
+    check every `REFRESH_SECONDS`; the page is drawn again, without a reload, as one starts or
+    finishes (`jobs.active_runs`)."""
+    active = jobs.active_runs(runs_root())
+    if active:
+        training = sum(state == "running" for state in active.values())
+        st.caption(
+            f":material/sync: {training} training, {len(active) - training} queued: "
+            "this page updates as they finish."
+        )
+        _redraw_on_change(active)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _redraw_on_change(active: dict[str, str]) -> None:
+    if jobs.active_runs(runs_root()) != active:
+        st.rerun()
+
+
 def queue(current: Path | None) -> None:
     """The runs waiting their turn (one job trains at a time per runs folder)."""
     waiting = [d for d in jobs.queued_runs(runs_root()) if d != current]

@@ -29,6 +29,7 @@ from flower_core.errors import FlowerError
 from flower_core.models.backbones import check_weights_ready, ensure_weights
 from flower_core.store.run_files import Status
 from flower_core.store.runs import (
+    ACTIVE_STATES,
     CONFIG,
     QUEUE_SIGNAL,
     STATUS,
@@ -101,6 +102,13 @@ def worker_active(runs_root=None) -> bool:
     """True while a worker process holds the runs folder's lock."""
     with _exclusive(RunStore(runs_root).root, blocking=False) as acquired:
         return not acquired
+
+
+def active_runs(runs_root=None) -> dict[str, str]:
+    """The state of every run queued or training, by id: a page that shows runs redraws when
+    this changes (a run started, finished or was queued), and only while it is not empty."""
+    states = {run_dir.name: peek_status(run_dir).state for run_dir in RunStore(runs_root).run_dirs()}
+    return {run_id: state for run_id, state in states.items() if state in ACTIVE_STATES}
 
 
 def queued_runs(runs_root=None) -> list[Path]:
