@@ -13,13 +13,22 @@ from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.evaluation.compare import run_label
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
-from flower_core.explain.faithfulness import REMOVE_FRACTION
+from flower_core.explain.faithfulness import RANDOM_DRAWS, REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
 from flower_core.store.run_files import Mistake
 from flower_core.store.runs import Run
 from ui import loaders
-from ui.common import data_root, failure, guard, percent, runs_root, short_name, upload_limit_mb
+from ui.common import (
+    data_root,
+    failure,
+    guard,
+    percent,
+    runs_root,
+    short_name,
+    timed_reporter,
+    upload_limit_mb,
+)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 MISTAKES_SHOWN = 6
@@ -211,12 +220,29 @@ def controls(run_dir: str, class_names: list[str]) -> Controls:
 
 
 def _explain(run_dir: str, data: bytes, ctl: Controls):
-    with guard("Cannot explain this photo"):
-        return loaders.explain(run_dir, loaders.model_stamp(run_dir), data, ctl.method, ctl.layer, ctl.target)
+    """The explanation, with a progress bar (and the time so far) while it is computed."""
+    label = f"Computing the {METHODS[ctl.method].label} heatmap"
+    with guard("Cannot explain this photo", progress=f"{label}…") as bar:
+        return loaders.explain(
+            run_dir,
+            loaders.model_stamp(run_dir),
+            data,
+            ctl.method,
+            ctl.layer,
+            ctl.target,
+            _progress=timed_reporter(bar, label),
+        )
 
 
 def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
-    """The heatmap over the photo, the image the model sees, and the faithfulness score."""
+    """The heatmap over the photo, the image the model sees, and the faithfulness score. Drawn
+    in one slot that the next photo's or setting's run empties first, so an earlier photo's
+    heatmap and score never stay on screen (faded) while the next one computes."""
+    with st.empty().container():
+        _explanation(run_dir, data, ctl)
+
+
+def _explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
     result = _explain(run_dir, data, ctl)
     model, _ = loaders.run_model(run_dir)
     left, middle, right = st.columns([3, 2, 2])
@@ -230,15 +256,17 @@ def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
         width="stretch",
         caption=f"What the model sees ({result.model_view.shape[0]} px, after its preprocessing)",
     )
-    score = (result.faithfulness or {}).get("score")
+    faithful = result.faithfulness or {}
+    score = faithful.get("score")
     right.metric(
         "Faithfulness",
         "–" if score is None else f"{score:+.3f}",
         help=f"Confidence drop when the {REMOVE_FRACTION:.0%} hottest pixels are removed, minus the drop "
-        "for random blobs of the same size. Above 0: the map points at evidence.",
+        f"for {RANDOM_DRAWS} random blobs of the same size. Above what the random blobs themselves "
+        "score: the map points at evidence.",
     )
     if score is not None:
-        right.caption(faithfulness_verdict(score))
+        right.caption(faithfulness_verdict(score, faithful.get("random_band", (0.0, 0.0))))
     right.caption(f"Computed in {result.seconds:.2f} s.")
 
 

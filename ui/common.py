@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +222,17 @@ def short_name(path: str, length: int = 18) -> str:
 def percent(value) -> str:
     """A fraction as a percentage with one decimal, or a dash when unknown."""
     return "–" if value is None else f"{value:.1%}"
+
+
+def timed_reporter(bar, label: str):
+    """A `progress(done, total)` callback that moves `bar` and says the seconds so far."""
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        seconds = time.monotonic() - started
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{label}: step {done} of {total}, {seconds:.0f} s")
+
+    return report
 
 
 def progress_reporter(bar, label: str):

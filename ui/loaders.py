@@ -101,13 +101,24 @@ def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
     return predict_image(model, class_names, image, top_k=top_k, threshold=run_threshold(run_dir))
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing the heatmap…")
-def explain(run_dir: str, stamp: float, image: bytes, method: str, layer: str | None, target: str | None):
-    """An `Explanation` of a photo by a run's model (see `flower_core.explain`)."""
+@st.cache_data(max_entries=8, show_spinner=False)
+def explain(
+    run_dir: str,
+    stamp: float,
+    image: bytes,
+    method: str,
+    layer: str | None,
+    target: str | None,
+    _progress=None,
+):
+    """An `Explanation` of a photo by a run's model (see `flower_core.explain`); `_progress`
+    (not part of the cache's key) hears how far the map is."""
     from flower_core.explain import explain_image
 
     model, class_names = _load_run(run_dir, stamp)
-    return explain_image(model, image, method, layer=layer, target_class=target, class_names=class_names)
+    return explain_image(
+        model, image, method, layer=layer, target_class=target, class_names=class_names, progress=_progress
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
