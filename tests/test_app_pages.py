@@ -453,7 +453,7 @@ def test_classify_tables_several_photos_and_explains_one_with_two_runs(synthetic
         for name in ("daisy", "tulip")
     ]
     at.file_uploader(key="classify_upload").set_value(photos).run()
-    assert list(at.dataframe[0].value["photo"]) == ["daisy.jpg", "tulip.jpg"]
+    assert list(at.dataframe[0].value["path"]) == ["daisy.jpg", "tulip.jpg"]
     at.selectbox(key="classify_pick").set_value("tulip.jpg")
     at.session_state["classify_tab"] = ":material/compare: Side by side"
     at.run()
@@ -719,3 +719,21 @@ def test_an_export_fault_is_one_line_that_says_where_its_traceback_is(synthetic,
     assert not at.get("progress"), "the export's progress bar stayed after it failed"
     logged = [r for r in caplog.records if r.getMessage().startswith("Cannot export the run")]
     assert logged and logged[-1].exc_info, "the traceback behind the one line was not logged"
+
+
+def test_classify_tables_a_zip_of_photos_with_top_classes_and_the_unsure_flag_as_csv(synthetic, app_runs):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in ("daisy", "rose", "tulip"):
+            archive.write(synthetic / name / f"{name}_0001.jpg", f"trip/{name}.jpg")
+        archive.writestr("trip/readme.txt", "not a photo")
+    at = open_page("pages/4_Classify.py")
+    at.file_uploader(key="classify_upload").set_value(("trip.zip", buffer.getvalue(), "application/zip")).run()
+    assert_clean(at)
+    [table] = [frame.value for frame in at.dataframe if "path" in frame.value.columns]
+    assert list(table["path"]) == ["trip/daisy.jpg", "trip/rose.jpg", "trip/tulip.jpg"]
+    assert {"predicted_class", "probability", "low_confidence", "top_k"} <= set(table.columns)
+    assert table["top_k"].str.count(",").min() >= 2, "the top classes, not only the first"
+    [download] = at.get("download_button")
+    assert download.proto.label == "Download as CSV"
+    assert "3 photos" in texts(at.markdown)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 from PIL import Image, ImageOps
 
 from flower_core import charts
 from flower_core.errors import FlowerError
 from flower_core.evaluation.compare import run_label
+from flower_core.evaluation.predict import csv_bytes
+from flower_core.evaluation.predict import predictions_table as predictions_frame
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
 from flower_core.explain.faithfulness import RANDOM_DRAWS, REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
@@ -24,6 +25,7 @@ from ui.common import (
     failure,
     guard,
     percent,
+    progress_reporter,
     runs_root,
     short_name,
     timed_reporter,
@@ -33,6 +35,7 @@ from ui.common import (
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 MISTAKES_SHOWN = 6
 CAMERA_PHOTO_NAME = "webcam.jpg"
+ZIP_SUFFIX = ".zip"
 
 
 @dataclass
@@ -108,24 +111,29 @@ def choose_photos() -> list[tuple[str, bytes]]:
         photos = _camera_photo()
     else:
         photos = _uploaded_photos()
-    return [(name, loaders.held_photo(data)) for name, data in photos]
+    return [(name, data if _is_zip(name) else loaders.held_photo(data)) for name, data in photos]
+
+
+def _is_zip(name: str) -> bool:
+    return name.lower().endswith(ZIP_SUFFIX)
 
 
 def _uploaded_photos() -> list[tuple[str, bytes]]:
     """The uploader's photos that pass the size limits (each refusal shown)."""
     per_photo, at_once = min(MAX_PHOTO_MB, upload_limit_mb()), upload_limit_mb()
     uploads = st.file_uploader(
-        "Photos of flowers",
-        type=UPLOAD_TYPES,
+        "Photos of flowers, or a zip of them",
+        type=[*UPLOAD_TYPES, ZIP_SUFFIX.lstrip(".")],
         accept_multiple_files=True,
         key="classify_upload",
-        max_upload_size=per_photo,
-        help=f"Up to {per_photo} MB per photo and {at_once} MB at once.",
+        max_upload_size=at_once,
+        help=f"Up to {per_photo} MB per photo and {at_once} MB at once; a zip's photos are "
+        "predicted together, in one table you can download as CSV.",
     )
     accepted = []
     for upload in uploads or []:
         try:
-            check_upload(upload.name, upload.size, per_photo)
+            check_upload(upload.name, upload.size, at_once if _is_zip(upload.name) else per_photo)
             accepted.append(upload)
         except FlowerError as error:
             st.error(f"Upload refused: {error}", icon=":material/error:")
@@ -137,34 +145,53 @@ def _uploaded_photos() -> list[tuple[str, bytes]]:
     return [(upload.name, upload.getvalue()) for upload in accepted]
 
 
+def _table(records: list[dict], key: str) -> None:
+    """Predictions, one row per photo (`predict.predictions_table`: top classes, each class's
+    probability, the unsure flag, the problem), and the same as a CSV download."""
+    st.dataframe(
+        predictions_frame(records),
+        hide_index=True,
+        key=key,
+        placeholder="",
+        column_config={
+            "path": st.column_config.TextColumn("photo"),
+            "probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+            "low_confidence": st.column_config.CheckboxColumn("unsure"),
+        },
+    )
+    st.download_button(
+        "Download as CSV",
+        csv_bytes(records),
+        file_name="predictions.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key=f"{key}_csv",
+    )
+
+
 def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:
     """With several photos: a table of every prediction; returns the name of the one to explain."""
     stamp = loaders.model_stamp(run_dir)
-    rows = []
+    records = []
     for name, data in photos:
         try:
-            result = loaders.predict(run_dir, stamp, data)
-            rows.append(
-                {
-                    "photo": name,
-                    "prediction": result["predicted_class"],
-                    "probability": result["probability"],
-                    "low confidence": result["low_confidence"],
-                    "problem": "",
-                }
-            )
+            records.append({"path": name, **loaders.predict(run_dir, stamp, data)})
         except Exception as error:  # one photo that fails must not hide the others
-            rows.append({"photo": name, "problem": failure(error)})
-    st.dataframe(
-        pd.DataFrame(rows),
-        hide_index=True,
-        key="classify_table",
-        placeholder="",
-        column_config={
-            "probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
-        },
-    )
+            records.append({"path": name, "error": failure(error)})
+    _table(records, "classify_table")
     return st.selectbox("Explain", [name for name, _ in photos], key="classify_pick")
+
+
+def zip_predictions(run_dir: str, name: str, data: bytes) -> None:
+    """Every photo of an uploaded zip predicted in batches, with a progress bar: the table and
+    its CSV."""
+    label = f"Predicting the photos in {name}"
+    with guard(f"Cannot predict {name}", progress=f"{label}…") as bar:
+        records = loaders.predict_zip(
+            run_dir, loaders.model_stamp(run_dir), data, _progress=progress_reporter(bar, label)
+        )
+    st.markdown(f"**{name}**: {len(records):,} photos")
+    _table(records, f"classify_zip_{name}")
 
 
 def prediction(run_dir: str, name: str, data: bytes) -> dict:
@@ -304,6 +331,11 @@ def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_
             "Upload a photo, take one with the webcam or pick one from the dataset to see a prediction.",
             icon=":material/upload:",
         )
+        return
+    for name, data in [item for item in photos if _is_zip(item[0])]:
+        zip_predictions(run_dir, name, data)
+    photos = [item for item in photos if not _is_zip(item[0])]
+    if not photos:
         return
     name = predictions_table(run_dir, photos) if len(photos) > 1 else photos[0][0]
     data = dict(photos)[name]

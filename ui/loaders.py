@@ -101,6 +101,26 @@ def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
     return predict_image(model, class_names, image, top_k=top_k, threshold=run_threshold(run_dir))
 
 
+@st.cache_data(max_entries=2, show_spinner=False)
+def predict_zip(run_dir: str, stamp: float, archive: bytes, _progress=None) -> list[dict]:
+    """The prediction records of every photo in a zip (`predict.predict_zip`: unpacked with the
+    dataset zip's safety rules, at most the upload limit, then removed), named by their path in it."""
+    import io
+
+    from flower_core.evaluation.predict import predict_zip, run_threshold
+
+    model, class_names = _load_run(run_dir, stamp)
+    limit = int(st.get_option("server.maxUploadSize")) * 1024**2
+    return predict_zip(
+        model,
+        class_names,
+        io.BytesIO(archive),
+        max_bytes=limit,
+        threshold=run_threshold(run_dir),
+        progress=_progress,
+    )
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def explain(
     run_dir: str,
