@@ -728,7 +728,9 @@ def test_classify_tables_a_zip_of_photos_with_top_classes_and_the_unsure_flag_as
             archive.write(synthetic / name / f"{name}_0001.jpg", f"trip/{name}.jpg")
         archive.writestr("trip/readme.txt", "not a photo")
     at = open_page("pages/4_Classify.py")
-    at.file_uploader(key="classify_upload").set_value(("trip.zip", buffer.getvalue(), "application/zip")).run()
+    at.file_uploader(key="classify_upload").set_value(
+        ("trip.zip", buffer.getvalue(), "application/zip")
+    ).run()
     assert_clean(at)
     [table] = [frame.value for frame in at.dataframe if "path" in frame.value.columns]
     assert list(table["path"]) == ["trip/daisy.jpg", "trip/rose.jpg", "trip/tulip.jpg"]
@@ -737,3 +739,28 @@ def test_classify_tables_a_zip_of_photos_with_top_classes_and_the_unsure_flag_as
     [download] = at.get("download_button")
     assert download.proto.label == "Download as CSV"
     assert "3 photos" in texts(at.markdown)
+
+
+def test_a_click_on_a_confusion_cell_opens_its_photos(synthetic, app_runs):
+    from flower_core.store.runs import Run
+
+    run = Run.open(app_runs / "20260101-000100-dropout20-mobilenet-bbbb")
+    cells = run.metrics.confused_cells()
+    true_name, predicted, count = cells[-1]  # not the cell shown first
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["classify_tab"] = ":material/report: Mistakes"
+    at.session_state["classify_run"] = run.id
+    at.run().switch_page("pages/4_Classify.py").run()
+    assert at.selectbox(key="classify_cell").value != f"{true_name} taken for {predicted} ({count})"
+    click = {
+        "selection": {
+            "points": [{"x": predicted, "y": true_name}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    at.session_state["classify_confusion"] = click
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="classify_cell").value == f"{true_name} taken for {predicted} ({count})"

@@ -188,7 +188,7 @@ def zip_predictions(run_dir: str, name: str, data: bytes) -> None:
     label = f"Predicting the photos in {name}"
     with guard(f"Cannot predict {name}", progress=f"{label}…") as bar:
         records = loaders.predict_zip(
-            run_dir, loaders.model_stamp(run_dir), data, _progress=progress_reporter(bar, label)
+            run_dir, loaders.model_stamp(run_dir), data, progress=progress_reporter(bar, label)
         )
     st.markdown(f"**{name}**: {len(records):,} photos")
     _table(records, f"classify_zip_{name}")
@@ -257,7 +257,7 @@ def _explain(run_dir: str, data: bytes, ctl: Controls):
             ctl.method,
             ctl.layer,
             ctl.target,
-            _progress=timed_reporter(bar, label),
+            progress=timed_reporter(bar, label),
         )
 
 
@@ -358,19 +358,38 @@ def mistakes(run_dir: str, ctl: Controls) -> None:
         st.info("This run has no test metrics.", icon=":material/info:")
         return
     left, right = st.columns([2, 3])
-    left.plotly_chart(
+    event = left.plotly_chart(
         charts.confusion_matrix(metrics.confusion, metrics.class_names, "Confusion matrix (test split)"),
         key="classify_confusion",
+        on_select="rerun",
+        selection_mode="points",
     )
+    left.caption(":material/touch_app: Click a cell off the diagonal to see its photos.")
     cells = {f"{t} taken for {p} ({n})": (t, p) for t, p, n in metrics.confused_cells()}
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
+    _open_clicked_cell(event, cells)
     true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
     root = Path(run.config.data_root or "")
     wrong = metrics.mistakes(true_name, predicted)
     with right:
         _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
+
+
+def _open_clicked_cell(event, cells: dict[str, tuple[str, str]]) -> None:
+    """A click on a confusion cell (rows true, columns predicted) picks that cell in the
+    selectbox, once per click, so the selectbox can still change it afterwards."""
+    points = (event or {}).get("selection", {}).get("points", [])
+    clicked = (points[0]["y"], points[0]["x"]) if points else None
+    if clicked == st.session_state.get("classify_cell_clicked"):
+        return
+    st.session_state["classify_cell_clicked"] = clicked
+    picked = [label for label, cell in cells.items() if cell == clicked]
+    if picked:
+        st.session_state["classify_cell"] = picked[0]
+    elif clicked:
+        st.toast(f"No mistake there: {clicked[0]} photos predicted as {clicked[1]}.", icon=":material/info:")
 
 
 def _mistake_grid(run_dir: str, root: Path, wrong: list[Mistake], ctl: Controls) -> None:
