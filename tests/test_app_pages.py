@@ -261,12 +261,14 @@ def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthet
 
 def test_train_form_previews_augmentation_with_its_settings(synthetic):
     at = open_page("pages/2_Train.py")
-    assert not [e for e in at.expander if e.label == "Augmentation preview"]  # best: no augmentation
-    images_before = len(at.get("image"))
+    # best: no augmentation, and the preview still shows, saying so (it helps decide)
+    off = next(e for e in at.expander if e.label == "Augmentation preview (augmentation is off)")
+    assert "Augmentation is off" in texts(off.caption) and not off.info
+    assert len(off.get("image")) == 9
     at.selectbox(key="train_preset").set_value("dropout20").run()
     assert_clean(at)
     preview = next(e for e in at.expander if e.label == "Augmentation preview")
-    assert len(at.get("image")) - images_before == 9
+    assert len(preview.get("image")) == 9
     backbone = at.selectbox(key="train_dropout20_backbone").value
     assert maps_note(make_config("dropout20").image_size, backbone) in texts(preview.info)
 

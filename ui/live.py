@@ -132,7 +132,7 @@ def live(run_dir: Path) -> None:
     else:
         st.caption(":material/show_chart: Loss and accuracy curves appear after the first epoch.")
     with st.expander("Log", icon=":material/terminal:", expanded=True):
-        st.code(_log_lines(history, status.message), language=None, height=200)
+        st.code(_log_lines(history, status.message), language=None, height=200, wrap_lines=True)
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
         with guard("Cannot cancel the run"):
             jobs.cancel(run_dir)
@@ -208,4 +208,4 @@ def results(run_dir: Path) -> None:
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
     with st.expander("Log", icon=":material/terminal:", expanded=status.state != "done"):
-        st.code(_log_lines(history, reason), language=None, height=200)
+        st.code(_log_lines(history, reason), language=None, height=200, wrap_lines=True)

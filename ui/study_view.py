@@ -33,7 +33,7 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             "The study's seven tuning steps (base … batchnorm), each with N seeds, all on one "
             "split, queued as one group. The Compare page shows them as they finish."
         )
-        cells = st.columns(4)
+        cells = [*st.columns(2), *st.columns(2)]  # four in a row cut "ImageNet (transfer)"
         opening = opening_backbone(make_config(SUGGESTED_PRESET).backbone, online())
         backbone = cells[0].selectbox(
             SETTINGS["backbone"].label,

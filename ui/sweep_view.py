@@ -72,7 +72,7 @@ def launcher(data_root, dataset: Dataset | None) -> None:
         )
         preset = st.selectbox("Start from preset", list(PRESETS), key="sweep_preset")
         base = make_config(preset).to_json()
-        cells = st.columns(3)
+        cells = [st.container(), *st.columns(2)]  # three in a row cut "ImageNet (transfer)"
         common = {
             "backbone": cells[0].selectbox(
                 SETTINGS["backbone"].label,

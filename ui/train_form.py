@@ -149,8 +149,8 @@ def _backbone_label(name: str) -> str:
 
 
 def _model_settings(base, k: str) -> dict:
-    left, right = st.columns(2)
-    backbone = left.selectbox(
+    # The backbone has a row of its own: in half the column, "efficientnet_lite0 (no download)" was cut.
+    backbone = st.selectbox(
         _label("backbone"),
         list(BACKBONES),
         list(BACKBONES).index(opening_backbone(base.backbone, online())),
@@ -158,7 +158,8 @@ def _model_settings(base, k: str) -> dict:
         format_func=_backbone_label,
         help=SETTINGS["backbone"].help,
     )
-    weights = right.selectbox(
+    left, right = st.columns(2)
+    weights = left.selectbox(
         _label("weights"),
         list(WEIGHTS),
         format_func=WEIGHTS.get,
@@ -168,8 +169,8 @@ def _model_settings(base, k: str) -> dict:
     return {
         "backbone": backbone,
         "weights": weights,
-        "image_size": _widget(left, "image_size", base, k),
-        "epochs": _widget(right, "epochs", base, k),
+        "image_size": _widget(right, "image_size", base, k),
+        "epochs": _widget(left, "epochs", base, k),
     }
 
 
