@@ -29,11 +29,11 @@ with settings:
     train_form.weights_note()
     if dataset is not None:
         train_form.estimate_note(preset, dataset)
-    values = train_form.settings_form(preset, disabled=dataset is None)
+    values = train_form.settings_form(preset, root, dataset)
     if values is not None:
-        with common.guard("Cannot start training"):
+        with common.guard(train_form.START_ACTION, stop=False):
             run_dir = live.start(values, preset, root)
-        st.toast(f"Queued {run_dir.name}", icon=":material/play_arrow:")
+            st.toast(f"Queued {run_dir.name}", icon=":material/play_arrow:")
     else:
         live.new_submission()
     cache_view.cache_panel()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import common, compare_view, loaders, sweep_view
+from ui import common, compare_view, live, loaders, sweep_view
 
 common.page(
     "compare",
@@ -19,6 +19,7 @@ if not rows:
     )
     st.stop()
 
+live.follow_runs()
 compare_view.corrupt_runs(rows)
 frame = compare_view.filters(compare_view.runs_frame(rows))
 if frame.empty:

@@ -194,6 +194,7 @@ def test_the_time_estimates_count_the_photos_of_the_loaded_dataset_not_its_folde
     at = open_page("pages/2_Train.py")
     listed = []
     monkeypatch.setattr(estimate, "list_candidates", lambda root: listed.append(root))
+    monkeypatch.setattr(jobs, "list_candidates", lambda root: listed.append(root))  # the launch checks
     at.selectbox(key="train_preset").set_value("dropout20")  # estimates not cached yet
     at.number_input(key="study_seeds").set_value(2)
     at.selectbox(key="sweep_preset").set_value("dropout20").run()
@@ -260,12 +261,14 @@ def test_train_page_shows_feature_extraction_with_its_rate_and_time_left(synthet
 
 def test_train_form_previews_augmentation_with_its_settings(synthetic):
     at = open_page("pages/2_Train.py")
-    assert not [e for e in at.expander if e.label == "Augmentation preview"]  # best: no augmentation
-    images_before = len(at.get("image"))
+    # best: no augmentation, and the preview still shows, saying so (it helps decide)
+    off = next(e for e in at.expander if e.label == "Augmentation preview (augmentation is off)")
+    assert "Augmentation is off" in texts(off.caption) and not off.info
+    assert len(off.get("image")) == 9
     at.selectbox(key="train_preset").set_value("dropout20").run()
     assert_clean(at)
     preview = next(e for e in at.expander if e.label == "Augmentation preview")
-    assert len(at.get("image")) - images_before == 9
+    assert len(preview.get("image")) == 9
     backbone = at.selectbox(key="train_dropout20_backbone").value
     assert maps_note(make_config("dropout20").image_size, backbone) in texts(preview.info)
 
@@ -301,11 +304,9 @@ def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(s
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_best_weights").set_value("file")
-    at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5"))
-    at.button(key="train_submit").click()
-    at.run()
-    assert texts(at.error).startswith("Cannot start training: weights file not found")
-    assert not jobs.queued_runs()
+    at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5")).run()
+    assert texts(at.warning).startswith("Cannot start training: weights file not found")
+    assert at.button(key="train_submit").disabled and not jobs.queued_runs()
 
 
 def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
@@ -327,14 +328,13 @@ def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
 
 def test_train_refuses_an_empty_weights_path_in_one_line(synthetic):
     at = open_page("pages/2_Train.py")
-    at.selectbox(key="train_best_weights").set_value("file")
-    at.button(key="train_submit").click().run()
+    at.selectbox(key="train_best_weights").set_value("file").run()
     assert not at.exception
-    assert texts(at.error) == (
+    assert texts(at.warning) == (
         "Cannot start training: no weights given: choose imagenet or none, or give the path of a "
         "weights file. Received: weights=''"
     )
-    assert not jobs.queued_runs()
+    assert at.button(key="train_submit").disabled and not jobs.queued_runs()
 
 
 def test_a_queue_without_a_worker_can_be_restarted(synthetic, no_worker):
@@ -455,7 +455,7 @@ def test_classify_tables_several_photos_and_explains_one_with_two_runs(synthetic
         for name in ("daisy", "tulip")
     ]
     at.file_uploader(key="classify_upload").set_value(photos).run()
-    assert list(at.dataframe[0].value["photo"]) == ["daisy.jpg", "tulip.jpg"]
+    assert list(at.dataframe[0].value["path"]) == ["daisy.jpg", "tulip.jpg"]
     at.selectbox(key="classify_pick").set_value("tulip.jpg")
     at.session_state["classify_tab"] = ":material/compare: Side by side"
     at.run()
@@ -721,3 +721,48 @@ def test_an_export_fault_is_one_line_that_says_where_its_traceback_is(synthetic,
     assert not at.get("progress"), "the export's progress bar stayed after it failed"
     logged = [r for r in caplog.records if r.getMessage().startswith("Cannot export the run")]
     assert logged and logged[-1].exc_info, "the traceback behind the one line was not logged"
+
+
+def test_classify_tables_a_zip_of_photos_with_top_classes_and_the_unsure_flag_as_csv(synthetic, app_runs):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in ("daisy", "rose", "tulip"):
+            archive.write(synthetic / name / f"{name}_0001.jpg", f"trip/{name}.jpg")
+        archive.writestr("trip/readme.txt", "not a photo")
+    at = open_page("pages/4_Classify.py")
+    at.file_uploader(key="classify_upload").set_value(
+        ("trip.zip", buffer.getvalue(), "application/zip")
+    ).run()
+    assert_clean(at)
+    [table] = [frame.value for frame in at.dataframe if "path" in frame.value.columns]
+    assert list(table["path"]) == ["trip/daisy.jpg", "trip/rose.jpg", "trip/tulip.jpg"]
+    assert {"predicted_class", "probability", "low_confidence", "top_k"} <= set(table.columns)
+    assert table["top_k"].str.count(",").min() >= 2, "the top classes, not only the first"
+    [download] = at.get("download_button")
+    assert download.proto.label == "Download as CSV"
+    assert "3 photos" in texts(at.markdown)
+
+
+def test_a_click_on_a_confusion_cell_opens_its_photos(synthetic, app_runs):
+    from flower_core.store.runs import Run
+
+    run = Run.open(app_runs / "20260101-000100-dropout20-mobilenet-bbbb")
+    cells = run.metrics.confused_cells()
+    true_name, predicted, count = cells[-1]  # not the cell shown first
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["classify_tab"] = ":material/report: Mistakes"
+    at.session_state["classify_run"] = run.id
+    at.run().switch_page("pages/4_Classify.py").run()
+    assert at.selectbox(key="classify_cell").value != f"{true_name} taken for {predicted} ({count})"
+    click = {
+        "selection": {
+            "points": [{"x": predicted, "y": true_name}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    at.session_state["classify_confusion"] = click
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="classify_cell").value == f"{true_name} taken for {predicted} ({count})"

@@ -308,3 +308,41 @@ def test_a_cam_method_registers_itself_and_must_name_itself():
             name = "unnamed"
 
     assert "unnamed" not in METHODS
+
+
+def test_score_cam_reports_each_batch_of_masked_photos_and_gradcam_its_end():
+    from flower_core.explain.score_cam import BATCH_SIZE, MAX_CHANNELS
+
+    model, calls = _model("vgg16"), []
+    explain_image(model, _photo(), "scorecam", progress=lambda done, total: calls.append((done, total)))
+    batches = -(-(MAX_CHANNELS + 1) // BATCH_SIZE)  # the chosen channels' masks and a black photo
+    assert calls == [(done, batches) for done in range(1, batches + 1)] + [(1, 1)]
+    calls.clear()
+    explain_image(model, _photo(), "gradcam", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]
+
+
+def test_a_map_that_does_no_better_than_one_random_draw_reads_about_chance():
+    """Known answer: the model sees only an 8 x 8 bright corner. A map on half of it removes
+    less than the luckiest random blob does (one of the four draws covers the corner), so it
+    reads as chance, though its score is well above `CHANCE_BAND`; a map on the whole corner
+    beats every draw."""
+    from flower_core.explain.faithfulness import CHANCE_BAND, VERDICTS, verdict
+
+    inputs = keras.Input((32, 32, 3))
+    dense = keras.layers.Dense(2, activation="softmax")
+    corner = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 24), (0, 24)))(inputs))
+    model = keras.Model(inputs, dense(corner))
+    dense.set_weights([np.array([[0.0, 0.01]] * 3, np.float32), np.array([5.5, 0.0], np.float32)])
+    pixels = np.full((32, 32, 3), 100, np.float32)
+    pixels[:8, :8] = 255
+    half, whole = np.zeros((32, 32), np.float32), np.zeros((32, 32), np.float32)
+    half[:4, :8], whole[:8, :8] = 1.0, 1.0
+    half[16:, 16:] = whole[16:, 16:] = 0.5
+    partial = faithfulness(model, pixels, half, target=1, grid=(4, 4))
+    low, high = partial["random_band"]
+    assert CHANCE_BAND < partial["score"] < high and low < 0
+    assert verdict(partial["score"], partial["random_band"]) == VERDICTS["chance"]
+    full = faithfulness(model, pixels, whole, target=1, grid=(4, 4))
+    assert full["score"] > full["random_band"][1]
+    assert verdict(full["score"], full["random_band"]) == VERDICTS["faithful"]

@@ -121,9 +121,10 @@ def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
     at.multiselect(key="sweep_values_pooling").select("avg").run()
     assert "4 runs, about" in texts(at.caption)
     at.text_input(key="sweep_values_dropout").set_value("0.1,nope").run()
-    assert "Cannot plan this sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(
-        at.error
+    assert "Cannot start the sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(
+        at.warning
     )
+    assert at.button(key="sweep_start").disabled
     at.text_input(key="sweep_values_dropout").set_value("0.1,0.3").run()
     at.button(key="sweep_start").click().run()
     assert_clean(at)
@@ -154,3 +155,16 @@ def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
         0,
     )
     assert (stored["weights"], stored["image_size"], stored["backbone"]) == ("none", 32, "mobilenet")
+
+
+@pytest.mark.usefixtures("synthetic")
+def test_compare_follows_queued_and_training_runs_until_they_finish(no_worker):
+    record = _queue_study(open_page("pages/2_Train.py"))
+    assert jobs.active_runs() == {run_id: "queued" for run_id in record["runs"]}
+    at = open_page("pages/3_Compare.py")
+    assert "0 training, 14 queued: this page updates as they finish." in texts(at.caption)
+    for run_dir in groups.group_run_dirs(None, record["id"]):
+        _finish(run_dir, 0.5, 0.6)
+    assert jobs.active_runs() == {}
+    at.run()
+    assert "this page updates" not in texts(at.caption)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,7 @@ def failure(error: Exception, action: str = "") -> str:
 
 
 @contextmanager
-def guard(action: str, progress: str | None = None):
+def guard(action: str, progress: str | None = None, stop: bool = True):
     """Run a page action so that any error shows as one line (`failure`), never as Streamlit's
     traceback box, and the page's script stops there.
 
@@ -168,6 +169,9 @@ def guard(action: str, progress: str | None = None):
         action: what failed, as the line starts, e.g. `"Cannot export the run"`.
         progress: the first text of a progress bar the block receives and that is removed when
             the block ends, however it ends. Defaults to `None` (no bar; the block gets `None`).
+        stop: stop the page's script after the error. Defaults to `True`; `False` skips the
+            rest of the block only and draws the page on (a launch that failed leaves the Job
+            column beside it).
     """
     bar = st.progress(0.0, text=progress) if progress is not None else None
     try:
@@ -175,9 +179,21 @@ def guard(action: str, progress: str | None = None):
     except Exception as error:  # a fault of any kind must not take the page down
         _clear(bar)  # before `st.stop`, after which the page takes no more changes
         st.error(failure(error, action), icon=":material/error:")
-        st.stop()
+        if stop:
+            st.stop()
     finally:
         _clear(bar)
+
+
+def launch_button(label: str, action: str, problem: str | None, key: str, **options) -> bool:
+    """A button that starts runs, disabled while `problem` (`jobs.launch_problem`, what the
+    click would refuse with) says why they cannot start, that reason shown under it as the
+    click's error would start it (`action`). Returns whether it was pressed."""
+    disabled = options.pop("disabled", False) or problem is not None
+    pressed = st.button(label, key=key, disabled=disabled, **options)
+    if problem is not None:
+        st.warning(f"{action}: {problem}", icon=":material/block:")
+    return pressed
 
 
 def _clear(bar) -> None:
@@ -206,6 +222,17 @@ def short_name(path: str, length: int = 18) -> str:
 def percent(value) -> str:
     """A fraction as a percentage with one decimal, or a dash when unknown."""
     return "–" if value is None else f"{value:.1%}"
+
+
+def timed_reporter(bar, label: str):
+    """A `progress(done, total)` callback that moves `bar` and says the seconds so far."""
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        seconds = time.monotonic() - started
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{label}: step {done} of {total}, {seconds:.0f} s")
+
+    return report
 
 
 def progress_reporter(bar, label: str):

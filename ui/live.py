@@ -132,12 +132,32 @@ def live(run_dir: Path) -> None:
     else:
         st.caption(":material/show_chart: Loss and accuracy curves appear after the first epoch.")
     with st.expander("Log", icon=":material/terminal:", expanded=True):
-        st.code(_log_lines(history, status.message), language=None, height=200)
+        st.code(_log_lines(history, status.message), language=None, height=200, wrap_lines=True)
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
         with guard("Cannot cancel the run"):
             jobs.cancel(run_dir)
         st.toast("Cancel requested: the job stops within one batch.", icon=":material/cancel:")
     queue(run_dir)
+
+
+def follow_runs() -> None:
+    """Keep a page of runs (Compare) current: while runs are queued or training, say so, and
+    check every `REFRESH_SECONDS`; the page is drawn again, without a reload, as one starts or
+    finishes (`jobs.active_runs`)."""
+    active = jobs.active_runs(runs_root())
+    if active:
+        training = sum(state == "running" for state in active.values())
+        st.caption(
+            f":material/sync: {training} training, {len(active) - training} queued: "
+            "this page updates as they finish."
+        )
+        _redraw_on_change(active)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _redraw_on_change(active: dict[str, str]) -> None:
+    if jobs.active_runs(runs_root()) != active:
+        st.rerun()
 
 
 def queue(current: Path | None) -> None:
@@ -188,4 +208,4 @@ def results(run_dir: Path) -> None:
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
     with st.expander("Log", icon=":material/terminal:", expanded=status.state != "done"):
-        st.code(_log_lines(history, reason), language=None, height=200)
+        st.code(_log_lines(history, reason), language=None, height=200, wrap_lines=True)

@@ -13,7 +13,8 @@ from flower_core.groups.study import list_studies, plan_study, start_study, stud
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.backbones import opening_backbone
 from flower_core.training.estimate import estimate_group, format_duration
-from ui.common import guard, plural, runs_root
+from flower_core.training.jobs import launch_problem
+from ui.common import guard, launch_button, plural, runs_root
 from ui.home import online
 from ui.train_form import WEIGHTS
 
@@ -32,7 +33,7 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             "The study's seven tuning steps (base … batchnorm), each with N seeds, all on one "
             "split, queued as one group. The Compare page shows them as they finish."
         )
-        cells = st.columns(4)
+        cells = [*st.columns(2), *st.columns(2)]  # four in a row cut "ImageNet (transfer)"
         opening = opening_backbone(make_config(SUGGESTED_PRESET).backbone, online())
         backbone = cells[0].selectbox(
             SETTINGS["backbone"].label,
@@ -56,22 +57,33 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             "image_size": int(size),
             "baseline": baseline,
         }
-        if dataset is None:
-            st.button("Run the study", disabled=True, key="study_start")
-            return
-        with guard("Cannot estimate the study"):
-            estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
-        runs = len(estimate["runs"])
-        st.caption(
-            f"{plural(runs, 'run')}, about **{format_duration(estimate['seconds'])}** on this machine "
-            f"({estimate['speed_source']} speed; early stopping usually ends runs sooner)."
+        action = "Cannot start the study"
+        problem = launch_problem(
+            lambda: [p.config for p in plan_study(**options)], data_root, online(), dataset
         )
-        if st.button("Run the study", icon=":material/play_arrow:", type="primary", key="study_start"):
-            with guard("Cannot start the study"):
+        if problem is None and dataset is not None:
+            with guard("Cannot estimate the study", stop=False):
+                estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
+                st.caption(
+                    f"{plural(len(estimate['runs']), 'run')}, about "
+                    f"**{format_duration(estimate['seconds'])}** on this machine "
+                    f"({estimate['speed_source']} speed; early stopping usually ends runs sooner)."
+                )
+        pressed = launch_button(
+            "Run the study",
+            action,
+            problem,
+            key="study_start",
+            icon=":material/play_arrow:",
+            type="primary",
+            disabled=dataset is None,
+        )
+        if pressed:
+            with guard(action, stop=False):
                 record = start_study(data_root, runs_root(), **options)
-            st.toast(
-                f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/science:"
-            )
+                st.toast(
+                    f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/science:"
+                )
 
 
 def studies(frame: pd.DataFrame) -> None:

@@ -18,8 +18,9 @@ from flower_core.errors import FlowerError
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.backbones import opening_backbone, ready_offline, trains_here
 from flower_core.training.estimate import estimate_run, format_duration
+from flower_core.training.jobs import launch_problem
 from ui import augment_preview
-from ui.common import runs_root
+from ui.common import launch_button, runs_root
 from ui.home import online
 
 AUGMENT_CACHE = {
@@ -31,6 +32,7 @@ WEIGHTS = {
     "none": "none (train from scratch)",
     "file": "a weights file…",
 }
+START_ACTION = "Cannot start training"
 PRESET_HELP = (
     "The study's tuning steps, in order; each changes the one before. Every setting "
     "below starts from the preset and can be changed."
@@ -147,8 +149,8 @@ def _backbone_label(name: str) -> str:
 
 
 def _model_settings(base, k: str) -> dict:
-    left, right = st.columns(2)
-    backbone = left.selectbox(
+    # The backbone has a row of its own: in half the column, "efficientnet_lite0 (no download)" was cut.
+    backbone = st.selectbox(
         _label("backbone"),
         list(BACKBONES),
         list(BACKBONES).index(opening_backbone(base.backbone, online())),
@@ -156,7 +158,8 @@ def _model_settings(base, k: str) -> dict:
         format_func=_backbone_label,
         help=SETTINGS["backbone"].help,
     )
-    weights = right.selectbox(
+    left, right = st.columns(2)
+    weights = left.selectbox(
         _label("weights"),
         list(WEIGHTS),
         format_func=WEIGHTS.get,
@@ -166,8 +169,8 @@ def _model_settings(base, k: str) -> dict:
     return {
         "backbone": backbone,
         "weights": weights,
-        "image_size": _widget(left, "image_size", base, k),
-        "epochs": _widget(right, "epochs", base, k),
+        "image_size": _widget(right, "image_size", base, k),
+        "epochs": _widget(left, "epochs", base, k),
     }
 
 
@@ -213,12 +216,14 @@ def _advanced(base, k: str) -> dict:
     return values
 
 
-def settings_form(preset: str, disabled: bool = False) -> dict | None:
+def settings_form(preset: str, data_root, dataset: Dataset | None) -> dict | None:
     """Every setting, starting from `preset`; returns the overrides when Train is pressed.
 
     The settings are plain widgets, not an `st.form`: each change reruns the page, so the
-    augmentation preview draws with the settings as they are now. A double-click on Train still
-    queues one run (`ui.live.start`'s submission token).
+    augmentation preview draws with the settings as they are now, and Train is disabled, with
+    the reason under it, while the run could not start (`jobs.launch_problem`: what the click
+    would refuse with). A double-click on Train still queues one run (`ui.live.start`'s
+    submission token).
     """
     base = make_config(preset)
     k = f"train_{preset}_"
@@ -231,12 +236,15 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
         }
         path = values.pop("weights_file")
         values["weights"] = path if values["weights"] == "file" else values["weights"]
-        pressed = st.button(
+        problem = launch_problem(lambda: [make_config(preset, **values)], data_root, online(), dataset)
+        pressed = launch_button(
             "Train",
+            START_ACTION,
+            problem,
+            key="train_submit",
             type="primary",
             icon=":material/play_arrow:",
-            key="train_submit",
-            disabled=disabled,
+            disabled=dataset is None,
             width="stretch",
         )
     augment_preview.panel(values)

@@ -125,10 +125,12 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from flower_core.evaluation.predict import format_predictions, predict_paths
+    from flower_core.evaluation.predict import format_predictions, predict_paths, to_csv
 
     results = predict_paths(args.run, args.images, top_k=args.top_k)
-    emit(args, {"predictions": results}, format_predictions(results))
+    written = {"csv": str(to_csv(results, args.csv))} if args.csv else {}
+    lines = format_predictions(results) + (f"\nwrote {written['csv']}" if written else "")
+    emit(args, {"predictions": results, **written}, lines)
 
 
 def _cmd_explain(args) -> None:
@@ -230,8 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of photos")
     add_run_option(p)
-    p.add_argument("images", nargs="+", help="photo files")
+    p.add_argument("images", nargs="+", help="photo files and folders (walked for photos)")
     p.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default 3)")
+    p.add_argument("--csv", help="also write one row per photo to this CSV file (written atomically)")
     p.set_defaults(handler=_cmd_predict)
 
     p = sub.add_parser("explain", help="Grad-CAM heatmap of a photo")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,7 @@ def explain_image(
     target_class: str | int | None = None,
     class_names: list[str] | None = None,
     with_faithfulness: bool = True,
+    progress: Callable[[int, int], None] | None = None,
     **options,
 ) -> Explanation:
     """Explain the model's decision on one photo with a method of the Grad-CAM family.
@@ -116,6 +118,8 @@ def explain_image(
         target_class: a class name or index to explain. Defaults to `None` (the predicted one).
         class_names: the model's class names, needed for names. Defaults to `None`.
         with_faithfulness: also compute the faithfulness score. Defaults to `True`.
+        progress: called as `progress(done, total)` while the map is computed (each batch of
+            Score-CAM's masked photos; once for the gradient methods). Defaults to `None`.
         **options: passed to the method's class (e.g. `max_channels` for Score-CAM).
 
     Returns:
@@ -132,7 +136,7 @@ def explain_image(
     size = int(model.input_shape[1])
     started = time.perf_counter()
     pixels = model_input(image, size)
-    grid_map, probabilities = cam(pixels, target)
+    grid_map, probabilities = cam(pixels, target, progress)
     target = int(np.argmax(probabilities)) if target is None else target
     model_heatmap = normalise(resize_heatmap(grid_map, size, size))
     score = None

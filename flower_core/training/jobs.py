@@ -18,15 +18,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flower_core import cluster
 from flower_core.config import SUGGESTED_PRESET, TrainConfig, make_config
-from flower_core.data.dataset import check_split_files, list_candidates, load_split
+from flower_core.data.dataset import Dataset, check_split_files, list_candidates, load_split
 from flower_core.errors import FlowerError
-from flower_core.models.backbones import ensure_weights
+from flower_core.models.backbones import check_weights_ready, ensure_weights
 from flower_core.store.run_files import Status
 from flower_core.store.runs import (
     ACTIVE_STATES,
@@ -107,6 +108,13 @@ def worker_active(runs_root=None) -> bool:
         return not acquired
 
 
+def active_runs(runs_root=None) -> dict[str, str]:
+    """The state of every run queued or training, by id: a page that shows runs redraws when
+    this changes (a run started, finished or was queued), and only while it is not empty."""
+    states = {run_dir.name: peek_status(run_dir).state for run_dir in RunStore(runs_root).run_dirs()}
+    return {run_id: state for run_id, state in states.items() if state in ACTIVE_STATES}
+
+
 def queued_runs(runs_root=None) -> list[Path]:
     """Runs waiting to train, in the order they will run (oldest first)."""
     waiting = []
@@ -118,19 +126,65 @@ def queued_runs(runs_root=None) -> list[Path]:
     return [run_dir for *_, run_dir in sorted(waiting)]
 
 
+def check_launch(
+    configs: Iterable[TrainConfig], data_root, online: bool = True, dataset: Dataset | None = None
+) -> dict[str, list[str]] | None:
+    """Refuse, in one line, runs that cannot start, reading no photo and building nothing: each
+    config's settings, that weights are given and can be had (`backbones.check_weights_ready`:
+    ImageNet weights here, or `online`), and the dataset's folders. The app's forms call it
+    before the click (`launch_problem`) and `create_run` at the click, so both say the same.
+
+    Args:
+        dataset: the dataset at `data_root` as already scanned (a page holds one), whose folders
+            are then not listed again. Defaults to `None` (they are listed).
+
+    Returns:
+        The dataset's candidate photos by class (`list_candidates`), `None` when `dataset` was given.
+    """
+    configs = list(configs)
+    for config in configs:
+        config.validate()
+        if not config.weights.strip():  # the form's "a weights file…" with its path left blank
+            raise FlowerError(
+                "no weights given: choose imagenet or none, or give the path of a weights file. "
+                f"Received: weights={config.weights!r}"
+            )
+    candidates = None if dataset is not None else list_candidates(data_root)[1]
+    for backbone, weights in dict.fromkeys((c.backbone, c.weights) for c in configs):
+        check_weights_ready(backbone, weights, online)
+    return candidates
+
+
+def launch_problem(
+    configs: Callable[[], Iterable[TrainConfig]],
+    data_root,
+    online: bool = False,
+    dataset: Dataset | None = None,
+) -> str | None:
+    """Why the runs `configs()` plans cannot start now, as the click would say it, or `None`.
+
+    Args:
+        configs: makes the configs (a form's `make_config`, a study's or sweep's plan), so a
+            refusal while planning (a bad value, a grid too big) is the reason too.
+        data_root: the dataset folder.
+        online: whether Keras can download ImageNet weights. Defaults to `False`.
+        dataset: the dataset as a page scanned it (`check_launch`). Defaults to `None`.
+    """
+    try:
+        check_launch(configs(), data_root, online, dataset)
+    except FlowerError as error:
+        return str(error)
+    return None
+
+
 def create_run(
     config: TrainConfig, data_root, runs_root=None, split_file=None, extra: dict | None = None
 ) -> Path:
     """A `queued` run folder for `config`, made only once the settings, the dataset and the
-    backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
+    backbone's weights have been checked (`check_launch`, then `ensure_weights`, which downloads
+    ImageNet weights that are not here yet), so a bad input leaves no folder behind. `extra` adds
     keys to the run's `config.json` (a group's id and shared split, `flower_core.groups.group`)."""
-    config.validate()
-    if not config.weights.strip():  # the form's "a weights file…" with its path left blank
-        raise FlowerError(
-            "no weights given: choose imagenet or none, or give the path of a weights file. "
-            f"Received: weights={config.weights!r}"
-        )
-    _, candidates = list_candidates(data_root)
+    candidates = check_launch([config], data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     if split_file:
         files = [file for names in candidates.values() for file in names]
