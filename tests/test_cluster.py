@@ -153,7 +153,7 @@ def test_cancel_and_a_killed_task_on_the_cluster(on_ray, synthetic_dataset):
 
     jobs.cancel(doomed)  # still waiting for a node: Ray never starts it
     wait_until(lambda: peek_status(doomed).state == "cancelled", timeout=60)
-    os.kill(peek_status(first)["pid"], signal.SIGKILL)  # its node frees: the short run trains there
+    os.kill(peek_status(first).pid, signal.SIGKILL)  # its node frees: the short run trains there
     jobs.cancel(second)  # running: it stops within one batch and keeps its model
     wait_until(lambda: not any(peek_status(d).state in ACTIVE_STATES for d in (first, second, short)))
 
