@@ -70,6 +70,32 @@ def _cmd_eda(args) -> None:
     emit(args, report, format_report(report))
 
 
+def _cmd_fix(args) -> None:
+    from flower_core.data import fixes
+    from flower_core.data.dataset import resolve_data_root
+
+    root = resolve_data_root(args.data)
+    if args.undo:
+        entry = fixes.undo(root)
+        emit(args, {"undone": entry}, f"undone: {fixes.describe(entry)}")
+        return
+    if (args.move or args.rename_class) and not args.to:
+        raise FlowerError("--move and --rename-class need --to: the class to move to, or the new name")
+    if args.move:
+        entry = fixes.move_photo(root, args.move, args.to)
+    elif args.rename_class:
+        entry = fixes.rename_class(root, args.rename_class, args.to)
+    elif args.exclude:
+        entry = fixes.exclude_photo(root, args.exclude)
+    elif args.keep:
+        entry = fixes.keep_photo(root, args.keep)
+    elif args.add_class:
+        entry = fixes.add_class(root, args.add_class)
+    else:
+        entry = fixes.remove_class(root, args.remove_class)
+    emit(args, {"done": entry}, f"done: {fixes.describe(entry)}")
+
+
 def _cmd_train(args) -> None:
     from flower_core.config import SETTINGS, make_config
     from flower_core.data.dataset import resolve_data_root
@@ -174,7 +200,7 @@ def _idle_help() -> str:
 
 
 # Commands that never need TensorFlow: `main` does not import it for them.
-LIGHT_COMMANDS = ("synth", "eda")
+LIGHT_COMMANDS = ("synth", "eda", "fix")
 
 
 class _ExplainMethods:
@@ -211,6 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eda", help="dataset statistics")
     add_data_option(p)
     p.set_defaults(handler=_cmd_eda)
+
+    p = sub.add_parser(
+        "fix",
+        help="relabel, exclude or keep a photo, add, rename or remove a class, or undo the last fix",
+        description="Every fix is appended to the dataset's journal and undone last first; an excluded "
+        "photo moves into a hidden folder of the dataset, never deleted.",
+    )
+    add_data_option(p)
+    actions = p.add_mutually_exclusive_group(required=True)
+    actions.add_argument("--move", metavar="PHOTO", help="move PHOTO (<class>/<photo>) into the class --to")
+    actions.add_argument("--exclude", metavar="PHOTO", help="move PHOTO into the dataset's hidden folder")
+    actions.add_argument("--keep", metavar="PHOTO", help="mark PHOTO reviewed, its label kept")
+    actions.add_argument("--add-class", metavar="NAME", help="a new, empty class folder")
+    actions.add_argument("--rename-class", metavar="NAME", help="rename the class NAME to --to")
+    actions.add_argument("--remove-class", metavar="NAME", help="move the class NAME into the hidden folder")
+    actions.add_argument("--undo", action="store_true", help="undo the last fix still standing")
+    p.add_argument("--to", metavar="CLASS", help="the class to move to, or the new name of a class")
+    p.set_defaults(handler=_cmd_fix)
 
     p = sub.add_parser(
         "train",
