@@ -17,6 +17,7 @@ from flower_core.cli.options import (
     add_data_option,
     add_run_option,
     add_runs_option,
+    add_setting_option,
     add_setting_options,
     emit,
     presets_text,
@@ -94,6 +95,34 @@ def _cmd_fix(args) -> None:
     else:
         entry = fixes.remove_class(root, args.remove_class)
     emit(args, {"done": entry}, f"done: {fixes.describe(entry)}")
+
+
+def _cmd_audit(args) -> None:
+    from flower_core.data.audit import audit_dataset, format_audit
+    from flower_core.data.dataset import resolve_data_root
+
+    reporter = None if args.json else _stage_bar()
+    result = audit_dataset(
+        resolve_data_root(args.data),
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        folds=args.folds,
+        seed=args.seed,
+        progress=reporter,
+    ).to_json()
+    if reporter:
+        print(file=sys.stderr)
+    emit(args, result, format_audit(result))
+
+
+def _stage_bar():
+    """`progress(stage, done, total)` as one line on stderr, rewritten in place."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage} {done}/{total}   ", end="", file=sys.stderr, flush=True)
+
+    return report
 
 
 def _cmd_train(args) -> None:
@@ -221,6 +250,7 @@ class _ExplainMethods:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flower_core.config import PRESETS, SUGGESTED_PRESET
     from flower_core.export.formats import DEFAULT_FORMATS, FORMATS
 
     parser = Parser(prog="python -m flower_core", description=__doc__)
@@ -255,6 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--undo", action="store_true", help="undo the last fix still standing")
     p.add_argument("--to", metavar="CLASS", help="the class to move to, or the new name of a class")
     p.set_defaults(handler=_cmd_fix)
+
+    p = sub.add_parser(
+        "audit",
+        help="rank a dataset's likely label errors, duplicates and outliers",
+        description="Out-of-fold class probabilities from heads trained on the photos' cached "
+        "features, then confident learning; duplicates and outliers from the same features. The "
+        f"backbone and image size default to the {SUGGESTED_PRESET} preset's "
+        f"({PRESETS[SUGGESTED_PRESET]['backbone']}, {PRESETS[SUGGESTED_PRESET]['image_size']} px).",
+    )
+    add_data_option(p)
+    add_setting_option(p, "backbone")
+    add_setting_option(p, "weights")
+    add_setting_option(p, "image_size")
+    p.add_argument(
+        "--folds", type=int, default=5, help="stratified folds of the out-of-fold heads (default 5)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and heads (default 0)")
+    p.set_defaults(handler=_cmd_audit)
 
     p = sub.add_parser(
         "train",

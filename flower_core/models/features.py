@@ -303,6 +303,12 @@ def cached_features(cache, feature_model, config, root, files, fingerprint, prog
     )
 
 
+def extract_clean(feature_model, config, root, files, out_path, progress=None) -> None:
+    """Write the clean features of `files` to the `.npy` file `out_path`, uncached (for stores
+    keyed otherwise, like `photo_features`)."""
+    _extract(feature_model, _clean_forward(feature_model), root, files, config, 0, out_path, progress)
+
+
 def cached_views(cache, feature_model, config, root, files, fingerprint, progress=None):
     """`config.augment_views` augmented views of each file: shape (views, len(files), dim)."""
     views = config.augment_views
