@@ -19,7 +19,7 @@ PAGE_DIRECTORY = (
         "dataset",
         "Dataset",
         ":material/photo_library:",
-        "Class balance, sample photos, sizes, colours, duplicates and the split",
+        "Build the dataset, find and fix its label errors, look at its photos",
     ),
     (
         "train",
