@@ -83,9 +83,17 @@ def classes_editor(root: Path, names: list[str]) -> None:
 
 
 def _added(written: list[str], skipped: list[str], where: str) -> None:
+    """Say what was added, and empty the uploader (it would add the same photos again)."""
     note = f" ({len(skipped)} left out: not a photo or unreadable)" if skipped else ""
     st.session_state["dataset_notice"] = f"Added {len(written)} photo(s) to {where}{note}."
+    st.session_state["dataset_uploads"] = st.session_state.get("dataset_uploads", 0) + 1
     st.rerun()
+
+
+def _round() -> str:
+    """A suffix of the uploaders' keys, new after each addition, so they start empty again."""
+    count = st.session_state.get("dataset_uploads", 0)
+    return f"_{count}" if count else ""
 
 
 def photos_panel(root: Path, names: list[str]) -> None:
@@ -101,7 +109,10 @@ def photos_panel(root: Path, names: list[str]) -> None:
     skipped: list[str] = []
     with loose:
         uploads = st.file_uploader(
-            "Photos", accept_multiple_files=True, key="dataset_add_files", help=f"Up to {limit} MB in all."
+            "Photos",
+            accept_multiple_files=True,
+            key=f"dataset_add_files{_round()}",
+            help=f"Up to {limit} MB in all.",
         )
         if uploads and st.button("Add these photos", key="dataset_add_files_go"):
             with guard("The photos were refused"):
@@ -115,7 +126,7 @@ def photos_panel(root: Path, names: list[str]) -> None:
                 )
             _added(written, skipped, target)
     with archive:
-        upload = st.file_uploader("Zip of photos", type=["zip"], key="dataset_add_zip")
+        upload = st.file_uploader("Zip of photos", type=["zip"], key=f"dataset_add_zip{_round()}")
         if upload is not None and st.button("Add the zip's photos", key="dataset_add_zip_go"):
             with guard("The zip was refused"):
                 written = add_zip(root, target, upload, data_home(), limit, skipped.append)
