@@ -389,3 +389,40 @@ def study_vs_ours(study: dict[str, tuple[float, float]], ours: dict[str, float])
     )
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="test accuracy"))
     return style_figure(fig, "The study against our runs", 380)
+
+
+def embedding_map(points, files: list[str], labels: list[str], suspects: set[str]) -> go.Figure:
+    """Every photo as a point of its features' 2-D projection, coloured by its given class;
+    suspects drawn as crosses. Each point's `customdata` is its path (the page opens it)."""
+    fig = go.Figure()
+    colours = _colour_map(sorted(set(labels)))
+    xs, ys = np.asarray(points)[:, 0], np.asarray(points)[:, 1]
+    for name in sorted(set(labels)):
+        for doubted in (False, True):
+            rows = [
+                i
+                for i, (label, rel) in enumerate(zip(labels, files))
+                if label == name and (rel in suspects) == doubted
+            ]
+            if not rows:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=xs[rows],
+                    y=ys[rows],
+                    mode="markers",
+                    name=f"{name} (suspect)" if doubted else name,
+                    customdata=[files[i] for i in rows],
+                    hovertemplate="%{customdata}<extra>" + name + "</extra>",
+                    marker={
+                        "color": colours[name],
+                        "size": 11 if doubted else 6,
+                        "symbol": "x" if doubted else "circle",
+                        "opacity": 1.0 if doubted else 0.6,
+                        "line": {"width": 1, "color": "black"} if doubted else {"width": 0},
+                    },
+                )
+            )
+    fig.update_xaxes(showticklabels=False, title=None)
+    fig.update_yaxes(showticklabels=False, title=None)
+    return style_figure(fig, "Embedding map: the photos' features in 2-D (crosses: suspects)", height=520)

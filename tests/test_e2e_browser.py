@@ -84,6 +84,7 @@ def test_every_page_opens_on_the_synthetic_set(browser_page):
         assert not page.get_by_test_id("stException").count()
         screenshot(page, f"{list(PAGES).index(key) + 1}-{key}-before-training")
     open_page(page, "dataset")
+    page.get_by_role("tab", name="Explore").click()
     page.get_by_role("tab", name="Samples").click()
     page.get_by_role("tab", name="Samples").wait_for()
     settle(page)

@@ -47,7 +47,7 @@ PAGES: dict[str, PageEntry] = {
         "Study",
         "Dataset",
         ":material/photo_library:",
-        "Class balance, sample photos, sizes, colours, duplicates and the split",
+        "Build the dataset, find and fix its label errors, look at its photos",
     ),
     "train": PageEntry(
         "pages/2_Train.py",

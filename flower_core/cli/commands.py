@@ -17,6 +17,7 @@ from flower_core.cli.options import (
     add_data_option,
     add_run_option,
     add_runs_option,
+    add_setting_option,
     add_setting_options,
     emit,
     presets_text,
@@ -68,6 +69,60 @@ def _cmd_eda(args) -> None:
 
     report = dataset_report(resolve_data_root(args.data))
     emit(args, report, format_report(report))
+
+
+def _cmd_fix(args) -> None:
+    from flower_core.data import fixes
+    from flower_core.data.dataset import resolve_data_root
+
+    root = resolve_data_root(args.data)
+    if args.undo:
+        entry = fixes.undo(root)
+        emit(args, {"undone": entry}, f"undone: {fixes.describe(entry)}")
+        return
+    if (args.move or args.rename_class) and not args.to:
+        raise FlowerError("--move and --rename-class need --to: the class to move to, or the new name")
+    if args.move:
+        entry = fixes.move_photo(root, args.move, args.to)
+    elif args.rename_class:
+        entry = fixes.rename_class(root, args.rename_class, args.to)
+    elif args.exclude:
+        entry = fixes.exclude_photo(root, args.exclude)
+    elif args.keep:
+        entry = fixes.keep_photo(root, args.keep)
+    elif args.add_class:
+        entry = fixes.add_class(root, args.add_class)
+    else:
+        entry = fixes.remove_class(root, args.remove_class)
+    emit(args, {"done": entry}, f"done: {fixes.describe(entry)}")
+
+
+def _cmd_audit(args) -> None:
+    from flower_core.data.audit import audit_dataset, format_audit
+    from flower_core.data.dataset import resolve_data_root
+
+    reporter = None if args.json else _stage_bar()
+    result = audit_dataset(
+        resolve_data_root(args.data),
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        folds=args.folds,
+        seed=args.seed,
+        progress=reporter,
+    ).to_json()
+    if reporter:
+        print(file=sys.stderr)
+    emit(args, result, format_audit(result))
+
+
+def _stage_bar():
+    """`progress(stage, done, total)` as one line on stderr, rewritten in place."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage} {done}/{total}   ", end="", file=sys.stderr, flush=True)
+
+    return report
 
 
 def _cmd_train(args) -> None:
@@ -175,7 +230,7 @@ def _idle_help() -> str:
 
 
 # Commands that never need TensorFlow: `main` does not import it for them.
-LIGHT_COMMANDS = ("synth", "eda")
+LIGHT_COMMANDS = ("synth", "eda", "fix")
 
 
 class _ExplainMethods:
@@ -196,6 +251,7 @@ class _ExplainMethods:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flower_core.config import PRESETS, SUGGESTED_PRESET
     from flower_core.export.formats import DEFAULT_FORMATS, FORMATS
 
     parser = Parser(prog="python -m flower_core", description=__doc__)
@@ -212,6 +268,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eda", help="dataset statistics")
     add_data_option(p)
     p.set_defaults(handler=_cmd_eda)
+
+    p = sub.add_parser(
+        "fix",
+        help="relabel, exclude or keep a photo, add, rename or remove a class, or undo the last fix",
+        description="Every fix is appended to the dataset's journal and undone last first; an excluded "
+        "photo moves into a hidden folder of the dataset, never deleted.",
+    )
+    add_data_option(p)
+    actions = p.add_mutually_exclusive_group(required=True)
+    actions.add_argument("--move", metavar="PHOTO", help="move PHOTO (<class>/<photo>) into the class --to")
+    actions.add_argument("--exclude", metavar="PHOTO", help="move PHOTO into the dataset's hidden folder")
+    actions.add_argument("--keep", metavar="PHOTO", help="mark PHOTO reviewed, its label kept")
+    actions.add_argument("--add-class", metavar="NAME", help="a new, empty class folder")
+    actions.add_argument("--rename-class", metavar="NAME", help="rename the class NAME to --to")
+    actions.add_argument("--remove-class", metavar="NAME", help="move the class NAME into the hidden folder")
+    actions.add_argument("--undo", action="store_true", help="undo the last fix still standing")
+    p.add_argument("--to", metavar="CLASS", help="the class to move to, or the new name of a class")
+    p.set_defaults(handler=_cmd_fix)
+
+    p = sub.add_parser(
+        "audit",
+        help="rank a dataset's likely label errors, duplicates and outliers",
+        description="Out-of-fold class probabilities from heads trained on the photos' cached "
+        "features, then confident learning; duplicates and outliers from the same features. The "
+        f"backbone and image size default to the {SUGGESTED_PRESET} preset's "
+        f"({PRESETS[SUGGESTED_PRESET]['backbone']}, {PRESETS[SUGGESTED_PRESET]['image_size']} px).",
+    )
+    add_data_option(p)
+    add_setting_option(p, "backbone")
+    add_setting_option(p, "weights")
+    add_setting_option(p, "image_size")
+    p.add_argument(
+        "--folds", type=int, default=5, help="stratified folds of the out-of-fold heads (default 5)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and heads (default 0)")
+    p.set_defaults(handler=_cmd_audit)
 
     p = sub.add_parser(
         "train",

@@ -300,7 +300,8 @@ def clean_entry(config, root, files, fingerprint, maps: bool = False) -> tuple[s
 
 
 def extract_clean(model, root, files, config, out_path, progress=None) -> None:
-    """One clean pass of `model` over `files` into the `.npy` file `out_path`, rows in `files` order."""
+    """One clean pass of `model` over `files` into the `.npy` file `out_path`, rows in `files`
+    order, uncached (the cache's entries, a cluster's shards and `photo_features` all use it)."""
     _extract(model, _clean_forward(model), root, files, config, 0, out_path, progress)
 
 
