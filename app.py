@@ -15,11 +15,10 @@ st.logo(str(common.ASSETS / "logo.svg"), icon_image=str(common.ASSETS / "icon.sv
 def home_page() -> None:
     """What the app does, the state of the dataset, weights and runs, and where to go next."""
     common.page(
-        "Flower Studio",
+        "home",
         "Transfer learning on five flower classes (daisy, dandelion, "
         "rose, sunflower, tulip): explore the photos, train a model from a button, "
         "compare runs with the study it reproduces, and see what the model looks at.",
-        icon=":material/local_florist:",
     )
     if notice := st.session_state.pop("home_notice", None):
         st.success(notice, icon=":material/check_circle:")
@@ -42,21 +41,7 @@ def home_page() -> None:
             sources.chooser()
 
 
-HOME = st.Page(home_page, title="Home", icon=":material/home:", default=True)
-common.register_home(HOME)
-SECTIONS = {
-    "": [HOME],
-    "Study": [
-        st.Page(common.PAGES["dataset"], title="Dataset", icon=":material/photo_library:"),
-        st.Page(common.PAGES["train"], title="Train", icon=":material/model_training:"),
-        st.Page(common.PAGES["compare"], title="Compare", icon=":material/leaderboard:"),
-        st.Page(
-            common.PAGES["classify"],
-            title="Classify & explain",
-            icon=":material/center_focus_strong:",
-        ),
-    ],
-}
+SECTIONS = common.navigation_pages(home_page)
 # The menu is drawn here, not by Streamlit: with `client.showSidebarNavigation = false`
 # (.streamlit/config.toml) no list of the files in pages/ flashes before this script runs.
 navigation = st.navigation(SECTIONS, position="hidden")

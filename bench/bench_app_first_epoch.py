@@ -40,7 +40,7 @@ def click_to_first_epoch(page, runs: Path) -> dict:
     page.get_by_text(FIRST_EPOCH).wait_for(timeout=1_800_000)
     seconds = time.perf_counter() - started
     (run_dir,) = set(RunStore(runs).run_dirs()) - before
-    queued = read_status(run_dir)["queued_ns"] / 1e9
+    queued = read_status(run_dir).queued_ns / 1e9
     written = (run_dir / HISTORY).stat().st_mtime  # 1 epoch or 2: the first takes longer than this
     page.locator(".st-key-train_cancel button").click()
     page.get_by_text(re.compile("cancelled|Test accuracy")).first.wait_for(timeout=600_000)

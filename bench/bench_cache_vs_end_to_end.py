@@ -29,7 +29,7 @@ import keras
 
 from flower_core.config import make_config
 from flower_core.models.backbones import builder, get_backbone
-from flower_core.store.runs import read_history, read_json, run_facts
+from flower_core.store.runs import Run
 from flower_core.training.jobs import train_new_run
 
 
@@ -49,19 +49,19 @@ def timed_run(config, data: Path, runs: Path) -> dict:
     training step), test accuracy and photos."""
     with Stopwatch() as t:
         run_dir = train_new_run(config, data, runs)
-    status = read_json(run_dir / "status.json")
-    if status["state"] != "done":
-        raise SystemExit(f"run {run_dir} ended {status['state']}: {status.get('message')}")
-    history = read_history(run_dir)
+    run = Run.open(run_dir)
+    status, history = run.status, run.history
+    if status.state != "done":
+        raise SystemExit(f"run {run_dir} ended {status.state}: {status.message}")
     return {
         "seconds": round(t.seconds, 1),
         "cpu_seconds": round(t.cpu_seconds, 1),
         "loadavg_after": load_average(),
         "epochs_run": len(history),
-        "first_epoch_seconds": history[0]["seconds"],
-        "median_epoch_seconds": round(statistics.median(h["seconds"] for h in history), 3),
-        "test_accuracy": read_json(run_dir / "metrics.json")["test_accuracy"],
-        "photos": run_facts(run_dir)["split_sizes"],
+        "first_epoch_seconds": history[0].seconds,
+        "median_epoch_seconds": round(statistics.median(h.seconds for h in history), 3),
+        "test_accuracy": run.metrics.test_accuracy,
+        "photos": run.facts.split_sizes,
     }
 
 

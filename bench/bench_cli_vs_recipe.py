@@ -30,7 +30,7 @@ from pathlib import Path
 from common import emit, subset_folder
 
 # isort: split
-from flower_core.store.runs import METRICS, RUN_LOG, SPLIT, RunStore, read_json
+from flower_core.store.runs import RUN_LOG, SPLIT, Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 # The run log's lines that open each stage (`flower_core.training.train`).
@@ -131,7 +131,7 @@ def product_run(data: Path, work: Path, args) -> tuple[float, dict, float, Path]
         env,
     )  # fmt: skip
     (run_dir,) = RunStore(work / "runs").run_dirs()
-    accuracy = read_json(run_dir / METRICS)["test_accuracy"]
+    accuracy = Run.open(run_dir).metrics.test_accuracy
     return seconds, stage_seconds(run_dir / RUN_LOG, started, started + seconds), accuracy, run_dir
 
 

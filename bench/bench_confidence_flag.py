@@ -34,13 +34,12 @@ import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
-from flower_core.config import TrainConfig
-from flower_core.data.dataset import fingerprint, labels_for, scan_dataset
+from flower_core.data.dataset import fingerprint, labels_for, load_split, scan_dataset
 from flower_core.data.images import model_input
 from flower_core.evaluation.predict import load_run, model_image_size, predict_batch, run_threshold
 from flower_core.models.classifier import HEAD_POOL
 from flower_core.models.features import FeatureCache, cached_features
-from flower_core.store.runs import read_json
+from flower_core.store.runs import SPLIT, Run
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -121,20 +120,18 @@ def main() -> None:
     run_dir = Path(args.run)
     model, names = load_run(run_dir)
     pooled = keras.Model(model.input, model.get_layer(HEAD_POOL).output)
-    stored, split = read_json(run_dir / "config.json"), read_json(run_dir / "split.json")
-    root, config = Path(stored["data_root"]), TrainConfig.from_json(stored)
+    stored, split = Run.open(run_dir).config, load_split(run_dir / SPLIT)
+    root, config = Path(stored.data_root), stored.settings
     dataset = scan_dataset(root)
     train_features, _ = cached_features(
-        FeatureCache(), pooled, config, root, split["train"], fingerprint(dataset)
+        FeatureCache(), pooled, config, root, split.train, fingerprint(dataset)
     )
-    val_features, _ = cached_features(
-        FeatureCache(), pooled, config, root, split["val"], fingerprint(dataset)
-    )
-    distance = Mahalanobis(np.asarray(train_features), np.asarray(labels_for(split["train"], names)))
+    val_features, _ = cached_features(FeatureCache(), pooled, config, root, split.val, fingerprint(dataset))
+    distance = Mahalanobis(np.asarray(train_features), np.asarray(labels_for(split.train, names)))
     cut = float(np.percentile(distance(np.asarray(val_features)), 95))
     threshold = run_threshold(run_dir)
 
-    groups = {"flowers (test split)": [root / f for f in split["test"]], **generated_non_flowers()}
+    groups = {"flowers (test split)": [root / f for f in split.test], **generated_non_flowers()}
     if args.photos:
         groups["photos (--photos)"] = sorted(
             p for p in Path(args.photos).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES

@@ -45,8 +45,8 @@ def first_run(data: Path, work: Path, preset: str, backbone: str, size: int, epo
     run_dir = create_run(config, data, runs, estimate=estimate)
     run_training(run_dir)
     status = read_status(run_dir)
-    if status.get("state") != "done":
-        raise SystemExit(f"run {run_dir.name} ended {status.get('state')}: {status.get('message')}")
+    if status.state != "done":
+        raise SystemExit(f"run {run_dir.name} ended {status.state}: {status.message}")
     error = estimate_error(status)
     return emit(
         "estimate",
@@ -54,7 +54,7 @@ def first_run(data: Path, work: Path, preset: str, backbone: str, size: int, epo
         backbone=backbone,
         image_size=size,
         epochs=epochs,
-        epochs_run=status.get("epoch"),
+        epochs_run=status.epoch,
         photos=estimate["photos"],
         **error,
     )

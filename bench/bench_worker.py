@@ -63,13 +63,13 @@ def main() -> None:
             started = time.perf_counter()
             run_dir = jobs.submit(config, data, runs)
             while not (run_dir / HISTORY).is_file() or not (run_dir / HISTORY).read_text().strip():
-                if read_status(run_dir).get("state") in ("failed", "cancelled"):
-                    raise SystemExit(f"run failed: {read_status(run_dir).get('message')}")
+                if read_status(run_dir).state in ("failed", "cancelled"):
+                    raise SystemExit(f"run failed: {read_status(run_dir).message}")
                 time.sleep(POLL_S)
             first_epoch = time.perf_counter() - started
-            while read_status(run_dir).get("state") != "done":
+            while read_status(run_dir).state != "done":
                 time.sleep(POLL_S)
-            pid = read_status(run_dir)["pid"]
+            pid = read_status(run_dir).pid
             time.sleep(1)
             rss = rss_mib(pid) if not args.cold_worker else None
             firsts.append(first_epoch)

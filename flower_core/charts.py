@@ -1,19 +1,22 @@
 """Plotly figures for the app's pages, built from plain data so they are testable without Streamlit.
 
-Every builder takes lists, dicts or DataFrames from `flower_core` (an EDA table, a run's
-history, run summaries, metrics) and returns a `plotly.graph_objects.Figure` with a title, axis
-labels and the same colour for a class or a run wherever it appears.
+Every builder takes lists, dicts, DataFrames or run-file records from `flower_core` (an EDA
+table, a run's `HistoryRow`s, run summaries, metrics) and returns a `plotly.graph_objects.Figure`
+with a title, axis labels and the same colour for a class or a run wherever it appears.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from flower_core.store.run_files import Calibration, HistoryRow
 
 CLASS_COLOURS = {
     "daisy": "#5B8DEF",
@@ -146,8 +149,8 @@ def split_bars(table: pd.DataFrame) -> go.Figure:
     return style_figure(fig, "Split sizes per class", 360)
 
 
-def _series(history: list[dict], key: str) -> tuple[list, list]:
-    points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+def _series(history: Sequence[HistoryRow], key: str) -> tuple[list, list]:
+    points = [(h.epoch, getattr(h, key)) for h in history if getattr(h, key) is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -168,9 +171,9 @@ def epoch_step(last_epoch: int, max_ticks: int = MAX_EPOCH_TICKS) -> int:
         scale *= 10
 
 
-def _epoch_ticks(history: list[dict]) -> dict:
+def _epoch_ticks(history: Sequence[HistoryRow]) -> dict:
     """Whole-number epoch ticks at `epoch_step` (multiples of it), never rotated."""
-    last = max([h["epoch"] for h in history] or [1])
+    last = max([h.epoch for h in history] or [1])
     return {
         "tickmode": "linear",
         "tick0": 0,
@@ -181,7 +184,7 @@ def _epoch_ticks(history: list[dict]) -> dict:
     }
 
 
-def training_curves(history: list[dict], title: str = "Training curves") -> go.Figure:
+def training_curves(history: Sequence[HistoryRow], title: str = "Training curves") -> go.Figure:
     """Loss and accuracy per epoch, train (solid) and validation (dashed), side by side."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
     for col, metric in enumerate(("loss", "accuracy"), 1):
@@ -205,7 +208,7 @@ def training_curves(history: list[dict], title: str = "Training curves") -> go.F
     return style_figure(fig, title, 360)
 
 
-def compare_curves(histories: dict[str, list[dict]], metric: str = "accuracy") -> go.Figure:
+def compare_curves(histories: dict[str, Sequence[HistoryRow]], metric: str = "accuracy") -> go.Figure:
     """One metric of several runs overlaid: train solid, validation dashed, a colour per run."""
     fig = go.Figure()
     for i, (label, history) in enumerate(histories.items()):
@@ -313,7 +316,7 @@ def confusion_matrix(
     return style_figure(fig, title, 420)
 
 
-def reliability_curve(calibrations: dict[str, dict]) -> go.Figure:
+def reliability_curve(calibrations: dict[str, Calibration]) -> go.Figure:
     """Accuracy against confidence per confidence bin, one line per run, and the diagonal that a
     perfectly calibrated model would follow; the legend carries each run's ECE."""
     fig = go.Figure(
@@ -327,14 +330,15 @@ def reliability_curve(calibrations: dict[str, dict]) -> go.Figure:
         )
     )
     for label, calibration in calibrations.items():
-        bins = calibration.get("bins", [])
+        bins = calibration.bins
+        ece = "–" if calibration.ece is None else f"{calibration.ece:.3f}"
         fig.add_trace(
             go.Scatter(
-                x=[b["confidence"] for b in bins],
-                y=[b["accuracy"] for b in bins],
+                x=[b.confidence for b in bins],
+                y=[b.accuracy for b in bins],
                 mode="lines+markers",
-                name=f"{label} (ECE {calibration.get('ece', float('nan')):.3f})",
-                customdata=[b["count"] for b in bins],
+                name=f"{label} (ECE {ece})",
+                customdata=[b.count for b in bins],
                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} photos"
                 "<extra></extra>",
             )
@@ -385,3 +389,40 @@ def study_vs_ours(study: dict[str, tuple[float, float]], ours: dict[str, float])
     )
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="test accuracy"))
     return style_figure(fig, "The study against our runs", 380)
+
+
+def embedding_map(points, files: list[str], labels: list[str], suspects: set[str]) -> go.Figure:
+    """Every photo as a point of its features' 2-D projection, coloured by its given class;
+    suspects drawn as crosses. Each point's `customdata` is its path (the page opens it)."""
+    fig = go.Figure()
+    colours = _colour_map(sorted(set(labels)))
+    xs, ys = np.asarray(points)[:, 0], np.asarray(points)[:, 1]
+    for name in sorted(set(labels)):
+        for doubted in (False, True):
+            rows = [
+                i
+                for i, (label, rel) in enumerate(zip(labels, files))
+                if label == name and (rel in suspects) == doubted
+            ]
+            if not rows:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=xs[rows],
+                    y=ys[rows],
+                    mode="markers",
+                    name=f"{name} (suspect)" if doubted else name,
+                    customdata=[files[i] for i in rows],
+                    hovertemplate="%{customdata}<extra>" + name + "</extra>",
+                    marker={
+                        "color": colours[name],
+                        "size": 11 if doubted else 6,
+                        "symbol": "x" if doubted else "circle",
+                        "opacity": 1.0 if doubted else 0.6,
+                        "line": {"width": 1, "color": "black"} if doubted else {"width": 0},
+                    },
+                )
+            )
+    fig.update_xaxes(showticklabels=False, title=None)
+    fig.update_yaxes(showticklabels=False, title=None)
+    return style_figure(fig, "Embedding map: the photos' features in 2-D (crosses: suspects)", height=520)

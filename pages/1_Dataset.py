@@ -1,41 +1,71 @@
-"""Dataset: what is in the photos before any training (class balance, samples, sizes, colour,
-unreadable files, duplicates and the split)."""
+"""Dataset: build it (classes, photos from uploads, a .zip or the webcam, a quick subset), audit
+it for label errors, duplicates and outliers and fix them with nothing lost, and look at it
+(class balance, samples, sizes, colour, unreadable files, duplicates and the split)."""
 
 import streamlit as st
 
 from flower_core.data.synthetic import is_synthetic
-from ui import common, eda_view, loaders
+from ui import common, dataset_builder, eda_view, loaders, review_view
 
 common.page(
-    "Dataset",
-    "Look at the photos before training on them: class balance, samples, "
-    "sizes, colour, unreadable files, duplicates and the split.",
-    icon=":material/photo_library:",
+    "dataset",
+    "Build the dataset, find and fix its label errors, and look at the photos before training on them.",
 )
+if "dataset_notice" in st.session_state:
+    st.success(st.session_state.pop("dataset_notice"), icon=":material/check_circle:")
 root = common.data_root()
-dataset, problem = loaders.dataset_or_none(root)
-if dataset is None:
-    common.empty_state(
-        f"No dataset to explore yet. {problem}",
-        "home",
-        "Get a dataset on the Home page",
-        ":material/home:",
-    )
-    st.stop()
-
-with common.guard("Could not analyse the dataset"):
-    eda = loaders.eda_tables(str(root), loaders.folder_stamp(root))
 st.caption(f"`{root}`")
-eda_view.headline(eda, is_synthetic(root))
+dataset, problem = loaders.dataset_or_none(root)
+build, audit, explore = st.tabs(
+    [
+        ":material/construction: Build",
+        ":material/troubleshoot: Audit & review",
+        ":material/query_stats: Explore",
+    ]
+)
 
-sections = {
-    ":material/bar_chart: Classes": eda_view.classes,
-    ":material/grid_view: Samples": eda_view.samples,
-    ":material/aspect_ratio: Sizes": eda_view.sizes,
-    ":material/palette: Colour": eda_view.colour,
-    ":material/rule: Quality": eda_view.quality,
-    ":material/call_split: Split": eda_view.split,
-}
-for tab, section in zip(st.tabs(list(sections)), sections.values()):
-    with tab:
-        section(eda)
+with build:
+    dataset_builder.choose()
+    dataset_builder.new_dataset_form()
+    names = dataset_builder.class_names(root)
+    dataset_builder.classes_editor(root, names)
+    dataset_builder.photos_panel(root, names)
+    if dataset is not None:
+        dataset_builder.subset_form(root)
+
+with audit:
+    if dataset is None:
+        common.empty_state(f"No dataset to audit yet. {problem}")
+    else:
+        review_view.run_audit(root)
+        result = st.session_state.get(review_view.AUDIT)
+        if result is not None and str(result.dataset.root) == str(root.resolve()):
+            review_view.summary(result)
+            review_view.review_queue(root, result, dataset.class_names)
+            review_view.undo_button(root)
+            review_view.embedding_map(result)
+        review_view.retrain(root)
+
+with explore:
+    if dataset is None:
+        common.empty_state(
+            f"No dataset to explore yet. {problem}",
+            "home",
+            "Get a dataset on the Home page",
+            ":material/home:",
+        )
+    else:
+        with common.guard("Could not analyse the dataset"):
+            eda = loaders.eda_tables(str(root), loaders.folder_stamp(root))
+        eda_view.headline(eda, is_synthetic(root))
+        sections = {
+            ":material/bar_chart: Classes": eda_view.classes,
+            ":material/grid_view: Samples": eda_view.samples,
+            ":material/aspect_ratio: Sizes": eda_view.sizes,
+            ":material/palette: Colour": eda_view.colour,
+            ":material/rule: Quality": eda_view.quality,
+            ":material/call_split: Split": eda_view.split,
+        }
+        for tab, section in zip(st.tabs(list(sections)), sections.values()):
+            with tab:
+                section(eda)

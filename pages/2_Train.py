@@ -6,10 +6,9 @@ from flower_core.store.runs import ACTIVE_STATES, peek_status
 from ui import cache_view, common, live, loaders, study_view, sweep_view, train_form
 
 common.page(
-    "Train",
+    "train",
     "Start a training run in the background and follow it live. It keeps "
     "going if you leave the page; one job trains at a time, the others wait in a queue.",
-    icon=":material/model_training:",
 )
 root = common.data_root()
 dataset, problem = loaders.dataset_or_none(root)
@@ -30,11 +29,11 @@ with settings:
     train_form.weights_note()
     if dataset is not None:
         train_form.estimate_note(preset, dataset)
-    values = train_form.settings_form(preset, disabled=dataset is None)
+    values = train_form.settings_form(preset, root, dataset)
     if values is not None:
-        with common.guard("Cannot start training"):
+        with common.guard(train_form.START_ACTION, stop=False):
             run_dir = live.start(values, preset, root)
-        st.toast(f"Queued {run_dir.name}", icon=":material/play_arrow:")
+            st.toast(f"Queued {run_dir.name}", icon=":material/play_arrow:")
     else:
         live.new_submission()
     cache_view.cache_panel()
@@ -50,7 +49,7 @@ with panel:
             "Progress, curves and the log appear here.",
             icon=":material/info:",
         )
-    elif peek_status(run_dir).get("state") in ACTIVE_STATES:
+    elif peek_status(run_dir).state in ACTIVE_STATES:
         live.live(run_dir)
     else:
         with common.guard(f"Cannot show run {run_dir.name}"):

@@ -2,13 +2,12 @@
 
 import streamlit as st
 
-from ui import common, compare_view, loaders, sweep_view
+from ui import common, compare_view, live, loaders, sweep_view
 
 common.page(
-    "Compare",
+    "compare",
     "Every run in one table: sort by a column, filter, and select rows to "
     "compare their curves, test results, settings and confusion matrices.",
-    icon=":material/leaderboard:",
 )
 rows = loaders.runs()
 if not rows:
@@ -20,6 +19,7 @@ if not rows:
     )
     st.stop()
 
+live.follow_runs()
 compare_view.corrupt_runs(rows)
 frame = compare_view.filters(compare_view.runs_frame(rows))
 if frame.empty:

@@ -6,10 +6,9 @@ from ui import classify_view as view
 from ui import common, loaders
 
 common.page(
-    "Classify & explain",
+    "classify",
     "Upload photos, take one with the webcam or pick one from the dataset, see the "
     "model's top classes, and a heatmap of the evidence it used.",
-    icon=":material/center_focus_strong:",
 )
 rows = loaders.finished_runs()
 if not rows:

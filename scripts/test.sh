@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Install what the tests need into the project's .venv, then run the tests.
-#   bash scripts/test.sh            every test (what CI runs)
-#   bash scripts/test.sh --quick    the quick tier: no browser, no real data, no slow training
+#   bash scripts/test.sh            every test (what CI runs), with Ray installed for the cluster tests
+#   bash scripts/test.sh --quick    the quick tier: no browser, no real data, no slow training (needs no Ray)
 # Other arguments go to pytest, e.g. `bash scripts/test.sh --quick tests/test_config.py -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REQUIREMENTS=requirements-dev.txt
-source scripts/venv.sh
 quick=0
 args=()
 for arg in "$@"; do
   if [ "$arg" = --quick ]; then quick=1; else args+=("$arg"); fi
 done
+REQUIREMENTS=requirements-dev.txt
+source scripts/venv.sh
+if [ "$quick" = 0 ]; then
+  # The full suite's cluster tests need Ray (requirements-cluster.txt); the quick tier runs without it.
+  REQUIREMENTS=requirements-cluster.txt
+  source scripts/venv.sh
+fi
 if [ "$quick" = 1 ]; then
   args=(-m "not slow and not e2e and not real_data" ${args[@]+"${args[@]}"})
 else

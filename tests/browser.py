@@ -279,7 +279,7 @@ def sessions_during_a_job(
         seen = drive_sessions(url, photos, running_run=job.name)
         seconds = time.time() - with_clock
         memory = memory_mb(server.pid)
-        during = read_status(job).get("state")
+        during = read_status(job).state
     finally:  # never leave a 1000-epoch job training after a failure
         jobs.cancel(job)
     _wait(job, "cancelled")
@@ -295,7 +295,7 @@ def sessions_during_a_job(
         "server_rss_mb_after": round(memory["VmRSS"]),
         "server_peak_rss_mb": round(memory["VmHWM"]),
         "job_during": during,
-        "job_after": read_status(job).get("state"),
+        "job_after": read_status(job).state,
         "sessions_with_errors": sum(bool(s["problems"]) for s in seen),
         "sessions_with_another_prediction": sum(
             (s.get("prediction"), s.get("sure")) != (s["expected"], s["expected_sure"]) for s in seen
@@ -309,7 +309,7 @@ def _wait(job: Path, state: str, timeout: float = 300) -> None:
     from flower_core.store.runs import read_status
 
     deadline = time.time() + timeout
-    while (now := read_status(job).get("state")) != state:
+    while (now := read_status(job).state) != state:
         if now in ("done", "failed", "cancelled", "interrupted") or time.time() > deadline:
             raise AssertionError(f"the training job is {now}, expected {state}: {read_status(job)}")
         time.sleep(0.2)

@@ -16,14 +16,15 @@ WEIGHTS_DIR = Path(os.environ.get("FLOWER_WEIGHTS_DIR") or _SHARED / "weights")
 MOBILENET_NO_TOP = WEIGHTS_DIR / "mobilenet_1_0_224_tf_no_top.h5"
 
 
-def wait_until(predicate, timeout: float = 300, interval: float = 0.1) -> None:
-    """Poll `predicate` until it is true; fail the test when `timeout` seconds pass first."""
+def wait_until(predicate, timeout: float = 300, interval: float = 0.1, what: str = "condition") -> None:
+    """Poll `predicate` until it is true; fail the test, naming `what` was awaited, when
+    `timeout` seconds pass first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"{what} not reached in {timeout:g} s")
 
 
 needs_real_data = pytest.mark.skipif(
@@ -131,7 +132,7 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
 
     from flower_core.data.dataset import scan_dataset, split_dataset
     from flower_core.evaluation.evaluate import evaluate_model
-    from flower_core.store.runs import load_run_model, run_facts
+    from flower_core.store.runs import Run, load_run_model
 
     config = json.loads((run_dir / "config.json").read_text())
     split = split_dataset(scan_dataset(data_root))
@@ -152,7 +153,7 @@ def _finish_app_run(run_dir: Path, data_root: Path, accuracies: list[float]) -> 
     (run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     metrics = evaluate_model(
         load_run_model(run_dir),
-        run_facts(run_dir)["class_names"],
+        list(Run(run_dir).facts.class_names),
         data_root,
         split.test,
         image_size=config["image_size"],

@@ -18,7 +18,7 @@ from flower_core.config import SETTINGS, SUGGESTED_PRESET, make_config
 from flower_core.data.augment_preview import maps_note
 from flower_core.evaluation.compare import COMPACT_COLUMNS, TABLE_COLUMNS
 from flower_core.explain.faithfulness import VERDICTS
-from flower_core.store.runs import append_jsonl
+from flower_core.store.runs import Run, append_jsonl
 from flower_core.training import jobs
 from flower_core.training.progress import ExtractionProgress, update_status
 
@@ -73,6 +73,18 @@ def test_home_offers_every_dataset_source_and_says_why_download_is_unavailable()
     assert "no internet connection" in texts(at.warning)
     assert at.file_uploader(key="home_zip").allowed_type == [".zip", ".tar", ".tar.gz", ".tgz"]
     assert ".tgz" in texts(at.warning)  # the offline download says to upload the archive it names
+
+
+def test_the_menu_and_homes_directory_show_the_pages_of_one_table():
+    from ui.common import PAGES as TABLE
+
+    at = open_page()
+    menu = [(link.proto.label, link.proto.icon) for link in at.sidebar.get("page_link")]
+    assert menu == [(entry.title, entry.icon) for entry in TABLE.values()]
+    directory = [(link.proto.label, link.proto.icon) for link in at.main.get("page_link")]
+    others = [entry for entry in TABLE.values() if entry.script]
+    assert directory == [(entry.title, entry.icon) for entry in others]
+    assert {entry.description for entry in others} <= {caption.value for caption in at.caption}
 
 
 def test_home_lists_only_folders_with_photos_in_two_class_folders(synthetic_dataset, tmp_path):
@@ -199,6 +211,7 @@ def test_the_time_estimates_count_the_photos_of_the_loaded_dataset_not_its_folde
     at = open_page("pages/2_Train.py")
     listed = []
     monkeypatch.setattr(estimate, "list_candidates", lambda root: listed.append(root))
+    monkeypatch.setattr(jobs, "list_candidates", lambda root: listed.append(root))  # the launch checks
     at.selectbox(key="train_preset").set_value("dropout20")  # estimates not cached yet
     at.number_input(key="study_seeds").set_value(2)
     at.selectbox(key="sweep_preset").set_value("dropout20").run()
@@ -257,7 +270,7 @@ def test_train_page_shows_feature_extraction_once_with_the_whole_run_s_eta(synth
     at = _submit_small_run(open_page("pages/2_Train.py"))
     run_dir = jobs.queued_runs()[0]
     at.run()
-    estimate = json.loads((run_dir / "status.json").read_text())["estimate"]["seconds"]
+    estimate = Run.open(run_dir).status.estimate.seconds
     assert str(dt.timedelta(seconds=int(estimate))) in texts(at.metric)  # queued: the ETA is the estimate
     passes = {"train features": 100, "validation features": 20, "test features": 20}
     extraction = ExtractionProgress(passes, clock=iter([0.0, 2.0]).__next__)
@@ -276,12 +289,14 @@ def test_train_page_shows_feature_extraction_once_with_the_whole_run_s_eta(synth
 
 def test_train_form_previews_augmentation_with_its_settings(synthetic):
     at = open_page("pages/2_Train.py")
-    assert not [e for e in at.expander if e.label == "Augmentation preview"]  # best: no augmentation
-    images_before = len(at.get("image"))
+    # best: no augmentation, and the preview still shows, saying so (it helps decide)
+    off = next(e for e in at.expander if e.label == "Augmentation preview (augmentation is off)")
+    assert "Augmentation is off" in texts(off.caption) and not off.info
+    assert len(off.get("image")) == 9
     at.selectbox(key="train_preset").set_value("dropout20").run()
     assert_clean(at)
     preview = next(e for e in at.expander if e.label == "Augmentation preview")
-    assert len(at.get("image")) - images_before == 9
+    assert len(preview.get("image")) == 9
     backbone = at.selectbox(key="train_dropout20_backbone").value
     assert maps_note(make_config("dropout20").image_size, backbone) in texts(preview.info)
 
@@ -317,11 +332,9 @@ def test_the_augmentation_preview_follows_the_settings_before_train_is_pressed(s
 def test_train_refuses_a_missing_weights_file_in_one_line(synthetic, tmp_path):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="train_best_weights").set_value("file")
-    at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5"))
-    at.button(key="train_submit").click()
-    at.run()
-    assert texts(at.error).startswith("Cannot start training: weights file not found")
-    assert not jobs.queued_runs()
+    at.text_input(key="train_best_weights_path").set_value(str(tmp_path / "nope.h5")).run()
+    assert texts(at.warning).startswith("Cannot start training: weights file not found")
+    assert at.button(key="train_submit").disabled and not jobs.queued_runs()
 
 
 def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
@@ -339,6 +352,17 @@ def test_the_train_page_says_no_model_is_kept_when_a_kill_left_none(synthetic):
         "the training process stopped (killed or crashed) after epoch 1 of 30; "
         "no model was kept (none had been saved yet)"
     )
+
+
+def test_train_refuses_an_empty_weights_path_in_one_line(synthetic):
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="train_best_weights").set_value("file").run()
+    assert not at.exception
+    assert texts(at.warning) == (
+        "Cannot start training: no weights given: choose imagenet or none, or give the path of a "
+        "weights file. Received: weights=''"
+    )
+    assert at.button(key="train_submit").disabled and not jobs.queued_runs()
 
 
 def test_a_queue_without_a_worker_can_be_restarted(synthetic, no_worker):
@@ -459,7 +483,7 @@ def test_classify_tables_several_photos_and_explains_one_with_two_runs(synthetic
         for name in ("daisy", "tulip")
     ]
     at.file_uploader(key="classify_upload").set_value(photos).run()
-    assert list(at.dataframe[0].value["photo"]) == ["daisy.jpg", "tulip.jpg"]
+    assert list(at.dataframe[0].value["path"]) == ["daisy.jpg", "tulip.jpg"]
     at.selectbox(key="classify_pick").set_value("tulip.jpg")
     at.session_state["classify_tab"] = ":material/compare: Side by side"
     at.run()
@@ -628,6 +652,51 @@ def test_pages_survive_a_run_whose_files_are_corrupt(synthetic, app_runs, page):
         assert (app_runs / "20260101-000000-base-mobilenet-aaaa").is_dir()
 
 
+def test_a_failed_run_says_why_in_one_line_and_where_its_traceback_is(synthetic, app_runs):
+    failed = app_runs / "20260101-000200-batchnorm-vgg16-cccc"
+    (failed / "run.log").write_text("Traceback (most recent call last):\n  ...\nFlowerError: ...\n")
+    at = open_page("pages/2_Train.py", errors=True)
+    assert texts(at.error) == (
+        "Training failed: ImageNet weights for backbone 'vgg16' could not be loaded "
+        f"(the traceback is in {failed / 'run.log'})"
+    )
+
+
+def _plant_finished_run(app_runs: Path, name: str, **files: str) -> Path:
+    """A finished ImageNet MobileNet run (its history read by the Train page's time estimate)
+    whose files hold `files` as text."""
+    run_dir = app_runs / f"20260101-0005{len(list(app_runs.iterdir())):02d}-{name}"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(
+        json.dumps({"preset": "base", "backbone": "mobilenet", "weights": "imagenet", "epochs": 2})
+    )
+    (run_dir / "facts.json").write_text(json.dumps({"class_names": ["a", "b"], "split_sizes": {"train": 90}}))
+    (run_dir / "status.json").write_text(json.dumps({"state": "done", "message": "finished"}))
+    for file_name, text in files.items():
+        (run_dir / file_name).write_text(text)
+    return run_dir
+
+
+@pytest.mark.parametrize("seconds", ['"z"', "NaN"])
+def test_train_page_survives_an_epoch_line_of_the_wrong_type(synthetic, app_runs, seconds):
+    history = '{"epoch": 1, "loss": 0.9, "accuracy": 0.5, "seconds": 1.0}\n' + (
+        f'{{"epoch": 2, "loss": 0.8, "accuracy": 0.6, "seconds": {seconds}}}\n'
+    )
+    run_dir = _plant_finished_run(app_runs, "base-mobilenet-eeee", **{"history.jsonl": history})
+    at = open_page("pages/2_Train.py")
+    assert [c.value for c in at.caption if "With the preset's settings, about" in c.value]
+    assert f"Run `{run_dir.name}`" in texts(at.caption) and "epoch   2" not in texts(at.code)
+
+
+def test_compare_page_survives_a_test_accuracy_that_is_not_a_number(synthetic, app_runs):
+    # With the finished `base` run of app_runs, two runs of one study step: a mean and an sd.
+    metrics = {"metrics.json": '{"test_accuracy": NaN}'}
+    run_dir = _plant_finished_run(app_runs, "base-mobilenet-ffff", **metrics)
+    at = open_page("pages/3_Compare.py")
+    assert f"`{run_dir.name}`: corrupt run file" in texts(at.warning)
+    assert "'test_accuracy' should be a finite number" in texts(at.warning)
+
+
 def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthetic, app_runs):
     run_id = "20260101-000100-dropout20-mobilenet-bbbb"
     (app_runs / run_id / "metrics.json").write_text("[1]")
@@ -636,3 +705,92 @@ def test_train_says_in_one_line_when_a_finished_runs_metrics_are_corrupt(synthet
     at.run().switch_page("pages/2_Train.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert texts(at.error).startswith(f"Cannot show run {run_id}: corrupt run file")
+
+
+def _export_on_compare(run_id: str) -> AppTest:
+    at = open_page("pages/3_Compare.py")
+    at.selectbox(key="compare_manage").set_value(run_id).run()
+    at.button(key="compare_export_button").click().run()
+    return at
+
+
+def test_an_export_refused_is_one_line_and_leaves_no_progress_bar(synthetic, app_runs):
+    run_id = "20260101-000100-dropout20-mobilenet-bbbb"
+    (app_runs / run_id / "model.keras").write_bytes(b"not a model")
+    at = _export_on_compare(run_id)
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Cannot export the run: not a Keras model file") and "\n" not in error
+    assert not at.get("progress"), "the export's progress bar stayed after it failed"
+
+
+def test_an_export_fault_is_one_line_that_says_where_its_traceback_is(synthetic, app_runs, caplog, tmp_path):
+    """A run whose split.json lists a test photo of a class it never learned (hand-edited) breaks
+    the export with a ValueError, not a refusal: the page says so in one line, and the server's
+    log keeps the traceback."""
+    import shutil
+
+    run_id = "20260101-000100-dropout20-mobilenet-bbbb"
+    run_dir = app_runs / run_id
+    data = tmp_path / "flowers"
+    shutil.copytree(json.loads((run_dir / "config.json").read_text())["data_root"], data)
+    (data / "iris").mkdir()
+    shutil.copy(next((data / "daisy").iterdir()), data / "iris" / "iris_0.jpg")
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "data_root": str(data)}))
+    split = json.loads((run_dir / "split.json").read_text())
+    (run_dir / "split.json").write_text(json.dumps({**split, "test": [*split["test"], "iris/iris_0.jpg"]}))
+    at = _export_on_compare(run_id)
+    assert not at.exception, [e.message for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error == (
+        "Cannot export the run: ValueError: 'iris' is not in list (the traceback is in the server's log)"
+    )
+    assert not at.get("progress"), "the export's progress bar stayed after it failed"
+    logged = [r for r in caplog.records if r.getMessage().startswith("Cannot export the run")]
+    assert logged and logged[-1].exc_info, "the traceback behind the one line was not logged"
+
+
+def test_classify_tables_a_zip_of_photos_with_top_classes_and_the_unsure_flag_as_csv(synthetic, app_runs):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in ("daisy", "rose", "tulip"):
+            archive.write(synthetic / name / f"{name}_0001.jpg", f"trip/{name}.jpg")
+        archive.writestr("trip/readme.txt", "not a photo")
+    at = open_page("pages/4_Classify.py")
+    at.file_uploader(key="classify_upload").set_value(
+        ("trip.zip", buffer.getvalue(), "application/zip")
+    ).run()
+    assert_clean(at)
+    [table] = [frame.value for frame in at.dataframe if "path" in frame.value.columns]
+    assert list(table["path"]) == ["trip/daisy.jpg", "trip/rose.jpg", "trip/tulip.jpg"]
+    assert {"predicted_class", "probability", "low_confidence", "top_k"} <= set(table.columns)
+    assert table["top_k"].str.count(",").min() >= 2, "the top classes, not only the first"
+    [download] = at.get("download_button")
+    assert download.proto.label == "Download as CSV"
+    assert "3 photos" in texts(at.markdown)
+
+
+def test_a_click_on_a_confusion_cell_opens_its_photos(synthetic, app_runs):
+    from flower_core.store.runs import Run
+
+    run = Run.open(app_runs / "20260101-000100-dropout20-mobilenet-bbbb")
+    cells = run.metrics.confused_cells()
+    true_name, predicted, count = cells[-1]  # not the cell shown first
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["classify_tab"] = ":material/report: Mistakes"
+    at.session_state["classify_run"] = run.id
+    at.run().switch_page("pages/4_Classify.py").run()
+    assert at.selectbox(key="classify_cell").value != f"{true_name} taken for {predicted} ({count})"
+    click = {
+        "selection": {
+            "points": [{"x": predicted, "y": true_name}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    at.session_state["classify_confusion"] = click
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="classify_cell").value == f"{true_name} taken for {predicted} ({count})"

@@ -5,12 +5,17 @@ The photos are 2 x 2 canvases of four held-out synthetic photos of four differen
 their masks. Explaining each of the four classes in turn must move the map's peak onto that
 class's flower: a map that ignores the target (channel weights all equal), a random map, an
 inverted one or a flat one hits a given flower about once in four at best.
+
+The quick tier has its own known answer: a two-class model built with known weights (one
+channel sees red, the other blue) on a photo half red, half blue, where each class's evidence
+is exactly its colour's half.
 """
 
 from __future__ import annotations
 
 import io
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,6 +24,7 @@ from flower_core.data.dataset import scan_dataset
 from flower_core.data.images import model_input
 from flower_core.data.synthetic import load_mask
 from flower_core.explain import METHODS, explain_image
+from flower_core.models.classifier import HEAD_POOL, PREDICTIONS
 
 from .conftest import CAM_IMAGE_SIZE
 
@@ -107,3 +113,41 @@ def test_the_pointing_game_fails_a_flat_map(canvases):
         flat = np.full(masks[0].shape, value, np.float32)
         assert _hit_rate((flat, mask) for mask in masks) == 0.0
     assert _hit_rate((mask.astype(np.float32), mask) for mask in masks) == 1.0
+
+
+COLOUR_CLASSES = ["red", "blue"]
+COLOUR_SIDE, RED_COLUMNS = 16, 10  # red on the left 10 columns, so red is the predicted class
+
+
+def _colour_model() -> keras.Model:
+    """Known weights: channel 0 of the `colours` layer is the photo's red, channel 1 its blue;
+    class `red` scores the mean of channel 0, class `blue` the mean of channel 1."""
+    inputs = keras.Input((COLOUR_SIDE, COLOUR_SIDE, 3))
+    colours = keras.layers.Conv2D(2, 1, use_bias=False, name="colours")
+    x = keras.layers.GlobalAveragePooling2D(name=HEAD_POOL)(colours(inputs))
+    predictions = keras.layers.Dense(2, activation="softmax", name=PREDICTIONS)
+    model = keras.Model(inputs, predictions(x))
+    colours.set_weights([np.array([[[[1, 0], [0, 0], [0, 1]]]], np.float32) / 255])
+    predictions.set_weights([4 * np.eye(2, dtype=np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_explains_the_class_asked_for_not_the_predicted_one(method):
+    pixels = np.zeros((COLOUR_SIDE, COLOUR_SIDE, 3), np.uint8)
+    pixels[:, :RED_COLUMNS, 0] = 255
+    pixels[:, RED_COLUMNS:, 2] = 255
+    regions = {"red": np.zeros(pixels.shape[:2], bool)}
+    regions["red"][:, :RED_COLUMNS] = True
+    regions["blue"] = ~regions["red"]
+    model, photo = _colour_model(), _png(pixels)
+    for name in COLOUR_CLASSES:
+        explanation = explain_image(
+            model, photo, method, target_class=name, class_names=COLOUR_CLASSES, with_faithfulness=False
+        )
+        assert explanation.predicted_class == "red"
+        peak = tuple(map(int, np.unravel_index(np.argmax(explanation.model_heatmap), pixels.shape[:2])))
+        assert points_inside(explanation.model_heatmap, regions[name]), (
+            f"{method}: the map asked for class {name!r} peaks at {peak}, outside {name}'s half: "
+            "it does not explain the requested class"
+        )

@@ -5,11 +5,12 @@ import plotly.graph_objects as go
 import pytest
 
 from flower_core import charts
+from flower_core.store.run_files import Calibration, CalibrationBin, HistoryRow
 
 COUNTS = {"daisy": 10, "rose": 4, "tulip": 6}
 HISTORY = [
-    {"epoch": 1, "loss": 1.2, "accuracy": 0.4, "val_loss": 1.1, "val_accuracy": 0.5},
-    {"epoch": 2, "loss": 0.8, "accuracy": 0.7, "val_loss": None, "val_accuracy": None},
+    HistoryRow(epoch=1, loss=1.2, accuracy=0.4, val_loss=1.1, val_accuracy=0.5),
+    HistoryRow(epoch=2, loss=0.8, accuracy=0.7),
 ]
 TABLE = pd.DataFrame(
     {
@@ -109,13 +110,13 @@ def test_top_k_and_study_charts():
 
 
 def test_reliability_curve_has_the_diagonal_and_one_line_per_run():
-    calibration = {
-        "ece": 0.05,
-        "bins": [
-            {"confidence": 0.55, "accuracy": 0.5, "count": 10},
-            {"confidence": 0.95, "accuracy": 0.97, "count": 90},
-        ],
-    }
+    calibration = Calibration(
+        ece=0.05,
+        bins=(
+            CalibrationBin(confidence=0.55, accuracy=0.5, count=10),
+            CalibrationBin(confidence=0.95, accuracy=0.97, count=90),
+        ),
+    )
     fig = charts.reliability_curve({"run a": calibration, "run b": calibration})
     assert [trace.name for trace in fig.data] == [
         "perfectly calibrated",
@@ -130,6 +131,6 @@ def test_epoch_ticks_stay_whole_level_and_few():
 
     assert [epoch_step(n) for n in (1, 6, 12, 30, 200)] == [1, 1, 2, 5, 50]
     assert all(-(-n // epoch_step(n)) <= MAX_EPOCH_TICKS for n in range(1, 500))
-    history = [{"epoch": e, "loss": 1.0, "accuracy": 0.5} for e in range(1, 13)]
+    history = [HistoryRow(epoch=e, loss=1.0, accuracy=0.5) for e in range(1, 13)]
     axis = charts.training_curves(history).layout.xaxis
     assert (axis.dtick, axis.tickformat, axis.tickangle, axis.tickmode) == (2, "d", 0, "linear")

@@ -112,5 +112,5 @@ def test_a_run_whose_loss_becomes_nan_ends_failed_with_the_reason(synthetic_data
     )
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     status = read_status(run_dir)
-    assert status["state"] == "failed", status
-    assert "became" in status["message"] and "lower the learning rate" in status["message"]
+    assert status.state == "failed", status
+    assert "became" in status.message and "lower the learning rate" in status.message

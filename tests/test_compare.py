@@ -7,9 +7,13 @@ from flower_core.evaluation.compare import (
     COMPACT_COLUMNS,
     MORE_COLUMNS,
     TABLE_COLUMNS,
+    best_evaluated,
+    best_first,
     run_details,
+    run_label,
     table_columns,
 )
+from flower_core.store.run_files import HistoryRow, Metrics
 from flower_core.store.runs import HISTORY, METRICS, RunStore, append_jsonl, write_json
 
 
@@ -22,8 +26,8 @@ def test_run_details_join_config_summary_history_and_metrics(tmp_path):
     one, two = run_details(store.root, [first.name, second.name])
     assert (one["run_id"], one["dropout"], one["seed"], one["state"]) == (first.name, 0.3, 2, "queued")
     assert one["best_val_accuracy"] == 0.7 and one["test_accuracy"] == 0.8
-    assert one["history"] == [{"epoch": 0, "val_accuracy": 0.7, "seconds": 1.5}]
-    assert (two["preset"], two["history"], two["metrics"]) == ("center", [], {})
+    assert one["history"] == (HistoryRow(epoch=0, val_accuracy=0.7, seconds=1.5),)
+    assert (two["preset"], two["history"], two["metrics"]) == ("center", (), Metrics())
     with pytest.raises(FlowerError, match="invalid run id"):
         run_details(store.root, ["../escape"])
 
@@ -43,3 +47,25 @@ def test_the_table_shows_the_compact_set_then_the_chosen_columns_in_table_order(
     chosen = table_columns(["run_id", "weights"])
     assert chosen == [*COMPACT_COLUMNS, "weights", "run_id"]
     assert table_columns(MORE_COLUMNS) == list(TABLE_COLUMNS)
+
+
+def test_a_run_is_named_by_its_given_name_else_preset_backbone_and_id_suffix():
+    run = {"run_id": "20260101-000000-base-vgg16-ab12", "preset": "base", "backbone": "vgg16"}
+    assert run_label(run) == "base · vgg16 · ab12"
+    assert run_label({**run, "name": run["run_id"]}) == "base · vgg16 · ab12"  # the unrenamed default
+    assert run_label({**run, "name": "my best"}) == "my best"
+
+
+def test_runs_rank_by_test_accuracy_with_runs_not_evaluated_last_in_their_order():
+    rows = [
+        {"run_id": "queued"},
+        {"run_id": "good", "test_accuracy": 0.8},
+        {"run_id": "table cell", "test_accuracy": float("nan")},
+        {"run_id": "best", "test_accuracy": 0.9},
+        {"run_id": "failed", "test_accuracy": None},
+        {"run_id": "worst", "test_accuracy": 0.0},
+    ]
+    ranked = [row["run_id"] for row in best_first(rows)]
+    assert ranked == ["best", "good", "worst", "queued", "table cell", "failed"]
+    assert [row["run_id"] for row in best_evaluated(rows, 2)] == ["best", "good"]
+    assert [row["run_id"] for row in best_evaluated(rows, 5)] == ["best", "good", "worst"]

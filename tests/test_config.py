@@ -80,8 +80,8 @@ def test_train_help_lists_every_preset_with_its_line():
         ({"seed": 2**40}, "seed must be between 0 and 2147483647"),
         ({"learning_rate": math.inf}, "learning rate must be a finite number"),
         ({"learning_rate": math.nan}, "learning rate must be a finite number"),
-        ({"patience": -1}, "early-stopping patience must be at least 0"),
-        ({"fine_tune_epochs": -1}, "fine-tune epochs must be at least 1"),
+        ({"patience": -1}, "early-stopping patience must be between 0 and 100000"),
+        ({"fine_tune_epochs": -1}, "fine-tune epochs must be between 1 and 100000"),
         ({"image_size": "224"}, "image size must be of type int. Received: image_size='224'"),
         ({"augment": 1}, "augmentation must be of type bool"),
         ({"epochs": True}, "epochs must be of type int"),
@@ -99,7 +99,8 @@ def test_limits_come_from_one_place():
     assert SETTINGS["image_size"].limits_text() == "between 32 and 1024"
     assert SETTINGS["dropout"].limits_text() == "in [0, 1)"
     assert SETTINGS["learning_rate"].limits_text() == "positive"
-    assert SETTINGS["epochs"].limits_text() == "at least 1"
+    assert SETTINGS["batch_size"].limits_text() == "at least 1"
+    assert SETTINGS["epochs"].limits_text() == "between 1 and 100000"
     for name, spec in SETTINGS.items():
         value = getattr(DEFAULTS, name)
         assert spec.problem(value) is None, f"the default of {name} breaks its own limits"

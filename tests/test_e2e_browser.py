@@ -84,6 +84,7 @@ def test_every_page_opens_on_the_synthetic_set(browser_page):
         assert not page.get_by_test_id("stException").count()
         screenshot(page, f"{list(PAGES).index(key) + 1}-{key}-before-training")
     open_page(page, "dataset")
+    page.get_by_role("tab", name="Explore").click()
     page.get_by_role("tab", name="Samples").click()
     page.get_by_role("tab", name="Samples").wait_for()
     settle(page)
@@ -127,3 +128,42 @@ def test_train_one_epoch_then_classify_and_explain_an_upload(browser_page, serve
     assert page.get_by_test_id("stMetric").filter(has_text="Prediction").count() == 1
     assert page.locator("[data-testid=stImage] img").count() >= 2
     screenshot(page, "5-classify")
+
+
+def test_the_default_recipe_trains_and_exports_from_its_buttons(browser_page, tmp_path):
+    """The app's defaults untouched (the `best` preset on the backbone the form opens on, ready with
+    no download): Train, then Export, and the zip holds every format and a card that names the
+    weights' origin and licence."""
+    import json
+    import zipfile
+
+    from flower_core.config import SUGGESTED_PRESET, make_config
+    from flower_core.models.backbone_specs import BACKBONES
+
+    page = browser_page
+    open_page(page, "train")
+    backbone = make_config(SUGGESTED_PRESET).backbone
+    assert page.locator(f".st-key-train_{SUGGESTED_PRESET}_backbone").inner_text().startswith(backbone)
+    page.locator(".st-key-train_submit button").click()
+    page.get_by_test_id("stMetricLabel").get_by_text("Test accuracy").wait_for(timeout=600_000)
+    settle(page, 1)
+    page.get_by_role("button", name=re.compile("^Export")).click()
+    download_button = page.get_by_role("button", name="Download the export (.zip)")
+    download_button.wait_for(timeout=600_000)
+    assert not page.get_by_test_id("stException").count()
+    screenshot(page, "3-train-exported")
+    with page.expect_download() as download:
+        download_button.click()
+    archive = tmp_path / "export.zip"
+    download.value.save_as(archive)
+    with zipfile.ZipFile(archive) as files:
+        names = {Path(name).name for name in files.namelist()}
+        card = json.loads(files.read(next(n for n in files.namelist() if n.endswith("model_card.json"))))
+    assert {"model.onnx", "model_card.md", "labels.txt", "saved_model.pb"} <= names
+    assert set(card["formats"]) | set(card.get("skipped", {})) >= {"saved_model", "onnx"}
+    spec = BACKBONES[backbone]
+    assert (card["backbone"], card["origin"], card["licence"]) == (
+        backbone,
+        spec.weights_origin,
+        spec.licence,
+    )

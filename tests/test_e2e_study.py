@@ -51,5 +51,5 @@ def test_the_study_button_queues_the_study_and_compare_shows_it(page_and_runs):
     page.locator(".st-key-compare_study_cancel button").click()
     settle(page)
     run_dirs = groups.group_run_dirs(runs, record["id"])
-    wait_until(lambda: all(peek_status(d).get("state") not in ACTIVE_STATES for d in run_dirs), timeout=120)
-    assert {peek_status(d)["state"] for d in run_dirs} <= {"cancelled", "done"}
+    wait_until(lambda: all(peek_status(d).state not in ACTIVE_STATES for d in run_dirs), timeout=120)
+    assert {peek_status(d).state for d in run_dirs} <= {"cancelled", "done"}

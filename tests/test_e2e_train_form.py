@@ -28,9 +28,7 @@ def page_and_runs(tmp_path):
             for run_dir in RunStore(runs).run_dirs():  # no worker outlives the test
                 jobs.cancel(run_dir)
             wait_until(
-                lambda: all(
-                    peek_status(d).get("state") not in ACTIVE_STATES for d in RunStore(runs).run_dirs()
-                ),
+                lambda: all(peek_status(d).state not in ACTIVE_STATES for d in RunStore(runs).run_dirs()),
                 timeout=180,
             )
 

@@ -2,12 +2,13 @@
 a range, recorded with each run beside its actual time; one ETA and one extraction count for
 the whole run."""
 
+import dataclasses
 import json
 
 import pytest
 
 from flower_core.config import make_config
-from flower_core.store.runs import STATUS, read_json
+from flower_core.store.runs import read_status
 from flower_core.training import estimate
 from flower_core.training.estimate import SPEED_SOURCES, SPEEDS_FILE, backbone_speed, estimate_run
 from flower_core.training.jobs import create_run
@@ -51,18 +52,18 @@ def test_an_estimate_is_a_range_and_says_what_it_rests_on(synthetic_dataset, tmp
 def test_a_run_records_its_estimate_and_its_error_is_measured(synthetic_dataset, tmp_path):
     config = make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=1)
     run_dir = create_run(config, synthetic_dataset, tmp_path / "runs")
-    status = read_json(run_dir / STATUS)
-    recorded = status["estimate"]
-    assert recorded["low_s"] <= recorded["seconds"] <= recorded["high_s"] and recorded["source"] == "typical"
-    assert estimate.run_eta(status) == recorded["seconds"]  # queued: the ETA is the estimate
+    status = read_status(run_dir)
+    recorded = status.estimate
+    assert recorded.low_s <= recorded.seconds <= recorded.high_s and recorded.source == "typical"
+    assert estimate.run_eta(status) == recorded.seconds  # queued: the ETA is the estimate
     assert estimate.estimate_error(status) is None
-    done = {
-        **status,
-        "state": "done",
-        "started": "2026-01-01T00:00:00+00:00",
-        "finished": "2026-01-01T00:00:20+00:00",
-        "estimate": {**recorded, "seconds": 25.0, "low_s": 15.0, "high_s": 30.0},
-    }
+    done = dataclasses.replace(
+        status,
+        state="done",
+        started="2026-01-01T00:00:00+00:00",
+        finished="2026-01-01T00:00:20+00:00",
+        estimate=dataclasses.replace(recorded, seconds=25.0, low_s=15.0, high_s=30.0),
+    )
     error = estimate.estimate_error(done)
     assert error["actual_s"] == 20.0 and error["error"] == pytest.approx(0.25) and error["in_range"]
 

@@ -20,6 +20,7 @@ from flower_core.evaluation.evaluate import (
     summarise,
 )
 from flower_core.evaluation.predict import load_run, predict_paths
+from flower_core.store.run_files import Metrics
 
 CLASSES = ["daisy", "rose", "tulip"]
 
@@ -72,6 +73,33 @@ def test_metrics_on_a_hand_computed_case():
     )
     assert metrics["most_confused"][0]["count"] == 1
     json.dumps(metrics)
+
+
+def test_every_confusion_cell_with_mistakes_comes_with_its_photos_most_confused_first():
+    """Four classes, seven cells with mistakes (more than `most_confused` keeps in the metrics)."""
+    names = ["daisy", "rose", "tulip", "iris"]
+    pairs = [(0, 1), (0, 1), (0, 1), (0, 2), (1, 0), (1, 0), (2, 3), (3, 0), (3, 1), (3, 2), (1, 1)]
+    labels = [true for true, _ in pairs]
+    probabilities = np.full((len(pairs), 4), 0.1)
+    probabilities[np.arange(len(pairs)), [predicted for _, predicted in pairs]] = 0.7
+    files = [f"{names[true]}/{i}.jpg" for i, (true, _) in enumerate(pairs)]
+    metrics = Metrics.from_json(summarise(probabilities, labels, names, files), "metrics.json")
+    cells = metrics.confused_cells()
+    assert cells == [
+        ("daisy", "rose", 3),
+        ("rose", "daisy", 2),
+        ("daisy", "tulip", 1),
+        ("tulip", "iris", 1),
+        ("iris", "daisy", 1),
+        ("iris", "rose", 1),
+        ("iris", "tulip", 1),
+    ]
+    assert sorted(m.path for m in metrics.mistakes("daisy", "rose")) == [
+        "daisy/0.jpg",
+        "daisy/1.jpg",
+        "daisy/2.jpg",
+    ]
+    assert all(len(metrics.mistakes(true, predicted)) == count for true, predicted, count in cells)
 
 
 def test_empty_class_gives_zero_not_nan():

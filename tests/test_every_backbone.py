@@ -101,3 +101,15 @@ def test_every_preset_trains_on_a_backbone_that_has_a_spec():
     for preset in PRESETS:
         assert make_config(preset).backbone in BACKBONES
     assert make_config(DEFAULT_PRESET).backbone in BACKBONES
+
+
+def test_forms_open_on_a_backbone_that_trains_here(tmp_path, monkeypatch):
+    from flower_core.models.backbones import opening_backbone, trains_here
+
+    assert not trains_here("vgg16") and trains_here("vgg16", online=True)
+    assert opening_backbone("vgg16") == APP_DEFAULT  # the first with packaged weights
+    assert opening_backbone("vgg16", online=True) == "vgg16"
+    assert opening_backbone("efficientnet_lite2") == "efficientnet_lite2"
+    (tmp_path / BACKBONES["vgg16"].weights_file).write_bytes(b"")
+    monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(tmp_path))
+    assert opening_backbone("vgg16") == "vgg16"

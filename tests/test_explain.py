@@ -22,6 +22,7 @@ from flower_core.explain import (
     overlay_heatmap,
     preprocessed_view,
 )
+from flower_core.explain.faithfulness import REMOVE_FRACTION
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.classifier import build_classifier
 
@@ -100,6 +101,13 @@ def test_unknown_layer_class_and_method_list_the_choices():
         explain_image(model, _photo(), target_class="lily", class_names=CLASSES)
     with pytest.raises(FlowerError, match="gradcam, gradcam\\+\\+, scorecam"):
         explain_image(model, _photo(), method="lime")
+
+
+def test_each_method_carries_its_own_name_and_label():
+    """A method is one class: its key and the label the app shows are set on it, not elsewhere."""
+    for key, method in METHODS.items():
+        assert method.name == key and {"name", "label"} <= set(vars(method)), method
+    assert [method.label for method in METHODS.values()] == ["Grad-CAM", "Grad-CAM++", "Score-CAM"]
 
 
 def test_unreadable_photo_is_a_one_line_error():
@@ -193,6 +201,32 @@ def test_cli_explain_json(tiny_classifier_run, tmp_path, capsys):
     assert error.startswith("error: unknown layer") and "\n" not in error
 
 
+def test_faithfulness_fills_what_it_removes_with_the_photos_mean_colour():
+    """The fill is the documented one (`faithfulness`, step 2). The model's class scores are the
+    photo's mean red, green and blue (a fourth class scores 0), so the confidences after the
+    removal give back the colour the removed pixels were given."""
+    inputs = keras.Input((20, 20, 3))
+    dense = keras.layers.Dense(4, activation="softmax")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))
+    dense.set_weights([np.eye(3, 4, dtype=np.float32) / 255, np.zeros(4, np.float32)])
+    red, blue = np.array([240.0, 20.0, 20.0]), np.array([20.0, 60.0, 240.0])
+    pixels = np.zeros((20, 20, 3), np.float32)
+    pixels[:, :10], pixels[:, 10:] = red, blue
+    heatmap = np.zeros((20, 20), np.float32)
+    heatmap[:, :10] = 1.0  # the removed pixels are all red
+    after = [faithfulness(model, pixels, heatmap, target=c, grid=(2, 2)) for c in range(3)]
+    kept = np.array([row["confidence"] - row["cam_drop"] for row in after])
+    means_after = 255 * np.log(kept / (1 - kept.sum()))
+    fill = red + (means_after - pixels.mean(axis=(0, 1))) / REMOVE_FRACTION
+    mean_colour = (red + blue) / 2
+    np.testing.assert_allclose(
+        fill,
+        mean_colour,
+        atol=0.5,
+        err_msg=f"the removed pixels were filled with {fill.round(1)}, not the photo's mean {mean_colour}",
+    )
+
+
 def _pointing_hit(heatmap: np.ndarray, mask: np.ndarray, tolerance: int) -> tuple[bool, float]:
     """Whether the peak lies on the mask grown by `tolerance` px, and that grown mask's area."""
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
@@ -258,3 +292,57 @@ def test_faithfulness_verdicts_say_in_plain_words_what_the_score_means():
     assert verdict(0.3) == VERDICTS["faithful"] and verdict(-0.3) == VERDICTS["unfaithful"]
     assert verdict(CHANCE_BAND) == verdict(0.0) == VERDICTS["chance"]
     assert "relies on other parts of the photo" in VERDICTS["unfaithful"]
+
+
+def test_a_cam_method_registers_itself_and_must_name_itself():
+    from flower_core.explain import METHODS, BaseCAM
+
+    assert {cls.__module__.rsplit(".", 1)[1] for cls in METHODS.values()} == {
+        "gradcam",
+        "gradcam_plus_plus",
+        "score_cam",
+    }
+    with pytest.raises(TypeError, match="sets its own name and label"):
+
+        class Unnamed(BaseCAM):
+            name = "unnamed"
+
+    assert "unnamed" not in METHODS
+
+
+def test_score_cam_reports_each_batch_of_masked_photos_and_gradcam_its_end():
+    from flower_core.explain.score_cam import BATCH_SIZE, MAX_CHANNELS
+
+    model, calls = _model("vgg16"), []
+    explain_image(model, _photo(), "scorecam", progress=lambda done, total: calls.append((done, total)))
+    batches = -(-(MAX_CHANNELS + 1) // BATCH_SIZE)  # the chosen channels' masks and a black photo
+    assert calls == [(done, batches) for done in range(1, batches + 1)] + [(1, 1)]
+    calls.clear()
+    explain_image(model, _photo(), "gradcam", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]
+
+
+def test_a_map_that_does_no_better_than_one_random_draw_reads_about_chance():
+    """Known answer: the model sees only an 8 x 8 bright corner. A map on half of it removes
+    less than the luckiest random blob does (one of the four draws covers the corner), so it
+    reads as chance, though its score is well above `CHANCE_BAND`; a map on the whole corner
+    beats every draw."""
+    from flower_core.explain.faithfulness import CHANCE_BAND, VERDICTS, verdict
+
+    inputs = keras.Input((32, 32, 3))
+    dense = keras.layers.Dense(2, activation="softmax")
+    corner = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 24), (0, 24)))(inputs))
+    model = keras.Model(inputs, dense(corner))
+    dense.set_weights([np.array([[0.0, 0.01]] * 3, np.float32), np.array([5.5, 0.0], np.float32)])
+    pixels = np.full((32, 32, 3), 100, np.float32)
+    pixels[:8, :8] = 255
+    half, whole = np.zeros((32, 32), np.float32), np.zeros((32, 32), np.float32)
+    half[:4, :8], whole[:8, :8] = 1.0, 1.0
+    half[16:, 16:] = whole[16:, 16:] = 0.5
+    partial = faithfulness(model, pixels, half, target=1, grid=(4, 4))
+    low, high = partial["random_band"]
+    assert CHANCE_BAND < partial["score"] < high and low < 0
+    assert verdict(partial["score"], partial["random_band"]) == VERDICTS["chance"]
+    full = faithfulness(model, pixels, whole, target=1, grid=(4, 4))
+    assert full["score"] > full["random_band"][1]
+    assert verdict(full["score"], full["random_band"]) == VERDICTS["faithful"]

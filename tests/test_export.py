@@ -20,7 +20,7 @@ from flower_core.errors import FlowerError
 from flower_core.evaluation.predict import load_run, predict_image
 from flower_core.export import formats as export_formats
 from flower_core.export.card import CARD_JSON, CARD_MD
-from flower_core.export.exporter import batch_size, export_run, zip_folder
+from flower_core.export.exporter import batch_size, check_agreement, compare, export_run, zip_folder
 from flower_core.export.formats import (
     DEFAULT_FORMATS,
     FLOAT_TOLERANCE,
@@ -94,6 +94,59 @@ def test_every_format_is_in_the_default_export():
 
 def test_verification_batches_shrink_with_the_image_size():
     assert [batch_size(size) for size in (32, 96, 224, 384, 512, 4000)] == [32, 32, 23, 8, 4, 1]
+
+
+# The checks as documented (docs/ARCHITECTURE.md, "Export"), written out here so that a changed
+# constant fails like a changed comparison: float32 formats within 1e-3 of Keras' probabilities,
+# quantised ones on Keras' class for at least 97 % of the test photos.
+DOCUMENTED_TOLERANCE, DOCUMENTED_MIN_AGREEMENT = 1e-3, 0.97
+FLOAT32_FORMATS = [name for name, spec in FORMATS.items() if spec.precision == "float32"]
+QUANTISED_FORMATS = [name for name in FORMATS if name not in FLOAT32_FORMATS]
+
+
+def _keras_probabilities(photos: int = 100, classes: int = 5) -> np.ndarray:
+    """Each photo 0.6 on one class and 0.1 on the others: no near-tie for a small change to flip."""
+    probabilities = np.full((photos, classes), 0.1)
+    probabilities[np.arange(photos), np.arange(photos) % classes] = 0.6
+    return probabilities
+
+
+def _refusal(name: str, outputs: np.ndarray, reference: np.ndarray) -> str | None:
+    """Why the export check refuses `outputs` as format `name`'s, or `None` when it keeps them."""
+    try:
+        check_agreement(name, compare(outputs, reference, reference.argmax(axis=1)))
+    except FlowerError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.parametrize("name", FLOAT32_FORMATS)
+def test_a_float32_format_is_refused_just_beyond_the_tolerance_and_kept_just_within(name):
+    reference = _keras_probabilities()
+    for factor, kept in ((0.9, True), (1.1, False)):
+        outputs = reference.copy()
+        outputs[7, 1] += factor * DOCUMENTED_TOLERANCE
+        refusal = _refusal(name, outputs, reference)
+        assert (refusal is None) == kept, (
+            f"{name}: a probability {factor * DOCUMENTED_TOLERANCE:.1e} away from Keras' was "
+            f"{'refused' if refusal else 'kept'}; the documented tolerance is {DOCUMENTED_TOLERANCE:g}"
+        )
+    assert "differs from the Keras model" in refusal
+
+
+@pytest.mark.parametrize("name", QUANTISED_FORMATS)
+def test_a_quantised_format_is_refused_just_below_the_agreement_and_kept_at_it(name):
+    reference = _keras_probabilities()
+    needed = round(DOCUMENTED_MIN_AGREEMENT * len(reference))
+    for agreeing, kept in ((needed, True), (needed - 1, False)):
+        outputs = reference.copy()
+        outputs[agreeing:] = np.roll(outputs[agreeing:], 1, axis=1)  # another top class
+        refusal = _refusal(name, outputs, reference)
+        assert (refusal is None) == kept, (
+            f"{name}: the same class as Keras on {agreeing} of {len(reference)} photos was "
+            f"{'refused' if refusal else 'kept'}; the documented minimum is {DOCUMENTED_MIN_AGREEMENT:.0%}"
+        )
+    assert "agrees with the Keras model on 96.0%" in refusal
 
 
 def _cli_error(argv, capsys) -> str:

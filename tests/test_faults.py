@@ -25,6 +25,7 @@ import pytest
 from flower_core.config import make_config
 from flower_core.errors import FlowerError
 from flower_core.models.features import FeatureCache
+from flower_core.store.run_files import HistoryRow
 from flower_core.store.runs import (
     CONFIG,
     FACTS,
@@ -129,8 +130,8 @@ class _Reader(threading.Thread):
         for row in RunStore(root).list_runs():
             run_dir = root / row["run_id"]
             self.states[row["state"]] += 1
-            self.states[read_status(run_dir)["state"]] += 1
-            assert all(isinstance(h["epoch"], int) for h in read_history(run_dir))
+            self.states[read_status(run_dir).state] += 1
+            assert all(isinstance(h.epoch, int) for h in read_history(run_dir))
             metrics = read_json(run_dir / METRICS)
             assert metrics is None or "test_accuracy" in metrics
 
@@ -198,11 +199,11 @@ def _assert_readable(run_dir: Path) -> None:
     """Every file parses, the state is right for a killed run, and the model loads."""
     assert isinstance(read_json(run_dir / CONFIG), dict)
     raw = read_json(run_dir / STATUS)["state"]
-    state = read_status(run_dir)["state"]
+    state = read_status(run_dir).state
     assert (raw, state) in {("queued", "queued"), ("running", "interrupted"), ("done", "done")}, (raw, state)
     lines = (run_dir / HISTORY).read_text().split("\n") if (run_dir / HISTORY).exists() else [""]
     complete = [json.loads(line) for line in lines[:-1]]
-    assert read_history(run_dir) == complete
+    assert read_history(run_dir) == tuple(HistoryRow.from_json(h, HISTORY) for h in complete)
     assert [h["epoch"] for h in complete] == list(range(1, len(complete) + 1))
     if (run_dir / SPLIT).exists():
         assert set(read_json(run_dir / SPLIT)) >= {"train", "val", "test"}
@@ -319,7 +320,7 @@ def test_failed_history_append_leaves_no_half_line(tmp_path, monkeypatch, code):
     assert history.read_bytes() == before
     monkeypatch.undo()
     append_jsonl(history, {"epoch": 2, "loss": 0.8})
-    assert [h["epoch"] for h in read_history(tmp_path)] == [1, 2]
+    assert [h.epoch for h in read_history(tmp_path)] == [1, 2]
 
 
 def _tiny_model():
@@ -357,9 +358,9 @@ def test_training_that_cannot_write_ends_failed_with_a_clear_message(
     _fail_fsync(monkeypatch, name, code)
     assert run_training(run_dir) == "failed"
     status = read_status(run_dir)
-    assert status["state"] == "failed" and status["finished"]
-    assert status["message"].startswith(f"{PROBLEMS[code]} while writing {run_dir / name}")
-    assert "\n" not in status["message"] and "Traceback" in (run_dir / RUN_LOG).read_text()
+    assert status.state == "failed" and status.finished
+    assert status.message.startswith(f"{PROBLEMS[code]} while writing {run_dir / name}")
+    assert "\n" not in status.message and "Traceback" in (run_dir / RUN_LOG).read_text()
     assert _leftovers(run_dir) == []
     assert not (run_dir / name).exists() or (name == HISTORY and (run_dir / name).read_bytes() == b"")
     _assert_no_torn_files(run_dir)
@@ -403,7 +404,7 @@ def test_when_even_the_failed_status_cannot_be_written_the_process_exits_with_on
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: no space left on device while writing {run_dir / STATUS}")
-    assert read_status(run_dir)["state"] == "interrupted"
+    assert read_status(run_dir).state == "interrupted"
     assert _leftovers(run_dir) == [] and not (run_dir / SPLIT).exists()
     _assert_no_torn_files(run_dir)
 
@@ -438,17 +439,18 @@ def test_two_sessions_pressing_train_at_once_queue_one_behind_the_other_while_re
         runs_made = [f.result() for f in [pool.submit(press_train) for _ in range(2)]]
     reader = _Reader([runs])
     reader.start()
-    pairs = set()
-    while {read_status(r)["state"] for r in runs_made} != {"done"}:
-        first, second, first_again = (read_status(r)["state"] for r in (*runs_made, runs_made[0]))
+    pairs, deadline = set(), time.monotonic() + 600
+    while {read_status(r).state for r in runs_made} != {"done"}:
+        assert time.monotonic() < deadline, f"runs not done: {[read_status(r) for r in runs_made]}"
+        first, second, first_again = (read_status(r).state for r in (*runs_made, runs_made[0]))
         assert (first, second, first_again).count("running") < 3, "two runs trained at once"
         pairs.add((first, second))
         time.sleep(0.02)
     reader.stop()
     assert {("running", "queued"), ("queued", "running")} & pairs, pairs
     assert reader.errors == [] and set(reader.states) <= VALID_STATES and reader.rounds > 10
-    earlier, later = sorted((read_status(r) for r in runs_made), key=lambda s: s["started"])
-    assert earlier["finished"] <= later["started"]
+    earlier, later = sorted((read_status(r) for r in runs_made), key=lambda s: s.started)
+    assert earlier.finished <= later.started
     assert all(len(read_history(r)) == 3 for r in runs_made) and queued_runs(runs) == []
     wait_until(lambda: not worker_active(runs), timeout=60)
 
@@ -476,14 +478,14 @@ def test_corrupt_status_never_breaks_listing_or_the_queue(tmp_path, content):
     assert rows[bad.name]["state"] in {"corrupt", "unknown", "interrupted"}
     assert rows[good.name]["state"] == "queued" and queued_runs(store.root) == [good]
     update_status(bad, state="failed", message="reset")
-    assert read_status(bad)["state"] == "failed"
+    assert read_status(bad).state == "failed"
 
 
 def test_garbage_history_metrics_and_meta_are_skipped_or_reported(tmp_path):
     store = RunStore(tmp_path / "runs")
     run_dir = store.create({"epochs": 2}, "x")
     (run_dir / HISTORY).write_bytes(b'\xff\xfe\n{]\n[1]\n"text"\n{"epoch": 1}\n{"epoch": 2, "lo')
-    assert read_history(run_dir) == [{"epoch": 1}]
+    assert read_history(run_dir) == (HistoryRow(epoch=1),)
     assert store.list_runs()[0]["epochs_done"] == 1
     for name, content in ((METRICS, b"[0.5]"), ("meta.json", b"{oops")):
         (run_dir / name).write_bytes(content)

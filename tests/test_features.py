@@ -6,7 +6,6 @@ import json
 import multiprocessing
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from flower_core.models.features import (
     cached_maps,
     cached_views,
 )
-from flower_core.store.runs import read_json, read_status, run_facts
+from flower_core.store.runs import Run, read_json, read_status
 from flower_core.training.jobs import train_new_run
 
 from .conftest import WEIGHTS_DIR, needs_mobilenet_weights
@@ -83,6 +82,22 @@ def test_cache_key_changes_with_what_changes_the_features(change):
 )
 def test_cache_key_ignores_head_and_training_settings(change):
     assert _key(**change) == _key()
+
+
+@pytest.mark.parametrize(
+    "files",
+    [KEY_FILES[:1], [*KEY_FILES, "tulip/3.jpg"], KEY_FILES[::-1]],
+    ids=["fewer", "more", "reordered"],
+)
+def test_cache_key_follows_the_file_list(files):
+    """Two runs on one dataset with other splits must not share features: each row of an entry
+    is the photo at that place in its file list."""
+    config = make_config("base", **KEY_BASE)
+    same_dataset = cache_key(config, "fingerprint-a", KEY_FILES)
+    assert cache_key(config, "fingerprint-a", list(KEY_FILES)) == same_dataset
+    assert cache_key(config, "fingerprint-a", files) != same_dataset, (
+        f"the file lists {KEY_FILES} and {files} of one dataset share a cache key: the key ignores the files"
+    )
 
 
 def test_feature_maps_are_keyed_before_pooling():
@@ -153,10 +168,10 @@ def test_hit_restart_entries_and_clear(tiny_features, synthetic_dataset, photos,
 def _build_at_once(root, barrier, results):
     """One of two processes that miss the same entry together and both build it."""
     cache = FeatureCache(root)
-    barrier.wait()
+    barrier.wait(timeout=60)
 
     def build(path):
-        time.sleep(0.5)  # both have missed before either publishes
+        barrier.wait(timeout=60)  # both have missed before either publishes
         np.save(path, np.arange(24, dtype="float32").reshape(6, 4))
 
     array, hit = cache.get_or_build("samekey", build, {"kind": "test"})
@@ -274,10 +289,10 @@ def test_cached_head_matches_end_to_end_accuracy(preset, changes, synthetic_data
                 **changes,
             )
             run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
-            assert run_facts(run_dir)["augment_cache"] == config.augment_cache
+            assert Run(run_dir).facts.augment_cache == config.augment_cache
             accuracy[name].append(read_json(run_dir / "metrics.json")["test_accuracy"])
     print(json.dumps(accuracy))
-    one_photo = 1 / run_facts(run_dir)["split_sizes"]["test"]
+    one_photo = 1 / Run(run_dir).facts.split_sizes["test"]
     noise = max(np.ptp(accuracy["cached"]), np.ptp(accuracy["end_to_end"]), one_photo)
     assert abs(np.mean(accuracy["cached"]) - np.mean(accuracy["end_to_end"])) <= noise, accuracy
 
@@ -323,9 +338,9 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_dataset, tmp_path):
     # job worker trains them, in one process (a fresh MirroredStrategy per run used to fail the second).
     for run_dir in run_dirs:
         status = read_status(run_dir)
-        assert status["state"] == "done", status
-        assert status["replicas"] == 2
-    assert run_facts(run_dirs[-1])["augment_cache"] == "maps"
+        assert status.state == "done", status
+        assert status.replicas == 2
+    assert Run(run_dirs[-1]).facts.augment_cache == "maps"
 
 
 def test_pixel_scratch_is_removed_after_use_sweeps_dead_processes_and_survives_a_cache_clear(

@@ -24,8 +24,8 @@ def test_a_run_killed_after_its_first_epoch_keeps_that_epochs_model_and_says_so(
         process.kill()
         process.wait()
     status = read_status(run_dir)
-    assert status["state"] == "interrupted"
-    kept = status["kept_epoch"]
+    assert status.state == "interrupted"
+    kept = status.kept_epoch
     assert 1 <= kept <= len(read_history(run_dir))
-    assert status["message"].endswith(f"the model of epoch {kept} (the best until then) is kept")
+    assert status.message.endswith(f"the model of epoch {kept} (the best until then) is kept")
     assert load_run_model(run_dir).output_shape == (None, 5)

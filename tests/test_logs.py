@@ -3,6 +3,7 @@ one-line error, and stops collecting when the training ends."""
 
 import logging
 
+from flower_core.errors import FlowerError, one_line
 from flower_core.store.logs import ROOT_LOGGER, log_to_file
 
 
@@ -27,3 +28,10 @@ def test_nothing_is_written_for_a_block_that_logs_nothing(tmp_path):
     with log_to_file(tmp_path / "run.log"):
         pass
     assert not (tmp_path / "run.log").exists()
+
+
+def test_an_error_reads_as_one_line_and_a_fault_names_its_type():
+    assert one_line(FlowerError("run x has no model.keras\nsecond line")) == "run x has no model.keras"
+    assert one_line(KeyError("backbone")) == "KeyError: 'backbone'"
+    assert one_line(RuntimeError()) == "RuntimeError"
+    assert len(one_line(ValueError("x" * 1000))) == 300

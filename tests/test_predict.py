@@ -178,3 +178,50 @@ def test_cli_predict_in_a_subprocess(tiny_classifier_run, tmp_path):
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines()[-1].startswith("error: no readable image")
     assert "empty file" in failed.stderr
+
+
+def test_cli_predicts_folders_into_a_csv_written_whole(tiny_classifier_run, tmp_path, capsys):
+    from flower_core.cli import main
+
+    folder = tmp_path / "album"
+    _photos(folder / "a", 2)
+    _photos(folder / "b", 1)
+    out = tmp_path / "predictions.csv"
+    out.write_text("an earlier file\n")
+    assert main(["predict", "--run", str(tiny_classifier_run), str(folder), "--csv", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["csv"] == str(out) and len(payload["predictions"]) == 3
+    table = pd.read_csv(out)
+    assert len(table) == 3 and {"predicted_class", "probability", "low_confidence", "top_k"} <= set(
+        table.columns
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "a temp file was left"
+    assert (
+        main(["predict", "--run", str(tiny_classifier_run), str(tmp_path / "none"), "--csv", str(out)]) == 2
+    )
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: no readable image:") and "\n" not in error
+    assert len(pd.read_csv(out)) == 3, "a refused input left the earlier CSV whole"
+
+
+def test_a_zip_of_photos_is_predicted_in_a_folder_that_is_removed(tiny_classifier_run, tmp_path):
+    import tempfile
+    import zipfile
+
+    from flower_core.errors import FlowerError
+    from flower_core.evaluation.predict import predict_zip
+
+    photos = _photos(tmp_path / "src", 3)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for photo in photos:
+            zipped.write(photo, f"trip/{photo.name}")
+        zipped.writestr("trip/notes.txt", "not a photo")
+    model, class_names = load_run(tiny_classifier_run)
+    before = set(Path(tempfile.gettempdir()).glob("flower-predict-*"))
+    results = predict_zip(model, class_names, archive, max_bytes=10**7, top_k=2)
+    assert [r["path"] for r in results] == [f"trip/{p.name}" for p in photos]
+    assert all(len(r["top_k"]) == 2 for r in results)
+    assert set(Path(tempfile.gettempdir()).glob("flower-predict-*")) == before
+    with pytest.raises(FlowerError, match="archive refused: it unpacks to more than"):
+        predict_zip(model, class_names, archive, max_bytes=10)

@@ -13,7 +13,8 @@ from flower_core.config import make_config
 from flower_core.data.synthetic import CLASSES, generate
 from flower_core.errors import FlowerError
 from flower_core.evaluation.predict import load_run, predict_paths
-from flower_core.store.runs import CONFIG, FACTS, RunStore, read_record, run_facts, write_json
+from flower_core.store.run_files import Facts
+from flower_core.store.runs import CONFIG, FACTS, Run, RunStore, read_json, write_json
 from flower_core.training.jobs import create_run
 from flower_core.training.train import run_training
 
@@ -41,7 +42,7 @@ def test_training_leaves_config_as_queued_and_writes_its_facts_once(small_set_wi
     )
     run_dir = create_run(config, small_set_with_a_broken_photo, tmp_path / "runs")
     queued = _sha(run_dir / CONFIG)
-    assert not (run_dir / FACTS).exists() and run_facts(run_dir) == {}
+    assert not (run_dir / FACTS).exists() and Run.open(run_dir).facts == Facts()
     seen = []  # facts.json's inode and bytes when the first epoch ends
 
     def reporter(event):
@@ -50,26 +51,26 @@ def test_training_leaves_config_as_queued_and_writes_its_facts_once(small_set_wi
 
     assert run_training(run_dir, reporter=reporter) == "done"
     assert _sha(run_dir / CONFIG) == queued
-    assert not FACT_NAMES & set(read_record(run_dir / CONFIG))
+    assert not FACT_NAMES & set(read_json(run_dir / CONFIG))
     assert seen == [((run_dir / FACTS).stat().st_ino, (run_dir / FACTS).read_bytes())]
-    facts = run_facts(run_dir)
-    assert FACT_NAMES <= set(facts) and facts["class_names"] == list(CLASSES)
-    assert [path for path, _ in facts["skipped_files"]] == ["rose/broken.jpg"]
-    split = read_record(run_dir / "split.json")
-    assert facts["split_sizes"] == {part: len(split[part]) for part in ("train", "val", "test")}
-    assert sum(facts["split_sizes"].values()) == 8 * len(CLASSES)
-    assert len(facts["dataset_fingerprint"]) == 16 and facts["augment_cache"] == config.augment_cache
+    facts = Run.open(run_dir).facts
+    assert FACT_NAMES <= set(read_json(run_dir / FACTS)) and facts.class_names == tuple(CLASSES)
+    assert [path for path, _ in facts.skipped_files] == ["rose/broken.jpg"]
+    split = read_json(run_dir / "split.json")
+    assert facts.split_sizes == {part: len(split[part]) for part in ("train", "val", "test")}
+    assert sum(facts.split_sizes.values()) == 8 * len(CLASSES)
+    assert len(facts.dataset_fingerprint) == 16 and facts.augment_cache == config.augment_cache
 
 
 def test_facts_come_from_their_file_or_from_an_old_config(tmp_path):
     store = RunStore(tmp_path / "runs")
     queued = store.create({"preset": "base", "augment": True, "augment_cache": "maps"})
-    assert run_facts(queued) == {}
+    assert Run.open(queued).facts == Facts()
     new = store.create({"preset": "base", "augment": True, "augment_cache": "maps"})
     write_json(
         new / FACTS, {"class_names": ["a", "b"], "split_sizes": {"train": 4}, "augment_cache": "views"}
     )
-    assert run_facts(new)["class_names"] == ["a", "b"]
+    assert Run.open(new).facts.class_names == ("a", "b")
     assert store.summary(new)["augment_cache"] == "views"  # what ran, not what was asked for
     old = store.create(
         {
@@ -82,21 +83,21 @@ def test_facts_come_from_their_file_or_from_an_old_config(tmp_path):
             "split_sizes": {"train": 2},
         }
     )
-    assert run_facts(old) == {
-        "class_names": ["c"],
-        "dataset_fingerprint": "f",
-        "skipped_files": [],
-        "split_sizes": {"train": 2},
-        "augment_cache": "views",
-    }
+    assert Run.open(old).facts == Facts(
+        class_names=("c",),
+        dataset_fingerprint="f",
+        skipped_files=(),
+        split_sizes={"train": 2},
+        augment_cache="views",
+    )
     assert store.summary(old)["augment_cache"] == "views"
 
 
 def test_a_wrong_typed_facts_file_is_a_one_line_reason(tmp_path):
     run_dir = RunStore(tmp_path / "runs").create({"preset": "base"})
     (run_dir / FACTS).write_text(json.dumps({"class_names": "abc"}))
-    with pytest.raises(FlowerError, match=f"corrupt run file .*{FACTS}: 'class_names' should be list"):
-        run_facts(run_dir)
+    with pytest.raises(FlowerError, match=f"corrupt run file .*{FACTS}: 'class_names' should be a list"):
+        _ = Run.open(run_dir).facts
     (run_dir / FACTS).write_text("{}")
     with pytest.raises(FlowerError, match=f"no class names in {FACTS}"):
         load_run(run_dir)

@@ -177,7 +177,7 @@ def test_a_group_shares_one_split_and_is_cancelled_and_deleted_as_one(synthetic_
     with pytest.raises(FlowerError, match="still queued or running: cancel the group first"):
         groups.delete_group(runs, record["id"])
     assert groups.cancel_group(runs, record["id"]) == 2
-    assert [peek_status(d)["state"] for d in run_dirs] == ["done", "cancelled", "cancelled"]
+    assert [peek_status(d).state for d in run_dirs] == ["done", "cancelled", "cancelled"]
     assert groups.delete_group(runs, record["id"]) == 3
     assert RunStore(runs).run_dirs() == [] and groups.list_groups(runs) == []
     with pytest.raises(FlowerError, match="no study or sweep"):
@@ -319,6 +319,39 @@ def test_estimate_measures_speed_from_the_cache_and_shares_features_in_a_group(s
     scratch = estimate.estimate_run(make_config("base", **TINY), synthetic_dataset, cache_root=cache.root)
     assert scratch["extraction_s"] == 0 and scratch["training_s"] > 0
     assert estimate.format_duration(45) == "45 s" and estimate.format_duration(7500) == "2 h 05 min"
+
+
+def _finished_run(runs, **files: str):
+    """A finished ImageNet MobileNet run on 100 training photos whose files hold `files` as text."""
+    run_dir = RunStore(runs).create({"preset": "base", "backbone": "mobilenet", "weights": "imagenet"})
+    write_json(run_dir / "facts.json", {"class_names": ["a", "b"], "split_sizes": {"train": 100}})
+    write_json(run_dir / "status.json", {"state": "done", "message": "finished"})
+    for name, text in files.items():
+        (run_dir / name).write_text(text)
+    return run_dir
+
+
+@pytest.mark.parametrize("seconds", ['"z"', "NaN"])
+def test_an_epoch_line_of_the_wrong_type_never_reaches_the_estimate(synthetic_dataset, tmp_path, seconds):
+    runs = tmp_path / "runs"
+    lines = '{"epoch": 1, "seconds": 0.5}\n' + f'{{"epoch": 2, "seconds": {seconds}}}\n'
+    _finished_run(runs, **{"history.jsonl": lines})
+    config = make_config("base", backbone="mobilenet")
+    result = estimate.estimate_run(config, synthetic_dataset, runs_root=runs)
+    assert math.isfinite(result["seconds"])
+    assert result["training_s"] == pytest.approx(config.epochs * result["photos"] * 0.7 * 0.5 / 100)
+
+
+def test_a_test_accuracy_that_is_not_a_number_leaves_the_study_table_standing(tmp_path):
+    runs = tmp_path / "runs"
+    _finished_run(runs, **{"metrics.json": '{"test_accuracy": 0.8}'})
+    broken = _finished_run(runs, **{"metrics.json": '{"test_accuracy": NaN}'})
+    rows = RunStore(runs).list_runs()
+    base = next(row for row in study_table(rows) if row["preset"] == "base")
+    assert (base["runs"], base["mean"], base["sd"]) == (1, 0.8, None)
+    [corrupt] = [row for row in rows if row["state"] == "corrupt"]
+    assert corrupt["run_id"] == broken.name
+    assert "'test_accuracy' should be a finite number" in corrupt["message"]
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+from flower_core.config import make_config
 from flower_core.groups import group as groups
+from flower_core.models.backbones import ready_offline
 from flower_core.store.runs import (
     CONFIG,
     HISTORY,
@@ -87,7 +89,7 @@ def test_a_study_is_cancelled_and_deleted_from_compare(no_worker):
     _finish(first, 0.5, 0.6)
     at = open_page("pages/3_Compare.py")
     at.button(key="compare_study_cancel").click().run()
-    states = [peek_status(d)["state"] for d in groups.group_run_dirs(None, record["id"])]
+    states = [peek_status(d).state for d in groups.group_run_dirs(None, record["id"])]
     assert states == ["done"] + ["cancelled"] * 13
     at.checkbox(key="compare_study_confirm").check().run()
     at.button(key="compare_study_delete").click().run()
@@ -96,10 +98,22 @@ def test_a_study_is_cancelled_and_deleted_from_compare(no_worker):
 
 
 @pytest.mark.usefixtures("synthetic")
+def test_the_launchers_open_on_backbones_that_train_here_and_the_sweeps_follows_its_preset(no_worker):
+    at = open_page("pages/2_Train.py")
+    assert at.selectbox(key="study_backbone").value in ready_offline()
+    at.selectbox(key="sweep_preset").set_value("best").run()
+    assert at.selectbox(key="sweep_best_backbone").value == make_config("best").backbone
+    at.selectbox(key="sweep_best_backbone").set_value("efficientnet_lite2").run()
+    at.selectbox(key="sweep_preset").set_value("dropout20").run()
+    assert at.selectbox(key="sweep_dropout20_backbone").value in ready_offline()
+    assert at.selectbox(key="sweep_dropout20_backbone").value != "efficientnet_lite2"
+
+
+@pytest.mark.usefixtures("synthetic")
 def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
     at = open_page("pages/2_Train.py")
     at.selectbox(key="sweep_preset").set_value("dropout20").run()
-    at.selectbox(key="sweep_backbone").set_value("mobilenet")
+    at.selectbox(key="sweep_dropout20_backbone").set_value("mobilenet")
     at.selectbox(key="sweep_weights").set_value("none")
     at.selectbox(key="sweep_size").set_value(32)
     at.text_input(key="sweep_values_dropout").set_value("0.1,0.3")
@@ -107,9 +121,10 @@ def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
     at.multiselect(key="sweep_values_pooling").select("avg").run()
     assert "4 runs, about" in texts(at.caption)
     at.text_input(key="sweep_values_dropout").set_value("0.1,nope").run()
-    assert "Cannot plan this sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(
-        at.error
+    assert "Cannot start the sweep: dropout takes a value of type float. Received: dropout='nope'" in texts(
+        at.warning
     )
+    assert at.button(key="sweep_start").disabled
     at.text_input(key="sweep_values_dropout").set_value("0.1,0.3").run()
     at.button(key="sweep_start").click().run()
     assert_clean(at)
@@ -140,3 +155,16 @@ def test_a_sweep_is_planned_shown_and_its_best_by_validation_started(no_worker):
         0,
     )
     assert (stored["weights"], stored["image_size"], stored["backbone"]) == ("none", 32, "mobilenet")
+
+
+@pytest.mark.usefixtures("synthetic")
+def test_compare_follows_queued_and_training_runs_until_they_finish(no_worker):
+    record = _queue_study(open_page("pages/2_Train.py"))
+    assert jobs.active_runs() == {run_id: "queued" for run_id in record["runs"]}
+    at = open_page("pages/3_Compare.py")
+    assert "0 training, 14 queued: this page updates as they finish." in texts(at.caption)
+    for run_dir in groups.group_run_dirs(None, record["id"]):
+        _finish(run_dir, 0.5, 0.6)
+    assert jobs.active_runs() == {}
+    at.run()
+    assert "this page updates" not in texts(at.caption)

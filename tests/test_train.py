@@ -17,7 +17,7 @@ from flower_core.cli import commands as cli
 from flower_core.config import PRESETS, make_config
 from flower_core.evaluation.evaluate import evaluate_run
 from flower_core.models.features import FeatureCache
-from flower_core.store.runs import RunStore, load_run_model, read_history, read_json, read_status, run_facts
+from flower_core.store.runs import Run, RunStore, load_run_model, read_history, read_json, read_status
 from flower_core.training.jobs import train_new_run
 from flower_core.training.train import _compile, _view_dataset
 from tests.test_tensorboard import event_steps
@@ -45,17 +45,17 @@ def random_mobilenet_weights(tmp_path_factory) -> str:
 
 
 def _assert_complete_run(run_dir: Path, epochs: int, classes: list[str]):
-    config, facts = read_json(run_dir / "config.json"), run_facts(run_dir)
-    assert facts["class_names"] == classes and len(facts["dataset_fingerprint"]) == 16
+    config, facts = read_json(run_dir / "config.json"), Run(run_dir).facts
+    assert list(facts.class_names) == classes and len(facts.dataset_fingerprint) == 16
     split = read_json(run_dir / "split.json")
     assert split["seed"] == config["seed"] and split["train"] and split["val"] and split["test"]
     assert not set(split["train"]) & set(split["test"])
     status = read_status(run_dir)
-    assert status["state"] == "done" and status["finished"]
+    assert status.state == "done" and status.finished
     history = read_history(run_dir)
-    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(history[0])
-    assert event_steps(run_dir / "tensorboard" / "validation") == [h["epoch"] for h in history]
+    assert [h.epoch for h in history] == list(range(1, epochs + 1))
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(history[0].to_json())
+    assert event_steps(run_dir / "tensorboard" / "validation") == [h.epoch for h in history]
     metrics = read_json(run_dir / "metrics.json")
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["class_names"] == classes
     assert sum(map(sum, metrics["confusion"])) == len(split["test"])
@@ -91,7 +91,7 @@ def test_cli_synth_then_train_gives_a_complete_run_folder(tmp_path):
     result = json.loads(train.stdout.strip().splitlines()[-1])
     assert result["state"] == "done" and Path(result["run_dir"]).parent == tmp_path / "runs"
     assert result["stop_reason"].startswith("ran all 2 epochs; the model of epoch")
-    assert read_status(Path(result["run_dir"]))["stop_reason"] == result["stop_reason"]
+    assert read_status(Path(result["run_dir"])).stop_reason == result["stop_reason"]
     _assert_complete_run(Path(result["run_dir"]), 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
     listing = _cli("runs", "--runs", str(tmp_path / "runs"), "--json")
     assert json.loads(listing.stdout.splitlines()[-1])["runs"][0]["run_id"] == result["run_id"]
@@ -178,9 +178,9 @@ def test_both_ways_of_caching_augmentation_train_and_score_like_the_saved_model(
     )
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
-    facts = run_facts(run_dir)
-    assert facts["augment_cache"] == ran and read_json(run_dir / "config.json")["augment_cache"] == way
-    sizes = facts["split_sizes"]
+    facts = Run(run_dir).facts
+    assert facts.augment_cache == ran and read_json(run_dir / "config.json")["augment_cache"] == way
+    sizes = facts.split_sizes
     entries = sorted((e["kind"], e["photos"]) for e in FeatureCache().entries())
     assert entries == sorted(zip(kinds, (sizes["train"], sizes["val"], sizes["test"])))
     # The saved model (the best epoch, written when training ended) scores what the cache scored.
@@ -202,8 +202,8 @@ def test_fine_tuning_and_end_to_end_training(synthetic_dataset, random_mobilenet
     )
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs")
     _assert_complete_run(run_dir, 2, ["daisy", "dandelion", "rose", "sunflower", "tulip"])
-    assert [h["phase"] for h in read_history(run_dir)] == ["head", "fine-tune"]
-    assert read_history(run_dir)[1]["lr"] == pytest.approx(1e-5)
+    assert [h.phase for h in read_history(run_dir)] == ["head", "fine-tune"]
+    assert read_history(run_dir)[1].lr == pytest.approx(1e-5)
 
 
 @pytest.mark.slow
@@ -247,7 +247,7 @@ def test_offline_vgg16_imagenet_is_one_clear_line(synthetic_dataset, tmp_path):
     "args, message",
     [
         (["--preset", "nope"], "unknown preset 'nope'"),
-        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--epochs", "0"], "epochs must be between 1 and 100000"),
         (["--backbone", "alexnet"], "backbone must be one of"),
         (["--epochs", "two"], "invalid int value"),
         (["--fine-tune-learning-rate", "0"], "fine-tune learning rate must be positive"),
@@ -327,8 +327,8 @@ def test_cancelled_run_stops_and_keeps_the_best_model(synthetic_dataset, tmp_pat
         process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 0
     status = read_status(run_dir)
-    assert status["state"] == "cancelled" and status["finished"]
-    assert status["stop_reason"].startswith("cancelled by request after epoch ")
+    assert status.state == "cancelled" and status.finished
+    assert status.stop_reason.startswith("cancelled by request after epoch ")
     assert 1 <= len(read_history(run_dir)) < 200
     assert load_run_model(run_dir).output_shape == (None, 5)
 
@@ -340,7 +340,7 @@ def test_killed_run_is_readable_and_reported_interrupted(synthetic_dataset, tmp_
     process.kill()
     process.wait()
     status = read_status(run_dir)
-    assert status["state"] == "interrupted" and "killed" in status["message"]
+    assert status.state == "interrupted" and "killed" in status.message
     assert len(read_history(run_dir)) >= 2
     assert load_run_model(run_dir).output_shape == (None, 5)
 

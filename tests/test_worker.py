@@ -34,20 +34,21 @@ def test_one_waiting_worker_trains_run_after_run_and_a_killed_one_is_replaced(
     runs = tmp_path / "runs"
     quick = make_config("base", backbone="mobilenet", weights="none", image_size=64, epochs=1)
     first = submit(quick, synthetic_dataset, runs)
-    wait_until(lambda: read_status(first)["state"] == "done")
-    pid = read_status(first)["pid"]
-    time.sleep(1)
+    wait_until(lambda: read_status(first).state == "done")
+    pid = read_status(first).pid
+    says = f"{pid} waiting"
+    wait_until(lambda: (runs / jobs.LOCK_FILE).read_text() == says, timeout=120, what=f"lock file {says!r}")
     assert worker_active(runs) and _alive(pid), "the worker waits for the next run"
     second = submit(quick, synthetic_dataset, runs)
-    wait_until(lambda: read_status(second)["state"] == "done")
-    assert read_status(second)["pid"] == pid, "the waiting worker trained it; no new process"
+    wait_until(lambda: read_status(second).state == "done")
+    assert read_status(second).pid == pid, "the waiting worker trained it; no new process"
 
     os.kill(pid, signal.SIGKILL)
     # A killed process holds its lock until the kernel has unmapped its memory (seconds here).
     wait_until(lambda: not worker_active(runs), timeout=120)
     third = submit(quick, synthetic_dataset, runs)
-    wait_until(lambda: read_status(third)["state"] == "done")
-    replacement = read_status(third)["pid"]
+    wait_until(lambda: read_status(third).state == "done")
+    replacement = read_status(third).pid
     assert replacement != pid
 
     shutil.rmtree(runs)
@@ -103,6 +104,19 @@ def test_no_worker_is_kept_warm_when_waiting_is_off(tmp_path, monkeypatch):
     assert runs.resolve() not in jobs._STARTED and not worker_active(runs)
     with pytest.raises(FlowerError, match="0 or more"):
         jobs.run_worker(runs, idle_s=-1)
+
+
+def test_a_worker_says_in_its_lock_file_while_it_waits_for_a_run(tmp_path):
+    runs = tmp_path / "runs"
+    lock = runs / jobs.LOCK_FILE
+    no_photos = tmp_path / "missing"  # the warm-up fails at once and is skipped
+    worker = threading.Thread(target=jobs.run_worker, args=(runs, 60, no_photos))
+    worker.start()
+    says = f"{os.getpid()} waiting"
+    wait_until(lambda: lock.is_file() and lock.read_text() == says, timeout=30, what=f"lock file {says!r}")
+    shutil.rmtree(runs)  # a deleted runs folder ends the wait
+    worker.join(timeout=60)
+    assert not worker.is_alive()
 
 
 def test_a_worker_that_has_grown_is_restarted_once_its_queue_is_empty(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from flower_core.config import SETTINGS
 from flower_core.data.augment_preview import PREVIEW_VERSIONS, augmented_versions, maps_note
 from ui import loaders
 from ui.common import data_root
@@ -19,20 +20,25 @@ def _versions(photo: str, image_size: int, seed: int):
 
 
 def panel(values: dict) -> None:
-    """With augmentation on, the preview, drawn with the form's settings as they are now.
+    """The preview, drawn with the form's settings as they are now; also while augmentation is
+    off (saying so), since that is when it helps decide whether to turn it on.
 
     Args:
         values: the Train form's current settings (`augment`, `image_size`, `seed`,
             `augment_cache`), read on every rerun, before Train is pressed.
     """
-    if not values["augment"]:
-        return
     dataset, _ = loaders.dataset_or_none(data_root())
     if dataset is None or not dataset.files:
         return
     size, seed = int(values["image_size"]), int(values["seed"])
     photo = dataset.root / dataset.files[seed % len(dataset.files)]
-    with st.expander("Augmentation preview", icon=":material/auto_awesome_motion:"):
+    title = "Augmentation preview" if values["augment"] else "Augmentation preview (augmentation is off)"
+    with st.expander(title, icon=":material/auto_awesome_motion:"):
+        if not values["augment"]:
+            st.caption(
+                f"Augmentation is off: training sees each photo as it is. Turn on "
+                f"*{SETTINGS['augment'].label}* to train on versions like these."
+            )
         original, versions = _versions(str(photo), size, seed)
         images = [original, *versions]
         captions = ["the photo", *(f"version {i}" for i in range(1, PREVIEW_VERSIONS + 1))]
@@ -45,5 +51,5 @@ def panel(values: dict) -> None:
             f"`{dataset.files[seed % len(dataset.files)]}` at {size} px, seed {seed}: "
             "random flip, rotation, zoom and shear, through the layers training uses."
         )
-        if values["augment_cache"] == "maps":
+        if values["augment"] and values["augment_cache"] == "maps":
             st.info(maps_note(size, values["backbone"]), icon=":material/grid_on:")

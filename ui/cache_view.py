@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from flower_core.models.features import FeatureCache
+from ui.common import guard
 
 
 def cache_panel() -> None:
@@ -27,6 +28,7 @@ def cache_panel() -> None:
         columns = ["backbone", "image_size", "preprocessing", "kind", "photos", "bytes"]
         st.dataframe(pd.DataFrame(entries)[columns], key="train_cache_table", hide_index=True)
         if st.button("Clear the cache", key="train_cache_clear", icon=":material/delete:"):
-            freed = cache.clear()
+            with guard("Cannot clear the cache"):
+                freed = cache.clear()
             st.toast(f"Freed {freed / 1e6:,.1f} MB", icon=":material/delete:")
             st.rerun()

@@ -5,25 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 from PIL import Image, ImageOps
 
 from flower_core import charts
 from flower_core.errors import FlowerError
+from flower_core.evaluation.compare import run_label
+from flower_core.evaluation.predict import csv_bytes
+from flower_core.evaluation.predict import predictions_table as predictions_frame
 from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_view
-from flower_core.explain.faithfulness import REMOVE_FRACTION
+from flower_core.explain.faithfulness import RANDOM_DRAWS, REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
-from flower_core.store.runs import CONFIG, METRICS, read_json
+from flower_core.store.run_files import Mistake
+from flower_core.store.runs import Run
 from ui import loaders
-from ui.common import data_root, guard, percent, runs_root, short_name, upload_limit_mb
-from ui.compare_view import label
+from ui.common import (
+    data_root,
+    failure,
+    guard,
+    percent,
+    progress_reporter,
+    runs_root,
+    short_name,
+    timed_reporter,
+    upload_limit_mb,
+)
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
-METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 MISTAKES_SHOWN = 6
 CAMERA_PHOTO_NAME = "webcam.jpg"
+ZIP_SUFFIX = ".zip"
 
 
 @dataclass
@@ -38,7 +50,7 @@ class Controls:
 
 
 def _run_label(row: dict) -> str:
-    return f"{label(row)} — test accuracy {percent(row.get('test_accuracy'))}"
+    return f"{run_label(row)} — test accuracy {percent(row.get('test_accuracy'))}"
 
 
 def choose_run(rows: list[dict]) -> str:
@@ -67,7 +79,8 @@ def _dataset_photo() -> list[tuple[str, bytes]]:
     name = left.selectbox("Class", dataset.class_names, key="classify_class")
     files = [rel for rel in dataset.files if rel.split("/", 1)[0] == name]
     rel = right.selectbox("Photo", files, key=f"classify_file_{name}", format_func=lambda r: r.split("/")[-1])
-    return [(rel, (dataset.root / rel).read_bytes())]
+    with guard(f"Cannot read {rel}"):
+        return [(rel, (dataset.root / rel).read_bytes())]
 
 
 def _camera_photo() -> list[tuple[str, bytes]]:
@@ -98,24 +111,29 @@ def choose_photos() -> list[tuple[str, bytes]]:
         photos = _camera_photo()
     else:
         photos = _uploaded_photos()
-    return [(name, loaders.held_photo(data)) for name, data in photos]
+    return [(name, data if _is_zip(name) else loaders.held_photo(data)) for name, data in photos]
+
+
+def _is_zip(name: str) -> bool:
+    return name.lower().endswith(ZIP_SUFFIX)
 
 
 def _uploaded_photos() -> list[tuple[str, bytes]]:
     """The uploader's photos that pass the size limits (each refusal shown)."""
     per_photo, at_once = min(MAX_PHOTO_MB, upload_limit_mb()), upload_limit_mb()
     uploads = st.file_uploader(
-        "Photos of flowers",
-        type=UPLOAD_TYPES,
+        "Photos of flowers, or a zip of them",
+        type=[*UPLOAD_TYPES, ZIP_SUFFIX.lstrip(".")],
         accept_multiple_files=True,
         key="classify_upload",
-        max_upload_size=per_photo,
-        help=f"Up to {per_photo} MB per photo and {at_once} MB at once.",
+        max_upload_size=at_once,
+        help=f"Up to {per_photo} MB per photo and {at_once} MB at once; a zip's photos are "
+        "predicted together, in one table you can download as CSV.",
     )
     accepted = []
     for upload in uploads or []:
         try:
-            check_upload(upload.name, upload.size, per_photo)
+            check_upload(upload.name, upload.size, at_once if _is_zip(upload.name) else per_photo)
             accepted.append(upload)
         except FlowerError as error:
             st.error(f"Upload refused: {error}", icon=":material/error:")
@@ -127,34 +145,53 @@ def _uploaded_photos() -> list[tuple[str, bytes]]:
     return [(upload.name, upload.getvalue()) for upload in accepted]
 
 
+def _table(records: list[dict], key: str) -> None:
+    """Predictions, one row per photo (`predict.predictions_table`: top classes, each class's
+    probability, the unsure flag, the problem), and the same as a CSV download."""
+    st.dataframe(
+        predictions_frame(records),
+        hide_index=True,
+        key=key,
+        placeholder="",
+        column_config={
+            "path": st.column_config.TextColumn("photo"),
+            "probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+            "low_confidence": st.column_config.CheckboxColumn("unsure"),
+        },
+    )
+    st.download_button(
+        "Download as CSV",
+        csv_bytes(records),
+        file_name="predictions.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key=f"{key}_csv",
+    )
+
+
 def predictions_table(run_dir: str, photos: list[tuple[str, bytes]]) -> str:
     """With several photos: a table of every prediction; returns the name of the one to explain."""
     stamp = loaders.model_stamp(run_dir)
-    rows = []
+    records = []
     for name, data in photos:
         try:
-            result = loaders.predict(run_dir, stamp, data)
-            rows.append(
-                {
-                    "photo": name,
-                    "prediction": result["predicted_class"],
-                    "probability": result["probability"],
-                    "low confidence": result["low_confidence"],
-                    "problem": "",
-                }
-            )
-        except FlowerError as error:  # one unreadable upload must not hide the others
-            rows.append({"photo": name, "problem": str(error)})
-    st.dataframe(
-        pd.DataFrame(rows),
-        hide_index=True,
-        key="classify_table",
-        placeholder="",
-        column_config={
-            "probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
-        },
-    )
+            records.append({"path": name, **loaders.predict(run_dir, stamp, data)})
+        except Exception as error:  # one photo that fails must not hide the others
+            records.append({"path": name, "error": failure(error)})
+    _table(records, "classify_table")
     return st.selectbox("Explain", [name for name, _ in photos], key="classify_pick")
+
+
+def zip_predictions(run_dir: str, name: str, data: bytes) -> None:
+    """Every photo of an uploaded zip predicted in batches, with a progress bar: the table and
+    its CSV."""
+    label = f"Predicting the photos in {name}"
+    with guard(f"Cannot predict {name}", progress=f"{label}…") as bar:
+        records = loaders.predict_zip(
+            run_dir, loaders.model_stamp(run_dir), data, progress=progress_reporter(bar, label)
+        )
+    st.markdown(f"**{name}**: {len(records):,} photos")
+    _table(records, f"classify_zip_{name}")
 
 
 def prediction(run_dir: str, name: str, data: bytes) -> dict:
@@ -181,7 +218,7 @@ def controls(run_dir: str, class_names: list[str]) -> Controls:
     method = cells[0].selectbox(
         "Method",
         list(METHODS),
-        format_func=METHOD_LABELS.get,
+        format_func=lambda method: METHODS[method].label,
         key="classify_method",
         help="Grad-CAM is fastest; Score-CAM is the least noisy and the slowest.",
     )
@@ -210,34 +247,53 @@ def controls(run_dir: str, class_names: list[str]) -> Controls:
 
 
 def _explain(run_dir: str, data: bytes, ctl: Controls):
-    with guard("Cannot explain this photo"):
-        return loaders.explain(run_dir, loaders.model_stamp(run_dir), data, ctl.method, ctl.layer, ctl.target)
+    """The explanation, with a progress bar (and the time so far) while it is computed."""
+    label = f"Computing the {METHODS[ctl.method].label} heatmap"
+    with guard("Cannot explain this photo", progress=f"{label}…") as bar:
+        return loaders.explain(
+            run_dir,
+            loaders.model_stamp(run_dir),
+            data,
+            ctl.method,
+            ctl.layer,
+            ctl.target,
+            progress=timed_reporter(bar, label),
+        )
 
 
 def explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
-    """The heatmap over the photo, the image the model sees, and the faithfulness score."""
+    """The heatmap over the photo, the image the model sees, and the faithfulness score. Drawn
+    in one slot that the next photo's or setting's run empties first, so an earlier photo's
+    heatmap and score never stay on screen (faded) while the next one computes."""
+    with st.empty().container():
+        _explanation(run_dir, data, ctl)
+
+
+def _explanation(run_dir: str, data: bytes, ctl: Controls) -> None:
     result = _explain(run_dir, data, ctl)
     model, _ = loaders.run_model(run_dir)
     left, middle, right = st.columns([3, 2, 2])
     left.image(
         result.overlay(ctl.alpha, ctl.colormap),
         width="stretch",
-        caption=f"{METHOD_LABELS[result.method]} for '{result.target_class}' at {result.layer}",
+        caption=f"{METHODS[result.method].label} for '{result.target_class}' at {result.layer}",
     )
     middle.image(
         preprocessed_view(model, result.model_view),
         width="stretch",
         caption=f"What the model sees ({result.model_view.shape[0]} px, after its preprocessing)",
     )
-    score = (result.faithfulness or {}).get("score")
+    faithful = result.faithfulness or {}
+    score = faithful.get("score")
     right.metric(
         "Faithfulness",
         "–" if score is None else f"{score:+.3f}",
         help=f"Confidence drop when the {REMOVE_FRACTION:.0%} hottest pixels are removed, minus the drop "
-        "for random blobs of the same size. Above 0: the map points at evidence.",
+        f"for {RANDOM_DRAWS} random blobs of the same size. Above what the random blobs themselves "
+        "score: the map points at evidence.",
     )
     if score is not None:
-        right.caption(faithfulness_verdict(score))
+        right.caption(faithfulness_verdict(score, faithful.get("random_band", (0.0, 0.0))))
     right.caption(f"Computed in {result.seconds:.2f} s.")
 
 
@@ -276,6 +332,11 @@ def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_
             icon=":material/upload:",
         )
         return
+    for name, data in [item for item in photos if _is_zip(item[0])]:
+        zip_predictions(run_dir, name, data)
+    photos = [item for item in photos if not _is_zip(item[0])]
+    if not photos:
+        return
     name = predictions_table(run_dir, photos) if len(photos) > 1 else photos[0][0]
     data = dict(photos)[name]
     if side_by_side:
@@ -288,50 +349,55 @@ def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_
         explanation(run_dir, data, ctl)
 
 
-def _cells(metrics: dict) -> dict[str, tuple[str, str]]:
-    names, confusion = metrics["class_names"], metrics["confusion"]
-    return {
-        f"{names[t]} taken for {names[p]} ({confusion[t][p]})": (names[t], names[p])
-        for t in range(len(names))
-        for p in range(len(names))
-        if t != p and confusion[t][p]
-    }
-
-
 def mistakes(run_dir: str, ctl: Controls) -> None:
-    """Choose a cell of the run's confusion matrix; see those test photos with heatmaps."""
-    metrics = read_json(Path(run_dir) / METRICS, {}) or {}
-    if not metrics.get("confusion"):
+    """Choose a cell of the run's confusion matrix (`Metrics.confused_cells`, most confused first);
+    see those test photos with heatmaps."""
+    run = Run.open(run_dir)
+    metrics = run.metrics
+    if not metrics.evaluated:
         st.info("This run has no test metrics.", icon=":material/info:")
         return
     left, right = st.columns([2, 3])
-    left.plotly_chart(
-        charts.confusion_matrix(
-            metrics["confusion"], metrics["class_names"], "Confusion matrix (test split)"
-        ),
+    event = left.plotly_chart(
+        charts.confusion_matrix(metrics.confusion, metrics.class_names, "Confusion matrix (test split)"),
         key="classify_confusion",
+        on_select="rerun",
+        selection_mode="points",
     )
-    cells = _cells(metrics)
+    left.caption(":material/touch_app: Click a cell off the diagonal to see its photos.")
+    cells = {f"{t} taken for {p} ({n})": (t, p) for t, p, n in metrics.confused_cells()}
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
+    _open_clicked_cell(event, cells)
     true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
-    root = Path((read_json(Path(run_dir) / CONFIG, {}) or {}).get("data_root", ""))
-    wrong = [
-        m
-        for m in metrics.get("misclassified", [])
-        if m["true_class"] == true_name and m["predicted_class"] == predicted
-    ]
+    root = Path(run.config.data_root or "")
+    wrong = metrics.mistakes(true_name, predicted)
     with right:
         _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
 
 
-def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) -> None:
+def _open_clicked_cell(event, cells: dict[str, tuple[str, str]]) -> None:
+    """A click on a confusion cell (rows true, columns predicted) picks that cell in the
+    selectbox, once per click, so the selectbox can still change it afterwards."""
+    points = (event or {}).get("selection", {}).get("points", [])
+    clicked = (points[0]["y"], points[0]["x"]) if points else None
+    if clicked == st.session_state.get("classify_cell_clicked"):
+        return
+    st.session_state["classify_cell_clicked"] = clicked
+    picked = [label for label, cell in cells.items() if cell == clicked]
+    if picked:
+        st.session_state["classify_cell"] = picked[0]
+    elif clicked:
+        st.toast(f"No mistake there: {clicked[0]} photos predicted as {clicked[1]}.", icon=":material/info:")
+
+
+def _mistake_grid(run_dir: str, root: Path, wrong: list[Mistake], ctl: Controls) -> None:
     columns = st.columns(3)
     for i, row in enumerate(wrong):
-        path = root / row["path"]
+        path = root / row.path
         if not path.is_file():
-            columns[i % 3].caption(f"{row['path']}: no longer in {root}")
+            columns[i % 3].caption(f"{row.path}: no longer in {root}")
             continue
         plain = Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
         result = _explain(run_dir, loaders.held_photo(path.read_bytes()), plain)
@@ -339,5 +405,5 @@ def _mistake_grid(run_dir: str, root: Path, wrong: list[dict], ctl: Controls) ->
         columns[i % 3].image(
             ImageOps.pad(overlay, (320, 320), color="white"),
             width="stretch",
-            caption=f"{short_name(row['path'])}: {row['predicted_class']} {percent(row['confidence'])}",
+            caption=f"{short_name(row.path)}: {row.predicted_class} {percent(row.confidence)}",
         )

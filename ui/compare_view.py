@@ -9,9 +9,18 @@ import pandas as pd
 import streamlit as st
 
 from flower_core import charts
-from flower_core.evaluation.compare import MORE_COLUMNS, TABLE_COLUMNS, run_details, table_columns, table_rows
+from flower_core.evaluation.compare import (
+    MORE_COLUMNS,
+    TABLE_COLUMNS,
+    best_evaluated,
+    run_details,
+    run_label,
+    table_columns,
+    table_rows,
+)
 from flower_core.evaluation.uncertainty import CI_LABEL
-from flower_core.store.runs import HISTORY, METRICS, MODEL, RunStore, read_history, read_json
+from flower_core.store.run_files import Metrics
+from flower_core.store.runs import HISTORY, METRICS, MODEL, Run, RunStore
 from ui import export_view, study_view
 from ui.common import guard, runs_root
 
@@ -61,16 +70,9 @@ COLUMN_CONFIG = {
 }
 
 
-def label(row: dict) -> str:
-    """A short name for a run in charts: its given name, else preset · backbone · id suffix."""
-    if row.get("name") and row["name"] != row["run_id"]:
-        return row["name"]
-    return f"{row.get('preset')} · {row.get('backbone')} · {row['run_id'].rsplit('-', 1)[-1]}"
-
-
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """The runs table, one row per run, newest first."""
-    frame = pd.DataFrame([{**row, "label": label(row)} for row in table_rows(rows) if "preset" in row])
+    frame = pd.DataFrame([{**row, "label": run_label(row)} for row in table_rows(rows) if "preset" in row])
     frame = frame.reindex(columns=list(TABLE_COLUMNS))
     return frame.assign(started=pd.to_datetime(frame["started"], utc=True, errors="coerce"))
 
@@ -143,15 +145,12 @@ def table(frame: pd.DataFrame) -> list[str]:
     rows = event.selection.rows if event is not None else []
     if rows:
         return frame.iloc[rows]["run_id"].tolist()
-    # `to_numeric`: while every run is still queued the column holds only None (dtype object).
-    scored = frame.assign(test_accuracy=pd.to_numeric(frame["test_accuracy"]))
-    best = scored.dropna(subset=["test_accuracy"]).nlargest(3, "test_accuracy")
-    return best["run_id"].tolist()
+    return [row["run_id"] for row in best_evaluated(frame.to_dict("records"), 3)]
 
 
 def details(run_ids: list[str]) -> list[dict]:
     """Summary, settings, history and metrics of each selected run (`flower_core.evaluation.compare`)."""
-    return [{**row, "label": label(row)} for row in run_details(runs_root(), run_ids)]
+    return [{**row, "label": run_label(row)} for row in run_details(runs_root(), run_ids)]
 
 
 def curves(selected: list[dict]) -> None:
@@ -175,23 +174,21 @@ def settings(selected: list[dict]) -> None:
 
 def confusions(selected: list[dict]) -> None:
     """Normalised confusion matrices of up to three selected runs, side by side."""
-    with_metrics = [row for row in selected if row["metrics"].get("confusion")]
+    with_metrics = [row for row in selected if row["metrics"].evaluated]
     if not with_metrics:
         st.info("None of the selected runs has test metrics yet.", icon=":material/info:")
         return
     for column, row in zip(st.columns(min(len(with_metrics), 3)), with_metrics[:3]):
         m = row["metrics"]
         column.plotly_chart(
-            charts.confusion_matrix(m["confusion"], m["class_names"], row["label"], normalise=True),
+            charts.confusion_matrix(m.confusion, m.class_names, row["label"], normalise=True),
             key=f"compare_cm_{row['run_id']}",
         )
 
 
 def calibration(selected: list[dict]) -> None:
     """Reliability curves with each run's expected calibration error (ECE)."""
-    curves = {
-        row["label"]: row["metrics"]["calibration"] for row in selected if row["metrics"].get("calibration")
-    }
+    curves = {row["label"]: row["metrics"].calibration for row in selected if row["metrics"].calibration}
     if not curves:
         st.info("None of the selected runs has calibration figures yet.", icon=":material/info:")
         return
@@ -207,9 +204,9 @@ def per_class(selected: list[dict]) -> None:
     """Recall and F1 of each class for each selected run: where a model is weak."""
     rows = {}
     for row in selected:
-        for name, report in row["metrics"].get("per_class", {}).items():
-            rows.setdefault(name, {})[f"{row['label']} · recall"] = report.get("recall")
-            rows[name][f"{row['label']} · F1"] = report.get("f1")
+        for name, report in row["metrics"].per_class.items():
+            rows.setdefault(name, {})[f"{row['label']} · recall"] = report.recall
+            rows[name][f"{row['label']} · F1"] = report.f1
     if not rows:
         st.info("None of the selected runs has test metrics yet.", icon=":material/info:")
         return
@@ -231,12 +228,13 @@ def study(frame: pd.DataFrame) -> None:
     study_view.studies(frame)
 
 
-def _history_csv(run_dir) -> bytes:
-    return pd.DataFrame(read_history(run_dir)).to_csv(index=False).encode()
+def _history_csv(run: Run) -> bytes:
+    return pd.DataFrame([row.to_json() for row in run.history]).to_csv(index=False).encode()
 
 
-def _metrics_csv(metrics: dict) -> bytes:
-    frame = pd.DataFrame(metrics.get("per_class", {})).T.rename_axis("class")
+def _metrics_csv(metrics: Metrics) -> bytes:
+    per_class = {name: report.to_json() for name, report in metrics.per_class.items()}
+    frame = pd.DataFrame(per_class).T.rename_axis("class")
     buffer = io.StringIO()
     frame.to_csv(buffer)
     return buffer.getvalue().encode()
@@ -244,7 +242,8 @@ def _metrics_csv(metrics: dict) -> bytes:
 
 def downloads(run_dir, run_id: str) -> None:
     """Download buttons for the model, the metrics (JSON and CSV) and the history (CSV)."""
-    metrics = read_json(run_dir / METRICS, {}) or {}
+    run = Run.open(run_dir)
+    metrics = run.metrics
     row = st.container(horizontal=True)
     row.download_button(
         "Model (.keras)",
@@ -256,10 +255,10 @@ def downloads(run_dir, run_id: str) -> None:
     )
     row.download_button(
         "Metrics (JSON)",
-        json.dumps(metrics, indent=2),
+        json.dumps(metrics.to_json(), indent=2),
         f"{run_id}.json",
         "application/json",
-        disabled=not metrics,
+        disabled=not (run_dir / METRICS).is_file(),
         key="compare_dl_json",
     )
     row.download_button(
@@ -267,12 +266,12 @@ def downloads(run_dir, run_id: str) -> None:
         _metrics_csv(metrics),
         f"{run_id}-classes.csv",
         "text/csv",
-        disabled=not metrics,
+        disabled=not metrics.per_class,
         key="compare_dl_csv",
     )
     row.download_button(
         "History (CSV)",
-        _history_csv(run_dir),
+        _history_csv(run),
         f"{run_id}-history.csv",
         "text/csv",
         disabled=not (run_dir / HISTORY).is_file(),
@@ -298,7 +297,8 @@ def manage(frame: pd.DataFrame) -> None:
         "Tags (comma-separated)", value=", ".join(row["tags"] or []), key=f"compare_tags_{run_id}"
     )
     if st.button("Save name and tags", icon=":material/sell:", key="compare_save"):
-        store.set_meta(run_id, name=name, tags=tags.split(","))
+        with guard("Cannot save the name and tags"):
+            store.set_meta(run_id, name=name, tags=tags.split(","))
         st.rerun()
     downloads(run_dir, run_id)
     export_view.export_panel(run_dir, "compare")

@@ -29,12 +29,10 @@ def export_panel(run_dir: Path, key: str) -> None:
         or "Models that load without this app: each file is checked "
         "against the Keras model on the run's test photos.",
     ):
-        bar = st.progress(0.0, text="Exporting")
-        with guard("Cannot export the run"):
+        with guard("Cannot export the run", progress="Exporting") as bar:
             st.session_state[stored] = export_zip(
                 run_dir, progress=lambda step, done: bar.progress(min(done, 1.0), text=step)
             )
-        bar.empty()
     if stored not in st.session_state:
         return
     data, report = st.session_state[stored]

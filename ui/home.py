@@ -7,39 +7,13 @@ from pathlib import Path
 import streamlit as st
 
 from flower_core.data.synthetic import is_synthetic
+from flower_core.evaluation.compare import best_evaluated
 from flower_core.intake.download import is_online
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.backbones import ready_offline, weights_status
 from flower_core.store.runs import ACTIVE_STATES
 from ui import loaders
-from ui.common import link, percent
-
-PAGE_DIRECTORY = (
-    (
-        "dataset",
-        "Dataset",
-        ":material/photo_library:",
-        "Class balance, sample photos, sizes, colours, duplicates and the split",
-    ),
-    (
-        "train",
-        "Train",
-        ":material/model_training:",
-        "Pick a preset or tune every setting, then follow the training live",
-    ),
-    (
-        "compare",
-        "Compare",
-        ":material/leaderboard:",
-        "All runs side by side, against the study's published results",
-    ),
-    (
-        "classify",
-        "Classify & explain",
-        ":material/center_focus_strong:",
-        "Upload a photo, see the prediction and where the model looked",
-    ),
-)
+from ui.common import PAGES, link, percent
 
 
 @st.cache_data(ttl=120, show_spinner=False)
@@ -107,10 +81,10 @@ def runs_card() -> None:
     with st.container(border=True):
         st.markdown("#### :material/leaderboard: Runs")
         rows = loaders.runs()
-        scores = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+        best = best_evaluated(rows, 1)
         left, right = st.columns(2)
         left.metric("Runs", len(rows))
-        right.metric("Best test accuracy", percent(max(scores)) if scores else "–")
+        right.metric("Best test accuracy", percent(best[0]["test_accuracy"]) if best else "–")
         active = [r for r in rows if r.get("state") in ACTIVE_STATES]
         if active:
             st.info(f"{len(active)} job(s) queued or training.", icon=":material/sync:")
@@ -119,12 +93,12 @@ def runs_card() -> None:
 
 
 def page_directory() -> None:
-    """A link to each page with what it shows."""
-    columns = st.columns(len(PAGE_DIRECTORY))
-    for column, (key, label, icon, text) in zip(columns, PAGE_DIRECTORY):
+    """A link to each page but Home with what it shows (`common.PAGES`)."""
+    others = {key: entry for key, entry in PAGES.items() if entry.script is not None}
+    for column, (key, entry) in zip(st.columns(len(others)), others.items()):
         with column.container(border=True, height="stretch"):
-            link(key, label, icon)
-            st.caption(text)
+            link(key)
+            st.caption(entry.description)
 
 
 def sidebar_status() -> None:

@@ -15,22 +15,14 @@ import streamlit as st
 
 from flower_core import charts
 from flower_core.config import make_config
-from flower_core.errors import FlowerError
 from flower_core.evaluation.uncertainty import interval_text
-from flower_core.store.runs import (
-    ACTIVE_STATES,
-    CONFIG,
-    METRICS,
-    peek_status,
-    read_history,
-    read_json,
-    read_record,
-)
+from flower_core.store.run_files import HistoryRow, Status
+from flower_core.store.runs import ACTIVE_STATES, RUN_LOG, Run, peek_status
 from flower_core.training import jobs
 from flower_core.training.estimate import run_eta
 from flower_core.training.stopping import run_stop_reason
 from ui import export_view
-from ui.common import PAGES, percent, runs_root
+from ui.common import guard, percent, runs_root, target
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
@@ -45,9 +37,6 @@ STATE_BADGES = {
 
 def start(values: dict, preset: str, data_root: Path) -> Path:
     """Queue a run with the form's settings; a worker process trains it. Returns its folder."""
-    weights = values["weights"]
-    if not weights:
-        raise FlowerError("enter the path of the weights file, or choose ImageNet or none")
     token = st.session_state.setdefault("train_token", secrets.token_hex(8))
     run_dir = jobs.submit(make_config(preset, **values), data_root, runs_root(), token=token)
     st.session_state["train_run"] = run_dir.name
@@ -71,30 +60,15 @@ def badge(state: str) -> None:
     st.badge(label, icon=icon, color=colour)
 
 
-def _title(run_dir: Path) -> None:
-    config = read_json(run_dir / CONFIG, {}) or {}
-    st.markdown(
-        f"#### {config.get('preset', 'run')} · {config.get('backbone', '')} · "
-        f"{config.get('image_size', '')} px"
-    )
-    st.caption(f"Run `{run_dir.name}`")
+def _title(run: Run) -> None:
+    settings = run.config.settings
+    st.markdown(f"#### {settings.preset} · {settings.backbone} · {settings.image_size} px")
+    st.caption(f"Run `{run.id}`")
 
 
-def _log_lines(history: list[dict], status: dict) -> str:
-    lines = []
-    for h in history:
-        val = (
-            f" · val_loss {h['val_loss']:.4f} · val_acc {h['val_accuracy']:.1%}"
-            if h.get("val_loss") is not None
-            else ""
-        )
-        lines.append(
-            f"epoch {h['epoch']:>3} [{h.get('phase', 'train')}] loss {h['loss']:.4f} · "
-            f"acc {h['accuracy']:.1%}{val} · {h.get('seconds', 0):.1f}s"
-        )
-    if not status.get("extraction"):  # the extraction bar says it
-        lines.append(f"> {status.get('message', '')}")
-    return "\n".join(lines[-200:])
+def _log_lines(history: tuple[HistoryRow, ...], message: str | None) -> str:
+    """The epochs' lines, then `message` (none while the extraction bar says it)."""
+    return "\n".join([*(row.line for row in history), *([f"> {message}"] if message else [])][-200:])
 
 
 def _seconds_since(stamp: str | None) -> float | None:
@@ -104,21 +78,19 @@ def _seconds_since(stamp: str | None) -> float | None:
         return None
 
 
-def _elapsed(status: dict) -> str:
-    seconds = _seconds_since(status.get("started"))
+def _elapsed(status: Status) -> str:
+    seconds = _seconds_since(status.started)
     return "–" if seconds is None else str(dt.timedelta(seconds=int(max(seconds, 0))))
 
 
-def progress(status: dict) -> None:
+def progress(status: Status) -> None:
     """Feature extraction over all its passes (photos/s), epoch and batch progress bars, elapsed,
     and the whole run's ETA (`estimate.run_eta`: during extraction too)."""
-    extraction = status.get("extraction")
-    if extraction and extraction.get("photos_total"):
-        st.progress(
-            min(extraction["photos_done"] / extraction["photos_total"], 1.0), text=extraction["message"]
-        )
-    epochs, epoch = status.get("epochs") or 0, status.get("epoch") or 0
-    batches, batch = status.get("batches") or 0, status.get("batch") or 0
+    extraction = status.extraction
+    if extraction and extraction.photos_total:
+        st.progress(min(extraction.photos_done / extraction.photos_total, 1.0), text=extraction.message)
+    epochs, epoch = status.epochs, status.epoch
+    batches, batch = status.batches or 0, status.batch or 0
     st.progress(
         min(epoch / epochs, 1.0) if epochs else 0.0,
         text=f"Epoch {epoch} of {epochs} done" if epochs else "Waiting to start",
@@ -138,7 +110,7 @@ def progress(status: dict) -> None:
     )
     cells[2].metric(
         "Phase",
-        status.get("phase") or "setup",
+        status.phase or "setup",
         help="setup: checking photos and building the model; head: training the new "
         "layers; train: the whole network; fine-tune: the unfrozen blocks.",
     )
@@ -148,12 +120,13 @@ def progress(status: dict) -> None:
 def live(run_dir: Path) -> None:
     """The job while it runs, refreshed every `REFRESH_SECONDS`; the page reloads once it ends."""
     status = peek_status(run_dir)
-    if status.get("state") not in ACTIVE_STATES:
+    if status.state not in ACTIVE_STATES:
         st.rerun()
-    _title(run_dir)
-    badge(status["state"])
-    if not status.get("extraction"):  # the extraction bar says it
-        st.caption(status.get("message", ""))
+    run = Run.open(run_dir)
+    _title(run)
+    badge(status.state)
+    if not status.extraction:  # the extraction bar says it
+        st.caption(status.message)
     progress(status)
     if jobs.stalled(status, runs_root()):
         st.warning(
@@ -161,18 +134,45 @@ def live(run_dir: Path) -> None:
             icon=":material/warning:",
         )
         if st.button("Start the worker", icon=":material/play_arrow:", key="train_resume"):
-            jobs.start_worker(runs_root())
-    history = read_history(run_dir)
+            with guard("Cannot start the worker"):
+                jobs.start_worker(runs_root())
+    history = run.history
     if history:
         st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
     else:
         st.caption(":material/show_chart: Loss and accuracy curves appear after the first epoch.")
     with st.expander("Log", icon=":material/terminal:", expanded=True):
-        st.code(_log_lines(history, status), language=None, height=200)
+        st.code(
+            _log_lines(history, None if status.extraction else status.message),
+            language=None,
+            height=200,
+            wrap_lines=True,
+        )
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
-        jobs.cancel(run_dir)
+        with guard("Cannot cancel the run"):
+            jobs.cancel(run_dir)
         st.toast("Cancel requested: the job stops within one batch.", icon=":material/cancel:")
     queue(run_dir)
+
+
+def follow_runs() -> None:
+    """Keep a page of runs (Compare) current: while runs are queued or training, say so, and
+    check every `REFRESH_SECONDS`; the page is drawn again, without a reload, as one starts or
+    finishes (`jobs.active_runs`)."""
+    active = jobs.active_runs(runs_root())
+    if active:
+        training = sum(state == "running" for state in active.values())
+        st.caption(
+            f":material/sync: {training} training, {len(active) - training} queued: "
+            "this page updates as they finish."
+        )
+        _redraw_on_change(active)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _redraw_on_change(active: dict[str, str]) -> None:
+    if jobs.active_runs(runs_root()) != active:
+        st.rerun()
 
 
 def queue(current: Path | None) -> None:
@@ -182,30 +182,34 @@ def queue(current: Path | None) -> None:
         return
     st.markdown(f"##### Queue ({len(waiting)} waiting)")
     for run_dir in waiting:
-        config = read_json(run_dir / CONFIG, {}) or {}
+        settings = Run.open(run_dir).config.settings
         left, right = st.columns([4, 1])
-        left.write(f"`{run_dir.name}` · {config.get('preset')} · {config.get('backbone')}")
+        left.write(f"`{run_dir.name}` · {settings.preset} · {settings.backbone}")
         if right.button("Cancel", key=f"train_cancel_{run_dir.name}"):
-            jobs.cancel(run_dir)
+            with guard("Cannot cancel the run"):
+                jobs.cancel(run_dir)
             st.rerun()
 
 
 def results(run_dir: Path) -> None:
     """A finished job: test accuracy and loss, the confusion matrix, or why it stopped."""
-    status, history = peek_status(run_dir), read_history(run_dir)
-    _title(run_dir)
-    badge(status.get("state", "unknown"))
+    run, status = Run.open(run_dir), peek_status(run_dir)
+    history = run.history
+    _title(run)
+    badge(status.state)
     reason = run_stop_reason(run_dir, status)
-    if status.get("state") == "failed":
-        st.error(f"Training {reason}", icon=":material/error:")
-    elif status.get("state") in ("cancelled", "interrupted", "corrupt"):
+    if status.state == "failed":
+        log = run_dir / RUN_LOG
+        where = f" (the traceback is in {log})" if log.is_file() else ""
+        st.error(f"Training {reason}{where}", icon=":material/error:")
+    elif status.state in ("cancelled", "interrupted", "corrupt"):
         st.warning(reason, icon=":material/warning:")
-    elif status.get("state") == "done":
+    elif status.state == "done":
         st.success(f"Stopped: {reason}", icon=":material/flag:")
-    metrics = read_record(run_dir / METRICS)
-    if metrics.get("confusion") and metrics.get("class_names"):
+    metrics = run.metrics
+    if metrics.evaluated:
         cells = st.columns(3)
-        accuracy, photos = metrics.get("test_accuracy"), metrics.get("num_files")
+        accuracy, photos = metrics.test_accuracy, metrics.num_files
         cells[0].metric(
             "Test accuracy",
             percent(accuracy),
@@ -213,19 +217,17 @@ def results(run_dir: Path) -> None:
             delta_color="off",
             delta_arrow="off",
         )
-        cells[1].metric("Test loss", f"{metrics.get('test_loss', 0):.4f}")
+        cells[1].metric("Test loss", f"{metrics.test_loss or 0:.4f}")
         cells[2].metric("Epochs", len(history))
         st.plotly_chart(
-            charts.confusion_matrix(
-                metrics["confusion"], metrics["class_names"], "Confusion matrix (test split)"
-            ),
+            charts.confusion_matrix(metrics.confusion, metrics.class_names, "Confusion matrix (test split)"),
             key="train_confusion",
         )
         if st.button("Explain its predictions", icon=":material/center_focus_strong:", key="train_explain"):
             st.session_state["classify_run"] = run_dir.name
-            st.switch_page(PAGES["classify"])
+            st.switch_page(target("classify"))
         export_view.export_panel(run_dir, "train")
     if history:
         st.plotly_chart(charts.training_curves(history), key="train_curves")
-    with st.expander("Log", icon=":material/terminal:", expanded=status.get("state") != "done"):
-        st.code(_log_lines(history, {**status, "message": reason}), language=None, height=200)
+    with st.expander("Log", icon=":material/terminal:", expanded=status.state != "done"):
+        st.code(_log_lines(history, reason), language=None, height=200, wrap_lines=True)

@@ -7,7 +7,11 @@ photos are explained.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import streamlit as st
@@ -16,6 +20,7 @@ from PIL import ImageOps
 from flower_core.data.dataset import Dataset, folder_stamp, scan_dataset, split_dataset
 from flower_core.data.images import bounded_photo, load_image
 from flower_core.errors import FlowerError
+from flower_core.evaluation.compare import best_first
 from flower_core.store.runs import MODEL, RunStore
 from ui.common import runs_root
 
@@ -100,13 +105,71 @@ def predict(run_dir: str, stamp: float, image: bytes, top_k: int = 5) -> dict:
     return predict_image(model, class_names, image, top_k=top_k, threshold=run_threshold(run_dir))
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing the heatmap…")
-def explain(run_dir: str, stamp: float, image: bytes, method: str, layer: str | None, target: str | None):
-    """An `Explanation` of a photo by a run's model (see `flower_core.explain`)."""
+@st.cache_resource
+def _results() -> tuple[OrderedDict, threading.Lock]:
+    """Heatmaps and a zip's predictions, shared by every session: kept here rather than in
+    `st.cache_data`, whose cached functions may not move a progress bar drawn outside them."""
+    return OrderedDict(), threading.Lock()
+
+
+def _remembered(key: tuple, compute, max_entries: int):
+    """`compute()`, or what it gave for `key` before; the `max_entries` newest are kept per
+    kind (`key[0]`)."""
+    results, lock = _results()
+    with lock:
+        if key in results:
+            results.move_to_end(key)
+            return results[key]
+    value = compute()
+    with lock:
+        results[key] = value
+        kept = [k for k in results if k[0] == key[0]]
+        for old in kept[: max(len(kept) - max_entries, 0)]:
+            del results[old]
+    return value
+
+
+def predict_zip(run_dir: str, stamp: float, archive: bytes, progress=None) -> list[dict]:
+    """The prediction records of every photo in a zip (`predict.predict_zip`: unpacked with the
+    dataset zip's safety rules, at most the upload limit, then removed), named by their path in it;
+    `progress` hears how far they are (not when they were computed before)."""
+    from flower_core.evaluation.predict import predict_zip, run_threshold
+
+    def compute() -> list[dict]:
+        model, class_names = _load_run(run_dir, stamp)
+        return predict_zip(
+            model,
+            class_names,
+            io.BytesIO(archive),
+            max_bytes=int(st.get_option("server.maxUploadSize")) * 1024**2,
+            threshold=run_threshold(run_dir),
+            progress=progress,
+        )
+
+    return _remembered(("zip", run_dir, stamp, hashlib.sha256(archive).hexdigest()), compute, 2)
+
+
+def explain(
+    run_dir: str,
+    stamp: float,
+    image: bytes,
+    method: str,
+    layer: str | None,
+    target: str | None,
+    progress=None,
+):
+    """An `Explanation` of a photo by a run's model (see `flower_core.explain`); `progress`
+    hears how far the map is (not when it was computed before)."""
     from flower_core.explain import explain_image
 
-    model, class_names = _load_run(run_dir, stamp)
-    return explain_image(model, image, method, layer=layer, target_class=target, class_names=class_names)
+    def compute():
+        model, class_names = _load_run(run_dir, stamp)
+        return explain_image(
+            model, image, method, layer=layer, target_class=target, class_names=class_names, progress=progress
+        )
+
+    key = ("explain", run_dir, stamp, hashlib.sha256(image).hexdigest(), method, layer, target)
+    return _remembered(key, compute, 8)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -124,6 +187,5 @@ def runs() -> list[dict]:
 
 
 def finished_runs() -> list[dict]:
-    """Runs with a model, the best test accuracy first."""
-    rows = [r for r in runs() if r.get("has_model")]
-    return sorted(rows, key=lambda r: -(r.get("test_accuracy") or -1))
+    """Runs with a model, the best test accuracy first (`compare.best_first`)."""
+    return best_first(r for r in runs() if r.get("has_model"))

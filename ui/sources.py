@@ -81,9 +81,8 @@ def zip_upload() -> None:
         return
     name = st.text_input("Name of the new dataset", value=archive_stem(upload.name), key="home_zname")
     if st.button("Unpack and use", icon=":material/unarchive:", key="home_unzip"):
-        bar = st.progress(0.0, text="Unpacking…")
         left_out: list[str] = []
-        with guard("The archive was refused"):
+        with guard("The archive was refused", progress="Unpacking…") as bar:
             root = unpack_upload(
                 upload, name, data_home(), progress_reporter(bar, "Unpacking"), on_skip=left_out.append
             )
@@ -104,8 +103,7 @@ def synthetic_set() -> None:
         out = data_home() / "synthetic"
         if out.exists() and not is_synthetic(out):
             out = _new_folder(data_home(), "synthetic")
-        bar = st.progress(0.0, text="Drawing flowers…")
-        with guard("Could not generate the synthetic set"):
+        with guard("Could not generate the synthetic set", progress="Drawing flowers…") as bar:
             generate(
                 out,
                 per_class=int(per_class),
@@ -131,10 +129,8 @@ def download() -> None:
         st.warning(f"Unavailable: {offline_message()}.", icon=":material/cloud_off:")
         return
     if st.button("Download flower_photos", icon=":material/download:", key="home_download"):
-        bar = st.progress(0.0, text="Downloading…")
-
-        megabytes = progress_reporter(bar, "Downloaded (MB)")
-        with guard("Download failed"):
+        with guard("Download failed", progress="Downloading…") as bar:
+            megabytes = progress_reporter(bar, "Downloaded (MB)")
             root = download_flower_photos(
                 target,
                 progress=lambda d, t: megabytes(d // 10**6, (t or FLOWER_PHOTOS_BYTES) // 10**6),

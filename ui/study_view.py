@@ -5,14 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from flower_core.config import DEFAULTS, MAX_SEEDS, SETTINGS
+from flower_core.config import DEFAULTS, MAX_SEEDS, SETTINGS, SUGGESTED_PRESET, make_config
 from flower_core.data.dataset import Dataset
 from flower_core.groups import group as groups
 from flower_core.groups.charts import study_bars
 from flower_core.groups.study import list_studies, plan_study, start_study, study_table, table_cells
-from flower_core.models.backbone_specs import BACKBONES, DEFAULT_BACKBONE
+from flower_core.models.backbone_specs import BACKBONES
+from flower_core.models.backbones import opening_backbone
 from flower_core.training.estimate import estimate_group, estimate_text
-from ui.common import guard, plural, runs_root
+from flower_core.training.jobs import launch_problem
+from ui.common import guard, launch_button, plural, runs_root
+from ui.home import online
 from ui.train_form import WEIGHTS
 
 
@@ -31,9 +34,13 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             "The study's seven tuning steps (base … batchnorm), each with N seeds, all on one "
             "split, queued as one group. The Compare page shows them as they finish."
         )
-        cells = st.columns(4)
+        cells = [*st.columns(2), *st.columns(2)]  # four in a row cut "ImageNet (transfer)"
+        opening = opening_backbone(make_config(SUGGESTED_PRESET).backbone, online())
         backbone = cells[0].selectbox(
-            "Backbone", list(BACKBONES), index=list(BACKBONES).index(DEFAULT_BACKBONE), key="study_backbone"
+            SETTINGS["backbone"].label,
+            list(BACKBONES),
+            index=list(BACKBONES).index(opening),
+            key="study_backbone",
         )
         weights = cells[1].selectbox(
             "Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="study_weights"
@@ -51,24 +58,34 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             "image_size": int(size),
             "baseline": baseline,
         }
-        if dataset is None:
-            st.button("Run the study", disabled=True, key="study_start")
-            return
-        with guard("Cannot estimate the study"):
-            estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
-        if estimate["calibrating"]:  # the next rerun estimates again, from the timing once it is done
-            _estimate.clear()
-        runs = len(estimate["runs"])
-        st.caption(
-            f"{plural(runs, 'run')}, {estimate_text(estimate)}. The shorter end is when early "
-            "stopping ends runs early."
+        action = "Cannot start the study"
+        problem = launch_problem(
+            lambda: [p.config for p in plan_study(**options)], data_root, online(), dataset
         )
-        if st.button("Run the study", icon=":material/play_arrow:", type="primary", key="study_start"):
-            with guard("Cannot start the study"):
+        if problem is None and dataset is not None:
+            with guard("Cannot estimate the study", stop=False):
+                estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
+                if estimate["calibrating"]:  # the next rerun estimates again, from the timing once done
+                    _estimate.clear()
+                st.caption(
+                    f"{plural(len(estimate['runs']), 'run')}, {estimate_text(estimate)}. The shorter "
+                    "end is when early stopping ends runs early."
+                )
+        pressed = launch_button(
+            "Run the study",
+            action,
+            problem,
+            key="study_start",
+            icon=":material/play_arrow:",
+            type="primary",
+            disabled=dataset is None,
+        )
+        if pressed:
+            with guard(action, stop=False):
                 record = start_study(data_root, runs_root(), **options)
-            st.toast(
-                f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/science:"
-            )
+                st.toast(
+                    f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/science:"
+                )
 
 
 def studies(frame: pd.DataFrame) -> None:

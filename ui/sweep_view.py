@@ -23,9 +23,12 @@ from flower_core.groups.sweep import (
     sweep_results,
     sweepable,
 )
+from flower_core.models.backbones import opening_backbone
 from flower_core.training import jobs
 from flower_core.training.estimate import estimate_group, estimate_text
-from ui.common import guard, percent, plural, runs_root
+from flower_core.training.jobs import launch_problem
+from ui.common import guard, launch_button, percent, plural, runs_root
+from ui.home import online
 from ui.train_form import WEIGHTS
 
 _SIZE = SETTINGS["image_size"]
@@ -72,13 +75,13 @@ def launcher(data_root, dataset: Dataset | None) -> None:
         )
         preset = st.selectbox("Start from preset", list(PRESETS), key="sweep_preset")
         base = make_config(preset).to_json()
-        cells = st.columns(3)
+        cells = [st.container(), *st.columns(2)]  # three in a row cut "ImageNet (transfer)"
         common = {
             "backbone": cells[0].selectbox(
                 SETTINGS["backbone"].label,
                 SETTINGS["backbone"].choices,
-                index=SETTINGS["backbone"].choices.index(base["backbone"]),
-                key="sweep_backbone",
+                index=SETTINGS["backbone"].choices.index(opening_backbone(base["backbone"], online())),
+                key=f"sweep_{preset}_backbone",
             ),
             "weights": cells[1].selectbox(
                 "Weights", ["imagenet", "none"], format_func=WEIGHTS.get, key="sweep_weights"
@@ -102,25 +105,39 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             or None
         )
         options = {**common, "seeds": seeds, "samples": samples}
-        if dataset is None:
-            st.button("Start the sweep", disabled=True, key="sweep_start")
-            return
-        with guard("Cannot plan this sweep"):
-            estimate = _estimate(
-                str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options
-            )
-        if estimate["calibrating"]:  # the next rerun estimates again, from the timing once it is done
-            _estimate.clear()
-        st.caption(
-            f"{plural(len(estimate['runs']), 'run')}, {estimate_text(estimate)}. The shorter end is "
-            "when early stopping ends runs early."
+        action = "Cannot start the sweep"
+
+        def planned_configs():
+            return [p.config for p in plan_sweep(preset, parse_grid(grid_text), **options)]
+
+        problem = launch_problem(planned_configs, data_root, online(), dataset)
+        if problem is None and dataset is not None:
+            with guard("Cannot estimate the sweep", stop=False):
+                estimate = _estimate(
+                    str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options
+                )
+                if estimate["calibrating"]:  # the next rerun estimates again, from the timing once done
+                    _estimate.clear()
+                st.caption(
+                    f"{plural(len(estimate['runs']), 'run')}, {estimate_text(estimate)}. The shorter "
+                    "end is when early stopping ends runs early."
+                )
+        pressed = launch_button(
+            "Start the sweep",
+            action,
+            problem,
+            key="sweep_start",
+            icon=":material/play_arrow:",
+            disabled=dataset is None,
         )
-        if st.button("Start the sweep", icon=":material/play_arrow:", key="sweep_start"):
-            with guard("Cannot start the sweep"):
+        if pressed:
+            with guard(action, stop=False):
                 record = start_sweep(
                     data_root, runs_root(), preset=preset, grid=parse_grid(grid_text), **options
                 )
-            st.toast(f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/tune:")
+                st.toast(
+                    f"Queued {record['id']}: {plural(len(record['runs']), 'run')}", icon=":material/tune:"
+                )
 
 
 def results() -> None:

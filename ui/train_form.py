@@ -16,10 +16,11 @@ from flower_core.config import (
 from flower_core.data.dataset import Dataset
 from flower_core.errors import FlowerError
 from flower_core.models.backbone_specs import BACKBONES
-from flower_core.models.backbones import ready_offline, weights_status
+from flower_core.models.backbones import opening_backbone, ready_offline, trains_here
 from flower_core.training.estimate import estimate_run, estimate_text, format_duration
+from flower_core.training.jobs import launch_problem
 from ui import augment_preview
-from ui.common import runs_root
+from ui.common import launch_button, runs_root
 from ui.home import online
 
 AUGMENT_CACHE = {
@@ -31,12 +32,11 @@ WEIGHTS = {
     "none": "none (train from scratch)",
     "file": "a weights file…",
 }
+START_ACTION = "Cannot start training"
 PRESET_HELP = (
     "The study's tuning steps, in order; each changes the one before. Every setting "
     "below starts from the preset and can be changed."
 )
-# The widget of each setting that is neither a list of choices, a switch nor a slider of options.
-NUMBER_LIMITS = {"epochs": 500, "fine_tune_epochs": 200, "patience": 50}
 
 
 def _label(name: str) -> str:
@@ -62,7 +62,7 @@ def _widget(container, name: str, base, k: str, format_func=None):
         return container.select_slider(
             _label(name), spec.options, value, key=key, help=spec.help, format_func=lambda v: f"{v:g}"
         )
-    high = spec.maximum if spec.maximum is not None else NUMBER_LIMITS.get(name)
+    high = spec.maximum
     return int(
         container.number_input(
             _label(name), int(spec.minimum), high and int(high), value, key=key, help=spec.help
@@ -70,13 +70,9 @@ def _widget(container, name: str, base, k: str, format_func=None):
     )
 
 
-def _available(name: str) -> bool:
-    return bool(weights_status(name)["found"]) or online()
-
-
 def weights_note() -> None:
     """Which backbones have ImageNet weights here, so a run does not fail on a missing file."""
-    ready = [name for name in BACKBONES if _available(name)]
+    ready = [name for name in BACKBONES if trains_here(name, online())]
     missing = [name for name in BACKBONES if name not in ready]
     if missing and ready:
         st.caption(
@@ -131,7 +127,11 @@ def estimate_note(preset: str, dataset: Dataset) -> None:
     base = make_config(preset)
     try:
         estimate = _estimate(
-            preset, _default_backbone(base), str(dataset.root), len(dataset.files), str(runs_root())
+            preset,
+            opening_backbone(base.backbone, online()),
+            str(dataset.root),
+            len(dataset.files),
+            str(runs_root()),
         )
     except FlowerError:
         return
@@ -148,28 +148,22 @@ def estimate_note(preset: str, dataset: Dataset) -> None:
     )
 
 
-def _default_backbone(base) -> str:
-    """The preset's backbone when its weights are here, else the first backbone that has them."""
-    if _available(base.backbone):
-        return base.backbone
-    return next((name for name in BACKBONES if _available(name)), base.backbone)
-
-
 def _backbone_label(name: str) -> str:
     return f"{name} (no download)" if name in ready_offline() else name
 
 
 def _model_settings(base, k: str) -> dict:
-    left, right = st.columns(2)
-    backbone = left.selectbox(
+    # The backbone has a row of its own: in half the column, "efficientnet_lite0 (no download)" was cut.
+    backbone = st.selectbox(
         _label("backbone"),
         list(BACKBONES),
-        list(BACKBONES).index(_default_backbone(base)),
+        list(BACKBONES).index(opening_backbone(base.backbone, online())),
         key=k + "backbone",
         format_func=_backbone_label,
         help=SETTINGS["backbone"].help,
     )
-    weights = right.selectbox(
+    left, right = st.columns(2)
+    weights = left.selectbox(
         _label("weights"),
         list(WEIGHTS),
         format_func=WEIGHTS.get,
@@ -179,8 +173,8 @@ def _model_settings(base, k: str) -> dict:
     return {
         "backbone": backbone,
         "weights": weights,
-        "image_size": _widget(left, "image_size", base, k),
-        "epochs": _widget(right, "epochs", base, k),
+        "image_size": _widget(right, "image_size", base, k),
+        "epochs": _widget(left, "epochs", base, k),
     }
 
 
@@ -226,12 +220,14 @@ def _advanced(base, k: str) -> dict:
     return values
 
 
-def settings_form(preset: str, disabled: bool = False) -> dict | None:
+def settings_form(preset: str, data_root, dataset: Dataset | None) -> dict | None:
     """Every setting, starting from `preset`; returns the overrides when Train is pressed.
 
     The settings are plain widgets, not an `st.form`: each change reruns the page, so the
-    augmentation preview draws with the settings as they are now. A double-click on Train still
-    queues one run (`ui.live.start`'s submission token).
+    augmentation preview draws with the settings as they are now, and Train is disabled, with
+    the reason under it, while the run could not start (`jobs.launch_problem`: what the click
+    would refuse with). A double-click on Train still queues one run (`ui.live.start`'s
+    submission token).
     """
     base = make_config(preset)
     k = f"train_{preset}_"
@@ -244,12 +240,15 @@ def settings_form(preset: str, disabled: bool = False) -> dict | None:
         }
         path = values.pop("weights_file")
         values["weights"] = path if values["weights"] == "file" else values["weights"]
-        pressed = st.button(
+        problem = launch_problem(lambda: [make_config(preset, **values)], data_root, online(), dataset)
+        pressed = launch_button(
             "Train",
+            START_ACTION,
+            problem,
+            key="train_submit",
             type="primary",
             icon=":material/play_arrow:",
-            key="train_submit",
-            disabled=disabled,
+            disabled=dataset is None,
             width="stretch",
         )
     augment_preview.panel(values)

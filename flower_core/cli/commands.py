@@ -17,6 +17,7 @@ from flower_core.cli.options import (
     add_data_option,
     add_run_option,
     add_runs_option,
+    add_setting_option,
     add_setting_options,
     emit,
     presets_text,
@@ -31,9 +32,9 @@ def _import_tensorflow_quietly() -> None:
     (without also disabling oneDNN); import it with stderr muted so ours stays one line.
 
     The garbage collector is off meanwhile, and the objects made are then frozen out of its
-    reach: they all live as long as the process, and collecting them cost 0.6 to 0.8 s of the
-    import's 3 to 4 s (bench/README.md, "The train command against ..."). Keras imports pandas
-    (0.4 s) only to accept DataFrames, which no command gives it, so pandas is held back while
+    reach: they all live as long as the process, and collecting them was a large part of the
+    import (bench/README.md, "The train command against ..."). Keras imports pandas only to
+    accept DataFrames, which no command gives it, so pandas is held back while
     Keras imports (Keras then takes no DataFrames in this process) and stays importable
     afterwards for what needs it."""
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -70,6 +71,60 @@ def _cmd_eda(args) -> None:
     emit(args, report, format_report(report))
 
 
+def _cmd_fix(args) -> None:
+    from flower_core.data import fixes
+    from flower_core.data.dataset import resolve_data_root
+
+    root = resolve_data_root(args.data)
+    if args.undo:
+        entry = fixes.undo(root)
+        emit(args, {"undone": entry}, f"undone: {fixes.describe(entry)}")
+        return
+    if (args.move or args.rename_class) and not args.to:
+        raise FlowerError("--move and --rename-class need --to: the class to move to, or the new name")
+    if args.move:
+        entry = fixes.move_photo(root, args.move, args.to)
+    elif args.rename_class:
+        entry = fixes.rename_class(root, args.rename_class, args.to)
+    elif args.exclude:
+        entry = fixes.exclude_photo(root, args.exclude)
+    elif args.keep:
+        entry = fixes.keep_photo(root, args.keep)
+    elif args.add_class:
+        entry = fixes.add_class(root, args.add_class)
+    else:
+        entry = fixes.remove_class(root, args.remove_class)
+    emit(args, {"done": entry}, f"done: {fixes.describe(entry)}")
+
+
+def _cmd_audit(args) -> None:
+    from flower_core.data.audit import audit_dataset, format_audit
+    from flower_core.data.dataset import resolve_data_root
+
+    reporter = None if args.json else _stage_bar()
+    result = audit_dataset(
+        resolve_data_root(args.data),
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        folds=args.folds,
+        seed=args.seed,
+        progress=reporter,
+    ).to_json()
+    if reporter:
+        print(file=sys.stderr)
+    emit(args, result, format_audit(result))
+
+
+def _stage_bar():
+    """`progress(stage, done, total)` as one line on stderr, rewritten in place."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage} {done}/{total}   ", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
 def _cmd_train(args) -> None:
     from flower_core.config import SETTINGS, make_config
     from flower_core.data.dataset import resolve_data_root
@@ -82,32 +137,31 @@ def _cmd_train(args) -> None:
     run_dir = train_new_run(
         config, resolve_data_root(args.data), args.runs, reporter=reporter, split_file=args.split
     )
-    from flower_core.store.runs import METRICS, read_json, read_status
+    from flower_core.store.runs import Run
 
-    status = read_status(run_dir)
-    if status.get("state") == "failed":
-        raise FlowerError(f"{status.get('message', 'training failed')} (run {run_dir.name})")
-    metrics = read_json(run_dir / METRICS, default={}) or {}
+    run = Run.open(run_dir)
+    status = run.status
+    if status.state == "failed":
+        raise FlowerError(f"{status.message or 'training failed'} (run {run_dir.name})")
+    metrics = run.metrics
     from flower_core.training.stopping import run_stop_reason
 
     stopped = run_stop_reason(run_dir, status)
     from flower_core.evaluation.uncertainty import accuracy_text, wilson_interval
 
-    accuracy, photos = metrics.get("test_accuracy"), metrics.get("num_files")
+    accuracy, photos = metrics.test_accuracy, metrics.num_files
     payload = {
         "run_id": run_dir.name,
         "run_dir": str(run_dir),
-        "state": status.get("state"),
+        "state": status.state,
         "test_accuracy": accuracy,
         "test_interval": list(wilson_interval(accuracy, photos)) if accuracy is not None and photos else None,
         "test_photos": photos,
-        "test_loss": metrics.get("test_loss"),
+        "test_loss": metrics.test_loss,
         "stop_reason": stopped,
     }
     summary = "no test metrics" if accuracy is None else f"test accuracy {accuracy_text(accuracy, photos)}"
-    emit(
-        args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.get('state')}, {summary} ({run_dir})"
-    )
+    emit(args, payload, f"stopped: {stopped}\nrun {run_dir.name}: {status.state}, {summary} ({run_dir})")
 
 
 def _cmd_runs(args) -> None:
@@ -135,10 +189,12 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from flower_core.evaluation.predict import format_predictions, predict_paths
+    from flower_core.evaluation.predict import format_predictions, predict_paths, to_csv
 
     results = predict_paths(args.run, args.images, top_k=args.top_k)
-    emit(args, {"predictions": results}, format_predictions(results))
+    written = {"csv": str(to_csv(results, args.csv))} if args.csv else {}
+    lines = format_predictions(results) + (f"\nwrote {written['csv']}" if written else "")
+    emit(args, {"predictions": results, **written}, lines)
 
 
 def _cmd_explain(args) -> None:
@@ -183,7 +239,7 @@ def _idle_help() -> str:
 
 
 # Commands that never need TensorFlow: `main` does not import it for them.
-LIGHT_COMMANDS = ("synth", "eda")
+LIGHT_COMMANDS = ("synth", "eda", "fix")
 
 
 class _ExplainMethods:
@@ -204,6 +260,7 @@ class _ExplainMethods:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flower_core.config import PRESETS, SUGGESTED_PRESET
     from flower_core.export.formats import DEFAULT_FORMATS, FORMATS
 
     parser = Parser(prog="python -m flower_core", description=__doc__)
@@ -220,6 +277,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eda", help="dataset statistics")
     add_data_option(p)
     p.set_defaults(handler=_cmd_eda)
+
+    p = sub.add_parser(
+        "fix",
+        help="relabel, exclude or keep a photo, add, rename or remove a class, or undo the last fix",
+        description="Every fix is appended to the dataset's journal and undone last first; an excluded "
+        "photo moves into a hidden folder of the dataset, never deleted.",
+    )
+    add_data_option(p)
+    actions = p.add_mutually_exclusive_group(required=True)
+    actions.add_argument("--move", metavar="PHOTO", help="move PHOTO (<class>/<photo>) into the class --to")
+    actions.add_argument("--exclude", metavar="PHOTO", help="move PHOTO into the dataset's hidden folder")
+    actions.add_argument("--keep", metavar="PHOTO", help="mark PHOTO reviewed, its label kept")
+    actions.add_argument("--add-class", metavar="NAME", help="a new, empty class folder")
+    actions.add_argument("--rename-class", metavar="NAME", help="rename the class NAME to --to")
+    actions.add_argument("--remove-class", metavar="NAME", help="move the class NAME into the hidden folder")
+    actions.add_argument("--undo", action="store_true", help="undo the last fix still standing")
+    p.add_argument("--to", metavar="CLASS", help="the class to move to, or the new name of a class")
+    p.set_defaults(handler=_cmd_fix)
+
+    p = sub.add_parser(
+        "audit",
+        help="rank a dataset's likely label errors, duplicates and outliers",
+        description="Out-of-fold class probabilities from heads trained on the photos' cached "
+        "features, then confident learning; duplicates and outliers from the same features. The "
+        f"backbone and image size default to the {SUGGESTED_PRESET} preset's "
+        f"({PRESETS[SUGGESTED_PRESET]['backbone']}, {PRESETS[SUGGESTED_PRESET]['image_size']} px).",
+    )
+    add_data_option(p)
+    add_setting_option(p, "backbone")
+    add_setting_option(p, "weights")
+    add_setting_option(p, "image_size")
+    p.add_argument(
+        "--folds", type=int, default=5, help="stratified folds of the out-of-fold heads (default 5)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and heads (default 0)")
+    p.set_defaults(handler=_cmd_audit)
 
     p = sub.add_parser(
         "train",
@@ -240,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of photos")
     add_run_option(p)
-    p.add_argument("images", nargs="+", help="photo files")
+    p.add_argument("images", nargs="+", help="photo files and folders (walked for photos)")
     p.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default 3)")
+    p.add_argument("--csv", help="also write one row per photo to this CSV file (written atomically)")
     p.set_defaults(handler=_cmd_predict)
 
     p = sub.add_parser("explain", help="Grad-CAM heatmap of a photo")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from flower_core.models.backbones import get_backbone
 from flower_core.data.images import ImageSource, model_input
+from flower_core.models.backbones import get_backbone
 from flower_core.models.classifier import augmentation_layers
 
 PREVIEW_VERSIONS = 8

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from flower_core.errors import FlowerError, ImageError
 from flower_core.data.images import DECODE_THREADS, is_candidate_image, load_image
+from flower_core.errors import FlowerError, ImageError
 from flower_core.paths import allowed_roots, check_allowed_path, is_allowed
 
 DEFAULT_DATA_DIR = Path("data/flowers")

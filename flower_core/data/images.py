@@ -30,8 +30,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 
 # Photos a server holds and caches (an upload, a webcam shot) are at most this many pixels on
 # the long side: twice the largest model input and display size (1024 px), so every model input
-# and heatmap is still a downscale, while a 7000 x 7000 PNG (147 MB once decoded, decoded again
-# for each prediction and heatmap) becomes 12 MB of pixels.
+# and heatmap is still a downscale, while a huge PNG (decoded again for each prediction and
+# heatmap) shrinks to a small fraction of its pixels.
 HELD_PHOTO_SIDE = 2048
 
 # File name endings Pillow can open; used to pick candidate files when scanning a dataset folder.

@@ -24,8 +24,8 @@ from flower_core.data.images import model_input
 CACHED_SHUFFLE_BYTES = 75 * 1024**2
 
 # tf.data's model-based autotuning runs a thread beside each iterator, and the iterator's end
-# waits for that thread: 0.3 to 0.7 s after each 75-photo feature pass, up to 5.5 s at the start
-# of an end-to-end epoch (bench/README.md, "tf.data's autotuning thread"). Without it, an
+# waits for that thread, at the end of every feature pass and at the start of every end-to-end
+# epoch (bench/README.md, "tf.data's autotuning thread"). Without it, an
 # `AUTOTUNE` map keeps as many calls in flight as the machine has cores, at most 16 (more cores
 # would need `autotune.initial_parallelism`), and `prefetch` still grows its buffer when the
 # model waits: enough to keep a backbone fed on the 2 cores measured.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import io
 
-from flower_core.errors import ImageError
 from flower_core.data.images import ImageSource, load_image
+from flower_core.errors import ImageError
 
 THUMBNAIL_PX = 72
 

@@ -1,13 +1,15 @@
 """What the Compare page shows: the runs table's columns (all of them, and the compact set
-shown by default), and the details of the runs a user selects, gathered in one place."""
+shown by default), how a run is named and runs are ranked, and the details of the runs a user
+selects, gathered in one place."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from flower_core.errors import FlowerError
 from flower_core.evaluation.uncertainty import interval_range
-from flower_core.store.runs import CONFIG, METRICS, RunStore, read_history, read_json, run_facts
+from flower_core.store.runs import Run, RunStore
 
 # The runs table's columns, in order: the run's name, its state and results first, then the
 # settings that tell runs apart, then the rest (keys of `RunStore.summary`, plus `label` and
@@ -70,6 +72,47 @@ def table_rows(rows: list[dict]) -> list[dict]:
     ]
 
 
+def run_label(row: dict) -> str:
+    """How a run is named in lists, tables and charts: the name a user gave it, else
+    `preset · backbone · ` and the last part of its id (its random suffix).
+
+    Args:
+        row: a runs-table row (`RunStore.summary`): `run_id`, and `name`, `preset`, `backbone`.
+
+    Example:
+
+    >>> run_label({"run_id": "20260101-000000-base-vgg16-ab12", "preset": "base", "backbone": "vgg16"})
+    'base · vgg16 · ab12'
+    """
+    if row.get("name") and row["name"] != row["run_id"]:
+        return row["name"]
+    return f"{row.get('preset')} · {row.get('backbone')} · {row['run_id'].rsplit('-', 1)[-1]}"
+
+
+def _test_accuracy(row: dict) -> float | None:
+    score = row.get("test_accuracy")
+    return None if score is None or math.isnan(score) else float(score)  # NaN: a table's empty cell
+
+
+def best_first(rows: Iterable[dict]) -> list[dict]:
+    """Runs by test accuracy, best first; runs not evaluated yet last, in the order given.
+
+    Args:
+        rows: runs-table rows with `test_accuracy` (`None`, or NaN from a table, when unknown).
+
+    Example:
+
+    >>> [row["run_id"] for row in best_first([{"run_id": "a"}, {"run_id": "b", "test_accuracy": 0.9}])]
+    ['b', 'a']
+    """
+    return sorted(rows, key=lambda row: (_test_accuracy(row) is None, -(_test_accuracy(row) or 0.0)))
+
+
+def best_evaluated(rows: Iterable[dict], count: int) -> list[dict]:
+    """The `count` runs with the best test accuracies (fewer when fewer were evaluated)."""
+    return [row for row in best_first(rows) if _test_accuracy(row) is not None][:count]
+
+
 def run_details(runs_root, run_ids: list[str]) -> list[dict]:
     """Settings, summary row, history and metrics of each run, in the order given.
 
@@ -78,21 +121,21 @@ def run_details(runs_root, run_ids: list[str]) -> list[dict]:
         run_ids: the runs to read; an id that is not a run raises a one-line `FlowerError`.
 
     Returns:
-        One dict per run: its `config.json` and facts (`runs.run_facts`) overlaid by its
-        summary row, plus `history` (a list of epochs) and `metrics` (`{}` before the run is
+        One dict per run: its settings and facts (`runs.Run`) overlaid by its summary row, plus
+        `history` (its `HistoryRow`s) and `metrics` (its `Metrics`, empty before the run is
         evaluated).
     """
     store = RunStore(runs_root)
     out = []
     for run_id in run_ids:
-        run_dir = store.path(run_id)
+        run = Run.open(store.path(run_id))
         out.append(
             {
-                **(read_json(run_dir / CONFIG, {}) or {}),
-                **run_facts(run_dir),
-                **store.summary(run_dir),
-                "history": read_history(run_dir),
-                "metrics": read_json(run_dir / METRICS, {}) or {},
+                **run.config.to_json(),
+                **run.facts.to_json(),
+                **run.summary(),
+                "history": run.history,
+                "metrics": run.metrics,
             }
         )
     return out

@@ -15,12 +15,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flower_core.data.dataset import labels_for, list_candidates
+from flower_core.data.dataset import labels_for, list_candidates, load_split
 from flower_core.errors import FlowerError, ImageError
 from flower_core.evaluation.calibration import confidence_threshold, reliability
 from flower_core.evaluation.predict import load_run, model_image_size, predict_files
 from flower_core.evaluation.uncertainty import accuracy_text
-from flower_core.store.runs import CONFIG, SPLIT, read_json
+from flower_core.store.runs import SPLIT, Run
 
 # Keras' categorical cross-entropy clips probabilities to [eps, 1 - eps] the same way.
 _EPSILON = 1e-7
@@ -47,8 +47,9 @@ def per_class_report(confusion: np.ndarray, class_names: list[str]) -> dict:
     }
 
 
-def most_confused(confusion: np.ndarray, class_names: list[str], top: int = 5) -> list[dict]:
-    """The largest off-diagonal cells: which class is most often taken for which."""
+def most_confused(confusion: np.ndarray, class_names: list[str], top: int | None = 5) -> list[dict]:
+    """The largest off-diagonal cells: which class is most often taken for which. `top=None`
+    lists every cell with a mistake."""
     off_diagonal = np.array(confusion)
     np.fill_diagonal(off_diagonal, 0)
     order = np.argsort(-off_diagonal, axis=None, kind="stable")[:top]
@@ -205,11 +206,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_root: str | os.PathLike | None
     model, class_names = load_run(run_dir)
     ignored: list[str] = []
     if data_root is None:
-        data_root = (read_json(run_dir / CONFIG, default={}) or {}).get("data_root")
-        split = read_json(run_dir / SPLIT, default=None)
-        if not data_root or not split:
-            raise FlowerError(f"run {run_dir.name} has no dataset or split.json: pass --data DIR")
-        files, source = list(split["test"]), "test split"
+        data_root = Run(run_dir).config.data_root
+        if not data_root or not (run_dir / SPLIT).is_file():
+            raise FlowerError(f"run {run_dir.name} has no dataset or {SPLIT}: pass --data DIR")
+        files, source = list(load_split(run_dir / SPLIT).test), "test split"
     else:
         files, ignored = folder_files(data_root, class_names)
         source = "folder"

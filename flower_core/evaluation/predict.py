@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,14 +28,14 @@ from PIL import Image
 from flower_core.data.images import DECODE_THREADS, ImageSource, is_candidate_image, model_input
 from flower_core.errors import FlowerError, ImageError
 from flower_core.models.inference import predict_probabilities
-from flower_core.store.runs import FACTS, METRICS, load_run_model, read_json, run_facts
+from flower_core.store.run_files import Metrics
+from flower_core.store.runs import FACTS, Run, atomic_write_bytes, load_run_model
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# The fallback threshold for runs without their own. 0.6 comes from the reliability curve of the
-# `best` preset on the real test photos (docs/RESULTS.md, "Calibration"): below it the model was
-# right 59% of the time (131 of 221 photos), above it 96.7% (1669 of 1726).
+# The fallback threshold for runs without their own: where the `best` preset's reliability curve
+# on the real test photos turns (docs/RESULTS.md, "Calibration").
 MIN_TOP_PROBABILITY = 0.6
 BATCH_SIZE = 32
 # Photo formats Pillow cannot read: listed in a folder's results as errors, not skipped quietly.
@@ -43,7 +44,7 @@ UNSUPPORTED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".svg", ".dng", ".cr
 
 def run_class_names(run_dir: str | os.PathLike) -> list[str]:
     """The class names of a run, in label order, from what it learned when it started."""
-    names = run_facts(Path(run_dir)).get("class_names")
+    names = Run(run_dir).facts.class_names
     if not names:
         raise FlowerError(f"not a run folder with a trained model (no class names in {FACTS}): {run_dir}")
     return list(names)
@@ -76,16 +77,14 @@ def run_threshold(run_dir: str | os.PathLike) -> float:
     """The run's own "sure" threshold from its validation photos, else `MIN_TOP_PROBABILITY`
     (a run trained before thresholds were stored, or an unreadable `metrics.json`)."""
     try:
-        return metrics_threshold(read_json(Path(run_dir) / METRICS, default=None))
+        return metrics_threshold(Run(run_dir).metrics)
     except FlowerError:
         return MIN_TOP_PROBABILITY
 
 
-def metrics_threshold(metrics: dict | None) -> float:
+def metrics_threshold(metrics: Metrics) -> float:
     """The threshold stored in a run's metrics (`confidence`), else `MIN_TOP_PROBABILITY`."""
-    confidence = (metrics or {}).get("confidence") if isinstance(metrics, dict) else None
-    threshold = confidence.get("threshold") if isinstance(confidence, dict) else None
-    return float(threshold) if isinstance(threshold, int | float) else MIN_TOP_PROBABILITY
+    return MIN_TOP_PROBABILITY if metrics.threshold is None else metrics.threshold
 
 
 def assess(probabilities: np.ndarray, threshold: float = MIN_TOP_PROBABILITY) -> dict:
@@ -216,43 +215,98 @@ def predict_files(
                 progress(min(start + batch_size, len(paths)), len(paths))
 
 
+def predict_loaded(
+    model: keras.Model,
+    class_names: list[str],
+    files: list[Path],
+    *,
+    threshold: float = MIN_TOP_PROBABILITY,
+    top_k: int = 3,
+    batch_size: int = BATCH_SIZE,
+    names: list[str] | None = None,
+    progress=None,
+) -> list[dict]:
+    """Predict many photo files with a loaded model (`predict_files`); one bad file never stops
+    the batch.
+
+    Args:
+        names: how each file is named in the results. Defaults to `None` (its path).
+        progress: called as `progress(done, total)` after each batch. Defaults to `None`.
+
+    Returns:
+        One dict per file, in order: `path` and the fields of `describe`, or `path` and `error`
+        (a one-line reason) for a file that cannot be read.
+    """
+    names = names or [str(path) for path in files]
+    results = []
+    outcomes = predict_files(model, files, model_image_size(model), batch_size, progress)
+    for name, (_, outcome) in zip(names, outcomes, strict=True):
+        record = (
+            {"error": str(outcome)}
+            if isinstance(outcome, ImageError)
+            else describe(outcome, class_names, top_k, threshold)
+        )
+        results.append({"path": name, **record})
+    return results
+
+
 def predict_paths(
     run_dir: str | os.PathLike,
     paths: list[str | os.PathLike],
     top_k: int = 3,
     batch_size: int = BATCH_SIZE,
 ) -> list[dict]:
-    """Predict many photos and folders with a run's model; one bad file never stops the batch.
+    """Predict many photos and folders (walked for photos) with a run's model.
 
     Returns:
-        One dict per photo, in order: `path` and the fields of `describe`, or `path` and
-        `error` (a one-line reason) for a file that cannot be read.
+        `predict_loaded`'s records.
 
     Raises:
         FlowerError: the run cannot be loaded, no image was found, or none could be read.
     """
     model, class_names = load_run(run_dir)
-    size, threshold = model_image_size(model), run_threshold(run_dir)
     files = find_images(paths)
     if not files:
         raise FlowerError(f"no images found in: {', '.join(map(str, paths))}")
-    results = []
-    for path, outcome in predict_files(model, files, size, batch_size):
-        record = (
-            {"error": str(outcome)}
-            if isinstance(outcome, ImageError)
-            else describe(outcome, class_names, top_k, threshold)
-        )
-        results.append({"path": str(path), **record})
+    results = predict_loaded(
+        model, class_names, files, threshold=run_threshold(run_dir), top_k=top_k, batch_size=batch_size
+    )
     if all("error" in r for r in results):
         raise FlowerError(f"no readable image: {results[0]['path']}: {results[0]['error']}")
     return results
 
 
+def predict_zip(
+    model: keras.Model, class_names: list[str], source, *, max_bytes: int, **options
+) -> list[dict]:
+    """Predict every photo in a zip (an upload), unpacked with the dataset zip's safety rules
+    (`intake.archive.extract_zip`: no traversal or links, at most `max_bytes` unpacked) into a
+    temporary folder that is removed afterwards; each photo named by its path in the zip.
+
+    Args:
+        source: the zip's path or an open binary file.
+        max_bytes: the most bytes its photos may hold unpacked.
+        **options: `predict_loaded`'s keywords (`threshold`, `top_k`, `progress`).
+
+    Raises:
+        FlowerError: not a zip, unsafe, over the limit, or no photo in it.
+    """
+    from flower_core.intake.archive import extract_zip
+
+    with tempfile.TemporaryDirectory(prefix="flower-predict-") as folder:
+        root = Path(folder) / "photos"
+        extract_zip(source, root, max_bytes=max_bytes)
+        files = find_images([root])
+        if not files:
+            raise FlowerError("no photos in this zip; put .jpg or .png photos in it")
+        names = [path.relative_to(root).as_posix() for path in files]
+        return predict_loaded(model, class_names, files, names=names, **options)
+
+
 def predictions_table(results: list[dict]) -> pd.DataFrame:
     """One row per photo: path, prediction, flag, error, top-k and each class's probability.
     (pandas is imported here, not with the module: a training reads this module for its test
-    evaluation and would pay 0.4 s for the import.)"""
+    evaluation and would otherwise pay for importing it.)"""
     import pandas as pd
 
     rows = []
@@ -270,11 +324,17 @@ def predictions_table(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def csv_bytes(results: list[dict]) -> bytes:
+    """`predictions_table(results)` as CSV (what `to_csv` writes, the app's download)."""
+    return predictions_table(results).to_csv(index=False).encode()
+
+
 def to_csv(results: list[dict], path: str | os.PathLike) -> Path:
-    """Write `predictions_table(results)` as CSV; returns the path."""
+    """Write `predictions_table(results)` as CSV, atomically (a reader never sees half a file,
+    an earlier file stays whole if the write fails); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    predictions_table(results).to_csv(path, index=False)
+    atomic_write_bytes(path, csv_bytes(results))
     return path
 
 

@@ -19,6 +19,7 @@ Keras Grad-CAM example, because the softmax saturates and mixes the classes.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -108,10 +109,16 @@ def _compiled_forward(model: keras.Model, layer: str, with_gradients: bool):
     return cached_for_model(model, ("cam forward", layer, with_gradients), build)
 
 
+# Every CAM method by its `name`: each subclass of `BaseCAM` adds itself when its module is
+# imported (the package imports all of its modules), so a new method is one new file.
+METHODS: dict[str, type[BaseCAM]] = {}
+
+
 class BaseCAM:
     """Compute a class activation map of one photo at one layer of a classifier.
 
-    Subclasses set `name` and `uses_gradients`, and implement `get_cam_weights`.
+    Subclasses set `name` (the key of `METHODS`), `label` (how the app shows it) and
+    `uses_gradients`, and implement `get_cam_weights`.
 
     Args:
         model: the classifier as trained (raw 0-255 pixels in, softmax out).
@@ -120,11 +127,19 @@ class BaseCAM:
     """
 
     name = "base"
+    label = "Base CAM"
     uses_gradients = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__ or "label" not in cls.__dict__:
+            raise TypeError(f"a CAM method sets its own name and label. Received: {cls.__name__}")
+        METHODS[cls.name] = cls
 
     def __init__(self, model: keras.Model, layer: str | None = None):
         self.model = model
         self.layer = resolve_layer(model, layer)
+        self._progress: Callable[[int, int], None] | None = None
 
     def get_cam_weights(self, pixels, activations, gradients, target: int) -> tf.Tensor:
         """One weight per channel of the target layer, shape (channels,)."""
@@ -138,20 +153,35 @@ class BaseCAM:
         )
         return activations, logits, int(target), gradients
 
-    def __call__(self, pixels: np.ndarray, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def report(self, done: int, total: int) -> None:
+        """Tell the caller's `progress` how far the map is: a slow method (Score-CAM) calls it
+        after each step of `get_cam_weights`."""
+        if self._progress is not None:
+            self._progress(done, total)
+
+    def __call__(
+        self,
+        pixels: np.ndarray,
+        target: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Explain one photo.
 
         Args:
             pixels: the model's input for one photo, (size, size, 3) in 0-255.
             target: the class index to explain. Defaults to `None`: the predicted class.
+            progress: called as `progress(done, total)` as the map's steps finish (`report`),
+                and once more when it is done. Defaults to `None`.
 
         Returns:
             The map at the layer's resolution, float32 in [0, 1], and the class probabilities.
         """
+        self._progress = progress
         batch = tf.convert_to_tensor(np.asarray(pixels, dtype=np.float32)[None])
         activations, logits, target, gradients = self._forward(batch, target)
         weights = self.get_cam_weights(batch, activations, gradients, target)
         cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1)).numpy()
+        self.report(1, 1)
         return normalise(cam), tf.nn.softmax(logits).numpy()
 
 

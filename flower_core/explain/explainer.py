@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,14 +13,10 @@ import numpy as np
 
 from flower_core.data.images import ImageSource, load_image, model_input
 from flower_core.errors import FlowerError
-from flower_core.explain.base import BaseCAM, normalise
+from flower_core.explain.base import METHODS, BaseCAM, normalise
 from flower_core.explain.faithfulness import faithfulness as faithfulness_score
-from flower_core.explain.gradcam import GradCAM
-from flower_core.explain.gradcam_plus_plus import GradCAMPlusPlus
 from flower_core.explain.overlay import DEFAULT_ALPHA, overlay_heatmap, resize_heatmap, save_png
-from flower_core.explain.score_cam import ScoreCAM
 
-METHODS: dict[str, type[BaseCAM]] = {cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM)}
 # Photos are shown (and heatmaps upsampled) at most this many pixels on the long side.
 DISPLAY_SIZE = 1024
 
@@ -108,6 +105,7 @@ def explain_image(
     target_class: str | int | None = None,
     class_names: list[str] | None = None,
     with_faithfulness: bool = True,
+    progress: Callable[[int, int], None] | None = None,
     **options,
 ) -> Explanation:
     """Explain the model's decision on one photo with a method of the Grad-CAM family.
@@ -120,6 +118,8 @@ def explain_image(
         target_class: a class name or index to explain. Defaults to `None` (the predicted one).
         class_names: the model's class names, needed for names. Defaults to `None`.
         with_faithfulness: also compute the faithfulness score. Defaults to `True`.
+        progress: called as `progress(done, total)` while the map is computed (each batch of
+            Score-CAM's masked photos; once for the gradient methods). Defaults to `None`.
         **options: passed to the method's class (e.g. `max_channels` for Score-CAM).
 
     Returns:
@@ -136,7 +136,7 @@ def explain_image(
     size = int(model.input_shape[1])
     started = time.perf_counter()
     pixels = model_input(image, size)
-    grid_map, probabilities = cam(pixels, target)
+    grid_map, probabilities = cam(pixels, target, progress)
     target = int(np.argmax(probabilities)) if target is None else target
     model_heatmap = normalise(resize_heatmap(grid_map, size, size))
     score = None

@@ -75,7 +75,8 @@ def faithfulness(
         draws: the number of random removals averaged. Defaults to `RANDOM_DRAWS`.
 
     Returns:
-        `score`, `cam_drop`, `random_drop`, `confidence` (`p`), `fraction` and `draws`.
+        `score`, `cam_drop`, `random_drop`, `random_band` (the lowest and highest score a
+        random draw gets against their mean), `confidence` (`p`), `fraction` and `draws`.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1). Received: fraction={fraction}")
@@ -94,6 +95,9 @@ def faithfulness(
         "score": float(random_score - cam_score),
         "cam_drop": float(confidence - cam_score),
         "random_drop": float(confidence - random_score),
+        # The scores the random draws themselves would get: a map scoring inside them does no
+        # better than one of them (`verdict`).
+        "random_band": [float(random_score - scores[2:].max()), float(random_score - scores[2:].min())],
         "confidence": float(confidence),
         "fraction": fraction,
         "draws": draws,
@@ -113,9 +117,10 @@ VERDICTS = {
 }
 
 
-def verdict(score: float) -> str:
-    """The one-line, plain-words reading of a faithfulness `score` (`VERDICTS`): faithful above
-    `CHANCE_BAND`, unfaithful below `-CHANCE_BAND`, about chance between."""
-    if score > CHANCE_BAND:
+def verdict(score: float, band: tuple[float, float] | list[float] = (0.0, 0.0)) -> str:
+    """The one-line, plain-words reading of a faithfulness `score` (`VERDICTS`): about chance
+    within the random draws' own scores (`band`, `faithfulness`'s `random_band`) widened to at
+    least `CHANCE_BAND` either side, faithful above it, unfaithful below it."""
+    if score > max(band[1], CHANCE_BAND):
         return VERDICTS["faithful"]
-    return VERDICTS["chance"] if score > -CHANCE_BAND else VERDICTS["unfaithful"]
+    return VERDICTS["chance"] if score >= min(band[0], -CHANCE_BAND) else VERDICTS["unfaithful"]

@@ -16,6 +16,7 @@ class GradCAM(BaseCAM):
     """
 
     name = "gradcam"
+    label = "Grad-CAM"
 
     def get_cam_weights(self, pixels, activations, gradients, target: int) -> tf.Tensor:
         return tf.reduce_mean(gradients, axis=(0, 1))

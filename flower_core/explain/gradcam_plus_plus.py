@@ -25,6 +25,7 @@ class GradCAMPlusPlus(BaseCAM):
     """
 
     name = "gradcam++"
+    label = "Grad-CAM++"
 
     def get_cam_weights(self, pixels, activations, gradients, target: int) -> tf.Tensor:
         squared = tf.square(gradients)

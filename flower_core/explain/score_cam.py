@@ -33,6 +33,7 @@ class ScoreCAM(BaseCAM):
     """
 
     name = "scorecam"
+    label = "Score-CAM"
     uses_gradients = False
 
     def __init__(self, model, layer: str | None = None, max_channels: int = MAX_CHANNELS):
@@ -54,12 +55,12 @@ class ScoreCAM(BaseCAM):
         high = tf.reduce_max(maps, axis=(1, 2, 3), keepdims=True)
         masks = tf.math.divide_no_nan(maps - low, high - low)
         masked = tf.concat([tf.zeros_like(pixels), pixels * masks], axis=0)
-        scores = np.concatenate(
-            [
-                predict_probabilities(self.model, masked[i : i + BATCH_SIZE])[:, target]
-                for i in range(0, masked.shape[0], BATCH_SIZE)
-            ]
-        )
+        starts = range(0, masked.shape[0], BATCH_SIZE)
+        scores = []
+        for done, start in enumerate(starts, 1):
+            scores.append(predict_probabilities(self.model, masked[start : start + BATCH_SIZE])[:, target])
+            self.report(done, len(starts))
+        scores = np.concatenate(scores)
         weights = np.zeros(channels, dtype=np.float32)
         weights[chosen] = scores[1:] - scores[0]
         return tf.constant(weights)

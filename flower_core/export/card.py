@@ -7,11 +7,17 @@ apply them, not retyped.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flower_core.evaluation.predict import metrics_threshold
 from flower_core.export.formats import BYTES_SIGNATURE, FORMATS, INPUT_NAME, OUTPUT_NAME, SERVING_SIGNATURE
 from flower_core.export.snippets import LABELS_FILE
 from flower_core.models.backbone_specs import PREPROCESSING_MODES
 from flower_core.models.backbones import get_backbone
+
+if TYPE_CHECKING:
+    from flower_core.config import TrainConfig
+    from flower_core.store.run_files import Facts, Metrics, RunConfig
 
 CARD_JSON, CARD_MD = "model_card.json", "model_card.md"
 
@@ -31,13 +37,13 @@ _SETTINGS = (
 )
 
 
-def _weights(config: dict) -> dict:
-    weights = config.get("weights")
+def _weights(settings: TrainConfig) -> dict:
+    weights = settings.weights
     if weights == "none":
         return {"weights": "none", "origin": "random initialisation, trained here", "licence": "n/a"}
     if weights != "imagenet":
         return {"weights": str(weights), "origin": "a weights file given at training", "licence": "unknown"}
-    spec = get_backbone(config["backbone"])
+    spec = get_backbone(settings.backbone)
     return {
         "weights": "imagenet",
         "origin": spec.weights_origin,
@@ -47,9 +53,9 @@ def _weights(config: dict) -> dict:
 
 
 def card(
-    config: dict,
-    facts: dict,
-    metrics: dict,
+    config: RunConfig,
+    facts: Facts,
+    metrics: Metrics,
     run_id: str,
     preprocessing: str,
     formats: dict,
@@ -59,17 +65,18 @@ def card(
 
     Args:
         config: the run's `config.json`.
-        facts: what the run learned when it started (`runs.run_facts`).
-        metrics: the run's `metrics.json` (may be empty).
+        facts: what the run learned when it started (`runs.Run.facts`).
+        metrics: the run's `metrics.json` (empty before it was evaluated).
         run_id: the run's folder name.
         preprocessing: the `Preprocess` mode inside the model.
         formats: the verification report of each exported format.
         split_sizes: photos in the run's train / val / test parts.
     """
-    size = config["image_size"]
+    settings = config.settings
+    size = settings.image_size
     return {
         "run_id": run_id,
-        "classes": list(facts["class_names"]),
+        "classes": list(facts.class_names),
         "labels_file": LABELS_FILE,
         "input": {
             "name": INPUT_NAME,
@@ -91,14 +98,14 @@ def card(
             "inside_model": True,
             "what": PREPROCESSING_MODES[preprocessing],
         },
-        "backbone": config.get("backbone"),
-        **_weights(config),
-        "training": {key: config.get(key) for key in _SETTINGS},
-        "dataset": {"fingerprint": facts.get("dataset_fingerprint"), **split_sizes},
-        "test_accuracy": metrics.get("test_accuracy"),
-        "test_loss": metrics.get("test_loss"),
-        "per_class": metrics.get("per_class"),
-        "calibration_ece": (metrics.get("calibration") or {}).get("ece"),
+        "backbone": settings.backbone,
+        **_weights(settings),
+        "training": {key: getattr(settings, key) for key in _SETTINGS},
+        "dataset": {"fingerprint": facts.dataset_fingerprint, **split_sizes},
+        "test_accuracy": metrics.test_accuracy,
+        "test_loss": metrics.test_loss,
+        "per_class": {name: report.to_json() for name, report in metrics.per_class.items()} or None,
+        "calibration_ece": metrics.calibration.ece if metrics.calibration else None,
         "low_confidence_rule": {"min_top_probability": metrics_threshold(metrics)},
         "signatures": {SERVING_SIGNATURE: INPUT_NAME, BYTES_SIGNATURE: "encoded JPEG/PNG/GIF/BMP bytes"},
         "formats": formats,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flower_core.config import TrainConfig
+from flower_core.data.dataset import Split, load_split
 from flower_core.errors import FlowerError, ImageError
 from flower_core.evaluation.predict import load_run, predict_batch, read_pixels
 from flower_core.export import card as export_card
@@ -44,42 +44,32 @@ from flower_core.export.formats import (
 from flower_core.export.snippets import LABELS_FILE, snippets
 from flower_core.models.backbones import get_backbone
 from flower_core.models.classifier import preprocessing_mode
-from flower_core.store.runs import (
-    ACTIVE_STATES,
-    CONFIG,
-    METRICS,
-    MODEL,
-    SPLIT,
-    peek_status,
-    read_record,
-    run_facts,
-)
+from flower_core.store.runs import ACTIVE_STATES, MODEL, SPLIT, Run, peek_status
 
 # A few hundred training photos calibrate the int8 model's activation ranges.
 REPRESENTATIVE_PHOTOS = 300
 BATCH_SIZE = 32
-# Photos per verification batch shrink with the image size: one eager Keras call on 32 photos at
-# 384 px raised the process' peak memory from 0.7 GB to 7.2 GB (ONNX Runtime then to 9.3 GB), on
-# 8 photos to 2.3 GB (3.6 GB); the 32 photos themselves are only 57 MB of float32.
+# Photos per verification batch shrink with the image size: an eager Keras call's peak memory
+# grows far faster than its photos' (bench/README.md, "Figures behind the code"), so large
+# inputs go eight at a time.
 BATCH_PIXELS = 8 * 384 * 384
 Progress = Callable[[str, float], None]
 # A full disk, as an errno or in the system's words for it (`os.strerror`), and as we say it.
 _FULL_DISK = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 
 
-def _check_run(run_dir: Path) -> tuple[dict, dict]:
-    """The run's config and split, or a one-line error for a run that cannot be exported."""
-    if not (run_dir / CONFIG).is_file():
-        raise FlowerError(f"not a run folder (no {CONFIG}): {run_dir}")
-    state = peek_status(run_dir).get("state")
+def _check_run(run_dir: Path) -> tuple[Run, Split]:
+    """The run and its split, or a one-line error for a run that cannot be exported."""
+    run = Run.open(run_dir)
+    state = peek_status(run_dir).state
     if state in ACTIVE_STATES:
         raise FlowerError(f"run {run_dir.name} is still {state}: export it when it has finished")
     if not (run_dir / MODEL).is_file():
         raise FlowerError(f"run {run_dir.name} has no {MODEL} to export (state {state})")
-    config, split = read_record(run_dir / CONFIG), read_record(run_dir / SPLIT)
-    if not split.get("test") or not config.get("data_root"):
+    split = load_split(run_dir / SPLIT) if (run_dir / SPLIT).is_file() else None
+    if split is None or not split.test or not run.config.data_root:
         raise FlowerError(f"run {run_dir.name} has no test photos in {SPLIT} to verify the export on")
-    return config, split
+    return run, split
 
 
 def export_problem(run_dir: str | os.PathLike) -> str | None:
@@ -132,8 +122,8 @@ def batch_size(size: int) -> int:
 
 def _photo_batches(root: Path, files: list[str], size: int) -> Iterator[tuple[np.ndarray, list[int]]]:
     """The readable photos of `files` as float32 batches of `batch_size(size)`, with their indices
-    in `files`. One batch is decoded at a time: a 384 px photo is 1.8 MB of float32, so holding
-    all test and calibration photos of a run took over a gigabyte."""
+    in `files`. One batch is decoded at a time: holding every test and calibration photo of a run
+    as float32 would take gigabytes at large sizes."""
     step = batch_size(size)
     for start in range(0, len(files), step):
         pixels, kept = [], []
@@ -251,27 +241,24 @@ def _reference(model, root: Path, files: list[str]) -> tuple[list[str], np.ndarr
 
 
 def _build(
-    run_dir: Path,
-    staging: Path,
-    names: list[str],
-    config: dict,
-    split: dict,
-    progress: Progress,
-    keep_what_agrees: bool,
+    run: Run, staging: Path, names: list[str], split: Split, progress: Progress, keep_what_agrees: bool
 ) -> dict:
+    run_dir = run.path
     model, class_names = load_run(run_dir)
     size = int(model.input_shape[1])
-    root = Path(config["data_root"])
+    root = Path(run.config.data_root)
     progress("reading the test photos", 0.02)
-    test_files, reference, keras_speed = _reference(model, root, split["test"])
+    test_files, reference, keras_speed = _reference(model, root, split.test)
     labels = np.array([class_names.index(rel.split("/", 1)[0]) for rel in test_files])
     scratch = staging / ".saved_model_for_conversion"
     export_formats.write_saved_model(model, size, scratch)
-    representative = _representative(root, split["train"], size)
+    representative = _representative(root, split.train, size)
     report, skipped = {}, {}
     for step, name in enumerate(names):
         progress(f"writing and checking {name}", 0.1 + 0.8 * step / len(names))
-        written = _write_format(name, model, size, staging, scratch, representative, config["backbone"])
+        written = _write_format(
+            name, model, size, staging, scratch, representative, run.config.settings.backbone
+        )
         probabilities, speed = _batched(export_formats.runner(name, staging), root, test_files, size)
         row = {
             "file": FORMATS[name].path,
@@ -296,7 +283,7 @@ def _build(
     if not report:
         raise FlowerError(f"no format agrees with the Keras model: {'; '.join(skipped.values())}")
     progress("writing the model card", 0.95)
-    _write_card(run_dir, staging, config, split, class_names, report, size)
+    _write_card(run, staging, split, class_names, report, size)
     keras_row = {
         "test_accuracy": float((reference.argmax(1) == labels).mean()),
         "photos_per_second": round(keras_speed, 1),
@@ -312,7 +299,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _write_card(run_dir, staging, config, split, class_names, report, size) -> None:
+def _write_card(run: Run, staging, split: Split, class_names, report, size) -> None:
     (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n")
     texts = snippets(list(report), size)
     for file_name, text in texts.items():
@@ -321,13 +308,13 @@ def _write_card(run_dir, staging, config, split, class_names, report, size) -> N
         name: {k: v for k, v in row.items() if k != "photos_per_second"} for name, row in report.items()
     }
     data = export_card.card(
-        config,
-        run_facts(run_dir),
-        read_record(run_dir / METRICS),
-        run_dir.name,
-        preprocessing_mode(TrainConfig.from_json(config)),
+        run.config,
+        run.facts,
+        run.metrics,
+        run.id,
+        preprocessing_mode(run.config.settings),
         card_rows,
-        {part: len(split.get(part, [])) for part in ("train", "val", "test")},
+        {part: len(getattr(split, part)) for part in ("train", "val", "test")},
     )
     (staging / export_card.CARD_JSON).write_text(json.dumps(data, indent=2) + "\n")
     (staging / export_card.CARD_MD).write_text(export_card.markdown(data, texts))
@@ -362,7 +349,7 @@ def export_run(
     """
     run_dir, out = Path(run_dir), Path(out).absolute()
     names = parse_formats(formats)
-    config, split = _check_run(run_dir)
+    run, split = _check_run(run_dir)
     _check_out(out)
     progress = progress or (lambda step, fraction: None)
     try:
@@ -371,9 +358,7 @@ def export_run(
         raise FlowerError(f"cannot write to {out.parent}: {error.strerror}") from None
     try:
         with _write_errors(out):
-            result = _build(
-                run_dir, staging, names, config, split, progress, keep_what_agrees=formats is None
-            )
+            result = _build(run, staging, names, split, progress, keep_what_agrees=formats is None)
             os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -192,8 +192,8 @@ def _bytes_function(model, size: int):
 def write_saved_model(model, size: int, out: Path) -> None:
     """A SavedModel with the pixels and the encoded-bytes signatures.
 
-    A plain `tf.Module` tracking the model's variables: Keras' `ExportArchive` stored every
-    variable twice (27 MB against 13 MB for a 64 px MobileNet), this module stores each once.
+    A plain `tf.Module` tracking the model's variables: Keras' `ExportArchive` stores every
+    variable twice, this module stores each once.
     """
     import tensorflow as tf
 
@@ -288,7 +288,6 @@ def write_tflite_int8(
 
 def write_onnx(model, size: int, out: Path) -> None:
     """ONNX through `tf2onnx` from the same traced function the SavedModel serves."""
-    import tensorflow as tf
 
     try:
         import tf2onnx
@@ -297,9 +296,20 @@ def write_onnx(model, size: int, out: Path) -> None:
             "ONNX export needs tf2onnx and onnxruntime (pip install -r "
             "requirements.txt), or leave onnx out of --formats"
         ) from None
-    spec = [tf.TensorSpec([None, size, size, 3], tf.float32, INPUT_NAME)]
-    tf2onnx.convert.from_function(
-        _serving_function(model, size), input_signature=spec, opset=ONNX_OPSET, output_path=str(out)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # tf2onnx's `from_function` makes every non-variable capture of the traced function an ONNX
+    # input, such as the mean an unadapted `Normalization` layer holds (EfficientNet's first
+    # layer); frozen first, the graph's one input is the pixels.
+    frozen = convert_variables_to_constants_v2(_serving_function(model, size).get_concrete_function())
+    (pixels,), (probabilities,) = frozen.inputs, frozen.outputs
+    tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(),
+        input_names=[pixels.name],
+        output_names=[probabilities.name],
+        tensors_to_rename={pixels.name: INPUT_NAME, probabilities.name: OUTPUT_NAME},
+        opset=ONNX_OPSET,
+        output_path=str(out),
     )
 
 

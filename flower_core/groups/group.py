@@ -30,13 +30,13 @@ from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
     SPLIT,
+    Run,
     RunStore,
     clear_write_errors,
     is_plain_id,
     now_iso,
     peek_status,
     read_json,
-    read_record,
     write_json,
 )
 from flower_core.training import jobs
@@ -231,8 +231,8 @@ def group_rows(runs_root, group_id: str) -> list[dict]:
     rows = []
     for run_dir in group_run_dirs(store.root, group_id):
         try:
-            summary = store.summary(run_dir)
-            config = read_record(run_dir / CONFIG)
+            run = Run.open(run_dir)
+            summary, config = run.summary(), run.config.to_json()
         except (FlowerError, OSError) as error:
             summary, config = {"run_id": run_dir.name, "state": "corrupt", "message": str(error)}, {}
         rows.append({**summary, "config": config, "group_label": config.get("group_label")})
@@ -243,7 +243,7 @@ def cancel_group(runs_root, group_id: str) -> int:
     """Cancel the group's queued and running runs; finished runs are kept. Returns how many."""
     cancelled = 0
     for run_dir in group_run_dirs(runs_root, group_id):
-        if peek_status(run_dir).get("state") in ACTIVE_STATES:
+        if peek_status(run_dir).state in ACTIVE_STATES:
             jobs.cancel(run_dir)
             cancelled += 1
     return cancelled
@@ -253,7 +253,7 @@ def delete_group(runs_root, group_id: str) -> int:
     """Delete every run of a group and its folder; refuses while a run is queued or running."""
     store = RunStore(runs_root)
     run_dirs = group_run_dirs(store.root, group_id)
-    active = [d.name for d in run_dirs if peek_status(d).get("state") in ACTIVE_STATES]
+    active = [d.name for d in run_dirs if peek_status(d).state in ACTIVE_STATES]
     if active:
         raise FlowerError(
             f"{len(active)} run(s) of {group_id} are still queued or running: "

@@ -141,7 +141,7 @@ def plan_sweep(
     if runs > max_runs:
         raise FlowerError(
             f"the sweep would queue {runs:,} runs, more than the maximum of "
-            f"{max_runs}: use fewer values, --samples or a higher --max-runs"
+            f"{max_runs}: use fewer values or a random sample of the combinations"
         )
     planned = [
         Planned(combo_label(combo), make_config(preset, **{**common, **combo, "seed": seed}))

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from flower_core.data.dataset import list_candidates
+from flower_core.data.images import is_candidate_image
 from flower_core.errors import FlowerError
-from flower_core.intake.archive import MAX_BYTES, declared_size, extract_archive
+from flower_core.intake.archive import MAX_BYTES, declared_size, extract_archive, extract_zip
+from flower_core.paths import check_allowed_path
 
 MAX_PHOTO_MB = 50
 UPLOADS_DIR = "uploads"
@@ -243,3 +245,146 @@ def unpack_upload(
     finally:
         held.close()
     return root
+
+
+def new_dataset(home: str | os.PathLike, name: str) -> Path:
+    """A new, empty dataset folder `home/uploads/<name>` (made safe; `name-2`, ... when taken),
+    to fill class by class from the browser (`add_photos`)."""
+    uploads = Path(home) / UPLOADS_DIR
+    with _quota_lock(uploads):
+        return _reserve(uploads, name)
+
+
+def _app_dataset(root: str | os.PathLike, home: str | os.PathLike) -> tuple[Path, Path]:
+    """The resolved dataset and uploads folders, if the dataset is one the app made (in the
+    uploads folder, under the quota): photos are added to no other folder."""
+    uploads = check_allowed_path(Path(home) / UPLOADS_DIR)
+    resolved = check_allowed_path(root)
+    if resolved.parent != uploads or not resolved.is_dir():
+        raise FlowerError(
+            f"photos can be added only to a dataset made in the app (a folder in {uploads}); make a new "
+            f"dataset or a quick subset first. Received: {root}"
+        )
+    return resolved, uploads
+
+
+def add_photos(
+    root: str | os.PathLike,
+    class_name: str,
+    photos: list[tuple[str, bytes]],
+    home: str | os.PathLike,
+    max_mb: float = MAX_PHOTO_MB,
+    on_skip: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Write uploaded or captured photos into one class of a dataset the app made, each
+    checked as every upload is: a photo file by its name, under `max_mb` alone and all together,
+    decodable, and the uploads' quota; the addition is journaled (`fixes`), so undo takes it out.
+
+    Args:
+        root: the dataset, a folder in `home/uploads`.
+        class_name: one of its classes.
+        photos: `(file name, bytes)` pairs.
+        home: the folder new datasets go to (`settings.data_home()`).
+        max_mb: the limit per photo and for the photos together. Defaults to `MAX_PHOTO_MB`.
+        on_skip: called with each name left out (not a photo, or not decodable). Defaults to `None`.
+
+    Returns:
+        The dataset-relative paths written.
+
+    Raises:
+        FlowerError: one line; nothing is written then.
+    """
+    from flower_core.data import fixes
+    from flower_core.data.images import load_image
+
+    root, uploads = _app_dataset(root, home)
+    folder = root / fixes.check_class_name(class_name)
+    if not folder.is_dir():
+        raise FlowerError(f"no class {class_name!r} in {root}; add the class first")
+    kept = []
+    for name, data in photos:
+        check_upload(name, len(data), max_mb)
+        try:
+            ok = is_candidate_image(Path(name)) and load_image(data, draft_size=64) is not None
+        except FlowerError:
+            ok = False
+        if ok:
+            kept.append((name, data))
+        elif on_skip:
+            on_skip(name)
+    check_total((len(data) for _, data in kept), max_mb)
+    quota = upload_quota_mb() * _MB
+    written = []
+    with _quota_lock(uploads):
+        used, size = _committed_bytes(uploads), sum(len(data) for _, data in kept)
+        if used + size > quota:
+            raise FlowerError(
+                f"the photos would take the uploads to {_mb(used + size)}, over the quota of {_mb(quota)}; "
+                f"delete old uploads in {uploads} or ask the server's admin ({UPLOAD_QUOTA_ENV})"
+            )
+        for name, data in kept:
+            target = _free_name(folder, name)
+            target.write_bytes(data)
+            written.append(target.relative_to(root).as_posix())
+    if written:
+        fixes.record_added(root, written)
+    return written
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """A new file in `folder` named after `name` (made safe), never overwriting."""
+    path = Path(name)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or "photo"
+    candidate, n = folder / f"{stem}{path.suffix.lower()}", 2
+    while os.path.lexists(candidate):
+        candidate, n = folder / f"{stem}-{n}{path.suffix.lower()}", n + 1
+    return candidate
+
+
+def add_zip(
+    root: str | os.PathLike,
+    class_name: str,
+    source: BinaryIO,
+    home: str | os.PathLike,
+    max_mb: float = MAX_PHOTO_MB,
+    on_skip: Callable[[str], None] | None = None,
+) -> list[str]:
+    """The photos of an uploaded .zip, whatever its folders, added to one class (`add_photos`);
+    unpacked first with the archive's checks into a scratch folder that is removed after."""
+    import tempfile
+
+    root, uploads = _app_dataset(root, home)
+    scratch = Path(tempfile.mkdtemp(dir=uploads, prefix=".zip-"))
+    try:
+        extract_zip(
+            source, scratch / "data", max_bytes=min(MAX_BYTES, declared_size(source)), on_skip=on_skip
+        )
+        photos = [(p.name, p.read_bytes()) for p in sorted((scratch / "data").rglob("*")) if p.is_file()]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return add_photos(root, class_name, photos, home, max_mb, on_skip)
+
+
+def quick_subset(
+    source: str | os.PathLike, per_class: int, seed: int, home: str | os.PathLike, name: str
+) -> Path:
+    """A new dataset of `per_class` photos of each class of `source`, drawn with `seed`, as links
+    to the photos (nothing copied; links take no room in the quota).
+
+    Raises:
+        FlowerError: `per_class` below 1, or `source` not a dataset.
+    """
+    import random
+
+    if per_class < 1:
+        raise FlowerError(f"a quick subset needs at least 1 photo per class. Received: per_class={per_class}")
+    class_names, candidates = list_candidates(source)
+    resolved = check_allowed_path(source)
+    folder = new_dataset(home, name)
+    for class_name in class_names:
+        files = list(candidates[class_name])
+        random.Random(f"{seed}:{class_name}").shuffle(files)
+        (folder / class_name).mkdir()
+        for rel in sorted(files[:per_class]):
+            os.symlink((resolved / rel).resolve(), _free_name(folder / class_name, Path(rel).name))
+    return folder

@@ -115,7 +115,8 @@ def _lite(index: int, fallback_photos_per_s: float) -> BackboneSpec:
     )
 
 
-# Lite2 measured 23 photos/s at 384 px; scaled to 224 px, and used for the smaller Lites too.
+# Lite2's speed at 384 px (bench/README.md), scaled to 224 px; the smaller Lites are faster, so for
+# them the estimate errs long.
 _LITE_PHOTOS_PER_S = round(23 * (384 / 224) ** 2, 1)
 
 BACKBONES: dict[str, BackboneSpec] = {

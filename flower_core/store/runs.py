@@ -5,7 +5,8 @@ Another process may read a run while it trains, and a training process may die a
 so every file is replaced whole (temp file + rename) and `history.jsonl` only ever grows by
 whole lines. A `running` run whose process is gone (or, trained on another host, whose
 heartbeat is stale) reads as `interrupted`. A write that fails for lack of space or permission
-becomes a one-line `FlowerError` that names the file (`clear_write_errors`).
+becomes a one-line `FlowerError` that names the file (`clear_write_errors`). A run's files are
+read through `Run`, as the checked records of `flower_core.store.run_files`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,25 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from flower_core.errors import FlowerError
+from flower_core.store.run_files import (
+    Estimate,
+    Facts,
+    HistoryRow,
+    Meta,
+    Metrics,
+    RunConfig,
+    Status,
+    history_rows,
+    migrate,
+)
+from flower_core.store.typed_json import JsonRecord, corrupt
+
+R = TypeVar("R", bound=JsonRecord)
+# What `read_json` returns for a file that does not exist, told apart from one that holds `null`.
+_ABSENT = object()
 
 DEFAULT_RUNS_DIR = Path("runs")
 CONFIG, SPLIT, STATUS, HISTORY, METRICS, MODEL, META = (
@@ -38,7 +56,7 @@ CONFIG, SPLIT, STATUS, HISTORY, METRICS, MODEL, META = (
     "model.keras",
     "meta.json",
 )
-# What a run learned when it started (`run_facts`); `config.json` holds only the settings it was
+# What a run learned when it started (`Run.facts`); `config.json` holds only the settings it was
 # queued with and is never rewritten.
 FACTS = "facts.json"
 CANCEL_FLAG = "cancel.request"
@@ -107,152 +125,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-# What each run file holds, checked whenever one is read (`read_json`): a field may be absent
-# (older runs lack newer fields), but when present it has this kind; `?` allows null. Kinds:
-# str, int, number, bool, dict, list, list[str], list[int], list[dict], matrix (rows of
-# numbers), per_class (class -> {name: number}). config.json's settings take their kinds from
-# `TrainConfig`'s fields (`_config_schema`); these are what a run adds to them.
-_FACTS_SCHEMA = {
-    "class_names": "list[str]",
-    "dataset_fingerprint": "str",
-    "skipped_files": "list",
-    "split_sizes": "dict",
-    "augment_cache": "str",
-}
-# Runs written before `FACTS` existed added its facts to config.json when they started.
-_RUN_CONFIG_SCHEMA = {"data_root": "str?", "split_file": "str?", **_FACTS_SCHEMA}
-_FIELD_KINDS = {"int": "int", "float": "number", "str": "str", "bool": "bool", "list[int]": "list[int]"}
-_STATUS_SCHEMA = {
-    "state": "str",
-    "epoch": "int",
-    "epochs": "int",
-    "message": "str",
-    "queued": "str",
-    "queued_ns": "int",
-    "started": "str",
-    "finished": "str",
-    "heartbeat": "number",
-    "pid": "int",
-    "pid_start": "str?",
-    "host": "str",
-    "replicas": "int",
-    "phase": "str?",
-    "batch": "int?",
-    "batches": "int?",
-    "loss": "number?",
-    "accuracy": "number?",
-    "lr": "number?",
-    "elapsed": "number?",
-    "eta": "number?",
-    "kept_epoch": "int?",
-    "estimate": "dict?",
-}
-_METRICS_SCHEMA = {
-    "test_loss": "number?",
-    "test_accuracy": "number?",
-    "num_files": "int",
-    "per_class": "per_class",
-    "confusion": "matrix",
-    "class_names": "list[str]",
-    "most_confused": "list[dict]",
-    "misclassified": "list[dict]",
-    "calibration": "dict",
-    "skipped": "list",
-}
-RUN_FILE_SCHEMAS = {
-    STATUS: _STATUS_SCHEMA,
-    METRICS: _METRICS_SCHEMA,
-    META: {"name": "str", "tags": "list[str]"},
-    FACTS: _FACTS_SCHEMA,
-}
-_NUMBER = (int, float)
-_KIND_CHECKS: dict[str, Callable[[object], bool]] = {
-    "str": lambda v: isinstance(v, str),
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "dict": lambda v: isinstance(v, dict),
-    "list": lambda v: isinstance(v, list),
-    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "list[int]": lambda v: isinstance(v, list) and all(_KIND_CHECKS["int"](x) for x in v),
-    "list[dict]": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
-    "matrix": lambda v: (
-        isinstance(v, list)
-        and all(isinstance(row, list) and all(_KIND_CHECKS["number"](x) for x in row) for row in v)
-    ),
-    "per_class": lambda v: (
-        isinstance(v, dict)
-        and all(
-            isinstance(row, dict) and all(_KIND_CHECKS["number"](x) for x in row.values())
-            for row in v.values()
-        )
-    ),
-}
-
-
-@functools.cache
-def _config_schema() -> dict[str, str]:
-    """config.json's kinds: every `TrainConfig` field's (imported here, when a config is first
-    read, so that this module stays free of TensorFlow), then what a run adds."""
-    from flower_core.config import TrainConfig
-
-    settings = {f.name: _FIELD_KINDS[f.type] for f in dataclasses.fields(TrainConfig)}
-    return {**settings, **_RUN_CONFIG_SCHEMA}
-
-
-def run_file_schema(name: str) -> dict[str, str] | None:
-    """The schema of the run file called `name`, or `None` for a file without one."""
-    return _config_schema() if name == CONFIG else RUN_FILE_SCHEMAS.get(name)
-
-
-def _schema_problem(data, schema: dict[str, str]) -> str | None:
-    """What is wrong with a run file's content, in a few words, or `None`."""
-    if not isinstance(data, dict):
-        return f"expected a JSON object, found {type(data).__name__}"
-    for name, kind in schema.items():
-        if name not in data or (kind.endswith("?") and data[name] is None):
-            continue
-        if not _KIND_CHECKS[kind.rstrip("?")](data[name]):
-            shown = json.dumps(data[name])
-            shown = shown if len(shown) <= 40 else f"{shown[:39]}…"
-            return f"'{name}' should be {kind.rstrip('?')}, found {type(data[name]).__name__} {shown}"
-    names, confusion = data.get("class_names"), data.get("confusion")
-    if (
-        schema is _METRICS_SCHEMA
-        and names is not None
-        and confusion is not None
-        and (len(confusion) != len(names) or any(len(row) != len(names) for row in confusion))
-    ):
-        return f"'confusion' should be {len(names)} x {len(names)}, one row and column per class"
-    return None
-
-
 def write_json(path: Path, data) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def read_json(path: Path, default=None):
-    """A JSON file; a run file with a schema (`RUN_FILE_SCHEMAS`) is checked against it, so a
-    reader never meets a value of the wrong type. Raises one-line `FlowerError`s."""
+    """A JSON file, `default` when it does not exist; raises a one-line `FlowerError` for one that
+    is not JSON. Run files are read through `Run`, which checks what they hold."""
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return default
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise FlowerError(f"corrupt run file {path}: {error}") from None
-    schema = run_file_schema(Path(path).name)
-    problem = schema and _schema_problem(data, schema)
-    if problem:
-        raise FlowerError(f"corrupt run file {path}: {problem}")
-    return data
 
 
 def read_record(path: Path) -> dict:
-    """A run file that must hold one JSON object; `{}` when it does not exist yet."""
+    """A JSON file that must hold one object (a group's `group.json`); `{}` when it does not exist."""
     record = read_json(path, default={})
     if not isinstance(record, dict):
-        raise FlowerError(f"corrupt run file {path}: expected a JSON object, found {type(record).__name__}")
+        raise corrupt(path, f"expected a JSON object, found {type(record).__name__}")
     return record
+
+
+def _read(kind: type[R], path: Path) -> R | None:
+    """The run file at `path` as a `kind` record, checked; `None` when it does not exist."""
+    data = read_json(path, _ABSENT)
+    return None if data is _ABSENT else kind.from_json(data, path)
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -300,42 +199,14 @@ def clear_write_errors() -> Iterator[None]:
         ) from None
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    """Finished epochs in order; a torn line (from a killed writer) or a non-object is skipped."""
-    records = []
+def read_history(run_dir: Path) -> tuple[HistoryRow, ...]:
+    """Finished epochs in order; a torn, non-object or wrong-typed line is left out
+    (`run_files.history_rows`)."""
     try:
-        lines = (Path(run_dir) / HISTORY).read_text(encoding="utf-8", errors="replace").splitlines()
+        text = (Path(run_dir) / HISTORY).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return records
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def run_facts(run_dir: Path) -> dict:
-    """What a run learned when it started; every reader takes these facts from here.
-
-    `class_names` (in label order), `dataset_fingerprint`, `skipped_files` (unreadable photos,
-    each with its reason), `split_sizes` (photos in train / val / test) and `augment_cache`
-    (how augmentation was cached as it ran: `views` where the maps were too small for `maps`).
-    Training writes them once, to `facts.json`, when its model is built; `{}` before that. A run
-    written before that file existed added them to its `config.json`, and they are read there.
-
-    Raises:
-        FlowerError: the file is not valid JSON or holds a value of the wrong kind (one line).
-    """
-    facts = read_json(Path(run_dir) / FACTS)
-    if facts is not None:
-        return facts
-    config = read_record(Path(run_dir) / CONFIG)
-    if "class_names" not in config:  # queued, or stopped before it learned anything
-        return {}
-    return {name: config[name] for name in _FACTS_SCHEMA if name in config}
+        return ()
+    return history_rows(text)
 
 
 def process_start(pid: int) -> str | None:
@@ -366,50 +237,206 @@ def pid_alive(pid, started=None) -> bool:
     return current is not None and (started is None or current == started)
 
 
-def read_status(run_dir: Path) -> dict:
+def stored_status(run_dir: Path) -> Status:
+    """`status.json` as written (state `unknown` before it exists), without the liveness check."""
+    return _read(Status, Path(run_dir) / STATUS) or Status()
+
+
+def read_status(run_dir: Path) -> Status:
     """`status.json`, with a `running` run whose process is gone reported as `interrupted`.
 
     On this host the trainer's pid (and its start time) decides; a run trained on another host
-    sharing the folder is judged by its heartbeat.
+    sharing the folder is judged by its heartbeat, or by `lost`, which the queue writes when the
+    cluster task training it died (`jobs._settle`).
     """
-    status = read_record(Path(run_dir) / STATUS) or {"state": "unknown"}
-    if status.get("state") == "running" and not _trainer_alive(status):
-        status = {
-            **status,
-            "state": "interrupted",
-            "message": "the training process stopped "
+    status = stored_status(run_dir)
+    if status.state == "running" and (status.lost or not _trainer_alive(status)):
+        status = dataclasses.replace(
+            status,
+            state="interrupted",
+            message="the training process stopped "
             f"without finishing (killed or crashed); {kept_model_note(run_dir, status)}",
-        }
+        )
     return status
 
 
-def kept_model_note(run_dir: Path, status: dict | None = None) -> str:
+def kept_model_note(run_dir: Path, status: Status | None = None) -> str:
     """What a stopped run kept, exactly: which epoch's model `model.keras` holds, or none."""
-    status = read_record(Path(run_dir) / STATUS) if status is None else status
+    status = stored_status(run_dir) if status is None else status
     if not (Path(run_dir) / MODEL).is_file():
         return "no model was kept (none had been saved yet)"
-    epoch = status.get("kept_epoch")
     return (
-        f"the model of epoch {epoch} (the best until then) is kept"
-        if epoch
+        f"the model of epoch {status.kept_epoch} (the best until then) is kept"
+        if status.kept_epoch
         else "the last saved model is kept"
     )
 
 
-def peek_status(run_dir: Path) -> dict:
+def peek_status(run_dir: Path) -> Status:
     """`read_status` for lists, queues and pages: an unreadable `status.json` (half-copied,
     edited by hand) reads as state `corrupt` with the reason, instead of raising."""
     try:
         return read_status(run_dir)
     except (FlowerError, OSError) as error:
-        return {"state": "corrupt", "message": _one_line(error)}
+        return Status(state="corrupt", message=_one_line(error))
 
 
-def _trainer_alive(status: dict) -> bool:
-    if status.get("host") == os.uname().nodename and isinstance(status.get("pid"), int):
-        return pid_alive(status["pid"], status.get("pid_start"))
-    heartbeat = status.get("heartbeat")
-    return isinstance(heartbeat, int | float) and time.time() - heartbeat <= HEARTBEAT_TIMEOUT_S
+def _trainer_alive(status: Status) -> bool:
+    if status.host == os.uname().nodename and status.pid is not None:
+        return pid_alive(status.pid, status.pid_start)
+    return status.heartbeat is not None and time.time() - status.heartbeat <= HEARTBEAT_TIMEOUT_S
+
+
+class Run:
+    """One run folder, its files read as checked records (`flower_core.store.run_files`).
+
+    Each file is read the first time it is asked for and then kept, so a `Run` is the folder as
+    it was when looked at; open a new one to see a training move on. A file that is not JSON, or
+    holds a wrong-typed or non-finite value, raises a one-line `FlowerError` naming the file and
+    the field when it is first asked for.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> Run:
+        """The run in `run_dir`; a folder without `config.json` is refused in one line."""
+        run_dir = Path(run_dir)
+        if not (run_dir / CONFIG).is_file():
+            raise FlowerError(f"not a run folder (no {CONFIG}): {run_dir}")
+        return cls(run_dir)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @functools.cached_property
+    def _layout(self) -> tuple[dict, dict, Path]:
+        """config.json's and facts.json's content in today's layout (`run_files.migrate`), and
+        the file the facts came from."""
+        config, facts = (_object(self.path / name) for name in (CONFIG, FACTS))
+        config, migrated = migrate(config or {}, facts)
+        return config, migrated, self.path / (CONFIG if facts is None else FACTS)
+
+    @functools.cached_property
+    def config(self) -> RunConfig:
+        return RunConfig.from_json(self._layout[0], self.path / CONFIG)
+
+    @functools.cached_property
+    def facts(self) -> Facts:
+        """What the run learned when it started; empty before that."""
+        return Facts.from_json(self._layout[1], self._layout[2])
+
+    @functools.cached_property
+    def status(self) -> Status:
+        """The state with liveness (`read_status`): raises on a corrupt file, as `peek_status` does not."""
+        return read_status(self.path)
+
+    @functools.cached_property
+    def metrics(self) -> Metrics:
+        """The test results; empty before the run is evaluated."""
+        return _read(Metrics, self.path / METRICS) or Metrics()
+
+    @functools.cached_property
+    def meta(self) -> Meta:
+        return _read(Meta, self.path / META) or Meta()
+
+    @functools.cached_property
+    def history(self) -> tuple[HistoryRow, ...]:
+        return read_history(self.path)
+
+    @property
+    def name(self) -> str:
+        """The name a user gave the run, else its id."""
+        return self.meta.name or self.id
+
+    @property
+    def has_model(self) -> bool:
+        return (self.path / MODEL).is_file()
+
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch whose model `model.keras` holds; `None` without a model, or for a run
+        trained before this was recorded."""
+        return self.status.kept_epoch if self.has_model else None
+
+    @property
+    def augment_cache_ran(self) -> str:
+        """How augmentation was cached as the run ran (`views` where the maps were too small),
+        else as it was asked for."""
+        return self.facts.augment_cache or self.config.settings.augment_cache
+
+    @property
+    def augmented_as(self) -> str | None:
+        """How augmentation reached the head: cached `maps` or `views`, `on the fly` when the
+        whole network saw the photos, `None` without augmentation."""
+        settings = self.config.settings
+        if not settings.augment:
+            return None
+        if not settings.cache_features or settings.weights == "none":
+            return "on the fly"
+        return self.augment_cache_ran
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        accuracies = [row.val_accuracy for row in self.history if row.val_accuracy is not None]
+        return max(accuracies) if accuracies else None
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent in the finished epochs."""
+        return round(sum(row.seconds or 0 for row in self.history), 1)
+
+    def check(self) -> Run:
+        """Read every file now, so that a corrupt one raises here rather than when a reader first
+        asks (the runs list shows such a run as corrupt)."""
+        for part in ("config", "facts", "status", "metrics", "meta", "history"):
+            getattr(self, part)
+        return self
+
+    def summary(self) -> dict:
+        """One row of the runs table: settings, state, best validation and test results."""
+        self.check()
+        settings, status, metrics = self.config.settings, self.status, self.metrics
+        return {
+            "run_id": self.id,
+            "name": self.name,
+            "tags": list(self.meta.tags),
+            "preset": settings.preset,
+            "backbone": settings.backbone,
+            "weights": settings.weights,
+            "image_size": settings.image_size,
+            "batch_size": settings.batch_size,
+            "dropout": settings.dropout,
+            "augment": settings.augment,
+            "augment_cache": self.augmented_as,
+            "seed": settings.seed,
+            "group": self.config.group,
+            "group_label": self.config.group_label,
+            "state": status.state,
+            "epochs_done": len(self.history),
+            "best_val_accuracy": self.best_val_accuracy,
+            "test_accuracy": metrics.test_accuracy,
+            "test_loss": metrics.test_loss,
+            # The photos each accuracy was measured on, for its interval (`evaluation.uncertainty`).
+            "test_photos": metrics.num_files or self.facts.split_sizes.get("test"),
+            "val_photos": self.facts.split_sizes.get("val"),
+            "seconds": self.train_seconds,
+            "started": status.started,
+            "finished": status.finished,
+            "has_model": self.has_model,
+        }
+
+
+def _object(path: Path) -> dict | None:
+    """A run file that must hold one JSON object, `None` when it does not exist."""
+    data = read_json(path, _ABSENT)
+    if data is _ABSENT:
+        return None
+    if not isinstance(data, dict):
+        raise corrupt(path, f"expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 class RunStore:
@@ -419,7 +446,7 @@ class RunStore:
         self.root = resolve_runs_root(root)
 
     def create(
-        self, config: dict, preset: str = "run", backbone: str = "", estimate: dict | None = None
+        self, config: dict, preset: str = "run", backbone: str = "", estimate: Estimate | None = None
     ) -> Path:
         """A new run folder with `config.json` and a `queued` status (holding the time `estimate`
         made as it was queued, if any); returns its path.
@@ -432,18 +459,15 @@ class RunStore:
             run_dir = self._new_folder(preset, backbone)
             try:
                 write_json(run_dir / CONFIG, config)
-                write_json(
-                    run_dir / STATUS,
-                    {
-                        "state": "queued",
-                        "epoch": 0,
-                        "epochs": config.get("epochs", 0),
-                        "message": "waiting to start",
-                        "queued": now_iso(),
-                        "queued_ns": time.time_ns(),
-                        **({"estimate": estimate} if estimate else {}),
-                    },
+                status = Status(
+                    state="queued",
+                    epochs=config.get("epochs", 0),
+                    message="waiting to start",
+                    queued=now_iso(),
+                    queued_ns=time.time_ns(),
+                    estimate=estimate,
                 )
+                write_json(run_dir / STATUS, status.to_json())
             except BaseException:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise
@@ -476,43 +500,8 @@ class RunStore:
         return sorted(p for p in self.root.iterdir() if (p / CONFIG).is_file())
 
     def summary(self, run_dir: Path) -> dict:
-        """One row of the runs table: settings, state, best validation and test results."""
-        config = read_record(run_dir / CONFIG)
-        status = read_status(run_dir)
-        history = read_history(run_dir)
-        metrics = read_record(run_dir / METRICS)
-        meta = read_record(run_dir / META)
-        facts = run_facts(run_dir)
-        val_accs = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
-        sizes = facts.get("split_sizes") or {}
-        return {
-            "run_id": run_dir.name,
-            "name": meta.get("name", run_dir.name),
-            "tags": meta.get("tags", []),
-            "preset": config.get("preset"),
-            "backbone": config.get("backbone"),
-            "weights": config.get("weights"),
-            "image_size": config.get("image_size"),
-            "batch_size": config.get("batch_size"),
-            "dropout": config.get("dropout"),
-            "augment": config.get("augment"),
-            "augment_cache": _augmented_as(config, facts),
-            "seed": config.get("seed"),
-            "group": config.get("group"),
-            "group_label": config.get("group_label"),
-            "state": status.get("state"),
-            "epochs_done": len(history),
-            "best_val_accuracy": max(val_accs) if val_accs else None,
-            "test_accuracy": metrics.get("test_accuracy"),
-            "test_loss": metrics.get("test_loss"),
-            # The photos each accuracy was measured on, for its interval (`evaluation.uncertainty`).
-            "test_photos": metrics.get("num_files") or sizes.get("test"),
-            "val_photos": sizes.get("val"),
-            "seconds": round(sum(h.get("seconds", 0) for h in history), 1),
-            "started": status.get("started"),
-            "finished": status.get("finished"),
-            "has_model": (run_dir / MODEL).is_file(),
-        }
+        """One row of the runs table (`Run.summary`)."""
+        return Run.open(run_dir).summary()
 
     def list_runs(self) -> list[dict]:
         """Summaries of every run, newest first; an unreadable run is listed as `corrupt`, and a run
@@ -521,41 +510,28 @@ class RunStore:
         for run_dir in reversed(self.run_dirs()):
             try:
                 rows.append(self.summary(run_dir))
-            except FileNotFoundError:
-                continue
-            except (FlowerError, OSError, TypeError, ValueError) as error:
-                rows.append({"run_id": run_dir.name, "state": "corrupt", "message": _one_line(error)})
+            except (FlowerError, OSError) as error:
+                if (run_dir / CONFIG).is_file():
+                    rows.append({"run_id": run_dir.name, "state": "corrupt", "message": _one_line(error)})
         return rows
 
     def delete(self, run_id: str) -> None:
         run_dir = self.path(run_id)
-        state = peek_status(run_dir).get("state")
+        state = peek_status(run_dir).state
         if state in ACTIVE_STATES:
             raise FlowerError(f"run '{run_id}' is still {state}: cancel it first")
         shutil.rmtree(run_dir)
 
-    def set_meta(self, run_id: str, *, name: str | None = None, tags: list[str] | None = None) -> dict:
+    def set_meta(self, run_id: str, *, name: str | None = None, tags: list[str] | None = None) -> Meta:
         """Rename (display name) or tag a run; the folder and its id never change."""
         run_dir = self.path(run_id)
-        meta = read_record(run_dir / META)
+        meta = _read(Meta, run_dir / META) or Meta()
         if name is not None:
-            meta["name"] = name.strip() or run_id
+            meta = dataclasses.replace(meta, name=name.strip() or run_id)
         if tags is not None:
-            meta["tags"] = sorted({t.strip() for t in tags if t.strip()})
-        write_json(run_dir / META, meta)
+            meta = dataclasses.replace(meta, tags=tuple(sorted({t.strip() for t in tags if t.strip()})))
+        write_json(run_dir / META, meta.to_json())
         return meta
-
-
-def _augmented_as(config: dict, facts: dict) -> str | None:
-    """How a run's augmentation reached the head: cached `maps` or `views` (as it ran, once the
-    run has started), `on the fly` when the whole network saw the photos, `None` without
-    augmentation."""
-    if not config.get("augment"):
-        return None
-    if not config.get("cache_features", True) or config.get("weights") == "none":
-        return "on the fly"
-    # Runs from before the option cached views.
-    return facts.get("augment_cache", config.get("augment_cache", "views"))
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:

@@ -44,22 +44,15 @@ from flower_core.errors import FlowerError
 from flower_core.models.backbones import get_backbone
 from flower_core.models.classifier import preprocessing_mode
 from flower_core.models.features import FeatureCache, weights_identity
-from flower_core.store.runs import (
-    CONFIG,
-    RunStore,
-    read_history,
-    read_json,
-    read_record,
-    run_facts,
-    write_json,
-)
+from flower_core.store.run_files import Estimate, Status
+from flower_core.store.runs import Run, RunStore, read_json, write_json
 
 REFERENCE_SIZE = 224
 # A training step (forward and backward pass) costs about three forward passes.
 TRAIN_COST = 3.0
 # The head's seconds per training photo and epoch when no past run says: the medians of the
-# study's 21 MobileNet runs on the real photos (2026-12-02, 2 cores, docs/RESULTS.md); on feature
-# maps the head also augments and pools them.
+# study's MobileNet runs on the real photos (docs/RESULTS.md); on feature maps the head also
+# augments and pools them.
 FALLBACK_HEAD_S_PER_PHOTO = {"features": 0.0003, "maps": 0.0006}
 # Building the model and tracing its graphs, per run, until a calibration has timed them here.
 RUN_OVERHEAD_S = 10.0
@@ -297,16 +290,15 @@ def _head_s_per_photo(runs_root) -> dict[str, float]:
     samples: dict[str, list[float]] = {"features": [], "maps": []}
     store = RunStore(runs_root)
     for run_dir in store.run_dirs():
+        run = Run(run_dir)
         try:
-            config, facts = read_record(run_dir / CONFIG), run_facts(run_dir)
-        except Exception:  # an unreadable run says nothing about speed
+            settings, train = run.config.settings, run.facts.split_sizes.get("train")
+        except (FlowerError, OSError):  # an unreadable run says nothing about speed
             continue
-        train = (facts.get("split_sizes") or {}).get("train")
-        if not train or config.get("weights") == "none" or config.get("fine_tune_blocks"):
+        if not train or settings.weights == "none" or settings.fine_tune_blocks:
             continue
-        ran = facts.get("augment_cache", config.get("augment_cache"))
-        kind = "maps" if config.get("augment") and ran == "maps" else "features"
-        samples[kind] += [h["seconds"] / train for h in read_history(run_dir) if h.get("seconds")]
+        kind = "maps" if settings.augment and run.augment_cache_ran == "maps" else "features"
+        samples[kind] += [row.seconds / train for row in run.history if row.seconds]
     return {k: statistics.median(v) if v else FALLBACK_HEAD_S_PER_PHOTO[k] for k, v in samples.items()}
 
 
@@ -455,10 +447,10 @@ def _least_sure(sources) -> str:
     return max(sources, key=order.index, default="typical")
 
 
-def recorded_estimate(estimate: dict) -> dict:
+def recorded_estimate(estimate: dict) -> Estimate:
     """What a run keeps of its estimate at queue time (`status.json`'s `estimate`)."""
     keys = ("seconds", "low_s", "high_s", "extraction_s", "training_s", "passes", "photos_per_s")
-    return {**{k: round(float(estimate[k]), 2) for k in keys}, "source": estimate["speed_source"]}
+    return Estimate(**{k: round(float(estimate[k]), 2) for k in keys}, source=estimate["speed_source"])
 
 
 def format_duration(seconds: float) -> str:
@@ -491,17 +483,17 @@ def estimate_text(estimate: dict) -> str:
     return text + ")"
 
 
-def run_eta(status: dict) -> float | None:
+def run_eta(status: Status) -> float | None:
     """The whole run's seconds left, from the click: what its trainer last wrote (during
     extraction too), else, while it waits in the queue, the estimate it was queued with."""
-    if status.get("eta") is not None:
-        return float(status["eta"])
-    if status.get("state") == "queued":
-        return (status.get("estimate") or {}).get("seconds")
+    if status.eta is not None:
+        return status.eta
+    if status.state == "queued" and status.estimate is not None:
+        return status.estimate.seconds
     return None
 
 
-def estimate_error(status: dict) -> dict | None:
+def estimate_error(status: Status) -> dict | None:
     """A finished run's estimate beside its actual time (`started` to `finished`), or `None`
     when it has no estimate or did not finish.
 
@@ -509,22 +501,22 @@ def estimate_error(status: dict) -> dict | None:
         `{"estimate_s", "low_s", "high_s", "actual_s", "error", "in_range", "source"}`; `error` is
         `(estimate - actual) / actual` (+0.25: the estimate was 25% too long).
     """
-    estimate = status.get("estimate")
-    if not estimate or status.get("state") != "done":
+    estimate = status.estimate
+    if estimate is None or status.state != "done" or not status.started or not status.finished:
         return None
     try:
-        started, finished = (dt.datetime.fromisoformat(status[k]) for k in ("started", "finished"))
-    except (KeyError, TypeError, ValueError):
+        started, finished = (dt.datetime.fromisoformat(t) for t in (status.started, status.finished))
+    except ValueError:
         return None
     actual = (finished - started).total_seconds()
     if actual <= 0:
         return None
     return {
-        "estimate_s": estimate["seconds"],
-        "low_s": estimate["low_s"],
-        "high_s": estimate["high_s"],
+        "estimate_s": estimate.seconds,
+        "low_s": estimate.low_s,
+        "high_s": estimate.high_s,
         "actual_s": round(actual, 1),
-        "error": round((estimate["seconds"] - actual) / actual, 3),
-        "in_range": estimate["low_s"] <= actual <= estimate["high_s"],
-        "source": estimate.get("source"),
+        "error": round((estimate.seconds - actual) / actual, 3),
+        "in_range": estimate.low_s <= actual <= estimate.high_s,
+        "source": estimate.source,
     }

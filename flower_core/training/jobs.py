@@ -18,25 +18,31 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flower_core import cluster
 from flower_core.config import SUGGESTED_PRESET, TrainConfig, make_config
-from flower_core.data.dataset import check_split_files, list_candidates, load_split
+from flower_core.data.dataset import Dataset, check_split_files, list_candidates, load_split
 from flower_core.errors import FlowerError
-from flower_core.models.backbones import ensure_weights
+from flower_core.models.backbones import check_weights_ready, ensure_weights
+from flower_core.store.run_files import Status
 from flower_core.store.runs import (
+    ACTIVE_STATES,
     CONFIG,
     QUEUE_SIGNAL,
     STATUS,
+    Run,
     RunStore,
     atomic_write_bytes,
     cancel_requested,
+    kept_model_note,
     now_iso,
     peek_status,
-    read_json,
     request_cancel,
+    stored_status,
     write_json,
 )
 
@@ -51,13 +57,13 @@ SUBMISSION_MAX_AGE_S = 24 * 3600
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 LOG_FILE = ".worker.log"
 WORKER_LOCK_WAIT_S = 2.0
-# How long a worker with an empty queue waits for the next run before it exits, holding about
-# 1 GB (docs/OPERATIONS.md); `FLOWER_WORKER_IDLE_S` sets it, 0 exits as soon as the queue is empty.
+# How long a worker with an empty queue waits for the next run before it exits, holding its
+# memory (docs/OPERATIONS.md); `FLOWER_WORKER_IDLE_S` sets it, 0 exits as soon as the queue is empty.
 WORKER_IDLE_S = 600.0
 IDLE_ENV = "FLOWER_WORKER_IDLE_S"
 # A worker that holds this many MB more than when it started restarts itself once no run has been
-# queued for `RESTART_WHEN_IDLE_S` (bench/README.md, "The warm worker": about 30 MB stays behind
-# per run, more after a feature extraction).
+# queued for `RESTART_WHEN_IDLE_S`: Keras keeps some memory of every run it trained
+# (bench/README.md, "The warm worker").
 WORKER_RECYCLE_MB = 600
 RESTART_WHEN_IDLE_S = 60.0
 # A waiting worker looks at the queue signal this often, and at the queue itself every
@@ -67,6 +73,8 @@ QUEUE_RECHECK_S = 2.0
 # A worker picks a queued run up within a second or two; one queued longer with no worker alive
 # was left behind (the worker was killed, or the machine restarted).
 STALL_SECONDS = 15
+# How long the cluster's queue waits for a task to end before it looks at the queue again.
+CLUSTER_POLL_S = 0.5
 # The worker each runs folder was last given by this process, and the lock that serialises
 # starting one (Streamlit serves each session on its own thread).
 _STARTED: dict[Path, subprocess.Popen] = {}
@@ -100,18 +108,73 @@ def worker_active(runs_root=None) -> bool:
         return not acquired
 
 
+def active_runs(runs_root=None) -> dict[str, str]:
+    """The state of every run queued or training, by id: a page that shows runs redraws when
+    this changes (a run started, finished or was queued), and only while it is not empty."""
+    states = {run_dir.name: peek_status(run_dir).state for run_dir in RunStore(runs_root).run_dirs()}
+    return {run_id: state for run_id, state in states.items() if state in ACTIVE_STATES}
+
+
 def queued_runs(runs_root=None) -> list[Path]:
     """Runs waiting to train, in the order they will run (oldest first)."""
     waiting = []
     for run_dir in RunStore(runs_root).run_dirs():
         status = peek_status(run_dir)
-        if status.get("state") == "queued":
+        if status.state == "queued":
             # `queued_ns` orders runs created in the same second (two sessions pressing Train).
-            ns = status.get("queued_ns")
-            waiting.append(
-                (str(status.get("queued", "")), ns if isinstance(ns, int) else 0, run_dir.name, run_dir)
-            )
+            waiting.append((status.queued or "", status.queued_ns or 0, run_dir.name, run_dir))
     return [run_dir for *_, run_dir in sorted(waiting)]
+
+
+def check_launch(
+    configs: Iterable[TrainConfig], data_root, online: bool = True, dataset: Dataset | None = None
+) -> dict[str, list[str]] | None:
+    """Refuse, in one line, runs that cannot start, reading no photo and building nothing: each
+    config's settings, that weights are given and can be had (`backbones.check_weights_ready`:
+    ImageNet weights here, or `online`), and the dataset's folders. The app's forms call it
+    before the click (`launch_problem`) and `create_run` at the click, so both say the same.
+
+    Args:
+        dataset: the dataset at `data_root` as already scanned (a page holds one), whose folders
+            are then not listed again. Defaults to `None` (they are listed).
+
+    Returns:
+        The dataset's candidate photos by class (`list_candidates`), `None` when `dataset` was given.
+    """
+    configs = list(configs)
+    for config in configs:
+        config.validate()
+        if not config.weights.strip():  # the form's "a weights file…" with its path left blank
+            raise FlowerError(
+                "no weights given: choose imagenet or none, or give the path of a weights file. "
+                f"Received: weights={config.weights!r}"
+            )
+    candidates = None if dataset is not None else list_candidates(data_root)[1]
+    for backbone, weights in dict.fromkeys((c.backbone, c.weights) for c in configs):
+        check_weights_ready(backbone, weights, online)
+    return candidates
+
+
+def launch_problem(
+    configs: Callable[[], Iterable[TrainConfig]],
+    data_root,
+    online: bool = False,
+    dataset: Dataset | None = None,
+) -> str | None:
+    """Why the runs `configs()` plans cannot start now, as the click would say it, or `None`.
+
+    Args:
+        configs: makes the configs (a form's `make_config`, a study's or sweep's plan), so a
+            refusal while planning (a bad value, a grid too big) is the reason too.
+        data_root: the dataset folder.
+        online: whether Keras can download ImageNet weights. Defaults to `False`.
+        dataset: the dataset as a page scanned it (`check_launch`). Defaults to `None`.
+    """
+    try:
+        check_launch(configs(), data_root, online, dataset)
+    except FlowerError as error:
+        return str(error)
+    return None
 
 
 def create_run(
@@ -123,14 +186,14 @@ def create_run(
     estimate: dict | None = None,
 ) -> Path:
     """A `queued` run folder for `config`, made only once the settings, the dataset and the
-    backbone's weights have been checked, so a bad input leaves no folder behind. `extra` adds
+    backbone's weights have been checked (`check_launch`, then `ensure_weights`, which downloads
+    ImageNet weights that are not here yet), so a bad input leaves no folder behind. `extra` adds
     keys to the run's `config.json` (a group's id and shared split, `flower_core.groups.group`).
     Its status keeps the time estimated for it (`estimate.estimate_run`, as a page showed it, or
     made here from the speeds recorded), so its actual time can be compared with it."""
     from flower_core.training.estimate import estimate_run, recorded_estimate
 
-    config.validate()
-    _, candidates = list_candidates(data_root)
+    candidates = check_launch([config], data_root)
     ensure_weights(config.backbone, config.weights, config.image_size)
     files = [file for names in candidates.values() for file in names]
     if split_file:
@@ -175,6 +238,7 @@ def submit(
             Defaults to `None` (every call queues a run).
     """
     root = RunStore(runs_root).root
+    cluster.check_reachable()
     with _claimed(root, token) as earlier:
         if earlier is not None:
             return earlier
@@ -245,12 +309,12 @@ def forget_old_submissions(runs_root=None, max_age_s: float = SUBMISSION_MAX_AGE
     return removed
 
 
-def stalled(status: dict, runs_root=None) -> bool:
+def stalled(status: Status, runs_root=None) -> bool:
     """A run queued for over `STALL_SECONDS` with no worker process to train it."""
-    if status.get("state") != "queued":
+    if status.state != "queued":
         return False
     try:
-        queued = dt.datetime.fromisoformat(status.get("queued"))
+        queued = dt.datetime.fromisoformat(status.queued)
     except (TypeError, ValueError):
         return False
     waited = (dt.datetime.now(dt.UTC) - queued).total_seconds()
@@ -261,7 +325,7 @@ def followed_run(runs_root=None, chosen: str | None = None) -> Path | None:
     """The run a Train page shows: the one training, else the next queued, else `chosen` (the
     last run this browser session started), else the newest readable one."""
     store = RunStore(runs_root)
-    states = {d: peek_status(d).get("state") for d in store.run_dirs()}
+    states = {d: peek_status(d).state for d in store.run_dirs()}
     running = [d for d, state in states.items() if state == "running"]
     if running:
         return running[-1]
@@ -315,7 +379,7 @@ def cancel(run_dir: Path) -> None:
     """Cancel a queued run at once, or ask a running one to stop within one batch."""
     run_dir = Path(run_dir)
     with _exclusive(run_dir.parent, blocking=False) as no_worker:
-        state = peek_status(run_dir).get("state")
+        state = peek_status(run_dir).state
         if state == "queued" and no_worker:
             _mark_cancelled(run_dir)
             return
@@ -323,11 +387,11 @@ def cancel(run_dir: Path) -> None:
 
 
 def _mark_cancelled(run_dir: Path) -> None:
-    status = read_json(run_dir / STATUS, {})
-    write_json(
-        run_dir / STATUS,
-        {**status, "state": "cancelled", "finished": now_iso(), "message": "cancelled before it started"},
+    path = run_dir / STATUS
+    status = stored_status(run_dir).merged(
+        path, state="cancelled", finished=now_iso(), message="cancelled before it started"
     )
+    write_json(path, status.to_json())
 
 
 def idle_seconds() -> float:
@@ -355,7 +419,9 @@ def train_new_run(
 
 def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, on_grown=None) -> int:
     """Train queued runs one at a time; with the queue empty, warm up once and wait up to `idle_s`
-    seconds (default `idle_seconds()`) for the next. Returns how many runs it trained.
+    seconds (default `idle_seconds()`) for the next. Returns how many runs it trained. With
+    `FLOWER_RAY_ADDRESS` set, the runs train on that Ray cluster instead, several at once
+    (`_serve_cluster`).
 
     `on_grown` is called when this process holds `WORKER_RECYCLE_MB` more than when it took the
     lock (Keras keeps some memory of every run it trained) and no run has been queued for
@@ -373,6 +439,10 @@ def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, o
         if not acquired:
             return 0
         _say(root, "working")
+        if cluster.address():
+            trained = _serve_cluster(root, idle_s)
+            _say(root, "leaving")
+            return trained
         baseline = resident_mb()
         while True:
             if waiting := queued_runs(root):
@@ -391,14 +461,82 @@ def run_worker(runs_root=None, idle_s: float | None = None, warm_data=None, *, o
             # A grown worker still takes the next run at once if it comes soon (the same
             # settings again, say); it restarts only once nobody has queued one for a while.
             grown = bool(on_grown and idle_s) and resident_mb() - baseline > WORKER_RECYCLE_MB
+            _say(root, "waiting")
             if not _wait_for_queue(root, min(idle_s, RESTART_WHEN_IDLE_S) if grown else idle_s):
                 break
+            _say(root, "working")
         _say(root, "restarting" if grown else "leaving")
     if grown and root.is_dir():  # a deleted runs folder ends the worker, restarted or not
         on_grown()
     if queued_runs(root):
         trained += run_worker(root, idle_s, warm_data, on_grown=on_grown)
     return trained
+
+
+def _serve_cluster(root: Path, idle_s: float) -> int:
+    """Send every queued run to the Ray cluster as it is queued (Ray starts each once a node has
+    its CPUs free), pass on cancels, and settle runs whose tasks could not; wait up to `idle_s`
+    seconds for more once none is left. Returns how many tasks ended.
+
+    A cluster that cannot be reached is one line, in the worker's log and in each queued run's
+    status; the runs stay queued for the next worker.
+    """
+    from flower_core.training.cluster_runs import ClusterRuns
+
+    try:
+        runs = ClusterRuns()
+    except FlowerError as error:
+        _tell(str(error))
+        for run_dir in queued_runs(root):
+            _note(run_dir, f"waiting: {error}")
+        return 0
+    ended = 0
+    try:
+        while True:
+            for run_dir in queued_runs(root):
+                if run_dir in runs.pending:
+                    continue
+                if cancel_requested(run_dir):
+                    _mark_cancelled(run_dir)
+                else:
+                    _note(run_dir, f"waiting for a node of the Ray cluster with {runs.cpus:g} CPUs free")
+                    runs.send(run_dir)
+            for run_dir in list(runs.pending):
+                if cancel_requested(run_dir):
+                    runs.cancel(run_dir, started=peek_status(run_dir).state != "queued")
+            for end in runs.ended(CLUSTER_POLL_S):
+                _settle(end)
+                ended += 1
+            if not runs.pending and not _wait_for_queue(root, idle_s):
+                return ended
+    finally:
+        runs.close()
+
+
+def _note(run_dir: Path, message: str) -> None:
+    """Say why a queued run waits, in its status (the Train page shows it)."""
+    write_json(run_dir / STATUS, stored_status(run_dir).merged(run_dir / STATUS, message=message).to_json())
+
+
+def _settle(end) -> None:
+    """Write how a run whose task ended stands, where the run could not write it itself: cancelled
+    before it started or killed by its cancel, lost with its task (it reads `interrupted`), or
+    failed when the task could not even start it."""
+    status = stored_status(end.run_dir)
+    state = status.state
+    if state not in ACTIVE_STATES:
+        return
+    if end.cancelled or cancel_requested(end.run_dir):
+        if state == "queued":
+            _mark_cancelled(end.run_dir)
+            return
+        changes = {"state": "cancelled", "message": f"cancelled by request; {kept_model_note(end.run_dir)}"}
+    elif state == "running":
+        changes = {"lost": end.error or "its Ray task ended without finishing"}
+    else:
+        changes = {"state": "failed", "message": f"its Ray task could not train it: {end.error}"}
+    path = end.run_dir / STATUS
+    write_json(path, status.merged(path, finished=now_iso(), **changes).to_json())
 
 
 def serve_worker(runs_root=None, idle_s: float | None = None, warm_data=None) -> None:
@@ -432,8 +570,9 @@ def resident_mb() -> float:
 
 
 def _say(root: Path, doing: str) -> None:
-    """Note in the lock file what its holder is doing (`<pid> working`, `restarting`, `leaving`):
-    a worker that has said it is leaving no longer counts as starting (`start_worker`)."""
+    """Note in the lock file what its holder is doing (`<pid> working`, `waiting` for a run,
+    `restarting`, `leaving`): a worker that has said it is leaving no longer counts as starting
+    (`start_worker`)."""
     try:
         (root / LOCK_FILE).write_text(f"{os.getpid()} {doing}")
     except OSError:
@@ -476,10 +615,10 @@ def _warm_up(root: Path, data_root) -> None:
     from flower_core.models.classifier import build_classifier
 
     newest = next(reversed(RunStore(root).run_dirs()), None)
-    stored = (read_json(newest / CONFIG, {}) if newest else None) or {}
     try:
-        config = TrainConfig.from_json(stored) if stored else make_config(SUGGESTED_PRESET)
-        data_root = data_root or stored.get("data_root")
+        stored = Run.open(newest).config if newest else None
+        config = stored.settings if stored else make_config(SUGGESTED_PRESET)
+        data_root = data_root or (stored.data_root if stored else None)
         classes = len(scan_dataset(data_root).class_names) if data_root else 5
         build_classifier(config, classes)
     except Exception as error:  # a warm-up that fails costs the next run its head start, nothing more

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from flower_core.errors import FlowerError
+from flower_core.store.run_files import Status
 from flower_core.store.runs import (
     HISTORY,
     STATUS,
@@ -27,7 +28,7 @@ from flower_core.store.runs import (
     atomic_write,
     cancel_requested,
     process_start,
-    read_record,
+    stored_status,
     write_json,
 )
 
@@ -35,23 +36,25 @@ Reporter = Callable[[dict], None]
 HEARTBEAT_INTERVAL_S = 1.0
 
 
-def update_status(run_dir: Path, **fields) -> dict:
-    """Merge `fields` into `status.json` with a fresh heartbeat, atomically.
+def update_status(run_dir: Path, **fields) -> Status:
+    """Merge `fields` into `status.json` with a fresh heartbeat, atomically, checked as its
+    readers check it (`Status.merged`).
 
     The trainer owns this file, so a corrupt one (edited by hand) is replaced, not fatal.
     """
     try:
-        status = read_record(Path(run_dir) / STATUS)
+        status = stored_status(run_dir)
     except FlowerError:
-        status = {}
-    status.update(
-        fields,
-        heartbeat=time.time(),
-        pid=os.getpid(),
-        pid_start=process_start(os.getpid()),
-        host=os.uname().nodename,
-    )
-    write_json(Path(run_dir) / STATUS, status)
+        status = Status()
+    path = Path(run_dir) / STATUS
+    trainer = {
+        "heartbeat": time.time(),
+        "pid": os.getpid(),
+        "pid_start": process_start(os.getpid()),
+        "host": os.uname().nodename,
+    }
+    status = status.merged(path, **{**fields, **trainer})
+    write_json(path, status.to_json())
     return status
 
 
@@ -70,6 +73,7 @@ class RunProgress(keras.callbacks.Callback):
         phase: `"head"` or `"fine-tune"`, shown in events. Defaults to `"head"`.
         then_s: seconds the run still needs once these epochs end (the test photos' features),
             so the ETA is the whole run's; called at each report. Defaults to none.
+        clock: seconds, for the elapsed time, the ETA and the heartbeat. Defaults to `time.time`.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class RunProgress(keras.callbacks.Callback):
         epoch_offset=0,
         phase="head",
         then_s: Callable[[], float | None] | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -88,21 +93,22 @@ class RunProgress(keras.callbacks.Callback):
         self.epoch_offset = epoch_offset
         self.phase = phase
         self.then_s = then_s
+        self.clock = clock
 
     def on_train_begin(self, logs=None):
         self.cancelled = False
         self.batches = self.params.get("steps")
         self.epochs = self.total_epochs or self.params.get("epochs")
-        self.started = time.time()
+        self.started = self.clock()
         self._last_beat = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_in_phase = epoch
-        self.epoch_started = time.time()
+        self.epoch_started = self.clock()
 
     def _event(self, kind: str, logs: dict, batch: int | None = None) -> dict:
         """A progress event; ETA assumes the remaining epochs take as long as the ones so far."""
-        elapsed = time.time() - self.started
+        elapsed = self.clock() - self.started
         fraction = (batch + 1) / self.batches if batch is not None and self.batches else 1.0
         done = self.epoch_in_phase + fraction
         overall = self.epoch_offset + self.epoch_in_phase
@@ -128,8 +134,8 @@ class RunProgress(keras.callbacks.Callback):
         event = self._event("batch", logs or {}, batch)
         if self.reporter:
             self.reporter(event)
-        if time.time() - self._last_beat >= HEARTBEAT_INTERVAL_S:
-            self._last_beat = time.time()
+        if self.clock() - self._last_beat >= HEARTBEAT_INTERVAL_S:
+            self._last_beat = self.clock()
             update_status(
                 self.run_dir,
                 state="running",
@@ -153,7 +159,7 @@ class RunProgress(keras.callbacks.Callback):
             "phase": self.phase,
             **{k: _float(logs.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
             "lr": _learning_rate(self.model),
-            "seconds": round(time.time() - self.epoch_started, 2),
+            "seconds": round(self.clock() - self.epoch_started, 2),
         }
         if not self.cancelled:
             append_jsonl(self.run_dir / HISTORY, record)
@@ -204,8 +210,8 @@ class BestModelKeeper(keras.callbacks.Callback):
     those weights when training ends (also after a cancel). A save that fails (disk full) leaves
     the previous best `model.keras` as it was and no temp file behind.
 
-    Saving the whole model, backbone included, takes about 0.7 s for MobileNet, longer than an
-    epoch of a head on cached features; so the first best model is written as soon as the first
+    Saving the whole model, backbone included, takes longer than an epoch of a head on cached
+    features; so the first best model is written as soon as the first
     epoch ends, later improvements only when `min_interval` seconds have passed since the last
     write, and the best is always written when training ends. A run killed (or failing)
     mid-training keeps a best model at most that old, and `status.json`'s `kept_epoch` says

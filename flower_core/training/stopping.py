@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from flower_core.errors import FlowerError
-from flower_core.store.runs import CONFIG, kept_model_note, read_history, read_record, read_status
+from flower_core.store.run_files import Status
+from flower_core.store.runs import Run, kept_model_note, read_status
 
 STOP_REASON = "stop_reason"
 
@@ -73,7 +74,7 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict, kep
     Args:
         state: the run's final state (`done`, `cancelled`, `failed`, `interrupted`, ...).
         message: the status message the trainer wrote with that state.
-        history: the finished epochs (`runs.read_history`).
+        history: the finished epochs as JSON objects (`HistoryRow.to_json`).
         config: the run's `config.json` (for the planned epochs).
         kept: what `model.keras` holds, as `runs.kept_model_note` says it.
 
@@ -115,21 +116,21 @@ def stop_reason(state: str, message: str, history: list[dict], config: dict, kep
     return f"{what} after epoch {history[-1]['epoch']} of {total}; {kept}"
 
 
-def run_stop_reason(run_dir: str | Path, status: dict | None = None) -> str:
+def run_stop_reason(run_dir: str | Path, status: Status | None = None) -> str:
     """A run's stop reason: the one its trainer wrote, else decided now from its files (runs
     trained before the field existed, or killed ones); never raises. `status` defaults to
     `runs.read_status` (a run whose process died reads as `interrupted`)."""
-    run_dir = Path(run_dir)
+    run = Run(run_dir)
     try:
-        status = status if status is not None else read_status(run_dir)
-        if status.get(STOP_REASON) and status.get("state") != "interrupted":
-            return status[STOP_REASON]
+        status = status if status is not None else read_status(run.path)
+        if status.stop_reason and status.state != "interrupted":
+            return status.stop_reason
         return stop_reason(
-            status.get("state", ""),
-            status.get("message", ""),
-            read_history(run_dir),
-            read_record(run_dir / CONFIG),
-            kept_model_note(run_dir),
+            status.state,
+            status.message,
+            [row.to_json() for row in run.history],
+            run.config.settings.to_json(),
+            kept_model_note(run.path),
         )
     except (FlowerError, OSError):
-        return (status or {}).get("message", "")
+        return status.message if status is not None else ""

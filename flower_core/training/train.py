@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from flower_core.config import MIN_MAP_POSITIONS, REDUCE_LR_FACTOR, TrainConfig
+from flower_core.config import MIN_MAP_POSITIONS, REDUCE_LR_FACTOR
 from flower_core.data.dataset import (
     Dataset,
     Split,
@@ -31,6 +32,7 @@ from flower_core.data.dataset import (
 )
 from flower_core.data.pipeline import image_dataset
 from flower_core.errors import FlowerError
+from flower_core.models import sharded
 from flower_core.models.classifier import Classifier, build_classifier, set_fine_tuning
 from flower_core.models.features import (
     FeatureCache,
@@ -40,6 +42,7 @@ from flower_core.models.features import (
     pixel_scratch,
 )
 from flower_core.store.logs import log_to_file
+from flower_core.store.run_files import RunConfig, Status
 from flower_core.store.runs import (
     CONFIG,
     FACTS,
@@ -47,13 +50,13 @@ from flower_core.store.runs import (
     MODEL,
     RUN_LOG,
     SPLIT,
+    Run,
     cancel_requested,
     clear_write_errors,
     kept_model_note,
     now_iso,
     peek_status,
     read_history,
-    read_json,
     request_cancel,
     write_json,
 )
@@ -83,8 +86,9 @@ class _Cancelled(Exception):
     pass
 
 
-def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
+def run_training(run_dir: Path, *, reporter: Reporter | None = None, node: str | None = None) -> str:
     """Train the queued run in `run_dir`; returns its final state (done, cancelled or failed).
+    `node` is the Ray node training it (`cluster_runs`), recorded in its facts.
 
     Whatever goes wrong in training ends as a `failed` status with a one-line message. Only when
     `status.json` itself cannot be written (disk full) does this raise a one-line `FlowerError`;
@@ -99,7 +103,7 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
             signal.signal(signal.SIGTERM, lambda *_: request_cancel(run_dir)) if _main_thread() else None
         )
         try:
-            state, message = _outcome(run_dir, reporter)
+            state, message = _outcome(run_dir, reporter, node)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -110,16 +114,16 @@ def run_training(run_dir: Path, *, reporter: Reporter | None = None) -> str:
                 state=state,
                 message=message,
                 finished=now_iso(),
-                stop_reason=run_stop_reason(run_dir, {"state": state, "message": message}),
+                stop_reason=run_stop_reason(run_dir, Status(state=state, message=message)),
             )
     return state
 
 
-def _outcome(run_dir: Path, reporter) -> tuple[str, str]:
+def _outcome(run_dir: Path, reporter, node: str | None) -> tuple[str, str]:
     """Train, and say how it ended: the final state and a one-line message."""
     try:
         with clear_write_errors():
-            TrainingRun(run_dir, read_json(run_dir / CONFIG), reporter).run()
+            TrainingRun(run_dir, Run.open(run_dir).config, reporter, node).run()
     except _Cancelled:
         return "cancelled", f"cancelled by request; {kept_model_note(run_dir)}"
     except FlowerError as error:
@@ -146,16 +150,18 @@ class TrainingRun:
     the model and the feature cache.
     """
 
-    def __init__(self, run_dir: Path, stored: dict, reporter: Reporter | None = None):
-        self.run_dir, self.stored, self.reporter = Path(run_dir), stored, reporter
-        self.config = TrainConfig.from_json(stored)
+    def __init__(
+        self, run_dir: Path, stored: RunConfig, reporter: Reporter | None = None, node: str | None = None
+    ):
+        self.run_dir, self.stored, self.reporter, self.node = Path(run_dir), stored, reporter, node
+        self.config = stored.settings
         self.cache = FeatureCache()
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.fingerprint = ""
         self.clf: Classifier | None = None
         # The estimate made as the run was queued: the whole run's ETA until measured figures replace it.
-        self.estimate = peek_status(self.run_dir).get("estimate") or {}
+        self.estimate = peek_status(self.run_dir).estimate
         self.began = time.monotonic()
         self.extraction = ExtractionProgress({})
         self.trained = False
@@ -180,12 +186,12 @@ class TrainingRun:
         measured so far plus the estimate's training, else the estimate less the time spent."""
         if self.trained:
             return self.extraction.left_s()
-        if not self.estimate:
+        if self.estimate is None:
             return None
         extraction = self.extraction.left_s() if self.extraction.passes else None
         if extraction is not None:
-            return round(extraction + self.estimate["training_s"], 1)
-        return round(max(self.estimate["seconds"] - (time.monotonic() - self.began), 0.0), 1)
+            return round(extraction + self.estimate.training_s, 1)
+        return round(max(self.estimate.seconds - (time.monotonic() - self.began), 0.0), 1)
 
     @property
     def class_names(self) -> list[str]:
@@ -200,13 +206,15 @@ class TrainingRun:
             if done % 200 == 0 or done == total:
                 self.stage(f"checking photos {done}/{total}", done == total)
 
-        self.dataset = scan_dataset(Path(self.stored["data_root"]), progress=scanned)
+        if not self.stored.data_root:
+            raise FlowerError(f"{CONFIG} names no dataset (data_root): queue the run again")
+        self.dataset = scan_dataset(Path(self.stored.data_root), progress=scanned)
         self.fingerprint = fingerprint(self.dataset)
         self.split = self._split()
         write_json(self.run_dir / SPLIT, self.split.to_json())
 
     def _write_facts(self) -> None:
-        """What the run learned about its data and how it will train, once (`runs.run_facts`):
+        """What the run learned about its data and how it will train, once (`runs.Run.facts`):
         `config.json` stays the settings it was queued with."""
         write_json(
             self.run_dir / FACTS,
@@ -216,13 +224,15 @@ class TrainingRun:
                 "skipped_files": [list(s) for s in self.dataset.skipped],
                 "split_sizes": {k: len(getattr(self.split, k)) for k in ("train", "val", "test")},
                 "augment_cache": self.config.augment_cache,
+                "host": os.uname().nodename,
+                "node": self.node,
             },
         )
 
     def _split(self) -> Split:
         """The split of an earlier run (`--split`) or of the run's group, else a new stratified,
         seeded one."""
-        if self.stored.get("share_split") and not Path(self.stored["split_file"]).is_file():
+        if self.stored.share_split and not Path(self.stored.split_file).is_file():
             # The first run of a group to train writes the split the group's other runs then read.
             split = split_dataset(
                 self.dataset,
@@ -230,9 +240,9 @@ class TrainingRun:
                 test_fraction=self.config.test_fraction,
                 seed=self.config.seed,
             )
-            write_json(Path(self.stored["split_file"]), split.to_json())
-        elif self.stored.get("split_file"):
-            path = self.stored["split_file"]
+            write_json(Path(self.stored.split_file), split.to_json())
+        elif self.stored.split_file:
+            path = self.stored.split_file
             split = check_split_files(load_split(path), self.dataset.files, path)
         else:
             split = split_dataset(
@@ -250,7 +260,9 @@ class TrainingRun:
         self.clf = build_classifier(self.config, len(self.class_names))
         self._views_when_maps_are_too_small()
         self._write_facts()
-        self.extraction = ExtractionProgress(self._planned_passes(), self.estimate.get("photos_per_s"))
+        self.extraction = ExtractionProgress(
+            self._planned_passes(), self.estimate.photos_per_s if self.estimate else None
+        )
         best = self._fit_head_on_features() if self.config.head_on_cache else self._fit_end_to_end()
         if self.config.fine_tune_blocks:
             self._fine_tune(best)
@@ -373,8 +385,9 @@ class TrainingRun:
         return keeper.best
 
     def _cached(self, build, model, files: list[str], what: str):
-        """`build` (a `features.cached_*` function) over `files`, reporting as `what`."""
-        values, _ = build(
+        """`build` (a `features.cached_*` function) over `files`, reporting as `what`; in shards
+        on the cluster for a large dataset (`sharded.for_cluster`)."""
+        values, _ = sharded.for_cluster(build, len(files))(
             self.cache,
             model,
             self.config,
@@ -495,8 +508,7 @@ class TrainingRun:
             head = clf.head_model
             rows = self._cached(cached_features, clf.feature_model, files, f"{what} features")
         # Called directly, not through `predict`, which traces a function of its own for these few
-        # batches (0.17 s of a 500-photo run; `predict_on_batch` returned every row twice under
-        # MirroredStrategy).
+        # batches (and `predict_on_batch` returned every row twice under MirroredStrategy).
         return np.concatenate(
             [
                 keras.ops.convert_to_numpy(head(np.asarray(rows[i : i + HEAD_PREDICT_BATCH]), training=False))
@@ -531,7 +543,7 @@ def _compile(model, config, learning_rate, steps_per_execution=1):
 def _build_training_state(model) -> None:
     """Make the optimizer's moments and the accuracy's totals now: Keras leaves them to the first
     trace of the train step, and variables made while tracing make `tf.function` trace it all a
-    second time (about 0.4 s of a head's first epoch, bench/README.md)."""
+    second time (bench/README.md)."""
     model.optimizer.build(model.trainable_variables)
     one_hot = np.eye(model.output_shape[-1], dtype="float32")[:1]
     model.compute_metrics(None, one_hot, one_hot)
@@ -574,9 +586,8 @@ def _mirrored(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
 def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Dataset:
     """Each epoch, each training photo contributes one of its K cached views, drawn at random.
 
-    One view (no augmentation) is shuffled as it is: the draw and a gather per photo cost
-    15-20 ms of each 50 ms head epoch on 350 photos (bench/README.md), and the same seeded
-    shuffle gives the same batches."""
+    One view (no augmentation) is shuffled as it is: the draw and a gather per photo are a good
+    part of a head epoch (bench/README.md), and the same seeded shuffle gives the same batches."""
     k, n = views.shape[0], views.shape[1]
     if k == 1:
         ds = tf.data.Dataset.from_tensor_slices((views[0], labels))
@@ -592,7 +603,7 @@ def _view_dataset(views: np.ndarray, labels: np.ndarray, config) -> tf.data.Data
 
 def _feature_batches(features: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
     """The validation features as a dataset made once: given as arrays, Keras slices them anew
-    every epoch (0.3 to 1.1 s of a 20-epoch head fit on 500 photos, bench/README.md)."""
+    every epoch (bench/README.md)."""
     return tf.data.Dataset.from_tensor_slices((features, labels)).batch(HEAD_PREDICT_BATCH)
 
 

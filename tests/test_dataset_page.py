@@ -1,0 +1,109 @@
+"""The Dataset page's builder and review queue under `streamlit.testing.v1.AppTest`: a dataset
+made from nothing (a name, classes, uploaded photos, webcam shots), and an audit whose planted
+error is fixed from the review queue and undone."""
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from flower_core.data import fixes
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "pages/1_Dataset.py"
+
+
+@pytest.fixture(autouse=True)
+def app_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWER_DATA", str(tmp_path / "no_dataset"))
+    monkeypatch.setenv("FLOWER_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr("ui.home.is_online", lambda: False)
+    st.cache_data.clear()
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page(PAGE).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def jpeg(synthetic_dataset, name: str, i: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(synthetic_dataset / name / f"{name}_{i:04d}.jpg").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_a_dataset_is_built_on_the_page_from_a_name_classes_uploads_and_the_webcam(
+    synthetic_dataset, tmp_path
+):
+    at = open_page()
+    at.text_input(key="dataset_new_name").set_value("garden").run()
+    at.button(key="dataset_create").click().run()
+    assert_clean(at)
+    root = tmp_path / "data" / "uploads" / "garden"
+    assert Path(at.session_state["data_root"]) == root
+    for name in ("daisy", "rose", "tulip"):
+        at.text_input(key="dataset_class_new").set_value(name).run()
+        at.button(key="dataset_class_add").click().run()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["daisy", "rose", "tulip"]
+    at.selectbox(key="dataset_add_class").set_value("rose").run()
+    photos = [(f"r{i}.jpg", jpeg(synthetic_dataset, "rose", i), "image/jpeg") for i in range(3)]
+    at.file_uploader(key="dataset_add_files").set_value(photos).run()
+    at.button(key="dataset_add_files_go").click().run()
+    assert_clean(at)
+    assert "Added 3 photo(s) to rose" in " ".join(s.value for s in at.success)
+    at.selectbox(key="dataset_add_class").set_value("tulip").run()
+    for i in range(2):
+        shot = ("webcam.jpg", jpeg(synthetic_dataset, "tulip", i), "image/jpeg")
+        at.camera_input(key="dataset_camera_tulip").set_value(shot).run()
+    assert_clean(at)
+    assert len(list((root / "tulip").iterdir())) == 2
+    assert [m.value for m in at.metric if m.label == "Webcam photos added to tulip"] == ["2"]
+    at.selectbox(key="dataset_class_pick").set_value("daisy").run()
+    at.text_input(key="dataset_class_rename_to").set_value("lily").run()
+    at.button(key="dataset_class_rename").click().run()
+    assert (root / "lily").is_dir() and not (root / "daisy").exists()
+
+
+def test_a_page_action_that_is_refused_is_one_line(synthetic_dataset, monkeypatch, tmp_path):
+    monkeypatch.setenv("FLOWER_DATA", str(synthetic_dataset))
+    at = open_page()
+    at.text_input(key="dataset_class_new").set_value(".hidden").run()
+    at.button(key="dataset_class_add").click().run()
+    assert [e.value for e in at.error] == [
+        "Cannot add the class: a class name must be 1 to 100 characters, not start with '.', and hold no "
+        "'/' or '\\'. Received: '.hidden'"
+    ]
+
+
+@pytest.mark.slow
+def test_the_review_queue_fixes_a_planted_error_and_undoes_it(synthetic_dataset, tmp_path, monkeypatch):
+    root = tmp_path / "flowers"
+    shutil.copytree(synthetic_dataset, root)
+    os.rename(root / "daisy" / "daisy_0003.jpg", root / "tulip" / "daisy_0003.jpg")
+    monkeypatch.setenv("FLOWER_DATA", str(root))
+    at = open_page()
+    at.number_input(key="dataset_audit_size").set_value(96).run()
+    at.button(key="dataset_audit_go").click().run()
+    assert_clean(at)
+    assert at.session_state["dataset_audit"].suspects[0]["path"] == "tulip/daisy_0003.jpg"
+    assert at.button(key="dataset_move").label == "Move to daisy"
+    at.button(key="dataset_move").click().run()
+    assert_clean(at)
+    assert (root / "daisy" / "daisy_0003.jpg").is_file()
+    assert fixes.journal(root)[-1]["action"] == "move"
+    at.button(key="dataset_undo").click().run()
+    assert (root / "tulip" / "daisy_0003.jpg").is_file()
+    assert len(at.get("plotly_chart")) >= 1

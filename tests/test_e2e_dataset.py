@@ -1,0 +1,106 @@
+"""The Dataset page in a real browser: a three-class dataset made from uploads and Chromium's
+fake webcam, audited, a planted label error fixed from the review queue, then undone."""
+
+import re
+import shutil
+
+import pytest
+
+from flower_core.data import fixes
+from tests.browser import BUSY, CHROMIUM, LAUNCH_ARGS, PAGES, needs_chromium, streamlit_server
+from tests.conftest import wait_until
+
+pytestmark = [*needs_chromium, pytest.mark.slow]
+# Chromium's own test camera, allowed without asking: st.camera_input gets its frames.
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+PER_CLASS = 12
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has run the script (the running icon may show a moment after a click)."""
+    page.wait_for_timeout(500)
+    page.wait_for_function(f"() => !document.querySelector('{BUSY}')", timeout=300_000)
+    page.wait_for_timeout(500)
+
+
+def fill(page, key: str, text: str) -> None:
+    field = page.locator(f".st-key-{key} input")
+    field.fill(text)
+    field.press("Enter")
+    settle(page)
+
+
+def click(page, key: str) -> None:
+    page.locator(f".st-key-{key} button").first.click()
+    settle(page)
+
+
+def choose(page, key: str, option: str) -> None:
+    page.locator(f".st-key-{key} [role=combobox]").click()
+    page.get_by_role("option", name=re.compile(f"^{re.escape(option)}$")).click()
+    settle(page)
+
+
+def test_build_audit_fix_and_undo_in_the_browser(tmp_path, synthetic_dataset):
+    from playwright.sync_api import sync_playwright
+
+    photos = tmp_path / "photos"
+    for name in ("daisy", "rose", "tulip"):
+        (photos / name).mkdir(parents=True)
+        for source in sorted((synthetic_dataset / name).glob("*.jpg"))[:PER_CLASS]:
+            shutil.copy(source, photos / name / source.name)
+    shutil.move(photos / "daisy" / "daisy_0005.jpg", photos / "tulip" / "daisy_0005.jpg")  # the planted error
+    root = tmp_path / "data" / "uploads" / "garden"
+    with streamlit_server(tmp_path) as (url, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS + FAKE_CAMERA)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.get_by_test_id("stSidebar").get_by_role("link", name=PAGES["dataset"], exact=True).click()
+        page.get_by_role("heading", name="Dataset").first.wait_for()
+        settle(page)
+
+        fill(page, "dataset_new_name", "garden")
+        click(page, "dataset_create")
+        page.get_by_text("Created garden").wait_for()
+        for name in ("daisy", "rose", "tulip"):
+            fill(page, "dataset_class_new", name)
+            click(page, "dataset_class_add")
+        for i, name in enumerate(("daisy", "rose", "tulip")):
+            choose(page, "dataset_add_class", name)
+            files = [str(p) for p in sorted((photos / name).iterdir())]
+            uploader = "dataset_add_files" + (f"_{i}" if i else "")  # a new, empty uploader each time
+            page.locator(f".st-key-{uploader} input[type=file]").set_input_files(files)
+            page.locator(".st-key-dataset_add_files_go button").wait_for()
+            click(page, "dataset_add_files_go")
+            page.get_by_text(f"Added {len(files)} photo(s) to {name}").wait_for()
+        assert not page.get_by_test_id("stException").count()
+
+        choose(page, "dataset_add_class", "rose")
+        settle(page)
+        page.get_by_role("tab", name="Webcam").first.click()
+        page.get_by_role("button", name="Take Photo").click()
+        wait_until(lambda: len(list((root / "rose").iterdir())) == PER_CLASS + 1, timeout=120)
+        settle(page)
+
+        page.get_by_role("tab", name="Audit & review").first.click()
+        fill(page, "dataset_audit_size", "96")
+        click(page, "dataset_audit_go")
+        page.get_by_text(re.compile(r"Review · \d+ left")).wait_for(timeout=300_000)
+        for _ in range(3):  # down the queue, keeping the labels of suspects before the planted one
+            if page.get_by_text("tulip/daisy_0005.jpg", exact=True).count():
+                break
+            click(page, "dataset_keep")
+        assert page.get_by_text("tulip/daisy_0005.jpg", exact=True).count()
+        move = page.locator(".st-key-dataset_move button")
+        assert "Move to daisy" in move.inner_text()
+        move.click()
+        wait_until(lambda: (root / "daisy" / "daisy_0005.jpg").is_file(), timeout=120)
+        settle(page)
+        assert fixes.journal(root)[-1]["action"] == "move"
+
+        click(page, "dataset_undo")
+        page.get_by_text("Undone: move tulip/daisy_0005.jpg").wait_for()
+        assert (root / "tulip" / "daisy_0005.jpg").is_file()
+        assert not page.get_by_test_id("stException").count()
+        browser.close()
