@@ -43,5 +43,6 @@ stamp="$VENV/.installed-$(cat requirements*.txt | "$PY" -c 'import hashlib,sys; 
 if [ ! -f "$stamp" ]; then
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q -r "$REQUIREMENTS"
+  "$PY" -m pip install -q --no-deps -r requirements-nodeps.txt
   touch "$stamp"
 fi
