@@ -107,7 +107,7 @@ def test_forms_open_on_a_backbone_that_trains_here(tmp_path, monkeypatch):
     from flower_core.models.backbones import opening_backbone, trains_here
 
     assert not trains_here("vgg16") and trains_here("vgg16", online=True)
-    assert opening_backbone("vgg16") == APP_DEFAULT  # the first with packaged weights
+    assert opening_backbone("vgg16") == "mobilenet"  # the first with packaged weights
     assert opening_backbone("vgg16", online=True) == "vgg16"
     assert opening_backbone("efficientnet_lite2") == "efficientnet_lite2"
     (tmp_path / BACKBONES["vgg16"].weights_file).write_bytes(b"")

@@ -247,9 +247,9 @@ def test_every_backbone_has_a_real_target_layer():
 
 @pytest.mark.real_data
 @needs_mobilenet_weights
-def test_flower_weights_dir_provides_real_mobilenet_weights(monkeypatch):
+def test_packaged_mobilenet_weights_win_over_a_weights_dir_and_match_keras_file(monkeypatch):
     monkeypatch.setenv("FLOWER_WEIGHTS_DIR", str(WEIGHTS_DIR))
-    assert weights_status("mobilenet")["found"] == str(MOBILENET_NO_TOP)
+    assert weights_status("mobilenet")["found"].endswith("retrained_graph.pb")
     assert weights_status("vgg16")["found"] is None
     backbone = build_backbone("mobilenet", "imagenet", keras.Input((128, 128, 3)), 128)
     reference = keras.applications.MobileNet(

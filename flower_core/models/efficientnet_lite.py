@@ -286,6 +286,13 @@ def converted_weights(variant: LiteVariant, checkpoint: Path, cache_dir: Path) -
     model = keras.Model(inputs, _classifier(variant, _features(variant, inputs, sources), sources))
     for layer_name, values in keras_arrays(model, sources, state, checkpoint.name).items():
         model.get_layer(layer_name).set_weights(values)
+    save_weights_atomically(model, target)
+    return target
+
+
+def save_weights_atomically(model: keras.Model, target: Path) -> None:
+    """Save `model`'s weights as `target` through a private temp folder beside it and a rename,
+    so two processes may convert at once and a failed save leaves nothing behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
@@ -293,4 +300,3 @@ def converted_weights(variant: LiteVariant, checkpoint: Path, cache_dir: Path) -
         os.replace(scratch / target.name, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return target
