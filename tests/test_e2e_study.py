@@ -30,7 +30,7 @@ def page_and_runs(tmp_path):
 def test_the_study_button_queues_the_study_and_compare_shows_it(page_and_runs):
     page, runs = page_and_runs
     open_page(page, "train")
-    page.get_by_text("Run the whole study").click()
+    page.get_by_text("Run the whole study").click(timeout=180_000)  # the first render imports TensorFlow
     settle(page, 0.5)  # a click while the expander is still opening does not open the list
     choose(page, "study_backbone", "mobilenet")
     choose(page, "study_weights", "none (train from scratch)")
