@@ -171,6 +171,10 @@ async def _one_session(browser, url: str, photo: Path, running_run: str | None) 
             if key == "train" and running_run:
                 await page.get_by_text(f"Run {running_run}").wait_for()
                 seen["train_shows_running_job"] = True
+            elif key == "compare" and running_run:
+                # While a run trains, Compare checks for finished runs every few seconds, so the
+                # page is never idle for long: wait for its note instead.
+                await page.get_by_text("this page updates as they finish").wait_for()
             elif key != "train":
                 await _settle(page)
             problems += await page.get_by_test_id("stException").all_inner_texts()
