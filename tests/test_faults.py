@@ -35,6 +35,7 @@ from flower_core.store.runs import (
     RUN_LOG,
     SPLIT,
     STATUS,
+    TENSORBOARD_DIR,
     RunStore,
     append_jsonl,
     clear_write_errors,
@@ -60,7 +61,7 @@ KILL_SEED = 20260101
 # A run that finishes within its delay is not killed, so they stay inside this tiny run: its
 # five epochs after the first take about 0.7 s, its test evaluation and exit a few tenths.
 MILESTONES = {"spawned": 6.0, "running": 4.0, "first epoch": 0.6, "last epoch": 0.4}
-RUN_FILES = {CONFIG, FACTS, SPLIT, STATUS, HISTORY, METRICS, MODEL, RUN_LOG}
+RUN_FILES = {CONFIG, FACTS, SPLIT, STATUS, HISTORY, METRICS, MODEL, RUN_LOG, TENSORBOARD_DIR}
 VALID_STATES = {"queued", "running", "done", "interrupted"}
 _LOAD_LOCK = threading.Lock()
 

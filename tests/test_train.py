@@ -132,7 +132,7 @@ def test_extraction_counts_once_over_train_validation_and_test_with_the_run_s_et
     def reporter(event):
         if "photos_done" in event:
             [training] = RunStore(tmp_path / "runs").run_dirs()
-            eta = read_status(training).get("eta")
+            eta = read_status(training).eta
             seen.append((event["what"], event["photos_done"], event["photos_total"], eta))
 
     run_dir = train_new_run(config, synthetic_dataset, tmp_path / "runs", reporter=reporter)
