@@ -73,8 +73,18 @@ def open_page(page, key: str) -> None:
 def choose(page, key: str, option: str) -> None:
     """Pick `option` in a selectbox; its label may carry a note after the name, e.g. a backbone's
     "mobilenet (no download)" when its weights are here."""
-    page.locator(f".st-key-{key} [role=combobox]").click()
-    page.get_by_role("option", name=re.compile(f"^{re.escape(option)}( \\(.*\\))?$")).click()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    wanted = page.get_by_role("option", name=re.compile(f"^{re.escape(option)}( \\(.*\\))?$"))
+    for attempt in range(3):  # a click during the page's rerun may not open the list
+        page.locator(f".st-key-{key} [role=combobox]").click()
+        try:
+            wanted.click(timeout=30_000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
+            settle(page)
 
 
 def test_every_page_opens_on_the_synthetic_set(browser_page):
