@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import itertools
 import logging
+import multiprocessing
 import os
 import statistics
 import threading
@@ -171,25 +172,31 @@ def backbone_speed(
     return dataclasses.replace(typical, calibrating=True)
 
 
-_CALIBRATIONS: dict[tuple, threading.Thread] = {}
+_CALIBRATIONS: dict[tuple, multiprocessing.process.BaseProcess] = {}
 _CALIBRATIONS_LOCK = threading.Lock()
 
 
+def _calibrate_logged(backbone: str, image_size: int, data_root: str, cache_root: str) -> None:
+    try:
+        calibrate(backbone, image_size, data_root, cache_root)
+    except Exception:  # a page's estimate keeps the typical figure
+        logging.getLogger(__name__).warning("calibrating %s failed", backbone, exc_info=True)
+
+
 def _calibrate_in_background(backbone: str, image_size: int, data_root: str, cache_root: str) -> None:
-    """One calibration thread per backbone, size and cache at a time; a failed one is logged
-    and tried again at the next estimate."""
-
-    def run():
-        try:
-            calibrate(backbone, image_size, data_root, cache_root)
-        except Exception:  # a page's estimate keeps the typical figure
-            logging.getLogger(__name__).warning("calibrating %s failed", backbone, exc_info=True)
-
+    """One calibration process per backbone, size and cache at a time, started fresh ("spawn"):
+    the backbone it builds and traces would otherwise stay in the app server's memory. It leaves
+    its timing on disk; a failed one is logged and tried again at the next estimate."""
     key = (backbone, image_size, cache_root)
     with _CALIBRATIONS_LOCK:
         if key in _CALIBRATIONS and _CALIBRATIONS[key].is_alive():
             return
-        _CALIBRATIONS[key] = threading.Thread(target=run, name=f"calibrate-{backbone}", daemon=True)
+        _CALIBRATIONS[key] = multiprocessing.get_context("spawn").Process(
+            target=_calibrate_logged,
+            args=(backbone, image_size, data_root, cache_root),
+            name=f"calibrate-{backbone}",
+            daemon=True,
+        )
         _CALIBRATIONS[key].start()
 
 
