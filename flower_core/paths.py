@@ -30,6 +30,8 @@ def _expand(path: str | os.PathLike, what: str) -> Path:
     """`path` with `~` expanded, made absolute without touching the disk; ".." is kept, since
     after a link it means the link target's parent."""
     try:
+        if "\x00" in os.fspath(path):  # the OS refuses it later, as a bare `ValueError`
+            raise ValueError("embedded null byte")
         expanded = Path(path).expanduser()
         return expanded if expanded.is_absolute() else Path.cwd() / expanded
     except (RuntimeError, ValueError, TypeError) as error:

@@ -140,6 +140,19 @@ def test_refusals_differ_only_by_the_path_typed(roots):
     assert len(shapes) == 1
 
 
+@pytest.mark.parametrize("roots_set", [True, False])
+def test_a_nul_byte_in_a_path_is_a_one_line_refusal(roots, monkeypatch, roots_set):
+    allowed, _ = roots
+    if not roots_set:
+        monkeypatch.delenv("FLOWER_ALLOWED_ROOTS")
+    path = f"{allowed}/flowers\x00/x"
+    for call in (check_allowed_path, folder_stamp, list_candidates):
+        message = _refusal(call, path)
+        assert (
+            message == outside_message(path) if roots_set else "null byte" in message and "\n" not in message
+        )
+
+
 def test_paths_inside_still_resolve_through_links_and_dotdot(roots):
     allowed, _ = roots
     (allowed / "alias").symlink_to(allowed / "flowers")
