@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from flower_core.cli import main
-from flower_core.groups.group import GROUP_FILE, GROUPS_DIR
+from flower_core.groups.group import GROUP_FILE
+from flower_core.store.runs import GROUPS_DIR
 
 
 def _record(group_id: str, runs: list[str]) -> dict:
@@ -105,3 +106,15 @@ def test_a_malformed_group_file_is_one_line_and_hidden_from_the_list(tmp_path, c
     assert main(["groups", "--runs", str(runs)]) == 0
     assert capsys.readouterr().out.strip() == "no studies or sweeps yet"
     assert (runs / GROUPS_DIR / "g" / GROUP_FILE).is_file()
+
+
+@pytest.mark.parametrize("owner", [None, "study-other"])
+def test_a_planted_group_file_cannot_claim_another_groups_runs(tmp_path, capsys, owner):
+    runs = tmp_path / "runs"
+    victim = _victim(runs / "run-of-another")
+    (victim / "config.json").write_text(json.dumps({"group": owner} if owner else {}))
+    _plant(runs / GROUPS_DIR / "decoy", _record("decoy", ["run-of-another"]))
+    for action in ("--delete", "--cancel", "--show"):
+        assert main(["groups", "--runs", str(runs), action, "decoy"]) == 2
+        assert "not a run of 'decoy'" in _one_line_error(capsys)
+    assert (victim / "precious.txt").read_text() == "keep me"

@@ -184,6 +184,23 @@ def test_a_group_shares_one_split_and_is_cancelled_and_deleted_as_one(synthetic_
         groups.group_rows(runs, record["id"])
 
 
+@pytest.mark.parametrize("named", ["outside", "another group's", None])
+def test_a_planted_config_cannot_have_a_shared_split_written_elsewhere(synthetic_dataset, tmp_path, named):
+    from flower_core.training.train import run_training
+
+    runs, outside = tmp_path / "runs", tmp_path / "outside" / "split.json"
+    record = start_sweep(
+        synthetic_dataset, runs, preset="base", grid=parse_grid("dropout=0.1"), start=False, **TINY
+    )
+    (run_dir,) = groups.group_run_dirs(runs, record["id"])
+    split_file = {"outside": outside, "another group's": runs / ".groups" / "other" / "split.json"}.get(named)
+    config = read_json(run_dir / CONFIG)
+    write_json(run_dir / CONFIG, {**config, "split_file": split_file and str(split_file)})
+    assert run_training(run_dir) == "failed"
+    assert "shared split file" in peek_status(run_dir).message and "\n" not in peek_status(run_dir).message
+    assert not outside.exists() and not (runs / ".groups" / "other").exists()
+
+
 def test_a_bad_run_in_a_group_queues_nothing(synthetic_dataset, tmp_path):
     runs = tmp_path / "runs"
     with pytest.raises(FlowerError, match="weights file not found|not found"):

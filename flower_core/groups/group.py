@@ -29,10 +29,12 @@ from flower_core.models.backbones import weights_file
 from flower_core.store.runs import (
     ACTIVE_STATES,
     CONFIG,
+    GROUPS_DIR,
     SPLIT,
     Run,
     RunStore,
     clear_write_errors,
+    group_dir,
     is_plain_id,
     now_iso,
     peek_status,
@@ -41,7 +43,6 @@ from flower_core.store.runs import (
 )
 from flower_core.training import jobs
 
-GROUPS_DIR = ".groups"
 GROUP_FILE = "group.json"
 # How long `wait_group` lets a queue go without a worker before it starts one.
 WORKER_RESTART_S = 120.0
@@ -65,13 +66,6 @@ def check_weights_files(planned: list[Planned]) -> list[Planned]:
         if weights not in ("imagenet", "none"):
             weights_file(weights)
     return planned
-
-
-def group_dir(runs_root, group_id: str) -> Path:
-    """`<runs>/.groups/<id>`, for a plain id only (`../x` would name a folder outside)."""
-    if not is_plain_id(group_id):
-        raise FlowerError(f"invalid study or sweep id: use an id that `groups` lists. Received: {group_id!r}")
-    return RunStore(runs_root).root / GROUPS_DIR / group_id
 
 
 def _leads_out(root: Path, path: Path) -> bool:
@@ -215,13 +209,26 @@ def _record_problem(record, group_id: str, root: Path) -> str | None:
 
 
 def group_run_dirs(runs_root, group_id: str) -> list[Path]:
-    """The group's run folders that still exist, in queue order."""
+    """The group's run folders that still exist, in queue order. A run is the group's only when
+    its own `config.json` says so too: a planted `group.json` cannot claim another's runs.
+
+    Raises:
+        FlowerError: the group file lists a run of another group, or of none.
+    """
     store = RunStore(runs_root)
-    return [
-        store.root / run_id
-        for run_id in group_record(store.root, group_id)["runs"]
-        if (store.root / run_id / CONFIG).is_file()
-    ]
+    run_dirs = []
+    for run_id in group_record(store.root, group_id)["runs"]:
+        config = read_json(store.root / run_id / CONFIG)
+        if config is None:
+            continue
+        if not isinstance(config, dict) or config.get("group") != group_id:
+            raise FlowerError(
+                f"corrupt group file {group_dir(store.root, group_id) / GROUP_FILE}: it lists the run "
+                f"{run_id!r}, which is not a run of {group_id!r}; remove that folder by hand if it is "
+                "not a study or sweep of yours"
+            )
+        run_dirs.append(store.root / run_id)
+    return run_dirs
 
 
 def group_rows(runs_root, group_id: str) -> list[dict]:

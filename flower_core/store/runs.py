@@ -67,6 +67,8 @@ TENSORBOARD_DIR = "tensorboard"
 # Touched in the runs folder each time a run is queued: a waiting worker watches this one file
 # instead of reading every run's status (`jobs.run_worker`).
 QUEUE_SIGNAL = ".queued"
+# Studies and sweeps (`flower_core.groups`): `<runs>/.groups/<id>/`, with the split their runs share.
+GROUPS_DIR = ".groups"
 HEARTBEAT_TIMEOUT_S = 120
 ACTIVE_STATES = ("queued", "running")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -76,6 +78,13 @@ def is_plain_id(name) -> bool:
     """True for a plain folder name (a run's or a group's id): no `/`, no leading dot, so
     `<runs>/<id>` cannot name a place outside the runs folder."""
     return isinstance(name, str) and bool(_RUN_ID.match(name))
+
+
+def group_dir(runs_root, group_id: str) -> Path:
+    """`<runs>/.groups/<id>`, for a plain id only (`../x` would name a folder outside)."""
+    if not is_plain_id(group_id):
+        raise FlowerError(f"invalid study or sweep id: use an id that `groups` lists. Received: {group_id!r}")
+    return resolve_runs_root(runs_root) / GROUPS_DIR / group_id
 
 
 def resolve_runs_root(explicit: str | os.PathLike | None = None) -> Path:

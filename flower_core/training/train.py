@@ -53,6 +53,7 @@ from flower_core.store.runs import (
     Run,
     cancel_requested,
     clear_write_errors,
+    group_dir,
     kept_model_note,
     now_iso,
     peek_status,
@@ -232,7 +233,7 @@ class TrainingRun:
     def _split(self) -> Split:
         """The split of an earlier run (`--split`) or of the run's group, else a new stratified,
         seeded one."""
-        if self.stored.share_split and not Path(self.stored.split_file).is_file():
+        if self.stored.share_split and not self._shared_split_file().is_file():
             # The first run of a group to train writes the split the group's other runs then read.
             split = split_dataset(
                 self.dataset,
@@ -240,7 +241,7 @@ class TrainingRun:
                 test_fraction=self.config.test_fraction,
                 seed=self.config.seed,
             )
-            write_json(Path(self.stored.split_file), split.to_json())
+            write_json(self._shared_split_file(), split.to_json())
         elif self.stored.split_file:
             path = self.stored.split_file
             split = check_split_files(load_split(path), self.dataset.files, path)
@@ -254,6 +255,18 @@ class TrainingRun:
         if not split.train or not split.val:
             raise FlowerError("dataset too small to split: need photos in both train and validation")
         return split
+
+    def _shared_split_file(self) -> Path:
+        """The split file of the run's study or sweep, which the first of its runs writes: only
+        its group's own, so a planted `config.json` cannot have a file written anywhere else."""
+        expected = group_dir(self.run_dir.parent, self.stored.group or "") / SPLIT
+        named = self.stored.split_file
+        if named is None or Path(named).resolve() != expected.resolve():
+            raise FlowerError(
+                f"the run's config.json names the shared split file {named!r}, not its group's "
+                f"{expected}; queue the run again from its study or sweep"
+            )
+        return expected
 
     def _train(self) -> None:
         self.stage("building the model")
