@@ -32,7 +32,8 @@ from flower_core.data.dataset import fingerprint, labels_for, load_split, scan_d
 from flower_core.data.images import load_image  # noqa: E402
 from flower_core.evaluation.evaluate import evaluate_run, folder_files  # noqa: E402
 from flower_core.models.classifier import build_classifier, head_layers  # noqa: E402
-from flower_core.models.features import FeatureCache, cached_features  # noqa: E402
+from flower_core.models.features import FeatureCache
+from flower_core.models.photo_features import cached_features  # noqa: E402
 from flower_core.store.runs import Run  # noqa: E402
 
 LOGISTIC_L2 = 1e-4

@@ -79,7 +79,8 @@ def _extraction(args, workdir: Path) -> None:
     """Clean features of a generated set in this process, then in two shards on two nodes."""
     from flower_core.data.dataset import fingerprint, scan_dataset
     from flower_core.models.classifier import build_classifier
-    from flower_core.models.features import FeatureCache, cached_features
+    from flower_core.models.features import FeatureCache
+    from flower_core.models.photo_features import cached_features
     from flower_core.models.sharded import sharded_features
 
     root = workdir / "extract"

@@ -38,7 +38,8 @@ from flower_core.data.dataset import fingerprint, labels_for, load_split, scan_d
 from flower_core.data.images import model_input
 from flower_core.evaluation.predict import load_run, model_image_size, predict_batch, run_threshold
 from flower_core.models.classifier import HEAD_POOL
-from flower_core.models.features import FeatureCache, cached_features
+from flower_core.models.features import FeatureCache
+from flower_core.models.photo_features import cached_features
 from flower_core.store.runs import SPLIT, Run
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -32,7 +32,8 @@ from flower_core.config import make_config
 from flower_core.data.dataset import fingerprint, scan_dataset
 from flower_core.data.synthetic import CLASSES, draw_flower
 from flower_core.models.classifier import build_classifier
-from flower_core.models.features import FeatureCache, cached_features
+from flower_core.models.features import FeatureCache
+from flower_core.models.photo_features import cached_features
 
 TEMPLATES_PER_CLASS = 4
 

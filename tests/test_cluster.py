@@ -169,7 +169,8 @@ def test_cancel_and_a_killed_task_on_the_cluster(on_ray, synthetic_dataset):
 def test_sharded_features_equal_one_machines(on_ray, synthetic_dataset, tmp_path):
     from flower_core.data.dataset import fingerprint, scan_dataset
     from flower_core.models.classifier import build_classifier
-    from flower_core.models.features import FeatureCache, cached_features
+    from flower_core.models.features import FeatureCache
+    from flower_core.models.photo_features import cached_features
     from flower_core.models.sharded import sharded_features
 
     config = make_config("base", **TINY)

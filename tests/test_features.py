@@ -18,10 +18,10 @@ from flower_core.models.features import (
     FeatureCache,
     _compiled,
     cache_key,
-    cached_features,
     cached_maps,
     cached_views,
 )
+from flower_core.models.photo_features import cached_features
 from flower_core.store.runs import Run, read_json, read_status
 from flower_core.training.jobs import train_new_run
 
@@ -163,6 +163,39 @@ def test_hit_restart_entries_and_clear(tiny_features, synthetic_dataset, photos,
     assert cache.clear() >= built.nbytes
     assert cache.entries() == [] and cache.size_bytes() == 0
     assert features(cache)[1] is False
+
+
+def test_a_changed_file_list_computes_only_the_photos_not_seen(
+    tiny_features, synthetic_dataset, photos, tmp_path
+):
+    """After a fix (a photo excluded, one added) the run cache misses, but only the new photo goes
+    through the backbone, and every row is still the photo's own features."""
+    files, fp = photos
+    config = make_config("base", backbone="mobilenet", weights="none", image_size=64)
+    cache, computed = FeatureCache(tmp_path / "cache"), []
+
+    def features(listed):
+        totals = []
+        rows, hit = cached_features(
+            cache,
+            tiny_features.feature_model,
+            config,
+            synthetic_dataset,
+            listed,
+            fp,
+            lambda _, n: totals.append(n),
+        )
+        computed.append(max(totals, default=0))
+        return rows, hit
+
+    before, _ = features(files)
+    added = next(f for f in scan_dataset(synthetic_dataset).files if f not in files)
+    after, hit = features([added, *files[1:]])
+    assert not hit and computed == [len(files), 1]
+    np.testing.assert_array_equal(after[1:], before[1:])
+    alone, _ = features([added])
+    np.testing.assert_array_equal(alone[0], after[0])
+    assert computed[-1] == 0 and _differ(after[0], before[0])
 
 
 def _build_at_once(root, barrier, results):

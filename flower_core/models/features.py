@@ -290,7 +290,7 @@ def _meta(config, root, files, kind: str, pooling: str | None) -> dict:
 
 def clean_entry(config, root, files, fingerprint, maps: bool = False) -> tuple[str, dict]:
     """The cache key and description of the clean pooled features of `files`, or of their
-    feature maps (`maps`): what `cached_features` and `cached_maps` build, and
+    feature maps (`maps`): what `photo_features.cached_features` and `cached_maps` build, and
     `flower_core.models.sharded` builds from shards."""
     if maps:
         return cache_key(config, fingerprint, files, maps=True), _meta(
@@ -303,14 +303,6 @@ def extract_clean(model, root, files, config, out_path, progress=None) -> None:
     """One clean pass of `model` over `files` into the `.npy` file `out_path`, rows in `files`
     order, uncached (the cache's entries, a cluster's shards and `photo_features` all use it)."""
     _extract(model, _clean_forward(model), root, files, config, 0, out_path, progress)
-
-
-def cached_features(cache, feature_model, config, root, files, fingerprint, progress=None):
-    """Clean features of `files` (rows in `files` order) and whether the cache had them."""
-    key, meta = clean_entry(config, root, files, fingerprint)
-    return cache.get_or_build(
-        key, lambda path: extract_clean(feature_model, root, files, config, path, progress), meta
-    )
 
 
 def cached_views(cache, feature_model, config, root, files, fingerprint, progress=None):

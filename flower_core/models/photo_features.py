@@ -2,8 +2,9 @@
 relabelled, excluded, added) has its unchanged photos' features read back, and only new photos
 go through the backbone.
 
-The run cache (`features.cache_key`) keys a whole file list, so any change recomputes it; the
-audit and the embedding map use this store instead. It lives in
+The run cache (`features.cache_key`) keys a whole file list; on a miss, a run's clean features
+(`cached_features`) are read from this store, as the audit's and the embedding map's are, so a
+run after a fix computes only the photos the store has not seen. It lives in
 `<FLOWER_CACHE>/photos/<settings key>/` as shards: `<id>.npy` rows and `<id>.json`, the SHA-256
 of each row's photo, the `.json` renamed into place last, so a reader never sees half a shard
 and processes adding shards at once never write the same file.
@@ -23,7 +24,13 @@ import numpy as np
 
 from flower_core.config import TrainConfig
 from flower_core.models.classifier import preprocessing_mode
-from flower_core.models.features import extract_clean, resolve_cache_root, weights_identity
+from flower_core.models.features import (
+    FeatureCache,
+    clean_entry,
+    extract_clean,
+    resolve_cache_root,
+    weights_identity,
+)
 
 PHOTOS_DIR = "photos"
 
@@ -106,3 +113,16 @@ class PhotoFeatures:
         staging = self.folder / f".{shard.name}.json"
         staging.write_text(json.dumps([digest for digest, _ in missing]))
         os.rename(staging, index)
+
+
+def cached_features(cache: FeatureCache, feature_model, config, root, files, fingerprint, progress=None):
+    """Clean features of `files` (rows in `files` order) and whether the run cache had them; on
+    a miss they are assembled from the per-photo store, which computes only the photos it lacks."""
+    key, meta = clean_entry(config, root, files, fingerprint)
+
+    def build(path: Path) -> None:
+        store = PhotoFeatures(config, cache.root)
+        rows, _ = store.get(feature_model, root, files, content_hashes(root, files), progress)
+        np.save(path, rows)
+
+    return cache.get_or_build(key, build, meta)

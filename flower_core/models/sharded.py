@@ -19,7 +19,8 @@ import numpy as np
 from flower_core import cluster
 from flower_core.config import TrainConfig
 from flower_core.errors import FlowerError
-from flower_core.models.features import cached_features, cached_maps, clean_entry, extract_clean
+from flower_core.models.features import cached_maps, clean_entry, extract_clean
+from flower_core.models.photo_features import cached_features
 
 # A run on a cluster shards the clean features (or maps) of at least this many photos;
 # `FLOWER_RAY_SHARD_PHOTOS` sets it.

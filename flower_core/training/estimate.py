@@ -220,7 +220,7 @@ def _timed_extraction(backbone: str, image_size: int, data_root: str) -> dict:
     import tempfile
 
     from flower_core.models.classifier import build_classifier
-    from flower_core.models.features import cached_features
+    from flower_core.models.photo_features import cached_features
 
     classes, files = _sample_photos(Path(data_root), CALIBRATION_PHOTOS)
     config = TrainConfig(backbone=backbone, weights="none", image_size=image_size).validate()

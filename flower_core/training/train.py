@@ -34,13 +34,8 @@ from flower_core.data.pipeline import image_dataset
 from flower_core.errors import FlowerError
 from flower_core.models import sharded
 from flower_core.models.classifier import Classifier, build_classifier, set_fine_tuning
-from flower_core.models.features import (
-    FeatureCache,
-    cached_features,
-    cached_maps,
-    cached_views,
-    pixel_scratch,
-)
+from flower_core.models.features import FeatureCache, cached_maps, cached_views, pixel_scratch
+from flower_core.models.photo_features import cached_features
 from flower_core.store.logs import log_to_file
 from flower_core.store.run_files import RunConfig, Status
 from flower_core.store.runs import (
