@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _install(folder: Path) -> str:
     """Source venv.sh in `folder` as app.sh does; pip reads no index, so nothing is downloaded."""
     env = {**os.environ, "PIP_NO_INDEX": "1"}
+    env.pop("FLOWER_VENV", None)  # the folder's own .venv, even inside a run that set another
     done = subprocess.run(
         ["bash", "-c", "REQUIREMENTS=requirements-dev.txt; source scripts/venv.sh"],
         cwd=folder,
