@@ -196,6 +196,22 @@ def launch_button(label: str, action: str, problem: str | None, key: str, **opti
     return pressed
 
 
+def group_estimate(what: str, estimate, *args) -> None:
+    """How long a study's or sweep's runs should take, under its button: `estimate(*args)`, a
+    cached `estimate_group`; while the backbone's speed is being measured the cache is cleared,
+    so the next rerun estimates again from the measurement."""
+    from flower_core.training.estimate import estimate_text  # loads TensorFlow, which this module does not
+
+    with guard(f"Cannot estimate the {what}", stop=False):
+        found = estimate(*args)
+        if found["calibrating"]:
+            estimate.clear()
+        st.caption(
+            f"{plural(len(found['runs']), 'run')}, {estimate_text(found)}. The shorter end is when "
+            "early stopping ends runs early."
+        )
+
+
 def _clear(bar) -> None:
     if bar is not None:
         bar.empty()

@@ -12,9 +12,9 @@ from flower_core.groups.charts import study_bars
 from flower_core.groups.study import list_studies, plan_study, start_study, study_table, table_cells
 from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.backbones import opening_backbone
-from flower_core.training.estimate import estimate_group, estimate_text
+from flower_core.training.estimate import estimate_group
 from flower_core.training.jobs import launch_problem
-from ui.common import guard, launch_button, plural, runs_root
+from ui.common import group_estimate, guard, launch_button, plural, runs_root
 from ui.home import online
 from ui.train_form import WEIGHTS
 
@@ -63,14 +63,7 @@ def launcher(data_root, dataset: Dataset | None) -> None:
             lambda: [p.config for p in plan_study(**options)], data_root, online(), dataset
         )
         if problem is None and dataset is not None:
-            with guard("Cannot estimate the study", stop=False):
-                estimate = _estimate(str(data_root), len(dataset.files), str(runs_root()), options)
-                if estimate["calibrating"]:  # the next rerun estimates again, from the timing once done
-                    _estimate.clear()
-                st.caption(
-                    f"{plural(len(estimate['runs']), 'run')}, {estimate_text(estimate)}. The shorter "
-                    "end is when early stopping ends runs early."
-                )
+            group_estimate("study", _estimate, str(data_root), len(dataset.files), str(runs_root()), options)
         pressed = launch_button(
             "Run the study",
             action,

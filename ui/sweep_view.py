@@ -25,9 +25,9 @@ from flower_core.groups.sweep import (
 )
 from flower_core.models.backbones import opening_backbone
 from flower_core.training import jobs
-from flower_core.training.estimate import estimate_group, estimate_text
+from flower_core.training.estimate import estimate_group
 from flower_core.training.jobs import launch_problem
-from ui.common import guard, launch_button, percent, plural, runs_root
+from ui.common import group_estimate, guard, launch_button, percent, plural, runs_root
 from ui.home import online
 from ui.train_form import WEIGHTS
 
@@ -112,16 +112,8 @@ def launcher(data_root, dataset: Dataset | None) -> None:
 
         problem = launch_problem(planned_configs, data_root, online(), dataset)
         if problem is None and dataset is not None:
-            with guard("Cannot estimate the sweep", stop=False):
-                estimate = _estimate(
-                    str(data_root), len(dataset.files), str(runs_root()), preset, grid_text, options
-                )
-                if estimate["calibrating"]:  # the next rerun estimates again, from the timing once done
-                    _estimate.clear()
-                st.caption(
-                    f"{plural(len(estimate['runs']), 'run')}, {estimate_text(estimate)}. The shorter "
-                    "end is when early stopping ends runs early."
-                )
+            photos, runs = len(dataset.files), str(runs_root())
+            group_estimate("sweep", _estimate, str(data_root), photos, runs, preset, grid_text, options)
         pressed = launch_button(
             "Start the sweep",
             action,
