@@ -287,6 +287,29 @@ def test_train_page_shows_feature_extraction_once_with_the_whole_run_s_eta(synth
     assert "0:01:05" in texts(at.metric)
 
 
+def test_the_job_shows_what_it_is_doing_until_the_first_epoch_then_its_curves(synthetic, no_worker):
+    at = _submit_small_run(open_page("pages/2_Train.py"))
+    run_dir = jobs.queued_runs()[0]
+
+    def placeholder() -> str:
+        return " ".join(i.value for i in at.info if "curves appear here after the first epoch" in i.value)
+
+    assert "waiting in the queue" in placeholder() and not at.get("plotly_chart")
+    stats = ExtractionProgress({"train features": 40}).update("train features", 10, 40)
+    update_status(run_dir, state="running", extraction=stats, eta=65.0, epochs=3)
+    at.run()
+    assert_clean(at)
+    assert "computing the photos' features" in placeholder() and "0:01:05 left" in placeholder()
+    assert not at.get("plotly_chart"), "a chart box before the first epoch"
+    assert all(code.value.strip() for code in at.code), "an empty log box before the first epoch"
+    update_status(run_dir, extraction=None, epoch=1, message="head: epoch 2/3")
+    append_jsonl(run_dir / "history.jsonl", {"epoch": 1, "loss": 1.2, "accuracy": 0.5, "seconds": 1.0})
+    at.run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 1 and not placeholder()
+    assert "epoch   1" in texts(at.code)
+
+
 def test_train_form_previews_augmentation_with_its_settings(synthetic):
     at = open_page("pages/2_Train.py")
     # best: no augmentation, and the preview still shows, saying so (it helps decide)
