@@ -817,3 +817,37 @@ def test_a_click_on_a_confusion_cell_opens_its_photos(synthetic, app_runs):
     at.run()
     assert_clean(at)
     assert at.selectbox(key="classify_cell").value == f"{true_name} taken for {predicted} ({count})"
+
+
+def _click(true_name: str, predicted: str) -> dict:
+    """A plotly chart's selection event for a click on the confusion cell (true, predicted)."""
+    return {
+        "selection": {
+            "points": [{"x": predicted, "y": true_name}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
+
+
+def test_a_click_on_a_compare_confusion_cell_lists_its_photos_under_their_heatmaps(synthetic, app_runs):
+    from ui.classify_view import MISTAKES_SHOWN
+    from ui.common import short_name
+
+    run = Run.open(app_runs / "20260101-000100-dropout20-mobilenet-bbbb")
+    true_name, predicted, count = run.metrics.confused_cells()[-1]
+    at = open_page("pages/3_Compare.py")
+    assert not at.get("image")
+    at.session_state[f"compare_cm_{run.id}"] = _click(true_name, predicted)
+    at.run()
+    assert_clean(at)
+    assert f"{true_name} photos predicted as {predicted}" in texts(at.markdown)
+    captions = [caption for image in at.get("image") for caption in image.captions]
+    wrong = run.metrics.mistakes(true_name, predicted)[:MISTAKES_SHOWN]
+    assert len(captions) == len(wrong) == min(count, MISTAKES_SHOWN)
+    assert sorted(c.split(":")[0] for c in captions) == sorted(short_name(m.path) for m in wrong)
+    at.session_state[f"compare_cm_{run.id}"] = _click(true_name, true_name)  # the diagonal
+    at.run()
+    assert_clean(at)
+    assert not at.get("image") and f"The {true_name} photos it got right" in texts(at.info)

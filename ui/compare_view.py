@@ -21,10 +21,12 @@ from flower_core.evaluation.compare import (
 from flower_core.evaluation.uncertainty import CI_LABEL
 from flower_core.store.run_files import Metrics
 from flower_core.store.runs import HISTORY, METRICS, MODEL, Run, RunStore
-from ui import export_view, study_view
+from ui import classify_view, export_view, study_view
 from ui.common import guard, runs_root
 
 _SMALL = "small"
+# The confusion cell last clicked on this page: (run id, true class, predicted class).
+_CELL = "compare_cell"
 # How each column of the runs table (`flower_core.evaluation.compare.TABLE_COLUMNS`) is shown: short labels
 # and widths in pixels, so that the compact set (926 px with the selection column) fits a 1400 px
 # window with no sideways scroll (about 940 px beside the sidebar); abbreviations are spelled out
@@ -173,17 +175,23 @@ def settings(selected: list[dict]) -> None:
 
 
 def confusions(selected: list[dict]) -> None:
-    """Normalised confusion matrices of up to three selected runs, side by side."""
-    with_metrics = [row for row in selected if row["metrics"].evaluated]
-    if not with_metrics:
+    """Normalised confusion matrices of up to three selected runs, side by side; a click on a
+    cell shows that cell's test photos under their heatmaps (the Classify page's Mistakes tab)."""
+    shown = [row for row in selected if row["metrics"].evaluated][:3]
+    if not shown:
         st.info("None of the selected runs has test metrics yet.", icon=":material/info:")
         return
-    for column, row in zip(st.columns(min(len(with_metrics), 3)), with_metrics[:3]):
-        m = row["metrics"]
-        column.plotly_chart(
-            charts.confusion_matrix(m.confusion, m.class_names, row["label"], normalise=True),
-            key=f"compare_cm_{row['run_id']}",
-        )
+    for column, row in zip(st.columns(len(shown)), shown):
+        key = f"compare_cm_{row['run_id']}"
+        clicked = classify_view.confusion_chart(column, row["metrics"], row["label"], key, normalise=True)
+        if clicked:
+            st.session_state[_CELL] = (row["run_id"], *clicked)
+    run_id, true_name, predicted = st.session_state.get(_CELL, (None, None, None))
+    row = next((row for row in shown if row["run_id"] == run_id), None)
+    if row is not None:
+        st.markdown(f"**{row['label']}**: {true_name} photos predicted as {predicted}")
+        run = Run.open(runs_root() / run_id)
+        classify_view.cell_photos(run, true_name, predicted, classify_view.Controls())
 
 
 def calibration(selected: list[dict]) -> None:
