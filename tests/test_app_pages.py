@@ -24,6 +24,8 @@ from flower_core.training.progress import ExtractionProgress, update_status
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/1_Dataset.py", "pages/2_Train.py", "pages/3_Compare.py", "pages/4_Classify.py"]
+# The two finished runs of `app_runs` (tests/conftest.py), oldest first.
+RUN_NAMES = ("base-mobilenet-aaaa", "dropout20-mobilenet-bbbb")
 
 
 @pytest.fixture(autouse=True)
@@ -851,3 +853,24 @@ def test_a_click_on_a_compare_confusion_cell_lists_its_photos_under_their_heatma
     at.run()
     assert_clean(at)
     assert not at.get("image") and f"The {true_name} photos it got right" in texts(at.info)
+
+
+def test_compare_shows_a_run_trained_again_beside_the_run_it_repeats(synthetic, app_runs):
+    from flower_core.evaluation.uncertainty import interval_text
+
+    before, after = (app_runs / f"20260101-000{i}00-{name}" for i, name in enumerate(RUN_NAMES))
+    at = open_page("pages/3_Compare.py")
+    assert "Before and after cleaning" not in texts(at.subheader)
+    config = json.loads((after / "config.json").read_text())
+    (after / "config.json").write_text(json.dumps({**config, "repeats": before.name}))  # as retrain writes it
+    metrics = json.loads((before / "metrics.json").read_text())
+    (before / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.5}))
+    st.cache_data.clear()
+    at.run()
+    assert_clean(at)
+    assert "Before and after cleaning" in texts(at.subheader)
+    shown = {metric.label: (metric.value, metric.proto.delta) for metric in at.metric}
+    photos = Run.open(after).metrics.num_files
+    assert shown["Before"] == ("50.0%", interval_text(0.5, photos))
+    assert shown["After"] == ("20.0%", interval_text(0.2, photos))
+    assert shown["Change"] == ("-30.0 points", "beyond noise")  # 20 photos each, yet beyond it

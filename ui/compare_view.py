@@ -13,16 +13,18 @@ from flower_core.evaluation.compare import (
     MORE_COLUMNS,
     TABLE_COLUMNS,
     best_evaluated,
+    retrain_pairs,
     run_details,
     run_label,
     table_columns,
     table_rows,
 )
-from flower_core.evaluation.uncertainty import CI_LABEL
+from flower_core.evaluation.uncertainty import CI_LABEL, interval_text
+from flower_core.groups.study import NOISE_WORDS
 from flower_core.store.run_files import Metrics
 from flower_core.store.runs import HISTORY, METRICS, MODEL, Run, RunStore
 from ui import classify_view, export_view, study_view
-from ui.common import guard, runs_root
+from ui.common import guard, percent, runs_root
 
 _SMALL = "small"
 # The confusion cell last clicked on this page: (run id, true class, predicted class).
@@ -192,6 +194,45 @@ def confusions(selected: list[dict]) -> None:
         st.markdown(f"**{row['label']}**: {true_name} photos predicted as {predicted}")
         run = Run.open(runs_root() / run_id)
         classify_view.cell_photos(run, true_name, predicted, classify_view.Controls())
+
+
+def before_after(rows: list[dict]) -> None:
+    """A run trained again on a cleaned dataset beside the run it repeats (`compare.retrain_pairs`):
+    each test accuracy with its 95% interval, the change, and whether it is within noise."""
+    pairs = retrain_pairs(rows)
+    if not pairs:
+        return
+    st.subheader("Before and after cleaning")
+    names = [f"{run_label(pair['before'])} → {run_label(pair['after'])}" for pair in pairs]
+    index = st.selectbox(
+        "Trained again", range(len(pairs)), format_func=names.__getitem__, key="compare_pair"
+    )
+    pair = pairs[index]
+    cells = st.columns(3)
+    for cell, side in zip(cells, ("before", "after")):
+        row = pair[side]
+        accuracy = row.get("test_accuracy")
+        cell.metric(
+            side.capitalize(),
+            percent(accuracy),
+            delta=interval_text(accuracy, row.get("test_photos")) or f"not evaluated ({row['state']})",
+            delta_color="off",
+            delta_arrow="off",
+        )
+        cell.caption(run_label(row))
+    change, noise = pair["change"], pair["within_noise"]
+    cells[2].metric(
+        "Change",
+        "–" if change is None else f"{change * 100:+.1f} points",
+        delta=None if noise is None else (NOISE_WORDS if noise else "beyond noise"),
+        delta_color="off",
+        delta_arrow="off",
+    )
+    st.caption(
+        "Each accuracy is on its own run's test photos (training again splits the cleaned photos "
+        f"anew). {NOISE_WORDS.capitalize()}: either accuracy lies inside the other's {CI_LABEL}, so "
+        "these test sets cannot tell the two runs apart."
+    )
 
 
 def calibration(selected: list[dict]) -> None:

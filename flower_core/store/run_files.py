@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RunConfig:
     """`config.json`: the settings a run was queued with (`TrainConfig`, stored flat beside the
-    rest), its dataset and split file, and its place in a group (`flower_core.groups.group`)."""
+    rest), its dataset and split file, its place in a group (`flower_core.groups.group`), and the
+    run it repeats on a fixed dataset (`flower_core.training.retrain`)."""
 
     settings: TrainConfig
     data_root: str | None = None
@@ -35,6 +36,7 @@ class RunConfig:
     group_kind: str | None = None
     group_label: str | None = None
     share_split: bool = False
+    repeats: str | None = None
 
     @classmethod
     def from_json(cls, data: Any, source: str | Path) -> RunConfig:
