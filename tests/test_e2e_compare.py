@@ -120,10 +120,13 @@ def test_a_click_on_a_confusion_cell_shows_its_photos_under_their_heatmaps(
             box["x"] + (column + 0.5) * box["width"] / len(names),
             box["y"] + (row + 0.5) * box["height"] / len(names),
         )
-        page.get_by_text(f"{true_name} photos predicted as {predicted}").wait_for()
-        settle(page, 1.5)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "compare-confusion-cell.png"), full_page=True)
+        heading = page.get_by_text(f"{true_name} photos predicted as {predicted}")
+        heading.wait_for()
         shown = page.locator("[data-testid=stImage] img")
+        shown.nth(min(count, MISTAKES_SHOWN) - 1).wait_for()  # each heatmap drawn as it is computed
+        settle(page, 1.5)
+        heading.scroll_into_view_if_needed()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "compare-confusion-cell.png"))
         assert shown.count() == min(count, MISTAKES_SHOWN)
         assert not page.get_by_test_id("stException").count()
