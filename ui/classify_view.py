@@ -9,6 +9,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from flower_core import charts
+from flower_core.data.dataset import load_split
 from flower_core.errors import FlowerError
 from flower_core.evaluation.compare import run_label
 from flower_core.evaluation.predict import csv_bytes
@@ -18,7 +19,7 @@ from flower_core.explain.faithfulness import RANDOM_DRAWS, REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
 from flower_core.store.run_files import Metrics
-from flower_core.store.runs import Run
+from flower_core.store.runs import SPLIT, Run
 from ui import loaders
 from ui.common import (
     data_root,
@@ -359,6 +360,7 @@ def mistakes(run_dir: str, ctl: Controls) -> None:
         return
     left, right = st.columns([2, 3])
     clicked = confusion_chart(left, metrics, "Confusion matrix (test split)", "classify_confusion")
+    left.caption(":material/touch_app: Click a cell off the diagonal to see its photos.")
     cells = {f"{t} taken for {p} ({n})": (t, p) for t, p, n in metrics.confused_cells()}
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
@@ -383,7 +385,6 @@ def confusion_chart(container, metrics: Metrics, title: str, key: str, normalise
         on_select="rerun",
         selection_mode="points",
     )
-    container.caption(":material/touch_app: Click a cell off the diagonal to see its photos.")
     points = (event or {}).get("selection", {}).get("points", [])
     clicked = (points[0]["y"], points[0]["x"]) if points else None
     if clicked == st.session_state.get(f"{key}_clicked"):
@@ -402,23 +403,22 @@ def _pick_cell(clicked: tuple[str, str], cells: dict[str, tuple[str, str]]) -> N
 
 
 def cell_photos(run: Run, true_name: str, predicted: str, ctl: Controls) -> None:
-    """The test photos of one confusion cell (`Metrics.mistakes`, worst first), the first
-    `MISTAKES_SHOWN` of them, each under its heatmap."""
-    if true_name == predicted:
-        st.info(f"The {true_name} photos it got right; the cells off the diagonal hold its mistakes.")
+    """The test photos of one confusion cell, the first `MISTAKES_SHOWN` of them, each under its
+    heatmap: a cell's mistakes worst first (`Metrics.mistakes`), or on the diagonal the photos
+    predicted right (`Metrics.right`)."""
+    photos = _cell(run, true_name, predicted)
+    if not photos:
+        st.info(f"No {true_name} test photo was predicted as {predicted}.", icon=":material/info:")
         return
-    wrong = run.metrics.mistakes(true_name, predicted)
-    if not wrong:
-        st.info(f"No mistake there: no {true_name} photo was taken for {predicted}.", icon=":material/info:")
-        return
-    if len(wrong) > MISTAKES_SHOWN:
-        st.caption(f"The {MISTAKES_SHOWN} worst of {len(wrong)} photos.")
+    if len(photos) > MISTAKES_SHOWN:
+        which = "first" if true_name == predicted else "worst"
+        st.caption(f"The {MISTAKES_SHOWN} {which} of {len(photos)} photos.")
     root = Path(run.config.data_root or "")
     columns = st.columns(3)
-    for i, row in enumerate(wrong[:MISTAKES_SHOWN]):
-        path = root / row.path
+    for i, (rel, shown) in enumerate(photos[:MISTAKES_SHOWN]):
+        path = root / rel
         if not path.is_file():
-            columns[i % 3].caption(f"{row.path}: no longer in {root}")
+            columns[i % 3].caption(f"{rel}: no longer in {root}")
             continue
         plain = Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
         result = _explain(str(run.path), loaders.held_photo(path.read_bytes()), plain)
@@ -426,5 +426,15 @@ def cell_photos(run: Run, true_name: str, predicted: str, ctl: Controls) -> None
         columns[i % 3].image(
             ImageOps.pad(overlay, (320, 320), color="white"),
             width="stretch",
-            caption=f"{short_name(row.path)}: {row.predicted_class} {percent(row.confidence)}",
+            caption=f"{short_name(rel)}: {shown}",
         )
+
+
+def _cell(run: Run, true_name: str, predicted: str) -> list[tuple[str, str]]:
+    """(photo, what was predicted) for each test photo of one confusion cell."""
+    if true_name != predicted:
+        wrong = run.metrics.mistakes(true_name, predicted)
+        return [(m.path, f"{m.predicted_class} {percent(m.confidence)}") for m in wrong]
+    split = run.path / SPLIT  # a run from before split files has none: no photos to show
+    test = load_split(split).test if split.is_file() else []
+    return [(rel, "right") for rel in run.metrics.right(true_name, test)]

@@ -188,6 +188,7 @@ def confusions(selected: list[dict]) -> None:
         clicked = classify_view.confusion_chart(column, row["metrics"], row["label"], key, normalise=True)
         if clicked:
             st.session_state[_CELL] = (row["run_id"], *clicked)
+    st.caption(":material/touch_app: Click a cell to see its test photos under their heatmaps.")
     run_id, true_name, predicted = st.session_state.get(_CELL, (None, None, None))
     row = next((row for row in shown if row["run_id"] == run_id), None)
     if row is not None:

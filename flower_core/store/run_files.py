@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,6 +301,13 @@ class Metrics(JsonRecord):
         """The misclassified test photos of one confusion cell, worst first."""
         cell = (true_class, predicted_class)
         return [m for m in self.misclassified if (m.true_class, m.predicted_class) == cell]
+
+    def right(self, true_class: str, test_files: Iterable[str]) -> list[str]:
+        """The test photos of `true_class` predicted right (its cell on the diagonal): those of
+        `test_files`, the run's test split, in its class folder that were neither misclassified
+        nor skipped, since only the mistakes are kept photo by photo."""
+        left_out = {m.path for m in self.misclassified} | {s.path for s in self.skipped}
+        return [path for path in test_files if path.split("/", 1)[0] == true_class and path not in left_out]
 
 
 # The facts a run learned when it started; before `facts.json` existed it added them to config.json.
