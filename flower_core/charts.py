@@ -290,7 +290,12 @@ def settings_parallel(rows: list[dict], settings=PARALLEL_SETTINGS) -> go.Figure
 def confusion_matrix(
     confusion, class_names: list[str], title: str = "Confusion matrix", normalise: bool = False
 ) -> go.Figure:
-    """Rows are the true class, columns the predicted one; each cell shows its count."""
+    """Rows are the true class, columns the predicted one; each cell shows its count.
+
+    A click on a cell selects it (`st.plotly_chart(..., on_select=...)`: its point's `y` is the
+    true class, `x` the predicted one): Plotly selects no heatmap cell, so an invisible marker
+    at the centre of each cell, the nearest to any point of the plot, takes the click and the hover.
+    """
     counts = np.asarray(confusion, dtype=float)
     totals = counts.sum(axis=1, keepdims=True)
     shown = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0) if normalise else counts
@@ -307,11 +312,26 @@ def confusion_matrix(
             texttemplate="%{text}",
             colorscale="Blues",
             showscale=False,
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[predicted for _ in class_names for predicted in class_names],
+            y=[true for true in class_names for _ in class_names],
+            text=[cell for row in text for cell in row],
+            mode="markers",
+            marker={"opacity": 0},
+            showlegend=False,
             hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
         )
     )
     fig.update_layout(
-        xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", xaxis_side="bottom"
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        xaxis_side="bottom",
+        hoverdistance=-1,
     )
     return style_figure(fig, title, 420)
 

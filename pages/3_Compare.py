@@ -49,6 +49,8 @@ else:
         with tab:
             section(selected)
 
+compare_view.before_after(rows)
+
 st.subheader("The study against our runs")
 compare_view.study(frame)
 

@@ -24,6 +24,8 @@ from flower_core.training.progress import ExtractionProgress, update_status
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/1_Dataset.py", "pages/2_Train.py", "pages/3_Compare.py", "pages/4_Classify.py"]
+# The two finished runs of `app_runs` (tests/conftest.py), oldest first.
+RUN_NAMES = ("base-mobilenet-aaaa", "dropout20-mobilenet-bbbb")
 
 
 @pytest.fixture(autouse=True)
@@ -285,6 +287,29 @@ def test_train_page_shows_feature_extraction_once_with_the_whole_run_s_eta(synth
     shown = texts(at.caption) + texts(at.code) + texts(at.markdown)
     assert stats["message"] not in shown  # the bar says it, once
     assert "0:01:05" in texts(at.metric)
+
+
+def test_the_job_shows_what_it_is_doing_until_the_first_epoch_then_its_curves(synthetic, no_worker):
+    at = _submit_small_run(open_page("pages/2_Train.py"))
+    run_dir = jobs.queued_runs()[0]
+
+    def placeholder() -> str:
+        return " ".join(i.value for i in at.info if "curves appear here after the first epoch" in i.value)
+
+    assert "waiting in the queue" in placeholder() and not at.get("plotly_chart")
+    stats = ExtractionProgress({"train features": 40}).update("train features", 10, 40)
+    update_status(run_dir, state="running", extraction=stats, eta=65.0, epochs=3)
+    at.run()
+    assert_clean(at)
+    assert "computing the photos' features" in placeholder() and "0:01:05 left" in placeholder()
+    assert not at.get("plotly_chart"), "a chart box before the first epoch"
+    assert all(code.value.strip() for code in at.code), "an empty log box before the first epoch"
+    update_status(run_dir, extraction=None, epoch=1, message="head: epoch 2/3")
+    append_jsonl(run_dir / "history.jsonl", {"epoch": 1, "loss": 1.2, "accuracy": 0.5, "seconds": 1.0})
+    at.run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 1 and not placeholder()
+    assert "epoch   1" in texts(at.code)
 
 
 def test_train_form_previews_augmentation_with_its_settings(synthetic):
@@ -794,3 +819,63 @@ def test_a_click_on_a_confusion_cell_opens_its_photos(synthetic, app_runs):
     at.run()
     assert_clean(at)
     assert at.selectbox(key="classify_cell").value == f"{true_name} taken for {predicted} ({count})"
+
+
+def _click(true_name: str, predicted: str) -> dict:
+    """A plotly chart's selection event for a click on the confusion cell (true, predicted)."""
+    return {
+        "selection": {
+            "points": [{"x": predicted, "y": true_name}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
+
+
+def test_a_click_on_a_compare_confusion_cell_lists_its_photos_under_their_heatmaps(synthetic, app_runs):
+    from ui.classify_view import MISTAKES_SHOWN
+    from ui.common import short_name
+
+    run = Run.open(app_runs / "20260101-000100-dropout20-mobilenet-bbbb")
+    true_name, predicted, count = run.metrics.confused_cells()[-1]
+    at = open_page("pages/3_Compare.py")
+    assert not at.get("image")
+    at.session_state[f"compare_cm_{run.id}"] = _click(true_name, predicted)
+    at.run()
+    assert_clean(at)
+    assert f"{true_name} photos predicted as {predicted}" in texts(at.markdown)
+    captions = [caption for image in at.get("image") for caption in image.captions]
+    wrong = run.metrics.mistakes(true_name, predicted)[:MISTAKES_SHOWN]
+    assert len(captions) == len(wrong) == min(count, MISTAKES_SHOWN)
+    assert sorted(c.split(":")[0] for c in captions) == sorted(short_name(m.path) for m in wrong)
+    hits = {name: run.metrics.confusion[i][i] for i, name in enumerate(run.metrics.class_names)}
+    name = max(hits, key=hits.get)
+    at.session_state[f"compare_cm_{run.id}"] = _click(name, name)  # on the diagonal: the photos it got right
+    at.run()
+    assert_clean(at)
+    captions = sorted(caption for image in at.get("image") for caption in image.captions)
+    right = run.metrics.right(name, json.loads((run.path / "split.json").read_text())["test"])
+    assert len(right) == hits[name] > 0
+    assert captions == sorted(f"{short_name(path)}: right" for path in right[:MISTAKES_SHOWN])
+
+
+def test_compare_shows_a_run_trained_again_beside_the_run_it_repeats(synthetic, app_runs):
+    from flower_core.evaluation.uncertainty import interval_text
+
+    before, after = (app_runs / f"20260101-000{i}00-{name}" for i, name in enumerate(RUN_NAMES))
+    at = open_page("pages/3_Compare.py")
+    assert "Before and after cleaning" not in texts(at.subheader)
+    config = json.loads((after / "config.json").read_text())
+    (after / "config.json").write_text(json.dumps({**config, "repeats": before.name}))  # as retrain writes it
+    metrics = json.loads((before / "metrics.json").read_text())
+    (before / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.5}))
+    st.cache_data.clear()
+    at.run()
+    assert_clean(at)
+    assert "Before and after cleaning" in texts(at.subheader)
+    shown = {metric.label: (metric.value, metric.proto.delta) for metric in at.metric}
+    photos = Run.open(after).metrics.num_files
+    assert shown["Before"] == ("50.0%", interval_text(0.5, photos))
+    assert shown["After"] == ("20.0%", interval_text(0.2, photos))
+    assert shown["Change"] == ("-30.0 points", "beyond noise")  # 20 photos each, yet beyond it

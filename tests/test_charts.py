@@ -100,6 +100,9 @@ def test_confusion_matrix(normalise):
     assert isinstance(heat, go.Heatmap) and heat.text[0][0].startswith("3")
     assert heat.z[0][1] == (0.25 if normalise else 1)
     assert heat.z[1][0] == 0
+    cells = fig.data[1]  # what a click selects: one point per cell, (predicted, true)
+    assert list(zip(cells.x, cells.y)) == [(p, t) for t in ("daisy", "rose") for p in ("daisy", "rose")]
+    assert cells.text[1] == heat.text[0][1] and fig.layout.hoverdistance == -1
 
 
 def test_top_k_and_study_charts():

@@ -9,6 +9,7 @@ from flower_core.evaluation.compare import (
     TABLE_COLUMNS,
     best_evaluated,
     best_first,
+    retrain_pairs,
     run_details,
     run_label,
     table_columns,
@@ -69,3 +70,22 @@ def test_runs_rank_by_test_accuracy_with_runs_not_evaluated_last_in_their_order(
     assert ranked == ["best", "good", "worst", "queued", "table cell", "failed"]
     assert [row["run_id"] for row in best_evaluated(rows, 2)] == ["best", "good"]
     assert [row["run_id"] for row in best_evaluated(rows, 5)] == ["best", "good", "worst"]
+
+
+def test_a_run_trained_again_pairs_with_the_run_it_repeats_its_change_and_noise():
+    rows = [
+        {"run_id": "again2", "repeats": "gone"},  # the run it repeats was deleted: no pair
+        {"run_id": "queued", "repeats": "after", "state": "queued"},
+        {"run_id": "after", "repeats": "before", "test_accuracy": 0.95, "test_photos": 2000},
+        {"run_id": "other", "test_accuracy": 0.5, "test_photos": 20},
+        {"run_id": "before", "test_accuracy": 0.85, "test_photos": 2000},
+    ]
+    pairs = retrain_pairs(rows)
+    assert [(p["before"]["run_id"], p["after"]["run_id"]) for p in pairs] == [
+        ("after", "queued"),
+        ("before", "after"),
+    ]
+    assert (pairs[0]["change"], pairs[0]["within_noise"]) == (None, None)  # not evaluated yet
+    assert pairs[1]["change"] == pytest.approx(0.10) and pairs[1]["within_noise"] is False
+    small = retrain_pairs([{**rows[2], "test_photos": 20}, {**rows[4], "test_photos": 20}])
+    assert small[0]["within_noise"] is True  # the same +10 points on 20 photos each

@@ -102,6 +102,7 @@ def test_a_quick_subset_links_the_same_seeded_photos_per_class(synthetic_dataset
 
 def test_train_again_takes_the_last_run_on_the_dataset(synthetic_dataset, tmp_path, no_worker):
     from flower_core.config import make_config
+    from flower_core.store.runs import Run
     from flower_core.training import jobs, retrain
 
     runs = tmp_path / "runs"
@@ -111,4 +112,6 @@ def test_train_again_takes_the_last_run_on_the_dataset(synthetic_dataset, tmp_pa
     first = jobs.create_run(config, synthetic_dataset, runs)
     run_id, again = retrain.last_run_on(synthetic_dataset, runs)
     assert run_id == first.name and again == config
-    assert retrain.train_again(synthetic_dataset, runs) != first
+    second = retrain.train_again(synthetic_dataset, runs)
+    assert second != first
+    assert Run.open(second).config.repeats == first.name  # Compare pairs them as before and after

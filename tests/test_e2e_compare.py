@@ -1,10 +1,14 @@
-"""The Compare page's runs table in a real browser (Chromium, driven by Playwright) at a
-1400 x 900 laptop window: its default columns fit with no sideways scroll (and the same check
-sees the scroll in a narrower window)."""
+"""The Compare page in a real browser (Chromium, driven by Playwright) at a 1400 x 900 laptop
+window: the runs table's default columns fit with no sideways scroll (and the same check sees the
+scroll in a narrower window); a click on a confusion cell shows that cell's photos under their
+heatmaps."""
+
+import re
+import shutil
 
 import pytest
 
-from flower_core.store.runs import HISTORY, METRICS, STATUS, RunStore, append_jsonl, write_json
+from flower_core.store.runs import HISTORY, METRICS, STATUS, Run, RunStore, append_jsonl, write_json
 from tests.browser import needs_chromium, page_on_home, streamlit_server
 
 from .test_e2e_browser import SHOTS, open_page, settle
@@ -92,3 +96,37 @@ def test_the_runs_table_fits_a_1400_px_window_with_no_sideways_scroll(compare_pa
     settle(page, 1.5)
     narrow = page.evaluate(OVERFLOW)
     assert narrow["overflow"] > 0, (fitted, narrow)
+
+
+def test_a_click_on_a_confusion_cell_shows_its_photos_under_their_heatmaps(
+    tmp_path, app_runs_template, synthetic_dataset
+):
+    from ui.classify_view import MISTAKES_SHOWN
+
+    shutil.copytree(app_runs_template, tmp_path / "runs")
+    (tmp_path / "flowers").symlink_to(synthetic_dataset)
+    run = Run.open(tmp_path / "runs" / "20260101-000100-dropout20-mobilenet-bbbb")
+    true_name, predicted, count = run.metrics.confused_cells()[0]
+    names = list(run.metrics.class_names)
+    with streamlit_server(tmp_path) as (url, _), page_on_home(url, **VIEWPORT) as page:
+        open_page(page, "compare")
+        page.get_by_role("tab", name=re.compile("Confusion matrices")).click()
+        cells = page.locator(f".st-key-compare_cm_{run.id} .nsewdrag").first  # the plot area
+        cells.wait_for()
+        settle(page)
+        box = cells.bounding_box()
+        column, row = names.index(predicted), names.index(true_name)  # rows true, top first
+        page.mouse.click(
+            box["x"] + (column + 0.5) * box["width"] / len(names),
+            box["y"] + (row + 0.5) * box["height"] / len(names),
+        )
+        heading = page.get_by_text(f"{true_name} photos predicted as {predicted}")
+        heading.wait_for()
+        shown = page.locator("[data-testid=stImage] img")
+        shown.nth(min(count, MISTAKES_SHOWN) - 1).wait_for()  # each heatmap drawn as it is computed
+        settle(page, 1.5)
+        heading.scroll_into_view_if_needed()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "compare-confusion-cell.png"))
+        assert shown.count() == min(count, MISTAKES_SHOWN)
+        assert not page.get_by_test_id("stException").count()

@@ -97,6 +97,9 @@ def test_what_training_writes_reads_back_as_written():
     assert {k: v for k, v in metrics.to_json().items() if k in written} == written
     assert metrics.confused_cells() == [("b", "a", 1)]
     assert [m.path for m in metrics.mistakes("b", "a")] == ["b/3.jpg"] and metrics.mistakes("a", "b") == []
+    skipped = Metrics.from_json({**written, "skipped": [{"path": "b/4.jpg"}]}, "metrics.json")
+    test = ["a/1.jpg", "b/2.jpg", "b/3.jpg", "b/4.jpg"]  # b/4.jpg could not be read
+    assert (skipped.right("a", test), skipped.right("b", test)) == (["a/1.jpg"], ["b/2.jpg"])
     assert metrics.evaluated and metrics.threshold == written["confidence"]["threshold"]
     facts = {
         "class_names": ["a", "b"],

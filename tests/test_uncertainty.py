@@ -29,6 +29,9 @@ def test_wilson_interval_matches_published_values(right, n, expected):
 
 def test_noise_shrinks_with_more_photos():
     assert within_noise(0.85, 0.90, 20) and not within_noise(0.85, 0.90, 2000)
+    # On two test sets each accuracy has its own interval: the small set's is wide enough.
+    assert within_noise(0.85, 0.90, 2000, 20) and within_noise(0.90, 0.85, 20, 2000)
+    assert not within_noise(0.85, 0.90, 2000, 2000)
     assert within_noise(0.5, 0.5, 10**6)
     assert accuracy_text(0.9, 20) == "90.0% (95% CI 70–97% on 20 photos)"
     assert accuracy_text(0.9, None) == "90.0%" and accuracy_text(None, 20) == "–"

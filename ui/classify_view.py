@@ -9,6 +9,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from flower_core import charts
+from flower_core.data.dataset import load_split
 from flower_core.errors import FlowerError
 from flower_core.evaluation.compare import run_label
 from flower_core.evaluation.predict import csv_bytes
@@ -17,8 +18,8 @@ from flower_core.explain import COLORMAPS, DEFAULT_ALPHA, METHODS, preprocessed_
 from flower_core.explain.faithfulness import RANDOM_DRAWS, REMOVE_FRACTION
 from flower_core.explain.faithfulness import verdict as faithfulness_verdict
 from flower_core.intake.uploads import MAX_PHOTO_MB, check_total, check_upload
-from flower_core.store.run_files import Mistake
-from flower_core.store.runs import Run
+from flower_core.store.run_files import Metrics
+from flower_core.store.runs import SPLIT, Run
 from ui import loaders
 from ui.common import (
     data_root,
@@ -350,60 +351,90 @@ def photo_tab(run_dir: str, rows: list[dict], photos: list, ctl: Controls, side_
 
 
 def mistakes(run_dir: str, ctl: Controls) -> None:
-    """Choose a cell of the run's confusion matrix (`Metrics.confused_cells`, most confused first);
-    see those test photos with heatmaps."""
+    """Choose a cell of the run's confusion matrix (`Metrics.confused_cells`, most confused first),
+    by a click or in a list; see those test photos with heatmaps."""
     run = Run.open(run_dir)
     metrics = run.metrics
     if not metrics.evaluated:
         st.info("This run has no test metrics.", icon=":material/info:")
         return
     left, right = st.columns([2, 3])
-    event = left.plotly_chart(
-        charts.confusion_matrix(metrics.confusion, metrics.class_names, "Confusion matrix (test split)"),
-        key="classify_confusion",
-        on_select="rerun",
-        selection_mode="points",
-    )
+    clicked = confusion_chart(left, metrics, "Confusion matrix (test split)", "classify_confusion")
     left.caption(":material/touch_app: Click a cell off the diagonal to see its photos.")
     cells = {f"{t} taken for {p} ({n})": (t, p) for t, p, n in metrics.confused_cells()}
     if not cells:
         right.success("No test photo is misclassified.", icon=":material/check_circle:")
         return
-    _open_clicked_cell(event, cells)
+    if clicked:
+        _pick_cell(clicked, cells)
     true_name, predicted = cells[right.selectbox("Cell (true → predicted)", list(cells), key="classify_cell")]
-    root = Path(run.config.data_root or "")
-    wrong = metrics.mistakes(true_name, predicted)
     with right:
-        _mistake_grid(run_dir, root, wrong[:MISTAKES_SHOWN], ctl)
+        cell_photos(run, true_name, predicted, ctl)
 
 
-def _open_clicked_cell(event, cells: dict[str, tuple[str, str]]) -> None:
-    """A click on a confusion cell (rows true, columns predicted) picks that cell in the
-    selectbox, once per click, so the selectbox can still change it afterwards."""
+def confusion_chart(container, metrics: Metrics, title: str, key: str, normalise: bool = False):
+    """A run's confusion matrix (rows true, columns predicted) whose cells can be clicked.
+
+    Returns:
+        The `(true, predicted)` cell just clicked, once per click (`None` on the next runs until
+        another cell is clicked), so the widgets that show a cell can still change it afterwards.
+    """
+    event = container.plotly_chart(
+        charts.confusion_matrix(metrics.confusion, metrics.class_names, title, normalise=normalise),
+        key=key,
+        on_select="rerun",
+        selection_mode="points",
+    )
     points = (event or {}).get("selection", {}).get("points", [])
     clicked = (points[0]["y"], points[0]["x"]) if points else None
-    if clicked == st.session_state.get("classify_cell_clicked"):
-        return
-    st.session_state["classify_cell_clicked"] = clicked
+    if clicked == st.session_state.get(f"{key}_clicked"):
+        return None
+    st.session_state[f"{key}_clicked"] = clicked
+    return clicked
+
+
+def _pick_cell(clicked: tuple[str, str], cells: dict[str, tuple[str, str]]) -> None:
+    """Show the clicked cell in the cell selectbox."""
     picked = [label for label, cell in cells.items() if cell == clicked]
     if picked:
         st.session_state["classify_cell"] = picked[0]
-    elif clicked:
+    else:
         st.toast(f"No mistake there: {clicked[0]} photos predicted as {clicked[1]}.", icon=":material/info:")
 
 
-def _mistake_grid(run_dir: str, root: Path, wrong: list[Mistake], ctl: Controls) -> None:
+def cell_photos(run: Run, true_name: str, predicted: str, ctl: Controls) -> None:
+    """The test photos of one confusion cell, the first `MISTAKES_SHOWN` of them, each under its
+    heatmap: a cell's mistakes worst first (`Metrics.mistakes`), or on the diagonal the photos
+    predicted right (`Metrics.right`)."""
+    photos = _cell(run, true_name, predicted)
+    if not photos:
+        st.info(f"No {true_name} test photo was predicted as {predicted}.", icon=":material/info:")
+        return
+    if len(photos) > MISTAKES_SHOWN:
+        which = "first" if true_name == predicted else "worst"
+        st.caption(f"The {MISTAKES_SHOWN} {which} of {len(photos)} photos.")
+    root = Path(run.config.data_root or "")
     columns = st.columns(3)
-    for i, row in enumerate(wrong):
-        path = root / row.path
+    for i, (rel, shown) in enumerate(photos[:MISTAKES_SHOWN]):
+        path = root / rel
         if not path.is_file():
-            columns[i % 3].caption(f"{row.path}: no longer in {root}")
+            columns[i % 3].caption(f"{rel}: no longer in {root}")
             continue
         plain = Controls(ctl.method, alpha=ctl.alpha, colormap=ctl.colormap)
-        result = _explain(run_dir, loaders.held_photo(path.read_bytes()), plain)
+        result = _explain(str(run.path), loaders.held_photo(path.read_bytes()), plain)
         overlay = Image.fromarray(result.overlay(ctl.alpha, ctl.colormap))
         columns[i % 3].image(
             ImageOps.pad(overlay, (320, 320), color="white"),
             width="stretch",
-            caption=f"{short_name(row.path)}: {row.predicted_class} {percent(row.confidence)}",
+            caption=f"{short_name(rel)}: {shown}",
         )
+
+
+def _cell(run: Run, true_name: str, predicted: str) -> list[tuple[str, str]]:
+    """(photo, what was predicted) for each test photo of one confusion cell."""
+    if true_name != predicted:
+        wrong = run.metrics.mistakes(true_name, predicted)
+        return [(m.path, f"{m.predicted_class} {percent(m.confidence)}") for m in wrong]
+    split = run.path / SPLIT  # a run from before split files has none: no photos to show
+    test = load_split(split).test if split.is_file() else []
+    return [(rel, "right") for rel in run.metrics.right(true_name, test)]

@@ -13,18 +13,22 @@ from flower_core.evaluation.compare import (
     MORE_COLUMNS,
     TABLE_COLUMNS,
     best_evaluated,
+    retrain_pairs,
     run_details,
     run_label,
     table_columns,
     table_rows,
 )
-from flower_core.evaluation.uncertainty import CI_LABEL
+from flower_core.evaluation.uncertainty import CI_LABEL, interval_text
+from flower_core.groups.study import NOISE_WORDS
 from flower_core.store.run_files import Metrics
 from flower_core.store.runs import HISTORY, METRICS, MODEL, Run, RunStore
-from ui import export_view, study_view
-from ui.common import guard, runs_root
+from ui import classify_view, export_view, study_view
+from ui.common import guard, percent, runs_root
 
 _SMALL = "small"
+# The confusion cell last clicked on this page: (run id, true class, predicted class).
+_CELL = "compare_cell"
 # How each column of the runs table (`flower_core.evaluation.compare.TABLE_COLUMNS`) is shown: short labels
 # and widths in pixels, so that the compact set (926 px with the selection column) fits a 1400 px
 # window with no sideways scroll (about 940 px beside the sidebar); abbreviations are spelled out
@@ -173,17 +177,63 @@ def settings(selected: list[dict]) -> None:
 
 
 def confusions(selected: list[dict]) -> None:
-    """Normalised confusion matrices of up to three selected runs, side by side."""
-    with_metrics = [row for row in selected if row["metrics"].evaluated]
-    if not with_metrics:
+    """Normalised confusion matrices of up to three selected runs, side by side; a click on a
+    cell shows that cell's test photos under their heatmaps (the Classify page's Mistakes tab)."""
+    shown = [row for row in selected if row["metrics"].evaluated][:3]
+    if not shown:
         st.info("None of the selected runs has test metrics yet.", icon=":material/info:")
         return
-    for column, row in zip(st.columns(min(len(with_metrics), 3)), with_metrics[:3]):
-        m = row["metrics"]
-        column.plotly_chart(
-            charts.confusion_matrix(m.confusion, m.class_names, row["label"], normalise=True),
-            key=f"compare_cm_{row['run_id']}",
+    for column, row in zip(st.columns(len(shown)), shown):
+        key = f"compare_cm_{row['run_id']}"
+        clicked = classify_view.confusion_chart(column, row["metrics"], row["label"], key, normalise=True)
+        if clicked:
+            st.session_state[_CELL] = (row["run_id"], *clicked)
+    st.caption(":material/touch_app: Click a cell to see its test photos under their heatmaps.")
+    run_id, true_name, predicted = st.session_state.get(_CELL, (None, None, None))
+    row = next((row for row in shown if row["run_id"] == run_id), None)
+    if row is not None:
+        st.markdown(f"**{row['label']}**: {true_name} photos predicted as {predicted}")
+        run = Run.open(runs_root() / run_id)
+        classify_view.cell_photos(run, true_name, predicted, classify_view.Controls())
+
+
+def before_after(rows: list[dict]) -> None:
+    """A run trained again on a cleaned dataset beside the run it repeats (`compare.retrain_pairs`):
+    each test accuracy with its 95% interval, the change, and whether it is within noise."""
+    pairs = retrain_pairs(rows)
+    if not pairs:
+        return
+    st.subheader("Before and after cleaning")
+    names = [f"{run_label(pair['before'])} → {run_label(pair['after'])}" for pair in pairs]
+    index = st.selectbox(
+        "Trained again", range(len(pairs)), format_func=names.__getitem__, key="compare_pair"
+    )
+    pair = pairs[index]
+    cells = st.columns(3)
+    for cell, side in zip(cells, ("before", "after")):
+        row = pair[side]
+        accuracy = row.get("test_accuracy")
+        cell.metric(
+            side.capitalize(),
+            percent(accuracy),
+            delta=interval_text(accuracy, row.get("test_photos")) or f"not evaluated ({row['state']})",
+            delta_color="off",
+            delta_arrow="off",
         )
+        cell.caption(run_label(row))
+    change, noise = pair["change"], pair["within_noise"]
+    cells[2].metric(
+        "Change",
+        "–" if change is None else f"{change * 100:+.1f} points",
+        delta=None if noise is None else (NOISE_WORDS if noise else "beyond noise"),
+        delta_color="off",
+        delta_arrow="off",
+    )
+    st.caption(
+        "Each accuracy is on its own run's test photos (training again splits the cleaned photos "
+        f"anew). {NOISE_WORDS.capitalize()}: either accuracy lies inside the other's {CI_LABEL}, so "
+        "these test sets cannot tell the two runs apart."
+    )
 
 
 def calibration(selected: list[dict]) -> None:

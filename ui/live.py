@@ -116,6 +116,22 @@ def progress(status: Status) -> None:
     )
 
 
+def _before_first_epoch(status: Status) -> str:
+    """What stands in for the curves until the first epoch ends: what the run is doing now and
+    the whole run's time left."""
+    if status.state == "queued":
+        now = "waiting in the queue"
+    elif status.extraction:
+        now = "computing the photos' features (the bar above)"
+    elif status.batches:
+        now = "training the first epoch"
+    else:
+        now = "setting up: checking the photos and building the model"
+    eta = run_eta(status)
+    left = "" if eta is None else f", about {dt.timedelta(seconds=int(eta))} left for the whole run"
+    return f"Loss and accuracy curves appear here after the first epoch. Now {now}{left}."
+
+
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(run_dir: Path) -> None:
     """The job while it runs, refreshed every `REFRESH_SECONDS`; the page reloads once it ends."""
@@ -139,15 +155,12 @@ def live(run_dir: Path) -> None:
     history = run.history
     if history:
         st.plotly_chart(charts.training_curves(history, "Live training curves"), key="train_live")
-    else:
-        st.caption(":material/show_chart: Loss and accuracy curves appear after the first epoch.")
-    with st.expander("Log", icon=":material/terminal:", expanded=True):
-        st.code(
-            _log_lines(history, None if status.extraction else status.message),
-            language=None,
-            height=200,
-            wrap_lines=True,
-        )
+    else:  # no empty chart or log box before the first epoch: what is happening instead
+        st.info(_before_first_epoch(status), icon=":material/show_chart:")
+    lines = _log_lines(history, None if status.extraction else status.message)
+    if lines:
+        with st.expander("Log", icon=":material/terminal:", expanded=True):
+            st.code(lines, language=None, height=200, wrap_lines=True)
     if st.button("Cancel", icon=":material/stop_circle:", key="train_cancel"):
         with guard("Cannot cancel the run"):
             jobs.cancel(run_dir)

@@ -213,9 +213,10 @@ def _advanced(base, k: str) -> dict:
             "patience": _widget(right, "patience", base, k),
             "fine_tune_epochs": _widget(left, "fine_tune_epochs", base, k),
             "class_weights": _widget(right, "class_weights", base, k),
-            "augment_cache": _widget(left, "augment_cache", base, k, format_func=AUGMENT_CACHE.get),
-            "augment_views": _widget(right, "augment_views", base, k),
         }
+        # A row of its own: in half the column, "augmented feature maps (1 pass)" was cut.
+        values["augment_cache"] = _widget(st, "augment_cache", base, k, format_func=AUGMENT_CACHE.get)
+        values["augment_views"] = _widget(st.columns(2)[0], "augment_views", base, k)
         values["weights_file"] = _weights_file(k)
     return values
 

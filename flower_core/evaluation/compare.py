@@ -1,6 +1,7 @@
 """What the Compare page shows: the runs table's columns (all of them, and the compact set
-shown by default), how a run is named and runs are ranked, and the details of the runs a user
-selects, gathered in one place."""
+shown by default), how a run is named and runs are ranked, the details of the runs a user
+selects, and each run trained again on a cleaned dataset beside the run it repeats, gathered in
+one place."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 from collections.abc import Iterable
 
 from flower_core.errors import FlowerError
-from flower_core.evaluation.uncertainty import interval_range
+from flower_core.evaluation.uncertainty import interval_range, within_noise
 from flower_core.store.runs import Run, RunStore
 
 # The runs table's columns, in order: the run's name, its state and results first, then the
@@ -111,6 +112,48 @@ def best_first(rows: Iterable[dict]) -> list[dict]:
 def best_evaluated(rows: Iterable[dict], count: int) -> list[dict]:
     """The `count` runs with the best test accuracies (fewer when fewer were evaluated)."""
     return [row for row in best_first(rows) if _test_accuracy(row) is not None][:count]
+
+
+def retrain_pairs(rows: Iterable[dict]) -> list[dict]:
+    """Each run trained again on a cleaned dataset (`training.retrain`: `repeats` names the run
+    whose settings it took) beside that run: before and after, in the order given.
+
+    Args:
+        rows: runs-table rows (`RunStore.summary`): `run_id`, `repeats`, `test_accuracy` and
+            `test_photos`.
+
+    Returns:
+        One dict per pair: `before` and `after` (their rows), `change` (after's test accuracy
+        minus before's) and `within_noise` (each accuracy measured on its own test photos:
+        `uncertainty.within_noise`), both `None` until the two runs are evaluated.
+
+    Example:
+
+    >>> rows = [{"run_id": "b", "repeats": "a", "test_accuracy": 0.95, "test_photos": 20},
+    ...         {"run_id": "a", "test_accuracy": 0.9, "test_photos": 20}]
+    >>> [(p["before"]["run_id"], p["after"]["run_id"], round(p["change"], 2), p["within_noise"])
+    ...  for p in retrain_pairs(rows)]
+    [('a', 'b', 0.05, True)]
+    """
+    rows = list(rows)
+    by_id = {row["run_id"]: row for row in rows}
+    pairs = []
+    for after in rows:
+        before = by_id.get(after.get("repeats"))
+        if before is None:
+            continue
+        scores = (_test_accuracy(before), _test_accuracy(after))
+        photos = (before.get("test_photos"), after.get("test_photos"))
+        known = None not in scores and all(photos)
+        pairs.append(
+            {
+                "before": before,
+                "after": after,
+                "change": scores[1] - scores[0] if known else None,
+                "within_noise": within_noise(*scores, *photos) if known else None,
+            }
+        )
+    return pairs
 
 
 def run_details(runs_root, run_ids: list[str]) -> list[dict]:

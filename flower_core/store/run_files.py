@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RunConfig:
     """`config.json`: the settings a run was queued with (`TrainConfig`, stored flat beside the
-    rest), its dataset and split file, and its place in a group (`flower_core.groups.group`)."""
+    rest), its dataset and split file, its place in a group (`flower_core.groups.group`), and the
+    run it repeats on a fixed dataset (`flower_core.training.retrain`)."""
 
     settings: TrainConfig
     data_root: str | None = None
@@ -35,6 +37,7 @@ class RunConfig:
     group_kind: str | None = None
     group_label: str | None = None
     share_split: bool = False
+    repeats: str | None = None
 
     @classmethod
     def from_json(cls, data: Any, source: str | Path) -> RunConfig:
@@ -298,6 +301,13 @@ class Metrics(JsonRecord):
         """The misclassified test photos of one confusion cell, worst first."""
         cell = (true_class, predicted_class)
         return [m for m in self.misclassified if (m.true_class, m.predicted_class) == cell]
+
+    def right(self, true_class: str, test_files: Iterable[str]) -> list[str]:
+        """The test photos of `true_class` predicted right (its cell on the diagonal): those of
+        `test_files`, the run's test split, in its class folder that were neither misclassified
+        nor skipped, since only the mistakes are kept photo by photo."""
+        left_out = {m.path for m in self.misclassified} | {s.path for s in self.skipped}
+        return [path for path in test_files if path.split("/", 1)[0] == true_class and path not in left_out]
 
 
 # The facts a run learned when it started; before `facts.json` existed it added them to config.json.

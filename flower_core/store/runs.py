@@ -423,6 +423,7 @@ class Run:
             "seed": settings.seed,
             "group": self.config.group,
             "group_label": self.config.group_label,
+            "repeats": self.config.repeats,
             "state": status.state,
             "epochs_done": len(self.history),
             "best_val_accuracy": self.best_val_accuracy,

@@ -28,7 +28,8 @@ def last_run_on(data_root: str | os.PathLike, runs_root=None) -> tuple[str, Trai
 
 def train_again(data_root: str | os.PathLike, runs_root=None, token: str | None = None) -> Path:
     """Queue a run on `data_root` with the settings of its last run (a new split of the photos
-    as they are now).
+    as they are now); its `config.json` names that run (`repeats`), so Compare shows the two as
+    before and after (`evaluation.compare.retrain_pairs`).
 
     Raises:
         FlowerError: no run was trained on this dataset yet.
@@ -36,4 +37,4 @@ def train_again(data_root: str | os.PathLike, runs_root=None, token: str | None 
     found = last_run_on(data_root, runs_root)
     if found is None:
         raise FlowerError(f"no run on {data_root} yet: train one on the Train page first, then train again")
-    return jobs.submit(found[1], data_root, runs_root, token=token)
+    return jobs.submit(found[1], data_root, runs_root, token=token, extra={"repeats": found[0]})
