@@ -295,6 +295,7 @@ class TrainConfig:
                 message = spec.problem(value)
             if message:
                 raise FlowerError(f"{message}. Received: {name}={value!r}")
+        backbone = BACKBONES[self.backbone]
         extra = [
             (
                 all(isinstance(u, int) and u >= 1 for u in self.dense_units),
@@ -305,6 +306,18 @@ class TrainConfig:
                 self.val_fraction + self.test_fraction < 1,
                 "validation and test fractions must add up to less than 1",
                 "test_fraction",
+            ),
+            (
+                self.preprocessing == "imagenet" or not backbone.members,
+                f"backbone {self.backbone} preprocesses the photos for each of its backbones their "
+                f"own way: set {SETTINGS['preprocessing'].label} to imagenet",
+                "preprocessing",
+            ),
+            (
+                self.image_size % backbone.stride == 0 or not backbone.members,
+                f"backbone {self.backbone} joins the feature maps of its backbones, whose grids match "
+                f"only when the {SETTINGS['image_size'].noun} is a multiple of {backbone.stride} px",
+                "image_size",
             ),
         ]
         for ok, message, name in extra:

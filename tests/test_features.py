@@ -13,6 +13,7 @@ import pytest
 
 from flower_core.config import make_config
 from flower_core.data.dataset import fingerprint, scan_dataset
+from flower_core.models.backbone_specs import BACKBONES
 from flower_core.models.classifier import build_classifier
 from flower_core.models.features import (
     FeatureCache,
@@ -20,6 +21,7 @@ from flower_core.models.features import (
     cache_key,
     cached_maps,
     cached_views,
+    extract_clean,
 )
 from flower_core.models.photo_features import cached_features
 from flower_core.store.runs import Run, read_json, read_status
@@ -264,6 +266,37 @@ def test_feature_maps_are_the_pooled_features_before_pooling(
     again, hit = cached_maps(cache, tiny_features.map_model, config, synthetic_dataset, files, fp)
     assert hit and np.array_equal(again, maps)
     assert sorted(e["kind"] for e in cache.entries()) == ["clean", "feature maps"]
+
+
+@needs_mobilenet_weights
+def test_a_pairs_features_are_its_members_own_side_by_side(synthetic_dataset, photos, tmp_path):
+    """A pair of backbones caches each member's pooled features (clean and augmented views) under
+    the member's own key: the same rows as the member's own model computes, side by side as the
+    pair's model gives them in one pass, and read back by the member's own runs."""
+    files, fp = photos[0][:2], photos[1]
+    pair = make_config("best", backbone="lite0_mobilenet", image_size=64, augment_views=2)
+    pair_model = build_classifier(pair, 5).feature_model
+    cache = FeatureCache(tmp_path / "pair")
+    joined, hit = cached_features(cache, pair_model, pair, synthetic_dataset, files, fp)
+    views, _ = cached_views(cache, pair_model, pair, synthetic_dataset, files, fp)
+    assert not hit and joined.shape == (2, 1280 + 1024) and views.shape == (2, 2, 1280 + 1024)
+    extract_clean(pair_model, synthetic_dataset, files, pair, tmp_path / "one_pass.npy")
+    np.testing.assert_allclose(joined, np.load(tmp_path / "one_pass.npy"), rtol=1e-5, atol=1e-6)
+
+    own_cache, own = FeatureCache(tmp_path / "own"), []
+    for member in BACKBONES["lite0_mobilenet"].members:
+        config = make_config("best", backbone=member, image_size=64, augment_views=2)
+        model = build_classifier(config, 5).feature_model
+        own.append(
+            [
+                cached(own_cache, model, config, synthetic_dataset, files, fp)[0]
+                for cached in (cached_features, cached_views)
+            ]
+        )
+        assert cached_features(cache, model, config, synthetic_dataset, files, fp)[1]  # a hit
+    np.testing.assert_allclose(joined, np.concatenate([f for f, _ in own], axis=-1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(views, np.concatenate([v for _, v in own], axis=-1), rtol=1e-5, atol=1e-6)
+    assert sorted(e["key"] for e in cache.entries()) == sorted(e["key"] for e in own_cache.entries())
 
 
 def test_a_build_that_fails_leaves_no_staging_folder(tmp_path):

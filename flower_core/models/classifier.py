@@ -34,7 +34,8 @@ class Preprocess(layers.Layer):
 
     Modes: `rescale` (x / 255, the study's first runs), `caffe` (RGB -> BGR and ImageNet mean
     subtraction, for VGG16 and ResNet50), `tf` (scale to [-1, 1], MobileNets), `lite`
-    ((x - 127) / 128, EfficientNet-Lite), `none` (EfficientNet normalises inside).
+    ((x - 127) / 128, EfficientNet-Lite), `none` (EfficientNet normalises inside), `members`
+    (a pair of backbones: each member preprocesses its own way inside it).
     """
 
     MODES = tuple(PREPROCESSING_MODES)
@@ -137,6 +138,12 @@ class MapAugmentation(layers.Layer):
         return keras.ops.reshape(moved, (batch, h, w, channels))
 
 
+def global_pooling(pooling: str, name: str | None = None) -> layers.Layer:
+    """The global pooling layer of the `pooling` setting ("max" or "avg")."""
+    pool_cls = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
+    return pool_cls(name=name)
+
+
 def head_layers(config: TrainConfig, num_classes: int) -> list[layers.Layer]:
     """Dense layers with optional batch-norm and dropout, then the softmax; all named."""
     stack = []
@@ -189,8 +196,7 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     backbone = build_backbone(config.backbone, config.weights, preprocessor(augmented), size)
     # A random backbone only helps if it learns: with `weights="none"` it trains from scratch.
     backbone.trainable = config.trains_from_scratch
-    pool_cls = layers.GlobalMaxPooling2D if config.pooling == "max" else layers.GlobalAveragePooling2D
-    pool = pool_cls(name=HEAD_POOL)
+    pool = global_pooling(config.pooling, name=HEAD_POOL)
     features = pool(backbone.output)
     head = head_layers(config, num_classes)
     model = keras.Model(inputs, _apply(head, features), name=f"{config.backbone}_classifier")

@@ -15,6 +15,7 @@ to the trainings that use it, and each new scratch folder sweeps those of dead p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,7 +32,9 @@ import tensorflow as tf
 
 from flower_core.config import TrainConfig
 from flower_core.data.pipeline import image_dataset
-from flower_core.models.classifier import augmentation_layers, preprocessing_mode
+from flower_core.models.backbone_specs import PAIR_MAPS_LAYER
+from flower_core.models.backbones import get_backbone
+from flower_core.models.classifier import augmentation_layers, global_pooling, preprocessing_mode
 from flower_core.store.runs import pid_alive
 
 DEFAULT_CACHE_DIR = Path(".cache/features")
@@ -305,9 +308,49 @@ def extract_clean(model, root, files, config, out_path, progress=None) -> None:
     _extract(model, _clean_forward(model), root, files, config, 0, out_path, progress)
 
 
+def extractors(config: TrainConfig) -> list[TrainConfig]:
+    """The configs whose cache entries hold `config`'s pooled features: each member's, for a pair
+    of backbones with ImageNet weights (a member cached by a run of its own is read back, and the
+    pair's features are its members' side by side, as its pooled maps are), else `config`."""
+    members = get_backbone(config.backbone).members
+    if not members or config.weights != "imagenet":
+        return [config]
+    return [dataclasses.replace(config, backbone=member) for member in members]
+
+
+def by_member(build, key, cache, feature_model, config, root, files, fingerprint, progress):
+    """`build` (`photo_features.cached_features` or `cached_views`) of a pair of backbones: each
+    member's own entry (`key(member config)`), through the member's part of `feature_model`,
+    concatenated. `progress` counts the members not yet cached as one pass over `files`."""
+    configs = extractors(config)
+    pooled = [
+        keras.Model(feature_model.inputs, global_pooling(config.pooling)(maps))
+        for maps in feature_model.get_layer(PAIR_MAPS_LAYER).input
+    ]
+    todo = [c for c in configs if cache.load(key(c)) is None]
+
+    def member_progress(member: TrainConfig):
+        if progress is None or member not in todo:
+            return None
+        before = todo.index(member)
+        return lambda done, total: progress(round((before * total + done) / len(todo)), total)
+
+    parts = [
+        build(cache, model, member, root, files, fingerprint, member_progress(member))
+        for member, model in zip(configs, pooled, strict=True)
+    ]
+    return np.concatenate([np.asarray(values) for values, _ in parts], axis=-1), all(hit for _, hit in parts)
+
+
 def cached_views(cache, feature_model, config, root, files, fingerprint, progress=None):
     """`config.augment_views` augmented views of each file: shape (views, len(files), dim)."""
     views = config.augment_views
+    if len(extractors(config)) > 1:
+        return by_member(
+            cached_views,
+            lambda member: cache_key(member, fingerprint, files, views=views),
+            *(cache, feature_model, config, root, files, fingerprint, progress),
+        )
     key = cache_key(config, fingerprint, files, views=views)
     meta = {**_meta(config, root, files, f"{views} augmented views", config.pooling), "passes": views}
 

@@ -26,8 +26,11 @@ from flower_core.config import TrainConfig
 from flower_core.models.classifier import preprocessing_mode
 from flower_core.models.features import (
     FeatureCache,
+    by_member,
+    cache_key,
     clean_entry,
     extract_clean,
+    extractors,
     resolve_cache_root,
     weights_identity,
 )
@@ -117,7 +120,14 @@ class PhotoFeatures:
 
 def cached_features(cache: FeatureCache, feature_model, config, root, files, fingerprint, progress=None):
     """Clean features of `files` (rows in `files` order) and whether the run cache had them; on
-    a miss they are assembled from the per-photo store, which computes only the photos it lacks."""
+    a miss they are assembled from the per-photo store, which computes only the photos it lacks.
+    A pair of backbones' are its members' own, side by side (`features.by_member`)."""
+    if len(extractors(config)) > 1:
+        return by_member(
+            cached_features,
+            lambda member: cache_key(member, fingerprint, files),
+            *(cache, feature_model, config, root, files, fingerprint, progress),
+        )
     key, meta = clean_entry(config, root, files, fingerprint)
 
     def build(path: Path) -> None:

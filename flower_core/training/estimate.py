@@ -44,7 +44,7 @@ from flower_core.data.images import is_candidate_image
 from flower_core.errors import FlowerError
 from flower_core.models.backbones import get_backbone
 from flower_core.models.classifier import preprocessing_mode
-from flower_core.models.features import FeatureCache, weights_identity
+from flower_core.models.features import FeatureCache, extractors, weights_identity
 from flower_core.store.run_files import Estimate, Status
 from flower_core.store.runs import Run, RunStore, read_json, write_json
 
@@ -151,7 +151,15 @@ def backbone_speed(
 ) -> Speed:
     """This machine's forward speed for `backbone` at `image_size` (see the module docstring);
     `calibrate_on` names the dataset whose photos a calibration times, when one is needed, and
-    `background` starts it in a thread and returns the typical figure (`calibrating`) meanwhile."""
+    `background` starts it in a thread and returns the typical figure (`calibrating`) meanwhile.
+    A pair of backbones runs each of its members on every photo: its speed is theirs combined."""
+    members = get_backbone(backbone).members
+    if members:
+        speeds = [
+            backbone_speed(m, image_size, cache_root, calibrate_on=calibrate_on, background=background)
+            for m in members
+        ]
+        return _one_after_another(speeds)
     rates = []
     for entry in FeatureCache(cache_root).entries():
         if entry.get("backbone") == backbone and entry.get("seconds") and entry.get("photos"):
@@ -170,6 +178,22 @@ def backbone_speed(
         return typical
     _calibrate_in_background(backbone, image_size, str(calibrate_on), str(FeatureCache(cache_root).root))
     return dataclasses.replace(typical, calibrating=True)
+
+
+def _one_after_another(speeds: list[Speed]) -> Speed:
+    """The speed of running each of `speeds`' backbones on every photo."""
+
+    def rate(attribute: str) -> float:
+        return 1 / sum(1 / getattr(speed, attribute) for speed in speeds)
+
+    return Speed(
+        rate("photos_per_s"),
+        _least_sure(speed.source for speed in speeds),
+        rate("slowest"),
+        rate("fastest"),
+        sum(speed.setup_s for speed in speeds),
+        any(speed.calibrating for speed in speeds),
+    )
 
 
 _CALIBRATIONS: dict[tuple, multiprocessing.process.BaseProcess] = {}
@@ -375,10 +399,19 @@ def estimate_run(
     computed = set() if computed is None else computed
     passes = 0.0
     for need in feature_needs(config):
-        signature = _signature(config, need, data_root)
-        if signature not in computed and not _covered(signature, entries, parts[need["part"]]):
-            passes += parts[need["part"]] * need["passes"]
-        computed.add(signature)
+        # A pair's pooled features are its members' entries: a pass of one member costs its share.
+        pooled = need["kind"] != "feature maps"
+        for extractor in extractors(config) if pooled else [config]:
+            signature = _signature(extractor, need, data_root)
+            if signature not in computed and not _covered(signature, entries, parts[need["part"]]):
+                share = 1.0
+                if extractor is not config:
+                    share = (
+                        speed.photos_per_s
+                        / backbone_speed(extractor.backbone, config.image_size, cache_root).photos_per_s
+                    )
+                passes += parts[need["part"]] * need["passes"] * share
+            computed.add(signature)
     head = _head_s_per_photo(runs_root) if head is None and feature_needs(config) else head
     extraction, training = _seconds(config, parts, passes, speed.photos_per_s, head, config.epochs)
     low = sum(_seconds(config, parts, passes, speed.fastest, head, min(config.epochs, config.patience + 1)))
