@@ -49,6 +49,26 @@ def test_an_estimate_is_a_range_and_says_what_it_rests_on(synthetic_dataset, tmp
     assert estimate.format_range(40, 150) == "40 s – 2 min" and estimate.format_range(130, 250) == "2–4 min"
 
 
+def test_a_pair_runs_each_member_on_every_photo_and_skips_what_a_members_cache_holds(
+    synthetic_dataset, tmp_path
+):
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    config = make_config("best", backbone="lite0_mobilenet", image_size=224)
+    lite, mobilenet = (backbone_speed(name, 224, cache) for name in ("efficientnet_lite0", "mobilenet"))
+    pair = backbone_speed("lite0_mobilenet", 224, cache)
+    assert pair.photos_per_s == pytest.approx(1 / (1 / lite.photos_per_s + 1 / mobilenet.photos_per_s))
+    cold = estimate_run(config, synthetic_dataset, runs_root=runs, cache_root=cache)
+    assert cold["passes"] == pytest.approx(cold["photos"])
+    # Lite0's own run cached the features of every photo: only MobileNet's share is left.
+    entry = cache / "lite0-entry"
+    entry.mkdir(parents=True)
+    meta = {"backbone": "efficientnet_lite0", "image_size": 224, "preprocessing": "lite", "kind": "clean"}
+    meta |= {"pooling": "avg", "weights": "imagenet", "data_root": str(synthetic_dataset.resolve())}
+    (entry / "index.json").write_text(json.dumps({**meta, "photos": cold["photos"]}))
+    warm = estimate_run(config, synthetic_dataset, runs_root=runs, cache_root=cache)
+    assert warm["passes"] == pytest.approx(cold["photos"] * pair.photos_per_s / mobilenet.photos_per_s)
+
+
 def test_a_run_records_its_estimate_and_its_error_is_measured(synthetic_dataset, tmp_path):
     config = make_config("base", backbone="mobilenet", weights="none", image_size=32, epochs=1)
     run_dir = create_run(config, synthetic_dataset, tmp_path / "runs")

@@ -45,7 +45,8 @@ def spatial_layers(model: keras.Model) -> list[str]:
 
 
 def resolve_layer(model: keras.Model, layer: str | None = None) -> str:
-    """The target layer: `layer` if given, else the backbone's last convolutional layer."""
+    """The target layer: `layer` if given, else the backbone's `target_layer` (its last
+    convolutional layer; a pair of backbones' concatenated maps)."""
     choices = spatial_layers(model)
     if not choices:
         raise FlowerError(f"model '{model.name}' has no convolutional layer to explain")
