@@ -308,12 +308,6 @@ class TrainConfig:
                 "test_fraction",
             ),
             (
-                self.preprocessing == "imagenet" or not backbone.members,
-                f"backbone {self.backbone} preprocesses the photos for each of its backbones their "
-                f"own way: set {SETTINGS['preprocessing'].label} to imagenet",
-                "preprocessing",
-            ),
-            (
                 self.image_size % backbone.stride == 0 or not backbone.members,
                 f"backbone {self.backbone} joins the feature maps of its backbones, whose grids match "
                 f"only when the {SETTINGS['image_size'].noun} is a multiple of {backbone.stride} px",

@@ -89,11 +89,6 @@ def test_train_help_lists_every_preset_with_its_line():
         ({"val_fraction": 0.5, "test_fraction": 0.5}, "must add up to less than 1"),
         ({"pooling": "min"}, "pooling must be max or avg. Received: pooling='min'"),
         (
-            {"backbone": "lite0_mobilenet"},
-            "backbone lite0_mobilenet preprocesses the photos for each of its backbones their own "
-            "way: set Preprocessing to imagenet. Received: preprocessing='rescale'",
-        ),
-        (
             {"backbone": "lite0_mobilenet", "preprocessing": "imagenet", "image_size": 299},
             "grids match only when the image size is a multiple of 32 px. Received: image_size=299",
         ),

@@ -269,23 +269,28 @@ def test_feature_maps_are_the_pooled_features_before_pooling(
 
 
 @needs_mobilenet_weights
-def test_a_pairs_features_are_its_members_own_side_by_side(synthetic_dataset, photos, tmp_path):
+@pytest.mark.parametrize("preprocessing", ["imagenet", "rescale"])
+def test_a_pairs_features_are_its_members_own_side_by_side(
+    preprocessing, synthetic_dataset, photos, tmp_path
+):
     """A pair of backbones caches each member's pooled features (clean and augmented views) under
     the member's own key: the same rows as the member's own model computes, side by side as the
     pair's model gives them in one pass, and read back by the member's own runs."""
     files, fp = photos[0][:2], photos[1]
-    pair = make_config("best", backbone="lite0_mobilenet", image_size=64, augment_views=2)
+    settings = dict(image_size=64, augment_views=2, preprocessing=preprocessing)
+    pair = make_config("best", backbone="lite0_mobilenet", **settings)
     pair_model = build_classifier(pair, 5).feature_model
     cache = FeatureCache(tmp_path / "pair")
     joined, hit = cached_features(cache, pair_model, pair, synthetic_dataset, files, fp)
     views, _ = cached_views(cache, pair_model, pair, synthetic_dataset, files, fp)
     assert not hit and joined.shape == (2, 1280 + 1024) and views.shape == (2, 2, 1280 + 1024)
     extract_clean(pair_model, synthetic_dataset, files, pair, tmp_path / "one_pass.npy")
-    np.testing.assert_allclose(joined, np.load(tmp_path / "one_pass.npy"), rtol=1e-5, atol=1e-6)
+    # One graph for both members folds and fuses a little differently: float32 round-off.
+    np.testing.assert_allclose(joined, np.load(tmp_path / "one_pass.npy"), rtol=1e-4, atol=1e-4)
 
     own_cache, own = FeatureCache(tmp_path / "own"), []
     for member in BACKBONES["lite0_mobilenet"].members:
-        config = make_config("best", backbone=member, image_size=64, augment_views=2)
+        config = make_config("best", backbone=member, **settings)
         model = build_classifier(config, 5).feature_model
         own.append(
             [

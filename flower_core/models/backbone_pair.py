@@ -23,6 +23,7 @@ def pair(
     weights: str | None = "imagenet",
     input_tensor=None,
     input_shape=None,
+    own_preprocessing: bool = True,
 ) -> keras.Model:
     """Build the pair of backbones `name` (a `BACKBONES` entry with `members`) flat on one input.
 
@@ -33,6 +34,9 @@ def pair(
             from this pair. Defaults to `"imagenet"`.
         input_tensor: the tensor of 0-255 RGB pixels to build on; else a new input.
         input_shape: (height, width, 3), square.
+        own_preprocessing: each member preprocesses the pixels its own way (its ImageNet
+            preprocessing); `False` gives every member `input_tensor` as it is (the `rescale`
+            setting's pixels / 255). Defaults to `True`.
 
     Returns:
         A `keras.Model` from the source inputs of `input_tensor` to the members' last feature
@@ -47,7 +51,8 @@ def pair(
     member_weights = "imagenet" if weights == "imagenet" else "none"
     maps = []
     for member in map(get_backbone, spec.members):
-        preprocessed = Preprocess(member.preprocessing, name=f"{member.name}_preprocess")(input_tensor)
+        mode = member.preprocessing if own_preprocessing else "none"
+        preprocessed = Preprocess(mode, name=f"{member.name}_preprocess")(input_tensor)
         maps.append(build_backbone(member.name, member_weights, preprocessed, size).output)
     outputs = layers.Concatenate(name=PAIR_MAPS_LAYER)(maps)
     model = keras.Model(keras.utils.get_source_inputs(input_tensor), outputs, name=name)

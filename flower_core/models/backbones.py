@@ -167,7 +167,7 @@ def builder(backbone: BackboneSpec):
     return getattr(importlib.import_module(module), attribute)
 
 
-def build_backbone(name: str, weights: str, input_tensor, image_size: int):
+def build_backbone(name: str, weights: str, input_tensor, image_size: int, rescaled: bool = False):
     """Build a backbone flat on `input_tensor` (so Grad-CAM can reach its layers).
 
     Args:
@@ -175,6 +175,9 @@ def build_backbone(name: str, weights: str, input_tensor, image_size: int):
         weights: `"imagenet"`, `"none"` (random init) or a path to a weights file.
         input_tensor: the already preprocessed image tensor.
         image_size: the square input size in pixels.
+        rescaled: `input_tensor` is pixels / 255 (the `rescale` preprocessing), which a pair of
+            backbones then gives each member as it is, instead of each member's own
+            preprocessing of 0-255 pixels. Defaults to `False`.
     """
     backbone = get_backbone(name)
     shape = (image_size, image_size, 3)
@@ -185,12 +188,14 @@ def build_backbone(name: str, weights: str, input_tensor, image_size: int):
         resolved = find_local_weights(backbone) or "imagenet"
     else:
         resolved = weights_file(weights)
+    members = {"own_preprocessing": not rescaled} if backbone.members else {}
     try:
         return builder(backbone)(
             include_top=False,
             weights=str(resolved) if isinstance(resolved, Path) else resolved,
             input_tensor=input_tensor,
             input_shape=shape,
+            **members,
         )
     except FlowerError:
         raise

@@ -192,8 +192,11 @@ def build_classifier(config: TrainConfig, num_classes: int) -> Classifier:
     inputs = keras.Input((size, size, 3), name=INPUT_LAYER)
     augmentation = augmentation_layers(config.seed) if config.augment else []
     augmented = _apply(augmentation, inputs)
-    preprocessor = Preprocess(preprocessing_mode(config), name=PREPROCESS_LAYER)
-    backbone = build_backbone(config.backbone, config.weights, preprocessor(augmented), size)
+    mode = preprocessing_mode(config)
+    preprocessor = Preprocess(mode, name=PREPROCESS_LAYER)
+    backbone = build_backbone(
+        config.backbone, config.weights, preprocessor(augmented), size, rescaled=mode == "rescale"
+    )
     # A random backbone only helps if it learns: with `weights="none"` it trains from scratch.
     backbone.trainable = config.trains_from_scratch
     pool = global_pooling(config.pooling, name=HEAD_POOL)
