@@ -140,8 +140,8 @@ def test_parse_setting_refuses_what_it_cannot_read(name, text, message):
 
 
 def test_the_suggested_preset_names_the_backbone_its_figure_was_measured_with():
-    assert PRESETS[SUGGESTED_PRESET]["backbone"] == "efficientnet_lite0"
-    assert make_config(SUGGESTED_PRESET).backbone == "efficientnet_lite0"
+    assert PRESETS[SUGGESTED_PRESET]["backbone"] == "lite0_mobilenet"
+    assert make_config(SUGGESTED_PRESET).backbone == "lite0_mobilenet"
     assert 0 < BEST_RESULT[1] < BEST_RESULT[0] <= 1
 
 
