@@ -235,8 +235,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         *(_lite(index, _LITE_PHOTOS_PER_S) for index in (0, 1, 2)),
     )
 }
-# Lite0 and MobileNet v1 concatenated: 1.3 points above either alone on the real photos, and
-# better than Lite0 on photos from another collection (docs/RESULTS.md); both weights packaged.
+# Lite0 and MobileNet v1 concatenated (`best`'s): above either alone on the real photos, and above
+# Lite0 on photos from another collection (docs/RESULTS.md); both weights packaged.
 BACKBONES["lite0_mobilenet"] = _pair(
     "lite0_mobilenet", BACKBONES["efficientnet_lite0"], BACKBONES["mobilenet"]
 )
