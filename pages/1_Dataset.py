@@ -1,4 +1,4 @@
-"""Dataset: build it (classes, photos from uploads, a .zip or the webcam, a quick subset), audit
+"""Dataset: build it (classes, photos from uploads, an archive or the webcam, a quick subset), audit
 it for label errors, duplicates and outliers and fix them with nothing lost, and look at it
 (class balance, samples, sizes, colour, unreadable files, duplicates and the split)."""
 

@@ -3,6 +3,7 @@ the uploads' checks and quota, a .zip, a quick subset of links) and training aga
 (`flower_core.training.retrain`)."""
 
 import io
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import pytest
 from flower_core.data import fixes
 from flower_core.data.dataset import scan_dataset
 from flower_core.errors import FlowerError
-from flower_core.intake.uploads import UPLOAD_QUOTA_ENV, add_photos, add_zip, new_dataset, quick_subset
+from flower_core.intake.uploads import (
+    UPLOAD_QUOTA_ENV,
+    add_archive,
+    add_photos,
+    new_dataset,
+    quick_subset,
+)
 
 
 @pytest.fixture
@@ -66,21 +73,71 @@ def test_photos_over_the_limits_or_the_quota_or_outside_the_app_are_refused(
     assert not any((root / "daisy").iterdir()) and fixes.journal(root)[-1]["action"] == "add_class"
 
 
-def test_a_zip_of_photos_goes_into_one_class_without_its_other_files(synthetic_dataset, home):
-    root = new_dataset(home, "zipped")
+def _archive(path: Path, members: dict[str, bytes], symlink: str | None = None) -> Path:
+    """A real archive on disk: a .zip, or a tar compressed as its name says (.tar.gz, .tgz, .tar)."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+        return path
+    with tarfile.open(path, "w:gz" if path.suffix in (".gz", ".tgz") else "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        if symlink:
+            info = tarfile.TarInfo(symlink)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize("name", ["holiday.zip", "holiday.tar.gz", "holiday.tgz", "holiday.tar"])
+def test_an_archive_of_photos_goes_into_one_class_without_its_other_files(
+    synthetic_dataset, home, tmp_path, name
+):
+    root = new_dataset(home, "archived")
     fixes.add_class(root, "rose")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("holiday/one.jpg", photo(synthetic_dataset, "rose"))
-        archive.writestr("holiday/deeper/two.jpg", photo(synthetic_dataset, "rose", 1))
-        archive.writestr("holiday/run.sh", b"echo")
+    members = {
+        "holiday/one.jpg": photo(synthetic_dataset, "rose"),
+        "holiday/deeper/two.jpg": photo(synthetic_dataset, "rose", 1),
+        "holiday/deeper/one.jpg": photo(synthetic_dataset, "rose", 2),
+        "holiday/run.sh": b"echo",
+    }
     skipped = []
-    assert sorted(add_zip(root, "rose", buffer, home, on_skip=skipped.append)) == [
-        "rose/one.jpg",
-        "rose/two.jpg",
-    ]
+    with open(_archive(tmp_path / name, members), "rb") as source:
+        written = add_archive(root, "rose", source, home, on_skip=skipped.append)
+    assert sorted(written) == ["rose/one-2.jpg", "rose/one.jpg", "rose/two.jpg"]
     assert skipped == ["holiday/run.sh"]
-    assert not list((home / "uploads").glob(".zip-*"))
+    assert fixes.journal(root)[-1]["action"] == "add_photos"
+    assert not list((home / "uploads").glob(".archive-*"))
+
+
+@pytest.mark.parametrize(
+    "members, symlink, reason",
+    [
+        ({"../evil.jpg": b"x"}, None, "'..'"),
+        ({"a.jpg": b"x"}, "b.jpg", "link"),
+        ({"a.jpg": b"x" * 3 * 1024**2}, None, "unpacks to more than"),
+        ({"a.jpg": b"not a jpeg"}, None, None),
+    ],
+)
+def test_an_unsafe_or_unreadable_archive_adds_nothing(
+    synthetic_dataset, home, tmp_path, members, symlink, reason
+):
+    root = new_dataset(home, "guarded")
+    fixes.add_class(root, "rose")
+    add_photos(root, "rose", [("kept.jpg", photo(synthetic_dataset, "rose"))], home)
+    with open(_archive(tmp_path / "bad.tgz", members, symlink), "rb") as source:
+        if reason is None:  # not a photo once decoded: left out, nothing written
+            assert add_archive(root, "rose", source, home) == []
+        else:
+            with pytest.raises(FlowerError, match=reason):
+                add_archive(root, "rose", source, home, max_mb=2)
+    assert [p.name for p in (root / "rose").iterdir()] == ["kept.jpg"]
+    assert not list((home / "uploads").glob(".archive-*"))
+    with pytest.raises(FlowerError, match="not a valid"):
+        add_archive(root, "rose", io.BytesIO(b"plain text"), home)
 
 
 def test_a_quick_subset_links_the_same_seeded_photos_per_class(synthetic_dataset, home):

@@ -1,5 +1,5 @@
 """The Dataset page's builder: choose or upload a dataset, make a new one, edit its classes, add
-photos (loose uploads, a .zip, the webcam) and draw a quick subset. Every change goes through
+photos (loose uploads, an archive, the webcam) and draw a quick subset. Every change goes through
 `flower_core` (`intake.uploads`, `data.fixes`), which checks it and journals it."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import streamlit as st
 from flower_core.data import fixes
 from flower_core.data.dataset import list_candidates
 from flower_core.errors import FlowerError
-from flower_core.intake.uploads import add_photos, add_zip, new_dataset, quick_subset
+from flower_core.intake.archive import ARCHIVE_TYPES, archive_kinds
+from flower_core.intake.uploads import add_archive, add_photos, new_dataset, quick_subset
 from flower_core.store.settings import data_home
 from ui import sources
 from ui.common import guard, set_data_root, upload_limit_mb
@@ -97,14 +98,14 @@ def _round() -> str:
 
 
 def photos_panel(root: Path, names: list[str]) -> None:
-    """Add photos to one class: loose photos, a .zip, or webcam shots counted live."""
+    """Add photos to one class: loose photos, an archive, or webcam shots counted live."""
     if not names:
         st.caption("Add a class first.")
         return
     target = st.selectbox("Add photos to the class", names, key="dataset_add_class")
     limit = upload_limit_mb()
     loose, archive, webcam = st.tabs(
-        [":material/image: Photos", ":material/folder_zip: A .zip", ":material/photo_camera: Webcam"]
+        [":material/image: Photos", ":material/folder_zip: An archive", ":material/photo_camera: Webcam"]
     )
     skipped: list[str] = []
     with loose:
@@ -126,10 +127,15 @@ def photos_panel(root: Path, names: list[str]) -> None:
                 )
             _added(written, skipped, target)
     with archive:
-        upload = st.file_uploader("Zip of photos", type=["zip"], key=f"dataset_add_zip{_round()}")
-        if upload is not None and st.button("Add the zip's photos", key="dataset_add_zip_go"):
-            with guard("The zip was refused"):
-                written = add_zip(root, target, upload, data_home(), limit, skipped.append)
+        upload = st.file_uploader(
+            f"An archive of photos ({archive_kinds()})",
+            type=list(ARCHIVE_TYPES),
+            key=f"dataset_add_archive{_round()}",
+            help=f"Its photos, in any folders, all go to the class; up to {limit} MB unpacked.",
+        )
+        if upload is not None and st.button("Add the archive's photos", key="dataset_add_archive_go"):
+            with guard("The archive was refused"):
+                written = add_archive(root, target, upload, data_home(), limit, skipped.append)
             _added(written, skipped, target)
     with webcam:
         shots = st.session_state.setdefault("dataset_shots", {})

@@ -29,7 +29,7 @@ from typing import BinaryIO, TextIO
 from flower_core.data.dataset import list_candidates
 from flower_core.data.images import is_candidate_image
 from flower_core.errors import FlowerError
-from flower_core.intake.archive import MAX_BYTES, declared_size, extract_archive, extract_zip
+from flower_core.intake.archive import MAX_BYTES, declared_size, extract_archive
 from flower_core.paths import check_allowed_path
 
 MAX_PHOTO_MB = 50
@@ -341,7 +341,7 @@ def _free_name(folder: Path, name: str) -> Path:
     return candidate
 
 
-def add_zip(
+def add_archive(
     root: str | os.PathLike,
     class_name: str,
     source: BinaryIO,
@@ -349,15 +349,26 @@ def add_zip(
     max_mb: float = MAX_PHOTO_MB,
     on_skip: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """The photos of an uploaded .zip, whatever its folders, added to one class (`add_photos`);
-    unpacked first with the archive's checks into a scratch folder that is removed after."""
+    """The photos of an uploaded .zip, .tar, .tar.gz or .tgz, whatever its folders, added to one
+    class (`add_photos`).
+
+    The archive is unpacked first with the archive's checks (`archive.extract_archive`: no
+    traversal, links or devices, photo files only) into a scratch folder that is removed after,
+    and may unpack to no more than `max_mb`, the limit the photos together have anyway: a bomb is
+    refused from its declared sizes before anything is written, and a lying header at the first
+    byte over.
+
+    Raises:
+        FlowerError: one line (not an archive, unsafe, over a limit or the quota); nothing is
+            added then.
+    """
     import tempfile
 
     root, uploads = _app_dataset(root, home)
-    scratch = Path(tempfile.mkdtemp(dir=uploads, prefix=".zip-"))
+    scratch = Path(tempfile.mkdtemp(dir=uploads, prefix=".archive-"))
     try:
-        extract_zip(
-            source, scratch / "data", max_bytes=min(MAX_BYTES, declared_size(source)), on_skip=on_skip
+        extract_archive(
+            source, scratch / "data", max_bytes=int(min(MAX_BYTES, max_mb * _MB)), on_skip=on_skip
         )
         photos = [(p.name, p.read_bytes()) for p in sorted((scratch / "data").rglob("*")) if p.is_file()]
     finally:
