@@ -1,5 +1,5 @@
-"""Dataset: build it (classes, photos from uploads, an archive or the webcam, a quick subset), audit
-it for label errors, duplicates and outliers and fix them with nothing lost, and look at it
+"""Dataset: build it (classes, photos from uploads, an archive or a webcam burst, a quick subset),
+audit it for label errors, duplicates and outliers and fix them with nothing lost, and look at it
 (class balance, samples, sizes, colour, unreadable files, duplicates and the split)."""
 
 import streamlit as st
@@ -16,56 +16,63 @@ if "dataset_notice" in st.session_state:
 root = common.data_root()
 st.caption(f"`{root}`")
 dataset, problem = loaders.dataset_or_none(root)
+# Stateful tabs: the rerun after a fix keeps the person on the tab they were on (a notice drawn
+# above stateless tabs reopens the first), and only the open tab's content runs.
 build, audit, explore = st.tabs(
     [
         ":material/construction: Build",
         ":material/troubleshoot: Audit & review",
         ":material/query_stats: Explore",
-    ]
+    ],
+    key="dataset_section",
+    on_change="rerun",
 )
 
-with build:
-    dataset_builder.choose()
-    dataset_builder.new_dataset_form()
-    names = dataset_builder.class_names(root)
-    dataset_builder.classes_editor(root, names)
-    dataset_builder.photos_panel(root, names)
-    if dataset is not None:
-        dataset_builder.subset_form(root)
+if build.open:
+    with build:
+        dataset_builder.choose()
+        dataset_builder.new_dataset_form()
+        names = dataset_builder.class_names(root)
+        dataset_builder.classes_editor(root, names)
+        dataset_builder.photos_panel(root, names)
+        if dataset is not None:
+            dataset_builder.subset_form(root)
 
-with audit:
-    if dataset is None:
-        common.empty_state(f"No dataset to audit yet. {problem}")
-    else:
-        review_view.run_audit(root)
-        result = st.session_state.get(review_view.AUDIT)
-        if result is not None and str(result.dataset.root) == str(root.resolve()):
-            review_view.summary(result)
-            review_view.review_queue(root, result, dataset.class_names)
-            review_view.undo_button(root)
-            review_view.embedding_map(result)
-        review_view.retrain(root)
+if audit.open:
+    with audit:
+        if dataset is None:
+            common.empty_state(f"No dataset to audit yet. {problem}")
+        else:
+            review_view.run_audit(root)
+            result = st.session_state.get(review_view.AUDIT)
+            if result is not None and str(result.dataset.root) == str(root.resolve()):
+                review_view.summary(result)
+                review_view.review_queue(root, result, dataset.class_names)
+                review_view.undo_button(root)
+                review_view.embedding_map(result)
+            review_view.retrain(root)
 
-with explore:
-    if dataset is None:
-        common.empty_state(
-            f"No dataset to explore yet. {problem}",
-            "home",
-            "Get a dataset on the Home page",
-            ":material/home:",
-        )
-    else:
-        with common.guard("Could not analyse the dataset"):
-            eda = loaders.eda_tables(str(root), loaders.folder_stamp(root))
-        eda_view.headline(eda, is_synthetic(root))
-        sections = {
-            ":material/bar_chart: Classes": eda_view.classes,
-            ":material/grid_view: Samples": eda_view.samples,
-            ":material/aspect_ratio: Sizes": eda_view.sizes,
-            ":material/palette: Colour": eda_view.colour,
-            ":material/rule: Quality": eda_view.quality,
-            ":material/call_split: Split": eda_view.split,
-        }
-        for tab, section in zip(st.tabs(list(sections)), sections.values()):
-            with tab:
-                section(eda)
+if explore.open:
+    with explore:
+        if dataset is None:
+            common.empty_state(
+                f"No dataset to explore yet. {problem}",
+                "home",
+                "Get a dataset on the Home page",
+                ":material/home:",
+            )
+        else:
+            with common.guard("Could not analyse the dataset"):
+                eda = loaders.eda_tables(str(root), loaders.folder_stamp(root))
+            eda_view.headline(eda, is_synthetic(root))
+            sections = {
+                ":material/bar_chart: Classes": eda_view.classes,
+                ":material/grid_view: Samples": eda_view.samples,
+                ":material/aspect_ratio: Sizes": eda_view.sizes,
+                ":material/palette: Colour": eda_view.colour,
+                ":material/rule: Quality": eda_view.quality,
+                ":material/call_split: Split": eda_view.split,
+            }
+            for tab, section in zip(st.tabs(list(sections)), sections.values()):
+                with tab:
+                    section(eda)
