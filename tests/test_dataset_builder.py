@@ -2,6 +2,7 @@
 the uploads' checks and quota, a .zip, a quick subset of links) and training again after fixes
 (`flower_core.training.retrain`)."""
 
+import base64
 import io
 import tarfile
 import zipfile
@@ -19,6 +20,7 @@ from flower_core.intake.uploads import (
     new_dataset,
     quick_subset,
 )
+from flower_core.intake.webcam import MAX_BURST, burst_id, burst_photos
 
 
 @pytest.fixture
@@ -172,3 +174,33 @@ def test_train_again_takes_the_last_run_on_the_dataset(synthetic_dataset, tmp_pa
     second = retrain.train_again(synthetic_dataset, runs)
     assert second != first
     assert Run.open(second).config.repeats == first.name  # Compare pairs them as before and after
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (None, "no frames in the burst"),
+        ({"burst": "1", "frames": []}, "no frames in the burst"),
+        ({"burst": "1", "frames": ["data:image/jpeg;base64,AA=="] * (MAX_BURST + 1)}, "at most"),
+        ({"burst": "1", "frames": ["data:text/html;base64,AA=="]}, "frame 1 is not a JPEG data URL"),
+        ({"burst": "1", "frames": [7]}, "frame 1 is not a JPEG data URL"),
+        ({"burst": "1", "frames": ["data:image/jpeg;base64,AA==", "data:image/jpeg;base64,!!"]}, "frame 2"),
+    ],
+)
+def test_a_webcam_burst_that_is_not_jpeg_frames_is_one_line(value, reason):
+    with pytest.raises(FlowerError, match=reason):
+        burst_photos(value, "rose")
+
+
+def test_a_webcam_burst_becomes_photos_named_after_the_class(synthetic_dataset, home):
+    data = photo(synthetic_dataset, "rose")
+    url = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+    value = {"burst": "b7", "frames": [url, url]}
+    assert burst_id(value) == "b7" and burst_id(None) is None
+    root = new_dataset(home, "cam")
+    fixes.add_class(root, "rose")
+    assert add_photos(root, "rose", burst_photos(value, "rose"), home) == [
+        "rose/webcam-rose.jpg",
+        "rose/webcam-rose-2.jpg",
+    ]
+    assert (root / "rose" / "webcam-rose-2.jpg").read_bytes() == data

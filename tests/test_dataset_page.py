@@ -2,6 +2,7 @@
 made from nothing (a name, classes, uploaded photos, webcam shots), and an audit whose planted
 error is fixed from the review queue and undone."""
 
+import base64
 import io
 import os
 import shutil
@@ -44,9 +45,28 @@ def jpeg(synthetic_dataset, name: str, i: int) -> bytes:
     return buffer.getvalue()
 
 
+def open_tab(at: AppTest, key: str, label: str) -> None:
+    """Open a stateful tab as a click on it would."""
+    at.session_state[key] = label
+    at.run()
+
+
+WEBCAM = ":material/photo_camera: Webcam"
+AUDIT = ":material/troubleshoot: Audit & review"
+
+
+def fake_camera(monkeypatch, bursts: list) -> None:
+    """The burst component as the browser would answer: its last burst on every run."""
+    monkeypatch.setattr("ui.webcam.capture", lambda key, frames, label: bursts[-1] if bursts else None)
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
 @pytest.mark.slow
 def test_a_dataset_is_built_on_the_page_from_a_name_classes_uploads_and_the_webcam(
-    synthetic_dataset, tmp_path
+    synthetic_dataset, tmp_path, monkeypatch
 ):
     at = open_page()
     at.text_input(key="dataset_new_name").set_value("garden").run()
@@ -65,12 +85,22 @@ def test_a_dataset_is_built_on_the_page_from_a_name_classes_uploads_and_the_webc
     assert_clean(at)
     assert "Added 3 photo(s) to rose" in " ".join(s.value for s in at.success)
     at.selectbox(key="dataset_add_class").set_value("tulip").run()
-    for i in range(2):
-        shot = ("webcam.jpg", jpeg(synthetic_dataset, "tulip", i), "image/jpeg")
-        at.camera_input(key="dataset_camera_tulip").set_value(shot).run()
+    bursts = []
+    fake_camera(monkeypatch, bursts)
+    open_tab(at, "dataset_add_source", WEBCAM)
+    bursts.append(
+        {"burst": "b1", "frames": [data_url(jpeg(synthetic_dataset, "tulip", i)) for i in range(4)]}
+    )
+    at.run()
     assert_clean(at)
-    assert len(list((root / "tulip").iterdir())) == 2
-    assert [m.value for m in at.metric if m.label == "Webcam photos added to tulip"] == ["2"]
+    assert "Added 4 photo(s) to tulip" in " ".join(s.value for s in at.success)
+    at.run()  # the component answers the same burst again: added once
+    assert sorted(p.name for p in (root / "tulip").iterdir()) == [
+        "webcam-tulip-2.jpg",
+        "webcam-tulip-3.jpg",
+        "webcam-tulip-4.jpg",
+        "webcam-tulip.jpg",
+    ]
     at.selectbox(key="dataset_class_pick").set_value("daisy").run()
     at.text_input(key="dataset_class_rename_to").set_value("lily").run()
     at.button(key="dataset_class_rename").click().run()
@@ -86,6 +116,23 @@ def test_a_page_action_that_is_refused_is_one_line(synthetic_dataset, monkeypatc
         "Cannot add the class: a class name must be 1 to 100 characters, not start with '.', and hold no "
         "'/' or '\\'. Received: '.hidden'"
     ]
+
+
+def test_a_bad_webcam_burst_is_one_line_and_adds_nothing(synthetic_dataset, monkeypatch, tmp_path):
+    from flower_core.intake.uploads import add_photos, new_dataset
+
+    home = tmp_path / "data"
+    root = new_dataset(home, "cam")
+    fixes.add_class(root, "rose")
+    add_photos(root, "rose", [("kept.jpg", jpeg(synthetic_dataset, "rose", 0))], home)
+    monkeypatch.setenv("FLOWER_DATA", str(root))
+    bursts = [{"burst": "bad", "frames": [data_url(b"x"), "data:image/jpeg;base64,@@not base64@@"]}]
+    fake_camera(monkeypatch, bursts)
+    at = open_page()
+    open_tab(at, "dataset_add_source", WEBCAM)
+    assert [e.value for e in at.error] == ["The webcam burst was refused: frame 2 is not valid base64"]
+    assert [p.name for p in (root / "rose").iterdir()] == ["kept.jpg"]
+    assert fixes.journal(root)[-1]["action"] == "add_photos"
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from flower_core.intake.uploads import add_archive, add_photos, new_dataset, qui
 from flower_core.store.settings import data_home
 from ui import sources
 from ui.common import guard, set_data_root, upload_limit_mb
+from ui.webcam import burst_panel
 
 
 def _switch(root: Path, notice: str) -> None:
@@ -98,54 +99,50 @@ def _round() -> str:
 
 
 def photos_panel(root: Path, names: list[str]) -> None:
-    """Add photos to one class: loose photos, an archive, or webcam shots counted live."""
+    """Add photos to one class: loose photos, an archive, or a webcam burst counted live."""
     if not names:
         st.caption("Add a class first.")
         return
     target = st.selectbox("Add photos to the class", names, key="dataset_add_class")
     limit = upload_limit_mb()
+    # Stateful: only the open tab runs, so the camera starts only once its tab is opened.
     loose, archive, webcam = st.tabs(
-        [":material/image: Photos", ":material/folder_zip: An archive", ":material/photo_camera: Webcam"]
+        [":material/image: Photos", ":material/folder_zip: An archive", ":material/photo_camera: Webcam"],
+        key="dataset_add_source",
+        on_change="rerun",
     )
     skipped: list[str] = []
-    with loose:
-        uploads = st.file_uploader(
-            "Photos",
-            accept_multiple_files=True,
-            key=f"dataset_add_files{_round()}",
-            help=f"Up to {limit} MB in all.",
-        )
-        if uploads and st.button("Add these photos", key="dataset_add_files_go"):
-            with guard("The photos were refused"):
-                written = add_photos(
-                    root,
-                    target,
-                    [(u.name, u.getvalue()) for u in uploads],
-                    data_home(),
-                    limit,
-                    skipped.append,
-                )
-            _added(written, skipped, target)
-    with archive:
-        upload = st.file_uploader(
-            f"An archive of photos ({archive_kinds()})",
-            type=list(ARCHIVE_TYPES),
-            key=f"dataset_add_archive{_round()}",
-            help=f"Its photos, in any folders, all go to the class; up to {limit} MB unpacked.",
-        )
-        if upload is not None and st.button("Add the archive's photos", key="dataset_add_archive_go"):
-            with guard("The archive was refused"):
-                written = add_archive(root, target, upload, data_home(), limit, skipped.append)
-            _added(written, skipped, target)
-    with webcam:
-        shots = st.session_state.setdefault("dataset_shots", {})
-        shot = st.camera_input(f"Take a photo of a {target}", key=f"dataset_camera_{target}")
-        if shot is not None and shots.get(target) != shot.file_id:
-            with guard("The photo was refused"):
-                add_photos(root, target, [(f"webcam-{target}.jpg", shot.getvalue())], data_home(), limit)
-            shots[target] = shot.file_id
-            st.session_state[f"dataset_count_{target}"] = (
-                st.session_state.get(f"dataset_count_{target}", 0) + 1
+    if loose.open:
+        with loose:
+            uploads = st.file_uploader(
+                "Photos",
+                accept_multiple_files=True,
+                key=f"dataset_add_files{_round()}",
+                help=f"Up to {limit} MB in all.",
             )
-        count = st.session_state.get(f"dataset_count_{target}", 0)
-        st.metric(f"Webcam photos added to {target}", count)
+            if uploads and st.button("Add these photos", key="dataset_add_files_go"):
+                with guard("The photos were refused"):
+                    written = add_photos(
+                        root,
+                        target,
+                        [(u.name, u.getvalue()) for u in uploads],
+                        data_home(),
+                        limit,
+                        skipped.append,
+                    )
+                _added(written, skipped, target)
+    if archive.open:
+        with archive:
+            upload = st.file_uploader(
+                f"An archive of photos ({archive_kinds()})",
+                type=list(ARCHIVE_TYPES),
+                key=f"dataset_add_archive{_round()}",
+                help=f"Its photos, in any folders, all go to the class; up to {limit} MB unpacked.",
+            )
+            if upload is not None and st.button("Add the archive's photos", key="dataset_add_archive_go"):
+                with guard("The archive was refused"):
+                    written = add_archive(root, target, upload, data_home(), limit, skipped.append)
+                _added(written, skipped, target)
+    if webcam.open:
+        with webcam:
+            burst_panel(root, target, limit, _added)
