@@ -411,9 +411,13 @@ def study_vs_ours(study: dict[str, tuple[float, float]], ours: dict[str, float])
     return style_figure(fig, "The study against our runs", 380)
 
 
-def embedding_map(points, files: list[str], labels: list[str], suspects: set[str]) -> go.Figure:
+def embedding_map(
+    points, files: list[str], labels: list[str], likely: list[str], suspects: set[str]
+) -> go.Figure:
     """Every photo as a point of its features' 2-D projection, coloured by its given class;
-    suspects drawn as crosses. Each point's `customdata` is its path (the page opens it)."""
+    suspects drawn as crosses. Hovering a point names its file, its given class and the class the
+    audit's heads find likeliest (`likely`); each point's `customdata` is its path (the page
+    opens it: Plotly's hover cannot show a photo in Streamlit, a click can)."""
     fig = go.Figure()
     colours = _colour_map(sorted(set(labels)))
     xs, ys = np.asarray(points)[:, 0], np.asarray(points)[:, 1]
@@ -433,7 +437,8 @@ def embedding_map(points, files: list[str], labels: list[str], suspects: set[str
                     mode="markers",
                     name=f"{name} (suspect)" if doubted else name,
                     customdata=[files[i] for i in rows],
-                    hovertemplate="%{customdata}<extra>" + name + "</extra>",
+                    text=[f"given {name} · likeliest {likely[i]}" for i in rows],
+                    hovertemplate="%{customdata}<br>%{text}<extra></extra>",
                     marker={
                         "color": colours[name],
                         "size": 11 if doubted else 6,
@@ -445,4 +450,8 @@ def embedding_map(points, files: list[str], labels: list[str], suspects: set[str
             )
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None)
-    return style_figure(fig, "Embedding map: the photos' features in 2-D (crosses: suspects)", height=520)
+    return style_figure(
+        fig,
+        "Embedding map: the photos' features in 2-D (crosses: suspects; click a point to review it)",
+        height=520,
+    )

@@ -49,7 +49,7 @@ if audit.open:
                 review_view.summary(result)
                 review_view.review_queue(root, result, dataset.class_names)
                 review_view.undo_button(root)
-                review_view.embedding_map(result)
+                review_view.embedding_map(root, result)
             review_view.retrain(root)
 
 if explore.open:

@@ -137,3 +137,17 @@ def test_epoch_ticks_stay_whole_level_and_few():
     history = [HistoryRow(epoch=e, loss=1.0, accuracy=0.5) for e in range(1, 13)]
     axis = charts.training_curves(history).layout.xaxis
     assert (axis.dtick, axis.tickformat, axis.tickangle, axis.tickmode) == (2, "d", 0, "linear")
+
+
+def test_the_embedding_map_names_each_point_and_carries_its_path():
+    points = [[0, 0], [1, 1], [2, 0]]
+    files = ["daisy/a.jpg", "daisy/b.jpg", "rose/c.jpg"]
+    fig = charts.embedding_map(
+        points, files, ["daisy", "daisy", "rose"], ["daisy", "rose", "rose"], {"daisy/b.jpg"}
+    )
+    traces = {trace.name: trace for trace in fig.data}
+    assert set(traces) == {"daisy", "daisy (suspect)", "rose"}
+    suspect = traces["daisy (suspect)"]
+    assert list(suspect.customdata) == ["daisy/b.jpg"] and suspect.marker.symbol == "x"
+    assert list(suspect.text) == ["given daisy · likeliest rose"]
+    assert suspect.hovertemplate == "%{customdata}<br>%{text}<extra></extra>"

@@ -142,15 +142,27 @@ def test_the_review_queue_fixes_a_planted_error_and_undoes_it(synthetic_dataset,
     os.rename(root / "daisy" / "daisy_0003.jpg", root / "tulip" / "daisy_0003.jpg")
     monkeypatch.setenv("FLOWER_DATA", str(root))
     at = open_page()
+    open_tab(at, "dataset_section", AUDIT)
     at.number_input(key="dataset_audit_size").set_value(96).run()
     at.button(key="dataset_audit_go").click().run()
     assert_clean(at)
     assert at.session_state["dataset_audit"].suspects[0]["path"] == "tulip/daisy_0003.jpg"
+    at.toggle(key="dataset_heatmap").set_value(True).run()
+    assert_clean(at)
+    assert "tulip/daisy_0003.jpg · evidence for daisy (Grad-CAM, audit head)" in captions(at)
     assert at.button(key="dataset_move").label == "Move to daisy"
     at.button(key="dataset_move").click().run()
     assert_clean(at)
     assert (root / "daisy" / "daisy_0003.jpg").is_file()
     assert fixes.journal(root)[-1]["action"] == "move"
+    # The next suspect's heatmap is drawn with the head already fitted and the backbone built.
+    assert any("(Grad-CAM, audit head)" in c for c in captions(at)), captions(at)
+    assert at.session_state["dataset_section"] == AUDIT  # the fix kept the person on this tab
     at.button(key="dataset_undo").click().run()
     assert (root / "tulip" / "daisy_0003.jpg").is_file()
     assert len(at.get("plotly_chart")) >= 1
+
+
+def captions(at: AppTest) -> list[str]:
+    """The captions of the images on the page."""
+    return [caption for image in at.get("image") for caption in image.captions]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -170,6 +171,21 @@ def explain(
 
     key = ("explain", run_dir, stamp, hashlib.sha256(image).hexdigest(), method, layer, target)
     return _remembered(key, compute, 8)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _audit_map_model(config_json: str, num_classes: int):
+    from flower_core.config import TrainConfig
+    from flower_core.models.classifier import build_classifier
+
+    return build_classifier(TrainConfig.from_json(json.loads(config_json)), num_classes).map_model
+
+
+def audit_map_model(audit):
+    """The audit's backbone to its last feature maps (`explain.audit_map`), built once per setting."""
+    return _audit_map_model(
+        json.dumps(audit.config.to_json(), sort_keys=True), len(audit.dataset.class_names)
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

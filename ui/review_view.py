@@ -12,12 +12,18 @@ from flower_core import charts
 from flower_core.data import fixes
 from flower_core.data.audit import DEFAULT_IMAGE_SIZE, audit_dataset
 from flower_core.data.label_issues import projection
+from flower_core.explain.audit_map import AuditHead, audit_heatmap
 from flower_core.training.retrain import last_run_on, train_again
 from ui import loaders
 from ui.common import guard, link, runs_root
 
 AUDIT = "dataset_audit"
 PICKED = "dataset_review_path"
+# The map point whose click was handled.
+CLICKED = "dataset_map_clicked"
+# The audit's head for heatmaps, and the overlays drawn with it, kept with the audit they explain.
+HEATMAPS = "dataset_audit_heatmaps"
+KEPT_HEATMAPS = 16
 STAGES = {"checking": "Checking the photos", "measuring": "Measuring the photos", "features": "Features"}
 
 
@@ -38,6 +44,7 @@ def run_audit(root: Path) -> None:
         with guard("The audit failed"):
             st.session_state[AUDIT] = audit_dataset(root, image_size=int(size), progress=report)
         st.session_state.pop(PICKED, None)
+        st.session_state.pop(HEATMAPS, None)
         bar.empty()
 
 
@@ -70,10 +77,38 @@ def undo_button(root: Path) -> None:
         st.rerun()
 
 
-def _photo_review(root: Path, suspect: dict, names: list[str]) -> None:
-    """One photo: given and suggested labels, score, and the three decisions."""
+def _heatmap(root: Path, audit, rel: str, class_name: str):
+    """The audit head's Grad-CAM of a photo for a class (`explain.audit_map`), computed on
+    demand and kept for this audit: the queue's actions do not wait for it."""
+    kept = st.session_state.setdefault(HEATMAPS, {})
+    if "head" not in kept:
+        kept["head"] = AuditHead.fit(audit)
+    key = (rel, class_name)
+    if key not in kept:
+        kept[key] = audit_heatmap(loaders.audit_map_model(audit), kept["head"], root / rel, class_name)
+        drawn = [k for k in kept if k != "head"]
+        for old in drawn[: max(len(drawn) - KEPT_HEATMAPS, 0)]:
+            del kept[old]
+    return kept[key]
+
+
+def _photo_review(root: Path, audit, suspect: dict, names: list[str]) -> None:
+    """One photo (or its heatmap): given and suggested labels, score, and the three decisions."""
     image, facts = st.columns([1, 1])
-    image.image(loaders.thumbnail(str(root / suspect["path"]), 384), caption=suspect["path"])
+    explained = suspect["suggested"] or suspect["given"]
+    overlay = None
+    if facts.toggle(
+        "Heatmap",
+        key="dataset_heatmap",
+        help="Where the audit's own head finds the evidence for the class: Grad-CAM of a logistic "
+        "regression on the audit's backbone features (no trained run needed).",
+    ):  # a failed heatmap is one line; the photo and its decisions are still shown
+        with image, st.spinner("Computing the heatmap…"), guard("No heatmap", stop=False):
+            overlay = _heatmap(root, audit, suspect["path"], explained)
+    if overlay is None:
+        image.image(loaders.thumbnail(str(root / suspect["path"]), 384), caption=suspect["path"])
+    else:
+        image.image(overlay, caption=f"{suspect['path']} · evidence for {explained} (Grad-CAM, audit head)")
     facts.markdown(
         f"**{suspect['kind'].replace('_', ' ')}** · score {suspect['score']:.3f}\n\n"
         f"given **{suspect['given']}** · suggested **{suspect['suggested'] or '–'}**"
@@ -128,9 +163,10 @@ def review_queue(root: Path, audit, names: list[str]) -> None:
     if current is None:
         st.info(f"{picked} is no longer in the dataset.", icon=":material/info:")
         return
-    (_group_review if "group" in current else _photo_review)(
-        root, current, *([] if "group" in current else [names])
-    )
+    if "group" in current:
+        _group_review(root, current)
+    else:
+        _photo_review(root, audit, current, names)
 
 
 def _as_suspect(audit, rel: str) -> dict | None:
@@ -151,17 +187,31 @@ def _as_suspect(audit, rel: str) -> dict | None:
     }
 
 
-def embedding_map(audit) -> None:
-    """The cached features in 2-D; a click on a point opens that photo in the review."""
+def embedding_map(root: Path, audit) -> None:
+    """The cached features in 2-D (hover: file and labels); a clicked point's photo is shown
+    beside the map and opened in the review above."""
     names = audit.dataset.class_names
     labels = [names[label] for label in audit.dataset.labels]
+    likely = [names[i] for i in audit.probabilities.argmax(axis=1)]
     doubted = {s["path"] for s in audit.suspects}
-    figure = charts.embedding_map(projection(audit.features), audit.dataset.files, labels, doubted)
-    event = st.plotly_chart(figure, key="dataset_map", on_select="rerun", selection_mode="points")
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    if points and points[0].get("customdata") and st.session_state.get(PICKED) != points[0]["customdata"]:
-        st.session_state[PICKED] = points[0]["customdata"]
-        st.rerun()
+    figure = charts.embedding_map(projection(audit.features), audit.dataset.files, labels, likely, doubted)
+    chart, photo = st.columns([3, 1])
+    with chart:
+        event = st.plotly_chart(figure, key="dataset_map", on_select="rerun", selection_mode="points")
+    points = (event or {}).get("selection", {}).get("points", [])
+    clicked = points[0].get("customdata") if points else None
+    # The chart answers its last click on every rerun: a click opens its photo once, so the next
+    # suspect shows once that photo is decided on.
+    if clicked != st.session_state.get(CLICKED):
+        st.session_state[CLICKED] = clicked
+        if clicked:
+            st.session_state[PICKED] = clicked
+            st.rerun()
+    picked = st.session_state.get(PICKED)
+    if picked and picked in audit.dataset.files and (root / picked).exists():
+        photo.image(loaders.thumbnail(str(root / picked), 256), caption=f"{picked}: open in the review above")
+    else:
+        photo.caption("Click a point to see its photo and review it.")
 
 
 def retrain(root: Path) -> None:

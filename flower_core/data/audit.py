@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flower_core.config import PRESETS, SUGGESTED_PRESET, make_config
+from flower_core.config import PRESETS, SUGGESTED_PRESET, TrainConfig, make_config
 from flower_core.data import eda, label_issues
 from flower_core.data.dataset import DEFAULT_SPLIT, Dataset, scan_dataset, split_dataset
 
@@ -31,13 +31,14 @@ AuditProgress = Callable[[str, int, int], None]
 @dataclass
 class Audit:
     """An audit's result: the photos in order, their features and out-of-fold probabilities,
-    and the ranked suspects with a summary (`to_json`)."""
+    the ranked suspects with a summary (`to_json`), and the settings its features came from."""
 
     dataset: Dataset
     features: np.ndarray
     probabilities: np.ndarray
     suspects: list[dict]
     summary: dict
+    config: TrainConfig
 
     def to_json(self) -> dict:
         return {**self.summary, "suspects": self.suspects}
@@ -145,7 +146,7 @@ def audit_dataset(
             "total": round(time.perf_counter() - started, 2),
         },
     }
-    return Audit(dataset, features, probabilities, suspects, summary)
+    return Audit(dataset, features, probabilities, suspects, summary, config)
 
 
 def format_audit(result: dict, shown: int = 20) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import NearestNeighbors
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import Normalizer
 
 from flower_core.errors import FlowerError
@@ -50,6 +50,20 @@ def check_folds(folds: int, smallest: int | None = None) -> None:
         )
 
 
+def make_head(seed: int = 0) -> Pipeline:
+    """An audit head, not fitted: logistic regression on L2-normalized features."""
+    return make_pipeline(
+        Normalizer(), LogisticRegression(C=HEAD_C, tol=HEAD_TOL, max_iter=1000, random_state=seed)
+    )
+
+
+def doubted(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The photos a pass of heads doubts (a boolean mask): a confident-learning issue, or
+    another class most probable."""
+    issues, _ = find_label_issues(probabilities, labels)
+    return issues | (probabilities.argmax(axis=1) != labels)
+
+
 def out_of_fold_probabilities(
     features: np.ndarray,
     labels: np.ndarray,
@@ -72,10 +86,7 @@ def out_of_fold_probabilities(
     for train, held in splitter.split(features, labels):
         if left_out is not None:
             train = train[~left_out[train]]
-        head = make_pipeline(
-            Normalizer(), LogisticRegression(C=HEAD_C, tol=HEAD_TOL, max_iter=1000, random_state=seed)
-        )
-        head.fit(features[train], labels[train])
+        head = make_head(seed).fit(features[train], labels[train])
         probabilities[np.ix_(held, head.classes_)] = head.predict_proba(features[held])
     return probabilities
 
@@ -88,9 +99,8 @@ def audit_probabilities(
     most probable), so planted or real label errors pull the heads less."""
     labels = np.asarray(labels)
     first = out_of_fold_probabilities(features, labels, num_classes, folds, seed)
-    issues, _ = find_label_issues(first, labels)
-    doubted = issues | (first.argmax(axis=1) != labels)
-    return out_of_fold_probabilities(features, labels, num_classes, folds, seed, left_out=doubted)
+    left_out = doubted(first, labels)
+    return out_of_fold_probabilities(features, labels, num_classes, folds, seed, left_out=left_out)
 
 
 def confident_joint(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
