@@ -45,7 +45,7 @@ if audit.open:
         else:
             review_view.run_audit(root)
             result = st.session_state.get(review_view.AUDIT)
-            if result is not None and str(result.dataset.root) == str(root.resolve()):
+            if result is not None and result.is_of(root):
                 review_view.summary(result)
                 review_view.review_queue(root, result, dataset.class_names)
                 review_view.undo_button(root)

@@ -97,3 +97,20 @@ def test_audit_of_real_photos_ranks_planted_label_errors_first(tmp_path):
     result = audit_dataset(root, image_size=224).to_json()
     recall, suggested = recall_and_suggestions(result["suspects"], truth)
     assert recall >= 0.8 and suggested >= 0.8, (recall, suggested, result["suspects"][:20])
+
+
+def test_an_audit_is_of_its_dataset_however_the_path_is_spelt(tmp_path):
+    import numpy as np
+
+    from flower_core.config import make_config
+    from flower_core.data.audit import Audit
+    from flower_core.data.dataset import Dataset
+
+    (tmp_path / "garden").mkdir()
+    (tmp_path / "other").mkdir()
+    os.symlink(tmp_path / "garden", tmp_path / "link")
+    audit = Audit(
+        Dataset(tmp_path / "link", [], [], []), np.zeros((0, 2)), np.zeros((0, 2)), [], {}, make_config()
+    )
+    assert audit.is_of(tmp_path / "garden") and audit.is_of(tmp_path / "link")
+    assert not audit.is_of(tmp_path / "other")

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +43,10 @@ class Audit:
 
     def to_json(self) -> dict:
         return {**self.summary, "suspects": self.suspects}
+
+    def is_of(self, root: str | os.PathLike) -> bool:
+        """Whether this audit is of the dataset at `root`, however the path is spelt (a link)."""
+        return Path(self.dataset.root).resolve() == Path(root).resolve()
 
 
 def _feature_config(backbone: str | None, weights: str | None, image_size: int | None, seed: int):
