@@ -52,6 +52,13 @@ def open_page(page: str | None = None, errors: bool = False) -> AppTest:
     return at
 
 
+def open_explore(at: AppTest) -> AppTest:
+    """The Dataset page's Explore tab, opened as a click on it would (its tabs are stateful: only
+    the open one runs)."""
+    at.session_state["dataset_section"] = ":material/query_stats: Explore"
+    return at.run()
+
+
 def assert_clean(at: AppTest, errors: bool = False) -> None:
     assert not at.exception, [e.message for e in at.exception]
     assert errors or not at.error, [e.value for e in at.error]
@@ -64,6 +71,8 @@ def texts(elements) -> str:
 @pytest.mark.parametrize("page", [None, *PAGES])
 def test_pages_render_without_a_dataset(page):
     at = open_page(page)
+    if page == "pages/1_Dataset.py":
+        open_explore(at)
     if page in (None, "pages/1_Dataset.py"):
         assert "No" in texts(at.info) + texts(at.warning)
 
@@ -109,7 +118,7 @@ def test_dataset_page_shows_duplicates_with_thumbnails(synthetic_dataset, tmp_pa
             (root / name / photo.name).write_bytes(photo.read_bytes())
     (root / "rose" / "copy.jpg").write_bytes((root / "rose" / "rose_0001.jpg").read_bytes())
     monkeypatch.setenv("FLOWER_DATA", str(root))
-    at = open_page("pages/1_Dataset.py")
+    at = open_explore(open_page("pages/1_Dataset.py"))
     exact = next(d.value for d in at.dataframe if "photo" in d.value.columns)
     assert len(exact) == 2 and all(uri.startswith("data:image/jpeg;base64,") for uri in exact["photo"])
 
@@ -118,6 +127,8 @@ def test_dataset_page_shows_duplicates_with_thumbnails(synthetic_dataset, tmp_pa
 def test_pages_render_with_the_synthetic_set(synthetic, page):
     at = open_page(page)
     if page == "pages/1_Dataset.py":
+        open_explore(at)
+        assert_clean(at)
         assert len(at.get("plotly_chart")) >= 8
         assert len(at.get("imgs")) + len(at.get("image")) >= 5
     if page is None:
