@@ -1,6 +1,7 @@
 """The Dataset page's builder and review queue under `streamlit.testing.v1.AppTest`: a dataset
-made from nothing (a name, classes, uploaded photos, webcam shots), and an audit whose planted
-error is fixed from the review queue and undone."""
+made from nothing (a name, classes, uploaded photos, a webcam burst; a bad burst refused in one
+line), and an audit whose planted error is shown with its heatmap, fixed from the review queue
+with the page kept on its tab, and undone."""
 
 import base64
 import io
