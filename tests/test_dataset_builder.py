@@ -1,7 +1,6 @@
 """Building a dataset (`flower_core.intake.uploads`: new datasets, photos added to a class with
 the uploads' checks and quota, an archive, a webcam burst, a quick subset of links) and training
-again after fixes
-(`flower_core.training.retrain`)."""
+again after fixes (`flower_core.training.retrain`)."""
 
 import base64
 import io
