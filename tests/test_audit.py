@@ -85,15 +85,17 @@ def test_audit_of_the_synthetic_set_finds_planted_flips_and_reuses_features_afte
 @pytest.mark.real_data
 @needs_real_data
 def test_audit_of_real_photos_ranks_planted_label_errors_first(tmp_path):
-    """About 50 real photos per class (links), 10 labels flipped: at least 80% of them among the
-    top 20 suspects, the true class suggested for at least 80% of those found."""
+    """100 real photos per class (links), 25 labels flipped (5%): at least 80% of them among the
+    top 50 suspects, the true class suggested for at least 80% of those found. (With 10 flips
+    among 250 photos one photo moved either share by 10 to 12 points: copies passed or failed by
+    chance, docs/RESULTS.md.)"""
     rng = random.Random(0)
     root = tmp_path / "flowers"
     for folder in sorted(p for p in REAL_DATA.iterdir() if p.is_dir()):
         (root / folder.name).mkdir(parents=True)
-        for photo in rng.sample(sorted(folder.iterdir()), 50):
+        for photo in rng.sample(sorted(folder.iterdir()), 100):
             os.symlink(photo, root / folder.name / photo.name)
-    truth = plant_flips(root, 10, seed=1)
+    truth = plant_flips(root, 25, seed=1)
     result = audit_dataset(root, image_size=224).to_json()
     recall, suggested = recall_and_suggestions(result["suspects"], truth)
     assert recall >= 0.8 and suggested >= 0.8, (recall, suggested, result["suspects"][:20])
