@@ -4,6 +4,7 @@ on a free port."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -317,3 +318,28 @@ def _wait(job: Path, state: str, timeout: float = 300) -> None:
         if now in ("done", "failed", "cancelled", "interrupted") or time.time() > deadline:
             raise AssertionError(f"the training job is {now}, expected {state}: {read_status(job)}")
         time.sleep(0.2)
+
+
+def settle(page, seconds: float = 1.0) -> None:
+    """Wait until Streamlit has run the script (its running icon may show a moment after a
+    click), then `seconds` more for charts to draw."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(f"() => !document.querySelector('{BUSY}')", timeout=300_000)
+    page.wait_for_timeout(seconds * 1000)
+
+
+def choose(page, key: str, option: str) -> None:
+    """Pick `option` in a selectbox; its label may carry a note after the name, e.g. a backbone's
+    "mobilenet (no download)" when its weights are here."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    wanted = page.get_by_role("option", name=re.compile(f"^{re.escape(option)}( \\(.*\\))?$"))
+    for attempt in range(3):  # a click during the page's rerun may not open the list
+        page.locator(f".st-key-{key} [role=combobox]").click()
+        try:
+            wanted.click(timeout=30_000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
+            settle(page)

@@ -52,6 +52,20 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv(IDLE_ENV, os.environ.get("FLOWER_TEST_WORKER_IDLE_S", "0"))
 
 
+@pytest.fixture(autouse=True)
+def calibrations(request, monkeypatch) -> list:
+    """The background calibrations pages ask for, recorded instead of started unless the test is
+    marked `calibrates`: each is a process that loads TensorFlow and a backbone, and the pages'
+    tests, each with its own empty cache, would start one after another beside them."""
+    if request.node.get_closest_marker("calibrates"):
+        return []
+    asked: list = []
+    monkeypatch.setattr(
+        "flower_core.training.estimate._calibrate_in_background", lambda *args: asked.append(args)
+    )
+    return asked
+
+
 @pytest.fixture
 def no_worker(monkeypatch) -> list:
     """Queue runs without starting the worker that would train them, and keep none waiting (the

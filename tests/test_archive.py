@@ -13,6 +13,7 @@ import pytest
 from flower_core.errors import FlowerError
 from flower_core.intake import download
 from flower_core.intake.archive import MAX_BYTES, declared_size, extract_archive, extract_tar, extract_zip
+from tests.archives import write_archive
 
 
 def _zip(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
@@ -93,25 +94,13 @@ def test_existing_folder_and_bad_zip_are_one_line_errors(tmp_path):
         extract_zip(io.BytesIO(b"not a zip"), tmp_path / "new")
 
 
-def _tgz(path, members: dict[str, bytes], symlink: str | None = None):
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        if symlink:
-            info = tarfile.TarInfo(symlink)
-            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
-            archive.addfile(info)
-
-
 def test_tar_extraction_and_link_refusal(tmp_path):
-    _tgz(
+    write_archive(
         tmp_path / "ok.tgz",
         {f"flower_photos/{k}": v for k, v in CLASSES.items()} | {"flower_photos/LICENSE.txt": b"cc"},
     )
     assert extract_tar(tmp_path / "ok.tgz", tmp_path / "ok") == tmp_path / "ok" / "flower_photos"
-    _tgz(tmp_path / "bad.tgz", CLASSES, symlink="daisy/evil.jpg")
+    write_archive(tmp_path / "bad.tgz", CLASSES, symlink="daisy/evil.jpg")
     with pytest.raises(FlowerError, match="link"):
         extract_tar(tmp_path / "bad.tgz", tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
@@ -225,7 +214,7 @@ def test_is_online_is_quick_for_an_unreachable_host(silent_port):
 
 
 def test_download_streams_with_progress_and_extracts(tmp_path, monkeypatch):
-    _tgz(tmp_path / "fp.tgz", {f"flower_photos/{k}": v for k, v in CLASSES.items()})
+    write_archive(tmp_path / "fp.tgz", {f"flower_photos/{k}": v for k, v in CLASSES.items()})
     monkeypatch.setattr(download, "is_online", lambda url=None: True)
     seen = []
     root = download.download_flower_photos(

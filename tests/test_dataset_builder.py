@@ -4,8 +4,6 @@ again after fixes (`flower_core.training.retrain`)."""
 
 import base64
 import io
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from flower_core.intake.uploads import (
     quick_subset,
 )
 from flower_core.intake.webcam import MAX_BURST, burst_id, burst_photos
+from tests.archives import write_archive
 
 
 @pytest.fixture
@@ -75,25 +74,6 @@ def test_photos_over_the_limits_or_the_quota_or_outside_the_app_are_refused(
     assert not any((root / "daisy").iterdir()) and fixes.journal(root)[-1]["action"] == "add_class"
 
 
-def _archive(path: Path, members: dict[str, bytes], symlink: str | None = None) -> Path:
-    """A real archive on disk: a .zip, or a tar compressed as its name says (.tar.gz, .tgz, .tar)."""
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, data in members.items():
-                archive.writestr(name, data)
-        return path
-    with tarfile.open(path, "w:gz" if path.suffix in (".gz", ".tgz") else "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        if symlink:
-            info = tarfile.TarInfo(symlink)
-            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
-            archive.addfile(info)
-    return path
-
-
 @pytest.mark.parametrize("name", ["holiday.zip", "holiday.tar.gz", "holiday.tgz", "holiday.tar"])
 def test_an_archive_of_photos_goes_into_one_class_without_its_other_files(
     synthetic_dataset, home, tmp_path, name
@@ -107,7 +87,7 @@ def test_an_archive_of_photos_goes_into_one_class_without_its_other_files(
         "holiday/run.sh": b"echo",
     }
     skipped = []
-    with open(_archive(tmp_path / name, members), "rb") as source:
+    with open(write_archive(tmp_path / name, members), "rb") as source:
         written = add_archive(root, "rose", source, home, on_skip=skipped.append)
     assert sorted(written) == ["rose/one-2.jpg", "rose/one.jpg", "rose/two.jpg"]
     assert skipped == ["holiday/run.sh"]
@@ -130,7 +110,7 @@ def test_an_unsafe_or_unreadable_archive_adds_nothing(
     root = new_dataset(home, "guarded")
     fixes.add_class(root, "rose")
     add_photos(root, "rose", [("kept.jpg", photo(synthetic_dataset, "rose"))], home)
-    with open(_archive(tmp_path / "bad.tgz", members, symlink), "rb") as source:
+    with open(write_archive(tmp_path / "bad.tgz", members, symlink), "rb") as source:
         if reason is None:  # not a photo once decoded: left out, nothing written
             assert add_archive(root, "rose", source, home) == []
         else:

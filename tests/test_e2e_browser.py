@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.browser import (
-    BUSY,
     PAGES,
     ROOT,
+    choose,
     needs_chromium,
     page_on_home,
+    settle,
     streamlit_server,
 )
 
@@ -42,12 +43,6 @@ def browser_page(server):
         yield page
 
 
-def settle(page, seconds: float = 1.0) -> None:
-    """Wait until Streamlit has finished running the script, then let charts draw."""
-    page.wait_for_function(f"() => !document.querySelector('{BUSY}')", timeout=120_000)
-    page.wait_for_timeout(seconds * 1000)
-
-
 def screenshot(page, name: str) -> Path:
     """A screenshot of the whole page (Streamlit scrolls inside its own container)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -68,23 +63,6 @@ def open_page(page, key: str) -> None:
     heading = "Flower Studio" if key == "home" else PAGES[key]
     page.get_by_role("heading", name=heading).first.wait_for()
     settle(page)
-
-
-def choose(page, key: str, option: str) -> None:
-    """Pick `option` in a selectbox; its label may carry a note after the name, e.g. a backbone's
-    "mobilenet (no download)" when its weights are here."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-    wanted = page.get_by_role("option", name=re.compile(f"^{re.escape(option)}( \\(.*\\))?$"))
-    for attempt in range(3):  # a click during the page's rerun may not open the list
-        page.locator(f".st-key-{key} [role=combobox]").click()
-        try:
-            wanted.click(timeout=30_000)
-            return
-        except PlaywrightTimeoutError:
-            if attempt == 2:
-                raise
-            settle(page)
 
 
 def test_every_page_opens_on_the_synthetic_set(browser_page):

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from flower_core.store.runs import HISTORY, METRICS, STATUS, Run, RunStore, append_jsonl, write_json
-from tests.browser import needs_chromium, page_on_home, streamlit_server
+from tests.browser import needs_chromium, page_on_home, settle, streamlit_server
 
-from .test_e2e_browser import SHOTS, open_page, settle
+from .test_e2e_browser import SHOTS, open_page
 
 pytestmark = needs_chromium
 VIEWPORT = {"width": 1400, "height": 900}

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from flower_core.data import fixes
-from tests.browser import BUSY, CHROMIUM, LAUNCH_ARGS, PAGES, needs_chromium, streamlit_server
+from tests.browser import BUSY, CHROMIUM, LAUNCH_ARGS, PAGES, choose, needs_chromium, settle, streamlit_server
 from tests.conftest import wait_until
 
 pytestmark = [*needs_chromium, pytest.mark.slow]
@@ -16,13 +16,6 @@ pytestmark = [*needs_chromium, pytest.mark.slow]
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 PER_CLASS = 12
 BURST = 10  # the burst's default frame count
-
-
-def settle(page) -> None:
-    """Wait until Streamlit has run the script (the running icon may show a moment after a click)."""
-    page.wait_for_timeout(500)
-    page.wait_for_function(f"() => !document.querySelector('{BUSY}')", timeout=300_000)
-    page.wait_for_timeout(500)
 
 
 def fill(page, key: str, text: str) -> None:
@@ -45,22 +38,6 @@ def only(page, key: str):
 
 def click(page, key: str) -> None:
     only(page, key).click()
-    settle(page)
-
-
-def choose(page, key: str, option: str) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-    wanted = page.get_by_role("option", name=re.compile(f"^{re.escape(option)}$"))
-    for attempt in range(3):  # a click during the page's rerun may not open the list
-        page.locator(f".st-key-{key} [role=combobox]").click()
-        try:
-            wanted.click(timeout=30_000)
-            break
-        except PlaywrightTimeoutError:
-            if attempt == 2:
-                raise
-            settle(page)
     settle(page)
 
 

@@ -7,9 +7,9 @@ import os
 
 from flower_core.config import make_config
 from flower_core.store.runs import METRICS, STATUS, RunStore, process_start, write_json
-from tests.browser import needs_chromium, page_on_home, streamlit_server
+from tests.browser import needs_chromium, page_on_home, settle, streamlit_server
 
-from .test_e2e_browser import open_page, screenshot, settle
+from .test_e2e_browser import open_page, screenshot
 
 pytestmark = needs_chromium
 # Every value a select shows (a selectbox's input, a multiselect's chips) that is wider than its

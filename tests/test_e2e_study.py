@@ -6,10 +6,10 @@ import pytest
 
 from flower_core.groups import group as groups
 from flower_core.store.runs import ACTIVE_STATES, peek_status
-from tests.browser import needs_chromium, page_on_home, streamlit_server
+from tests.browser import choose, needs_chromium, page_on_home, settle, streamlit_server
 
 from .conftest import wait_until
-from .test_e2e_browser import choose, open_page, screenshot, settle
+from .test_e2e_browser import open_page, screenshot
 
 pytestmark = needs_chromium
 

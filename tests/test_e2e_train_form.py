@@ -7,10 +7,10 @@ import pytest
 
 from flower_core.store.runs import ACTIVE_STATES, RunStore, peek_status
 from flower_core.training import jobs
-from tests.browser import needs_chromium, page_on_home, streamlit_server
+from tests.browser import choose, needs_chromium, page_on_home, settle, streamlit_server
 
 from .conftest import wait_until
-from .test_e2e_browser import choose, open_page, settle
+from .test_e2e_browser import open_page
 
 pytestmark = needs_chromium
 

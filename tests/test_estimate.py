@@ -104,6 +104,7 @@ def test_extraction_counts_once_over_its_passes_and_skips_what_the_cache_holds()
     assert test["message"].startswith("computing features 110/120 (test features)")
 
 
+@pytest.mark.calibrates
 def test_a_page_s_calibration_runs_in_the_background_and_the_next_estimate_uses_it(
     synthetic_dataset, tmp_path
 ):
@@ -120,3 +121,20 @@ def test_a_page_s_calibration_runs_in_the_background_and_the_next_estimate_uses_
     assert run["calibrating"] and "timing the backbone here now" in estimate.estimate_text(run)
     wait_until(lambda: estimate.calibrated_speed("mobilenet", 48, cache) is not None, timeout=120)
     assert backbone_speed("mobilenet", 48, cache).source == "calibrated"
+
+
+@pytest.mark.calibrates
+def test_one_calibration_runs_at_a_time_and_the_next_is_asked_for_again(synthetic_dataset, tmp_path):
+    cache = tmp_path / "cache"
+
+    def ask(backbone: str):  # what each of a page's estimates does
+        return backbone_speed(backbone, 48, cache, calibrate_on=synthetic_dataset, background=True)
+
+    wait_until(lambda: estimate._CALIBRATION is None or not estimate._CALIBRATION.is_alive(), timeout=120)
+    assert ask("mobilenet").calibrating and ask("mobilenet_v2").calibrating
+    running = estimate._CALIBRATION
+    assert running.name == "calibrate-mobilenet"  # the second was not started beside it
+    wait_until(lambda: not running.is_alive(), timeout=120)
+    assert estimate.calibrated_speed("mobilenet", 48, cache) is not None
+    assert estimate.calibrated_speed("mobilenet_v2", 48, cache) is None
+    wait_until(lambda: ask("mobilenet_v2").source == "calibrated", timeout=120)

@@ -196,8 +196,9 @@ def _one_after_another(speeds: list[Speed]) -> Speed:
     )
 
 
-_CALIBRATIONS: dict[tuple, multiprocessing.process.BaseProcess] = {}
-_CALIBRATIONS_LOCK = threading.Lock()
+# The calibration process this one started last, if any: one at a time per app server.
+_CALIBRATION: multiprocessing.process.BaseProcess | None = None
+_CALIBRATION_LOCK = threading.Lock()
 
 
 def _calibrate_logged(backbone: str, image_size: int, data_root: str, cache_root: str) -> None:
@@ -208,20 +209,22 @@ def _calibrate_logged(backbone: str, image_size: int, data_root: str, cache_root
 
 
 def _calibrate_in_background(backbone: str, image_size: int, data_root: str, cache_root: str) -> None:
-    """One calibration process per backbone, size and cache at a time, started fresh ("spawn"):
-    the backbone it builds and traces would otherwise stay in the app server's memory. It leaves
-    its timing on disk; a failed one is logged and tried again at the next estimate."""
-    key = (backbone, image_size, cache_root)
-    with _CALIBRATIONS_LOCK:
-        if key in _CALIBRATIONS and _CALIBRATIONS[key].is_alive():
+    """Start a calibration in a fresh process ("spawn"), unless one is still running: the backbone
+    it builds and traces would otherwise stay in the app server's memory, and several at once
+    (sessions, a pair's members) would share its cores with the runs. The page keeps the typical
+    figure meanwhile and asks again at its next estimate; a calibration leaves its timing on
+    disk, and a failed one is logged and tried again then."""
+    global _CALIBRATION
+    with _CALIBRATION_LOCK:
+        if _CALIBRATION is not None and _CALIBRATION.is_alive():  # is_alive also reaps a finished one
             return
-        _CALIBRATIONS[key] = multiprocessing.get_context("spawn").Process(
+        _CALIBRATION = multiprocessing.get_context("spawn").Process(
             target=_calibrate_logged,
             args=(backbone, image_size, data_root, cache_root),
             name=f"calibrate-{backbone}",
             daemon=True,
         )
-        _CALIBRATIONS[key].start()
+        _CALIBRATION.start()
 
 
 def _sample_photos(root: Path, count: int) -> tuple[list[str], list[str]]:
