@@ -73,6 +73,4 @@ if explore.open:
                 ":material/rule: Quality": eda_view.quality,
                 ":material/call_split: Split": eda_view.split,
             }
-            for tab, section in zip(st.tabs(list(sections)), sections.values()):
-                with tab:
-                    section(eda)
+            common.section_tabs(sections, eda)

@@ -45,9 +45,7 @@ else:
         ":material/category: Per class": compare_view.per_class,
         ":material/target: Calibration": compare_view.calibration,
     }
-    for tab, section in zip(st.tabs(list(sections)), sections.values()):
-        with tab:
-            section(selected)
+    common.section_tabs(sections, selected)
 
 compare_view.before_after(rows)
 

@@ -212,6 +212,13 @@ def group_estimate(what: str, estimate, *args) -> None:
         )
 
 
+def section_tabs(sections: dict, shown) -> None:
+    """One tab per section, each drawing `shown` its way: `{tab label: section(shown)}`."""
+    for tab, section in zip(st.tabs(list(sections)), sections.values()):
+        with tab:
+            section(shown)
+
+
 def _clear(bar) -> None:
     if bar is not None:
         bar.empty()
