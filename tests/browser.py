@@ -329,8 +329,8 @@ def settle(page, seconds: float = 1.0) -> None:
 
 
 def choose(page, key: str, option: str) -> None:
-    """Pick `option` in a selectbox; its label may carry a note after the name, e.g. a backbone's
-    "mobilenet (no download)" when its weights are here."""
+    """Pick `option` in a selectbox, then wait for the rerun it starts; its label may carry a note
+    after the name, e.g. a backbone's "mobilenet (no download)" when its weights are here."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     wanted = page.get_by_role("option", name=re.compile(f"^{re.escape(option)}( \\(.*\\))?$"))
@@ -338,8 +338,9 @@ def choose(page, key: str, option: str) -> None:
         page.locator(f".st-key-{key} [role=combobox]").click()
         try:
             wanted.click(timeout=30_000)
-            return
+            break
         except PlaywrightTimeoutError:
             if attempt == 2:
                 raise
             settle(page)
+    settle(page)
