@@ -138,3 +138,18 @@ def test_one_calibration_runs_at_a_time_and_the_next_is_asked_for_again(syntheti
     assert estimate.calibrated_speed("mobilenet", 48, cache) is not None
     assert estimate.calibrated_speed("mobilenet_v2", 48, cache) is None
     wait_until(lambda: ask("mobilenet_v2").source == "calibrated", timeout=120)
+
+
+def test_a_head_on_feature_maps_costs_by_the_maps_positions(synthetic_dataset, tmp_path):
+    """MobileNet's maps are 5 x 5 at 160 px and 7 x 7 at 224 px: the head's epochs cost 25/49."""
+    training = {
+        size: estimate_run(
+            make_config("dropout20", backbone="mobilenet", image_size=size, augment_cache="maps"),
+            synthetic_dataset,
+            runs_root=tmp_path / "runs",
+            cache_root=tmp_path / "cache",
+            photos=1000,
+        )["training_s"]
+        for size in (160, 224)
+    }
+    assert training[160] / training[224] == pytest.approx(25 / 49, rel=1e-3)

@@ -53,8 +53,9 @@ REFERENCE_SIZE = 224
 TRAIN_COST = 3.0
 # The head's seconds per training photo and epoch when no past run says: the medians of the
 # study's MobileNet runs on the real photos (docs/RESULTS.md); on feature maps the head also
-# augments and pools them.
+# augments and pools them, so its cost grows with the maps' positions (7 x 7 in those runs).
 FALLBACK_HEAD_S_PER_PHOTO = {"features": 0.0003, "maps": 0.0006}
+FALLBACK_MAP_POSITIONS = 49
 # Building the model and tracing its graphs, per run, until a calibration has timed them here.
 RUN_OVERHEAD_S = 10.0
 # A calibration builds and traces one feature model; a run builds and traces that, then its
@@ -273,8 +274,7 @@ def feature_needs(config: TrainConfig) -> list[dict]:
     network trained end to end."""
     if not config.head_on_cache:
         return []
-    cells = config.image_size // get_backbone(config.backbone).stride
-    if config.augments_maps and cells**2 >= MIN_MAP_POSITIONS:
+    if config.augments_maps and map_positions(config) >= MIN_MAP_POSITIONS:
         return [{"kind": "feature maps", "pooling": None, "passes": 1, "part": "all"}]
     clean = {"kind": "clean", "pooling": config.pooling, "passes": 1}
     if config.augment:
@@ -320,7 +320,8 @@ def _covered(signature: tuple, entries: list[dict], photos: float) -> bool:
 
 
 def _head_s_per_photo(runs_root) -> dict[str, float]:
-    """Median head seconds per training photo and epoch of past finished runs, by input kind."""
+    """Median head seconds per training photo and epoch of past finished runs, by input kind; on
+    feature maps per map position too, since a run at another size has more or fewer."""
     samples: dict[str, list[float]] = {"features": [], "maps": []}
     store = RunStore(runs_root)
     for run_dir in store.run_dirs():
@@ -332,8 +333,18 @@ def _head_s_per_photo(runs_root) -> dict[str, float]:
         if not train or settings.weights == "none" or settings.fine_tune_blocks:
             continue
         kind = "maps" if settings.augment and run.augment_cache_ran == "maps" else "features"
-        samples[kind] += [row.seconds / train for row in run.history if row.seconds]
-    return {k: statistics.median(v) if v else FALLBACK_HEAD_S_PER_PHOTO[k] for k, v in samples.items()}
+        per = train * (map_positions(settings) if kind == "maps" else 1)
+        samples[kind] += [row.seconds / per for row in run.history if row.seconds]
+    fallback = {
+        "features": FALLBACK_HEAD_S_PER_PHOTO["features"],
+        "maps": FALLBACK_HEAD_S_PER_PHOTO["maps"] / FALLBACK_MAP_POSITIONS,
+    }
+    return {k: statistics.median(v) if v else fallback[k] for k, v in samples.items()}
+
+
+def map_positions(config: TrainConfig) -> int:
+    """Positions of the backbone's last feature maps at the config's image size."""
+    return (config.image_size // get_backbone(config.backbone).stride) ** 2
 
 
 def _seconds(
@@ -343,7 +354,7 @@ def _seconds(
     extraction = extraction_passes / rate
     if feature_needs(config):
         kind = "maps" if feature_needs(config)[0]["kind"] == "feature maps" else "features"
-        training = epochs * parts["train"] * head[kind]
+        training = epochs * parts["train"] * head[kind] * (map_positions(config) if kind == "maps" else 1)
     else:
         epoch = (parts["train"] * TRAIN_COST + parts["val"]) / rate
         training = epochs * epoch + parts["test"] / rate
