@@ -52,4 +52,6 @@ with st.sidebar:
         for section_page in section_pages:
             st.page_link(section_page)
 home.sidebar_status()
+if navigation.url_path:  # the pages past Home load Keras: once, whole, before any of them runs
+    common.import_keras_once()
 navigation.run()

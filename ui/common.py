@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -158,6 +159,17 @@ def failure(error: Exception, action: str = "") -> str:
         return line
     log.exception("%s", line)
     return f"{line} (the traceback is in {SERVER_LOG})"
+
+
+_KERAS_IMPORT = threading.Lock()
+
+
+def import_keras_once() -> None:
+    """Import Keras (and TensorFlow) whole, one script run at a time: Keras imports itself in a
+    cycle, and two runs importing it at the same moment (two sessions, or a rerun beside the run
+    it replaces) may each find the other's half-made modules, an ImportError on the page."""
+    with _KERAS_IMPORT:
+        import keras  # noqa: F401
 
 
 @contextmanager
