@@ -51,7 +51,6 @@ with st.sidebar:
             st.caption(section)
         for section_page in section_pages:
             st.page_link(section_page)
+common.import_keras_once()  # every page, Home's weights card too, reaches TensorFlow
 home.sidebar_status()
-if navigation.url_path:  # the pages past Home load Keras: once, whole, before any of them runs
-    common.import_keras_once()
 navigation.run()
